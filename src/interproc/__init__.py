@@ -1,0 +1,34 @@
+"""interproc: every classic IPC method behind one Python API, with a C core.
+
+The public modules are ``interproc.shm``, ``interproc.sync``,
+``interproc.shared`` and the transports and protocols built on them; this
+package re-exports the error tree and the address entry points.
+"""
+
+from ._errors import (
+    AlreadyExists as AlreadyExists,
+    ChannelClosed as ChannelClosed,
+    InterprocError as InterprocError,
+    MessageTooLarge as MessageTooLarge,
+    NotFound as NotFound,
+    OwnerDied as OwnerDied,
+    PermissionDenied as PermissionDenied,
+    ProtocolError as ProtocolError,
+    RemoteError as RemoteError,
+    Timeout as Timeout,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlreadyExists",
+    "ChannelClosed",
+    "InterprocError",
+    "MessageTooLarge",
+    "NotFound",
+    "OwnerDied",
+    "PermissionDenied",
+    "ProtocolError",
+    "RemoteError",
+    "Timeout",
+]

@@ -1,0 +1,18 @@
+"""The operating-system layer: every OS-specific call lives behind this module.
+
+Only Linux is implemented and tested; a macOS or Windows backend is another
+module with the same functions, picked here, without touching the public API.
+"""
+
+import sys
+
+if sys.platform.startswith("linux"):
+    from ._linux import (
+        SHM_DIR as SHM_DIR,
+        ProcessId as ProcessId,
+        current_process as current_process,
+        is_alive as is_alive,
+        shm_path as shm_path,
+    )
+else:  # pragma: no cover - no other backend exists yet
+    raise ImportError(f"interproc has no backend for {sys.platform!r} yet (Linux only)")

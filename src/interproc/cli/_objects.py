@@ -1,0 +1,12 @@
+"""Modules that own named objects; importing them registers their listers."""
+
+import importlib
+
+KIND_MODULES = (
+    "interproc._shm",
+)
+
+
+def load_kinds() -> None:
+    for name in KIND_MODULES:
+        importlib.import_module(name)

@@ -1,0 +1,36 @@
+/* Shared declarations of the interproc._native extension.
+ *
+ * Every primitive lives in its own file and contributes one method table;
+ * module.c stitches the tables together.  All of them address shared memory
+ * as (buffer, offset) and bounds-check the pair before touching it: the
+ * contents of a segment are never trusted.
+ */
+#ifndef INTERPROC_NATIVE_H
+#define INTERPROC_NATIVE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+
+extern PyMethodDef ip_atomic_methods[];
+extern PyMethodDef ip_futex_methods[];
+extern PyMethodDef ip_mutex_methods[];
+extern PyMethodDef ip_ring_methods[];
+
+/* Module-level constants added by each file's init hook. */
+int ip_mutex_add_constants(PyObject *module);
+int ip_ring_init(PyObject *module);
+
+/* Resolve `offset` inside `view` for an object of `size` bytes aligned to
+ * `align`; sets ValueError and returns NULL when it does not fit. */
+void *ip_locate(Py_buffer *view, Py_ssize_t offset, Py_ssize_t size,
+                Py_ssize_t align);
+
+/* Convert a Python timeout (None or seconds >= 0) to a monotonic deadline.
+ * Returns 0 and sets *has_deadline; -1 with an exception set on bad input. */
+int ip_deadline(PyObject *timeout, int *has_deadline, struct timespec *deadline);
+
+/* Seconds left until `deadline` as a relative timespec; 0 when reached. */
+int ip_remaining(const struct timespec *deadline, struct timespec *left);
+
+#endif
