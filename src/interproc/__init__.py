@@ -18,6 +18,8 @@ from ._errors import (
     Timeout as Timeout,
 )
 
+from ._address import connect as connect, listen as listen
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -31,4 +33,6 @@ __all__ = [
     "ProtocolError",
     "RemoteError",
     "Timeout",
+    "connect",
+    "listen",
 ]
