@@ -19,7 +19,7 @@ from typing import Any
 from . import _native
 from ._errors import Timeout
 from ._naming import Scope
-from ._shm import SharedMemory
+from ._shm import SharedMemory, register_details
 
 _U32 = {"size": 4, "signed": False}
 
@@ -115,6 +115,12 @@ class _Named:
     @property
     def closed(self) -> bool:
         return self._shm.closed
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}{' closed' if self.closed else ''}>"
@@ -306,8 +312,6 @@ def _details(kind: str) -> Any:
         return {"set": bool(state), "manual_reset": bool(manual), "waiters": waiters}
     return describe
 
-
-from ._shm import register_details  # noqa: E402  (after the classes it describes)
 
 register_details("semaphore", _details("semaphore"))
 register_details("event", _details("event"))
