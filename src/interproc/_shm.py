@@ -246,9 +246,10 @@ class SharedMemory:
         """Create a new segment; ``AlreadyExists`` if the name is taken."""
         if raw:
             return cls._create_raw(name, size, scope, mode)
-        handle = cls._make(name, size, scope, mode, persistent, init=None, exclusive=True, deadline=None)
-        assert handle is not None
-        return handle
+        while True:  # None: a dead segment held the name and was cleared; retry
+            handle = cls._make(name, size, scope, mode, persistent, init=None, exclusive=True, deadline=None)
+            if handle is not None:
+                return handle
 
     @classmethod
     def open(cls, name: str, *, scope: Scope = "user", raw: bool = False,
@@ -370,24 +371,26 @@ class SharedMemory:
         m = _Mapping(fd, st.st_size)
         try:
             size = _validate_header(m.buf, st.st_size, what, cls.KIND)
-            me = current_process()
+            slot = 0
             with _HeaderLock(m.buf, what):
                 flags = struct.unpack_from("<I", m.buf, OFF_FLAGS)[0]
                 if flags & F_REMOVED:
-                    m.release()
-                    return None  # lost a race with the last closer: look again
-                if not flags & F_PERSISTENT and not _reap(m.buf):
+                    pass  # lost a race with the last closer: look again
+                elif not flags & F_PERSISTENT and not _reap(m.buf):
                     # Every process that had it open is gone: by the Win32
                     # rule the object no longer exists.
                     _remove_name(m.buf, m.fd, path)
-                    m.release()
-                    if init is not None:
-                        return None
-                    raise NotFound(f"{what} does not exist (its last users died without closing it)")
-                slot = _attach(m.buf, me, what)
+                    flags |= F_REMOVED
+                else:
+                    slot = _attach(m.buf, current_process(), what)
         except BaseException:
             m.release()
             raise
+        if not slot:
+            m.release()
+            if flags & F_REMOVED and init is None and not os.path.exists(path):
+                raise NotFound(f"{what} does not exist (its last users died or closed it)")
+            return None
         handle = cls._wrap(m, name, scope, size, slot, created=False)
         try:
             handle._wait_ready(init, deadline)
