@@ -1,13 +1,1174 @@
-/* Single-producer single-consumer byte rings for the shm:// channel.
- * Filled in by the shared-memory channel work (issue 4). */
+/* Duplex shared-memory channel: two single-producer single-consumer byte
+ * rings in one segment, with the wait policy (spin, then futex sleep).
+ *
+ * Segment user area (little-endian, offsets in bytes):
+ *
+ *     0     magic u32 "IPCH", version u32, capacity u64 (bytes per ring)
+ *     16    flags u32, pad u32
+ *     24    side A ident (pid u32, pad, start u64); 40 side B ident
+ *     64    closed[A] u32, closed[B] u32, asym[A] u32, asym[B] u32 (own line)
+ *     256   ring 0 header (A -> B), 512 ring 1 header (B -> A)
+ *     4096  ring 0 data, then ring 1 data (capacity bytes each)
+ *
+ * A ring header holds four cache lines, each written by one side only so
+ * that the fast path does not bounce lines it does not need:
+ *     +0   head  (producer)        +64  tail (consumer)
+ *     +128 data_seq, data_wait     (consumer sleeps on data_seq)
+ *     +192 space_seq, space_wait   (producer sleeps on space_seq)
+ *
+ * Records are 8-byte aligned: u32 length, u32 tag (MSG or PAD), payload.
+ * A record never wraps: when it does not fit before the end of the ring, a
+ * PAD record fills the rest and the message starts at offset 0, so every
+ * message is contiguous (which is what makes recv_view zero-copy).  Hence a
+ * message fits iff 8 + align8(len) <= capacity / 2.
+ *
+ * Head and tail are free-running u64 byte counters.  Each side keeps its own
+ * cursor privately and only *writes* it to shared memory; what it *reads*
+ * from the other side is validated (0 <= head - tail <= capacity, records
+ * inside the ring and inside the published bytes) before use, so a corrupted
+ * or hostile segment yields ProtocolError, never an out-of-bounds access.
+ */
 #include "native.h"
 
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define CHAN_MAGIC 0x48435049u /* "IPCH" */
+#define CHAN_VERSION 1u
+#define CHAN_DATA 4096
+#define OFF_CLOSED 64
+#define OFF_ASYM 72
+#define OFF_RING0 256
+#define OFF_RING1 512
+#define TAG_MSG 0x4753u
+#define TAG_PAD 0x4450u
+#define MIN_CAPACITY 4096
+#define MAX_CAPACITY (1ULL << 31)
+#define NLOANS 1024
+
+#define SLICE_NS 100000000LL     /* sleep slices: peer-death check interval */
+#define SPIN_CHECK_NS 1000000LL  /* pure spin: signal check interval */
+#define GIL_SPIN_NS 4000LL       /* spin this long before giving up the GIL */
+
+enum { POLICY_HYBRID, POLICY_SPIN, POLICY_SLEEP };
+
+typedef struct {
+    uint64_t head;
+    char pad0[56];
+    uint64_t tail;
+    char pad1[56];
+    uint32_t data_seq, data_wait;
+    char pad2[56];
+    uint32_t space_seq, space_wait;
+    char pad3[56];
+} ring_hdr;
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view;
+    int has_view;
+    uint64_t cap;
+    int side;
+    ring_hdr *tx, *rx;
+    char *txdata, *rxdata;
+    uint32_t *my_closed, *peer_closed;
+    uint32_t *peer_asym;  /* the peer registered for membarrier fences */
+    uint64_t head;       /* tx: private producer cursor */
+    uint64_t tail_seen;  /* tx: last tail read from the consumer */
+    uint64_t rpos;       /* rx: private read cursor */
+    uint64_t head_seen;  /* rx: last head read from the producer */
+    /* Loans (recv_view) release ring space in order: a FIFO of record ends. */
+    uint64_t loan_end[NLOANS];
+    uint8_t loan_done[NLOANS];
+    uint64_t loan_first, loan_next;
+    Py_ssize_t live_loans;
+    int closed, broken, peer_dead;
+    int pidfd;
+    int policy;
+    long long spin_ns;
+    int busy_send, busy_recv;
+    uint32_t interrupts;
+} ChanObject;
+
+typedef struct {
+    PyObject_HEAD
+    ChanObject *chan;
+    char *ptr;
+    Py_ssize_t len;
+    uint64_t seq;
+    int exports, done;
+} LoanObject;
+
+static PyTypeObject Chan_Type;
+static PyTypeObject Loan_Type;
+
+/* Exceptions given meaning by Python (interproc._errors), set at import. */
+static PyObject *err_closed, *err_timeout, *err_protocol, *err_too_large;
+
+static PyObject *
+exc(PyObject *cls, PyObject *fallback)
+{
+    return cls ? cls : fallback;
+}
+
+/* -- small helpers ------------------------------------------------------- */
+
+static inline long long
+mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static long
+futex(uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
+{
+    return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
+}
+
+/* Asymmetric Dekker fences.  Publishing an index and then checking the
+ * other side's "I am going to sleep" flag needs a StoreLoad barrier; an
+ * mfence/xchg on the line the peer is polling costs ~100 ns per message and
+ * halved the one-way message rate.  Instead the side about to sleep (the
+ * rare, slow path) issues membarrier(GLOBAL_EXPEDITED), which runs a full
+ * barrier on every CPU executing a registered process, and the hot path uses
+ * a compiler barrier only.  Used when both processes registered (a flag per
+ * side in the control block); otherwise seq_cst fences on both paths. */
+static int asym_ok = -1;
+
+static int
+asym_register(void)
+{
+    if (asym_ok < 0) {
+        long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+        asym_ok = q >= 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
+                  syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
+    }
+    return asym_ok;
+}
+
+/* The slow side's barrier: after storing its waiter flag, before re-checking. */
+static inline void
+heavy_fence(void)
+{
+    if (asym_ok != 1 || syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0)
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+static inline uint64_t
+align8(uint64_t n)
+{
+    return (n + 7) & ~(uint64_t)7;
+}
+
+/* Deadline from a Python timeout: -1 for none, else absolute monotonic ns. */
+static int
+deadline_ns(PyObject *timeout, long long *out)
+{
+    int has;
+    struct timespec ts;
+    if (ip_deadline(timeout, &has, &ts) < 0)
+        return -1;
+    *out = has ? (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec : -1;
+    return 0;
+}
+
+static int
+peer_gone(ChanObject *self)
+{
+    if (self->peer_dead)
+        return 1;
+    if (self->pidfd >= 0) {
+        struct pollfd p = {self->pidfd, POLLIN, 0};
+        if (poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)))
+            self->peer_dead = 1;
+    }
+    return self->peer_dead;
+}
+
+static PyObject *
+protocol_error(ChanObject *self, const char *what)
+{
+    self->broken = 1;
+    PyErr_Format(exc(err_protocol, PyExc_ValueError),
+                 "shm channel: corrupted ring (%s); the peer or another process "
+                 "wrote garbage into the segment", what);
+    return NULL;
+}
+
+/* -- readiness (no Python API: called with the GIL released) --------------- */
+
+/* Bytes a record of `len` takes at the current head, including padding. */
+static inline uint64_t
+tx_need(ChanObject *self, uint64_t len)
+{
+    uint64_t rec = 8 + align8(len);
+    uint64_t to_end = self->cap - self->head % self->cap;
+    return rec <= to_end ? rec : to_end + rec;
+}
+
+static inline int
+rx_ready(ChanObject *self)
+{
+    if (__atomic_load_n(&self->rx->head, __ATOMIC_ACQUIRE) != self->rpos)
+        return 1;
+    return __atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE) != 0;
+}
+
+static inline int
+tx_ready(ChanObject *self, uint64_t need)
+{
+    uint64_t tail = __atomic_load_n(&self->tx->tail, __ATOMIC_ACQUIRE);
+    uint64_t used = self->head - tail;
+    /* An impossible tail is "ready" too: the caller's checks report it. */
+    if (used > self->cap || self->cap - used >= need)
+        return 1;
+    return __atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE) != 0;
+}
+
+static inline int
+ready(ChanObject *self, int for_space, uint64_t need, uint32_t intr)
+{
+    if (__atomic_load_n(&self->interrupts, __ATOMIC_ACQUIRE) != intr)
+        return 1;
+    return for_space ? tx_ready(self, need) : rx_ready(self);
+}
+
+enum { W_READY, W_TIMEOUT, W_CHECK, W_DEAD };
+
+/* Block without the GIL until ready, the deadline, a signal (W_CHECK), time
+ * for a periodic check (W_CHECK), or the peer's death (W_DEAD). */
+static int
+block(ChanObject *self, int for_space, uint64_t need, long long deadline,
+      long long spin_until, uint32_t intr)
+{
+    long long chunk_start = mono_ns();
+    uint32_t *word = for_space ? &self->tx->space_seq : &self->rx->data_seq;
+    uint32_t *flag = for_space ? &self->tx->space_wait : &self->rx->data_wait;
+    for (;;) {
+        if (ready(self, for_space, need, intr))
+            return W_READY;
+        long long now = mono_ns();
+        if (deadline >= 0 && now >= deadline)
+            return W_TIMEOUT;
+        if (self->policy == POLICY_SPIN || now < spin_until) {
+            for (int i = 0; i < 64; i++) {
+                cpu_relax();
+                if (ready(self, for_space, need, intr))
+                    return W_READY;
+            }
+            if (self->policy == POLICY_SPIN && now - chunk_start > SPIN_CHECK_NS)
+                return peer_gone(self) ? W_DEAD : W_CHECK;
+            continue;
+        }
+        if (peer_gone(self))
+            return W_DEAD;
+        /* Sleep.  Dekker with the producer of the event: we publish the
+         * waiter flag then re-check; it publishes its index then checks the
+         * flag.  Both sides use seq_cst, so at least one sees the other. */
+        uint32_t seq = __atomic_load_n(word, __ATOMIC_ACQUIRE);
+        __atomic_store_n(flag, 1, __ATOMIC_SEQ_CST);
+        heavy_fence();
+        if (ready(self, for_space, need, intr)) {
+            __atomic_store_n(flag, 0, __ATOMIC_RELAXED);
+            return W_READY;
+        }
+        long long span = SLICE_NS;
+        if (deadline >= 0 && deadline - now < span)
+            span = deadline - now;
+        struct timespec ts = {span / 1000000000LL, span % 1000000000LL};
+        long rc = futex(word, FUTEX_WAIT, seq, &ts);
+        int err = errno;
+        __atomic_store_n(flag, 0, __ATOMIC_RELAXED);
+        if (rc < 0 && err == EINTR)
+            return W_CHECK;
+    }
+}
+
+/* Wait until a send of `need` bytes / a recv would not block.  Returns 1 when
+ * ready (including closed / dead peer: the caller reports those), 0 on
+ * timeout, -1 with an exception set. */
+static int
+chan_wait(ChanObject *self, int for_space, uint64_t need, long long deadline)
+{
+    uint32_t intr = __atomic_load_n(&self->interrupts, __ATOMIC_ACQUIRE);
+    long long start = mono_ns();
+    long long spin_until = self->policy == POLICY_SLEEP ? 0 : start + self->spin_ns;
+    /* A prompt peer answers within a few microseconds: poll that long with
+     * the GIL held, because handing the GIL over and back costs about as
+     * much as the whole round trip.  Longer waits release it. */
+    long long gil_until = start + (self->spin_ns < GIL_SPIN_NS ? self->spin_ns : GIL_SPIN_NS);
+    if (self->policy != POLICY_SLEEP) {
+        for (;;) {
+            for (int i = 0; i < 32; i++) {
+                if (ready(self, for_space, need, intr))
+                    return 1;
+                cpu_relax();
+            }
+            long long now = mono_ns();
+            if (now >= gil_until || (deadline >= 0 && now >= deadline))
+                break;
+        }
+    }
+    for (;;) {
+        int r;
+        Py_BEGIN_ALLOW_THREADS
+        r = block(self, for_space, need, deadline, spin_until, intr);
+        Py_END_ALLOW_THREADS
+        if (r == W_READY || r == W_DEAD)
+            return 1;
+        if (r == W_TIMEOUT)
+            return 0;
+        if (PyErr_CheckSignals() < 0)
+            return -1;
+        if (self->closed)
+            return 1;
+    }
+}
+
+static void
+wake(uint32_t *word)
+{
+    __atomic_fetch_add(word, 1, __ATOMIC_SEQ_CST);
+    futex(word, FUTEX_WAKE, INT_MAX, NULL);
+}
+
+/* Store an index, then wake the other side if it announced it sleeps. */
+static inline void
+publish(ChanObject *self, uint64_t *index, uint64_t value, uint32_t *flag, uint32_t *word)
+{
+    if (asym_ok == 1 && __atomic_load_n(self->peer_asym, __ATOMIC_RELAXED)) {
+        __atomic_store_n(index, value, __ATOMIC_RELEASE);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST); /* compiler only: see heavy_fence */
+    } else {
+        __atomic_store_n(index, value, __ATOMIC_SEQ_CST); /* full barrier (Dekker) */
+    }
+    if (__atomic_load_n(flag, __ATOMIC_RELAXED))
+        wake(word);
+}
+
+/* -- send ------------------------------------------------------------------ */
+
+static PyObject *
+closed_error(ChanObject *self, int sending)
+{
+    if (self->closed)
+        PyErr_SetString(exc(err_closed, PyExc_OSError), "shm channel is closed");
+    else if (self->peer_dead && !__atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE))
+        PyErr_SetString(exc(err_closed, PyExc_OSError),
+                        "shm channel: the peer process died");
+    else
+        PyErr_SetString(exc(err_closed, PyExc_OSError),
+                        sending ? "shm channel: the peer closed its end"
+                                : "shm channel: the peer closed the channel");
+    return NULL;
+}
+
+static int
+check_usable(ChanObject *self, int sending)
+{
+    if (self->closed || (sending && __atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE))) {
+        closed_error(self, sending);
+        return -1;
+    }
+    if (self->broken) {
+        PyErr_SetString(exc(err_protocol, PyExc_ValueError),
+                        "shm channel: the ring is corrupted (an earlier ProtocolError)");
+        return -1;
+    }
+    return 0;
+}
+
+static uint64_t
+max_message(ChanObject *self)
+{
+    return self->cap / 2 - 8;
+}
+
+/* Parse (obj, timeout) from a vectorcall with keywords "timeout". */
+static int
+parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+           PyObject *kwnames, int npos, PyObject **pos, PyObject **timeout)
+{
+    *timeout = Py_None;
+    if (nargs != npos) {
+        if (nargs == npos + 1) {
+            *timeout = args[npos];
+        } else {
+            PyErr_Format(PyExc_TypeError, "%s() takes %d positional argument%s (%zd given)",
+                         fname, npos, npos == 1 ? "" : "s", nargs);
+            return -1;
+        }
+    }
+    for (int i = 0; i < npos; i++)
+        pos[i] = args[i];
+    if (kwnames) {
+        Py_ssize_t nk = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t i = 0; i < nk; i++) {
+            PyObject *k = PyTuple_GET_ITEM(kwnames, i);
+            if (PyUnicode_CompareWithASCIIString(k, "timeout") != 0 || nargs > npos) {
+                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R",
+                             fname, k);
+                return -1;
+            }
+            *timeout = args[nargs + i];
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+chan_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *data, *timeout;
+    if (parse_args("send", args, nargs, kwnames, 1, &data, &timeout) < 0)
+        return NULL;
+    if (check_usable(self, 1) < 0)
+        return NULL;
+    Py_buffer b;
+    if (PyObject_GetBuffer(data, &b, PyBUF_SIMPLE) < 0) {
+        if (PyErr_ExceptionMatches(PyExc_BufferError))
+            return NULL; /* e.g. a non-contiguous array: its own message says so */
+        PyErr_Clear();
+        PyErr_Format(PyExc_TypeError,
+                     "send() needs a bytes-like object, not %.100s", Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    uint64_t len = (uint64_t)b.len;
+    if (len > max_message(self)) {
+        PyErr_Format(exc(err_too_large, PyExc_ValueError),
+                     "shm channel: a %llu-byte message does not fit a %llu-byte ring "
+                     "(the limit is %llu bytes); connect with ?capacity= at least %llu",
+                     (unsigned long long)len, (unsigned long long)self->cap,
+                     (unsigned long long)max_message(self),
+                     (unsigned long long)(2 * (len + 8)));
+        goto done;
+    }
+    if (self->busy_send) {
+        PyErr_SetString(PyExc_ValueError,
+                        "another thread is already sending on this shm channel "
+                        "(each ring has one producer)");
+        goto done;
+    }
+    uint64_t need = tx_need(self, len);
+    uint64_t used = self->head - self->tail_seen;
+    if (self->cap - used < need) {
+        self->tail_seen = __atomic_load_n(&self->tx->tail, __ATOMIC_ACQUIRE);
+        used = self->head - self->tail_seen;
+        if (used > self->cap) {
+            protocol_error(self, "tail moved outside the ring");
+            goto done;
+        }
+        if (self->cap - used < need) {
+            long long deadline;
+            if (deadline_ns(timeout, &deadline) < 0)
+                goto done;
+            self->busy_send = 1;
+            for (;;) {
+                int r = chan_wait(self, 1, need, deadline);
+                if (r < 0)
+                    break;
+                self->tail_seen = __atomic_load_n(&self->tx->tail, __ATOMIC_ACQUIRE);
+                used = self->head - self->tail_seen;
+                if (used > self->cap) {
+                    protocol_error(self, "tail moved outside the ring");
+                    break;
+                }
+                if (self->cap - used >= need) {
+                    r = 2;
+                } else if (self->closed || self->peer_dead ||
+                           __atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE)) {
+                    closed_error(self, 1);
+                    break;
+                } else if (r == 0) {
+                    PyErr_Format(exc(err_timeout, PyExc_TimeoutError),
+                                 "shm channel: send timed out: the ring is full "
+                                 "(the peer is not reading)");
+                    break;
+                }
+                if (r == 2)
+                    break;
+            }
+            self->busy_send = 0;
+            if (PyErr_Occurred())
+                goto done;
+        }
+    }
+    uint64_t pos = self->head % self->cap;
+    if (8 + align8(len) > self->cap - pos) {
+        uint32_t *pad = (uint32_t *)(self->txdata + pos);
+        pad[0] = (uint32_t)(self->cap - pos - 8);
+        pad[1] = TAG_PAD;
+        self->head += self->cap - pos;
+        pos = 0;
+    }
+    char *rec = self->txdata + pos;
+    if (len >= (1 << 18)) {
+        Py_BEGIN_ALLOW_THREADS
+        memcpy(rec + 8, b.buf, len);
+        Py_END_ALLOW_THREADS
+    } else {
+        memcpy(rec + 8, b.buf, len);
+    }
+    ((uint32_t *)rec)[0] = (uint32_t)len;
+    ((uint32_t *)rec)[1] = TAG_MSG;
+    self->head += 8 + align8(len);
+    publish(self, &self->tx->head, self->head, &self->tx->data_wait, &self->tx->data_seq);
+    result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&b);
+    return result;
+}
+
+/* -- recv ------------------------------------------------------------------ */
+
+static void
+publish_tail(ChanObject *self, uint64_t tail)
+{
+    publish(self, &self->rx->tail, tail, &self->rx->space_wait, &self->rx->space_seq);
+}
+
+/* Mark the bytes up to `end` consumed: at once, or after earlier loans. */
+static void
+consume(ChanObject *self, uint64_t end)
+{
+    if (self->loan_first == self->loan_next) {
+        publish_tail(self, end);
+        return;
+    }
+    uint64_t last = (self->loan_next - 1) % NLOANS;
+    if (self->loan_done[last]) {
+        self->loan_end[last] = end; /* merge with a finished entry */
+        return;
+    }
+    /* Never full here: recv_view refuses to start a loan when it would be. */
+    self->loan_end[self->loan_next % NLOANS] = end;
+    self->loan_done[self->loan_next % NLOANS] = 1;
+    self->loan_next++;
+}
+
+static void
+loan_finish(ChanObject *self, uint64_t seq)
+{
+    self->loan_done[seq % NLOANS] = 1;
+    uint64_t tail = 0;
+    int moved = 0;
+    while (self->loan_first != self->loan_next && self->loan_done[self->loan_first % NLOANS]) {
+        tail = self->loan_end[self->loan_first % NLOANS];
+        self->loan_first++;
+        moved = 1;
+    }
+    if (moved && self->has_view && !self->closed)
+        publish_tail(self, tail);
+}
+
+static void
+chan_drop_view(ChanObject *self)
+{
+    if (self->has_view && self->live_loans == 0) {
+        self->has_view = 0;
+        PyBuffer_Release(&self->view);
+    }
+}
+
+/* Wait for and validate the next message; sets ptr, len and the record end. */
+static int
+next_message(ChanObject *self, PyObject *timeout, char **ptr, uint64_t *len, uint64_t *end)
+{
+    long long deadline = -2; /* computed lazily: the fast path never needs it */
+    for (;;) {
+        uint64_t avail = self->head_seen - self->rpos;
+        if (avail == 0) {
+            self->head_seen = __atomic_load_n(&self->rx->head, __ATOMIC_ACQUIRE);
+            avail = self->head_seen - self->rpos;
+        }
+        if (avail > self->cap) {
+            protocol_error(self, "head moved outside the ring");
+            return -1;
+        }
+        if (avail == 0) {
+            if (self->closed || self->peer_dead ||
+                __atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE)) {
+                /* Closed or dead: deliver what was published before that. */
+                self->head_seen = __atomic_load_n(&self->rx->head, __ATOMIC_ACQUIRE);
+                if (self->head_seen != self->rpos)
+                    continue;
+                closed_error(self, 0);
+                return -1;
+            }
+            if (deadline == -2 && deadline_ns(timeout, &deadline) < 0)
+                return -1;
+            int r = chan_wait(self, 0, 0, deadline);
+            if (r < 0)
+                return -1;
+            if (r == 0 && __atomic_load_n(&self->rx->head, __ATOMIC_ACQUIRE) == self->rpos &&
+                !__atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE) && !self->peer_dead) {
+                PyErr_SetString(exc(err_timeout, PyExc_TimeoutError),
+                                "shm channel: recv timed out");
+                return -1;
+            }
+            continue;
+        }
+        uint64_t pos = self->rpos % self->cap;
+        if (avail < 8 || (avail & 7)) {
+            protocol_error(self, "published a partial record");
+            return -1;
+        }
+        /* Read the header once: a hostile writer may change it under us. */
+        uint32_t rlen = __atomic_load_n((uint32_t *)(self->rxdata + pos), __ATOMIC_RELAXED);
+        uint32_t tag = __atomic_load_n((uint32_t *)(self->rxdata + pos) + 1, __ATOMIC_RELAXED);
+        if (tag == TAG_PAD) {
+            uint64_t skip = self->cap - pos;
+            if (skip > avail) {
+                protocol_error(self, "padding past the published bytes");
+                return -1;
+            }
+            self->rpos += skip;
+            continue;
+        }
+        if (tag != TAG_MSG) {
+            protocol_error(self, "unknown record tag");
+            return -1;
+        }
+        uint64_t rec = 8 + align8(rlen);
+        if (rec > self->cap - pos || rec > avail) {
+            protocol_error(self, "record length past the published bytes");
+            return -1;
+        }
+        *ptr = self->rxdata + pos + 8;
+        *len = rlen;
+        *end = self->rpos + rec;
+        return 0;
+    }
+}
+
+static int
+begin_recv(ChanObject *self)
+{
+    if (check_usable(self, 0) < 0)
+        return -1;
+    if (self->busy_recv) {
+        PyErr_SetString(PyExc_ValueError,
+                        "another thread is already receiving on this shm channel "
+                        "(each ring has one consumer)");
+        return -1;
+    }
+    self->busy_recv = 1;
+    return 0;
+}
+
+static PyObject *
+chan_recv(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *timeout;
+    if (parse_args("recv", args, nargs, kwnames, 0, NULL, &timeout) < 0)
+        return NULL;
+    if (begin_recv(self) < 0)
+        return NULL;
+    char *ptr;
+    uint64_t len, end;
+    PyObject *result = NULL;
+    if (next_message(self, timeout, &ptr, &len, &end) == 0) {
+        result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)len);
+        if (result) {
+            if (len >= (1 << 18)) {
+                Py_BEGIN_ALLOW_THREADS
+                memcpy(PyBytes_AS_STRING(result), ptr, len);
+                Py_END_ALLOW_THREADS
+            } else {
+                memcpy(PyBytes_AS_STRING(result), ptr, len);
+            }
+            self->rpos = end;
+            consume(self, end);
+        }
+    }
+    self->busy_recv = 0;
+    return result;
+}
+
+static PyObject *
+chan_recv_into(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *target, *timeout;
+    if (parse_args("recv_into", args, nargs, kwnames, 1, &target, &timeout) < 0)
+        return NULL;
+    Py_buffer b;
+    if (PyObject_GetBuffer(target, &b, PyBUF_WRITABLE) < 0)
+        return NULL;
+    PyObject *result = NULL;
+    if (begin_recv(self) < 0)
+        goto out;
+    char *ptr;
+    uint64_t len, end;
+    if (next_message(self, timeout, &ptr, &len, &end) == 0) {
+        if (len > (uint64_t)b.len) {
+            /* Left in the ring: the caller may retry with a larger buffer. */
+            PyErr_Format(exc(err_too_large, PyExc_ValueError),
+                         "shm channel: the next message has %llu bytes, the buffer only %zd "
+                         "(the message stays queued)", (unsigned long long)len, b.len);
+        } else {
+            if (len >= (1 << 18)) {
+                Py_BEGIN_ALLOW_THREADS
+                memcpy(b.buf, ptr, len);
+                Py_END_ALLOW_THREADS
+            } else {
+                memcpy(b.buf, ptr, len);
+            }
+            self->rpos = end;
+            consume(self, end);
+            result = PyLong_FromUnsignedLongLong(len);
+        }
+    }
+    self->busy_recv = 0;
+out:
+    PyBuffer_Release(&b);
+    return result;
+}
+
+static PyObject *
+chan_recv_view(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *timeout;
+    if (parse_args("recv_view", args, nargs, kwnames, 0, NULL, &timeout) < 0)
+        return NULL;
+    if (self->loan_next - self->loan_first >= NLOANS - 1) {
+        PyErr_Format(PyExc_ValueError,
+                     "shm channel: %d views from recv_view() are still held; release some",
+                     NLOANS - 1);
+        return NULL;
+    }
+    if (begin_recv(self) < 0)
+        return NULL;
+    char *ptr;
+    uint64_t len, end;
+    PyObject *result = NULL;
+    if (next_message(self, timeout, &ptr, &len, &end) == 0) {
+        LoanObject *loan = PyObject_New(LoanObject, &Loan_Type);
+        if (loan) {
+            loan->chan = (ChanObject *)Py_NewRef(self);
+            loan->ptr = ptr;
+            loan->len = (Py_ssize_t)len;
+            loan->exports = 0;
+            loan->done = 0;
+            loan->seq = self->loan_next;
+            self->loan_end[self->loan_next % NLOANS] = end;
+            self->loan_done[self->loan_next % NLOANS] = 0;
+            self->loan_next++;
+            self->live_loans++;
+            self->rpos = end;
+            result = PyMemoryView_FromObject((PyObject *)loan);
+            Py_DECREF(loan); /* the memoryview holds it; released with it */
+        }
+    }
+    self->busy_recv = 0;
+    return result;
+}
+
+/* -- waits for asyncio and friends ---------------------------------------- */
+
+static PyObject *
+chan_wait_recv(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *timeout;
+    if (parse_args("wait_recv", args, nargs, kwnames, 0, NULL, &timeout) < 0)
+        return NULL;
+    if (self->closed || self->broken || rx_ready(self))
+        return Py_NewRef(Py_True);
+    long long deadline;
+    if (deadline_ns(timeout, &deadline) < 0)
+        return NULL;
+    if (deadline >= 0 && mono_ns() >= deadline)
+        return PyBool_FromLong(peer_gone(self));
+    int r = chan_wait(self, 0, 0, deadline);
+    if (r < 0)
+        return NULL;
+    return PyBool_FromLong(self->closed || rx_ready(self) || self->peer_dead);
+}
+
+static PyObject *
+chan_wait_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
+{
+    PyObject *nobj, *timeout;
+    if (parse_args("wait_send", args, nargs, kwnames, 1, &nobj, &timeout) < 0)
+        return NULL;
+    Py_ssize_t n = PyNumber_AsSsize_t(nobj, PyExc_OverflowError);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 0 || (uint64_t)n > max_message(self))
+        return Py_NewRef(Py_True); /* send() itself reports the problem */
+    uint64_t need = tx_need(self, (uint64_t)n);
+    if (self->closed || self->broken || tx_ready(self, need))
+        return Py_NewRef(Py_True);
+    long long deadline;
+    if (deadline_ns(timeout, &deadline) < 0)
+        return NULL;
+    if (deadline >= 0 && mono_ns() >= deadline)
+        return PyBool_FromLong(peer_gone(self));
+    int r = chan_wait(self, 1, need, deadline);
+    if (r < 0)
+        return NULL;
+    return PyBool_FromLong(self->closed || tx_ready(self, need) || self->peer_dead);
+}
+
+static PyObject *
+chan_interrupt(ChanObject *self, PyObject *unused)
+{
+    /* Wake this process's own waiters (a cancelled asyncio wait): bump the
+     * words they sleep on; the peer treats the extra bump as spurious. */
+    __atomic_fetch_add(&self->interrupts, 1, __ATOMIC_SEQ_CST);
+    if (self->has_view) {
+        wake(&self->rx->data_seq);
+        wake(&self->tx->space_seq);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+chan_close(ChanObject *self, PyObject *unused)
+{
+    if (!self->closed) {
+        self->closed = 1;
+        if (self->has_view) {
+            __atomic_store_n(self->my_closed, 1, __ATOMIC_SEQ_CST);
+            wake(&self->tx->data_seq);  /* a peer waiting for data */
+            wake(&self->rx->space_seq); /* a peer waiting for space */
+        }
+        if (self->pidfd >= 0) {
+            close(self->pidfd);
+            self->pidfd = -1;
+        }
+        chan_drop_view(self);
+    }
+    Py_RETURN_NONE;
+}
+
+/* -- construction ------------------------------------------------------------- */
+
+static int
+chan_init(ChanObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kw[] = {"buffer", "side", "pidfd", "policy", "spin_us", NULL};
+    PyObject *buffer;
+    int side, pidfd = -1;
+    const char *policy = "hybrid";
+    double spin_us = 100.0;
+    if (self->has_view) {
+        PyErr_SetString(PyExc_TypeError, "ShmChannel is already initialised");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oi|i$sd", kw, &buffer, &side, &pidfd,
+                                     &policy, &spin_us))
+        return -1;
+    if (side != 0 && side != 1) {
+        PyErr_Format(PyExc_ValueError, "side must be 0 or 1, not %d", side);
+        return -1;
+    }
+    if (strcmp(policy, "hybrid") == 0)
+        self->policy = POLICY_HYBRID;
+    else if (strcmp(policy, "spin") == 0)
+        self->policy = POLICY_SPIN;
+    else if (strcmp(policy, "sleep") == 0)
+        self->policy = POLICY_SLEEP;
+    else {
+        PyErr_Format(PyExc_ValueError,
+                     "policy must be 'hybrid', 'spin' or 'sleep', not '%.50s'", policy);
+        return -1;
+    }
+    if (!(spin_us >= 0 && spin_us <= 1e7)) {
+        PyErr_Format(PyExc_ValueError, "spin_us must be 0..1e7 microseconds, not %g", spin_us);
+        return -1;
+    }
+    if (PyObject_GetBuffer(buffer, &self->view, PyBUF_WRITABLE) < 0)
+        return -1;
+    char *base = self->view.buf;
+    if (self->view.len < CHAN_DATA || ((uintptr_t)base & 63)) {
+        PyErr_Format(err_protocol ? err_protocol : PyExc_ValueError,
+                     "shm channel segment of %zd bytes is too small or misaligned",
+                     self->view.len);
+        PyBuffer_Release(&self->view);
+        return -1;
+    }
+    uint32_t magic = ((uint32_t *)base)[0], version = ((uint32_t *)base)[1];
+    uint64_t cap = ((uint64_t *)base)[1];
+    const char *bad = NULL;
+    if (magic != CHAN_MAGIC)
+        bad = "bad magic";
+    else if (version != CHAN_VERSION)
+        bad = "unknown layout version";
+    else if (cap < MIN_CAPACITY || cap > MAX_CAPACITY || cap % 4096 ||
+             (uint64_t)self->view.len < CHAN_DATA + 2 * cap)
+        bad = "capacity does not match the segment";
+    if (bad) {
+        PyErr_Format(err_protocol ? err_protocol : PyExc_ValueError,
+                     "not a valid shm channel segment (%s)", bad);
+        PyBuffer_Release(&self->view);
+        return -1;
+    }
+    self->has_view = 1;
+    self->cap = cap;
+    self->side = side;
+    ring_hdr *r0 = (ring_hdr *)(base + OFF_RING0), *r1 = (ring_hdr *)(base + OFF_RING1);
+    self->tx = side == 0 ? r0 : r1;
+    self->rx = side == 0 ? r1 : r0;
+    self->txdata = base + CHAN_DATA + (side == 0 ? 0 : cap);
+    self->rxdata = base + CHAN_DATA + (side == 0 ? cap : 0);
+    self->my_closed = (uint32_t *)(base + OFF_CLOSED) + side;
+    self->peer_closed = (uint32_t *)(base + OFF_CLOSED) + (1 - side);
+    self->peer_asym = (uint32_t *)(base + OFF_ASYM) + (1 - side);
+    __atomic_store_n((uint32_t *)(base + OFF_ASYM) + side, (uint32_t)asym_register(),
+                     __ATOMIC_SEQ_CST);
+    self->head = __atomic_load_n(&self->tx->head, __ATOMIC_ACQUIRE);
+    self->tail_seen = __atomic_load_n(&self->tx->tail, __ATOMIC_ACQUIRE);
+    self->rpos = __atomic_load_n(&self->rx->tail, __ATOMIC_ACQUIRE);
+    self->head_seen = self->rpos;
+    if (self->head - self->tail_seen > cap || (self->head & 7) || (self->rpos & 7))
+        self->broken = 1; /* reported by the first send/recv */
+    self->pidfd = pidfd >= 0 ? pidfd : -1;
+    self->peer_dead = pidfd == -2; /* the caller found the peer already gone */
+    self->spin_ns = (long long)(spin_us * 1000.0);
+    return 0;
+}
+
+static void
+chan_dealloc(ChanObject *self)
+{
+    if (!self->closed && self->has_view)
+        chan_close(self, NULL);
+    if (self->pidfd >= 0)
+        close(self->pidfd);
+    if (self->has_view)
+        PyBuffer_Release(&self->view);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+chan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
+{
+    ChanObject *self = (ChanObject *)type->tp_alloc(type, 0);
+    if (self)
+        self->pidfd = -1;
+    return (PyObject *)self;
+}
+
+static PyObject *
+get_capacity(ChanObject *self, void *c)
+{
+    return PyLong_FromUnsignedLongLong(self->cap);
+}
+
+static PyObject *
+get_max_message(ChanObject *self, void *c)
+{
+    return PyLong_FromUnsignedLongLong(self->cap ? max_message(self) : 0);
+}
+
+static PyObject *
+get_closed(ChanObject *self, void *c)
+{
+    return PyBool_FromLong(self->closed);
+}
+
+static PyObject *
+get_peer_closed(ChanObject *self, void *c)
+{
+    if (!self->has_view)
+        return Py_NewRef(Py_True);
+    return PyBool_FromLong(__atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE) ||
+                           peer_gone(self));
+}
+
+static PyObject *
+get_policy(ChanObject *self, void *c)
+{
+    static const char *names[] = {"hybrid", "spin", "sleep"};
+    return PyUnicode_FromString(names[self->policy]);
+}
+
+static PyObject *
+get_spin_us(ChanObject *self, void *c)
+{
+    return PyFloat_FromDouble(self->spin_ns / 1000.0);
+}
+
+static PyObject *
+get_pending(ChanObject *self, void *c)
+{
+    if (!self->has_view)
+        return PyLong_FromLong(0);
+    uint64_t d = __atomic_load_n(&self->rx->head, __ATOMIC_ACQUIRE) - self->rpos;
+    return PyLong_FromUnsignedLongLong(d > self->cap ? 0 : d);
+}
+
+static PyGetSetDef chan_getset[] = {
+    {"capacity", (getter)get_capacity, NULL, "Bytes per ring (each direction).", NULL},
+    {"max_message", (getter)get_max_message, NULL, "Largest message that fits.", NULL},
+    {"closed", (getter)get_closed, NULL, "True after close().", NULL},
+    {"peer_closed", (getter)get_peer_closed, NULL, "The peer closed its end or died.", NULL},
+    {"policy", (getter)get_policy, NULL, "Wait policy: hybrid, spin or sleep.", NULL},
+    {"spin_us", (getter)get_spin_us, NULL, "Spin budget before sleeping (hybrid).", NULL},
+    {"pending", (getter)get_pending, NULL, "Bytes published to us and not yet read.", NULL},
+    {NULL},
+};
+
+#define FASTKW (METH_FASTCALL | METH_KEYWORDS)
+static PyMethodDef chan_methods[] = {
+    {"send", (PyCFunction)(void (*)(void))chan_send, FASTKW,
+     "send(data, timeout=None)\n--\n\nCopy one message into the ring (any contiguous buffer)."},
+    {"recv", (PyCFunction)(void (*)(void))chan_recv, FASTKW,
+     "recv(timeout=None)\n--\n\nReceive one message as bytes."},
+    {"recv_into", (PyCFunction)(void (*)(void))chan_recv_into, FASTKW,
+     "recv_into(buffer, timeout=None)\n--\n\nCopy the next message into buffer; returns its size."},
+    {"recv_view", (PyCFunction)(void (*)(void))chan_recv_view, FASTKW,
+     "recv_view(timeout=None)\n--\n\nA read-only memoryview of the next message in the ring;\n"
+     "its space is freed when the view is released."},
+    {"wait_recv", (PyCFunction)(void (*)(void))chan_wait_recv, FASTKW,
+     "wait_recv(timeout=None)\n--\n\nWait until recv() would not block; False on timeout\n"
+     "or interrupt()."},
+    {"wait_send", (PyCFunction)(void (*)(void))chan_wait_send, FASTKW,
+     "wait_send(nbytes, timeout=None)\n--\n\nWait until send() of nbytes would not block."},
+    {"interrupt", (PyCFunction)chan_interrupt, METH_NOARGS,
+     "interrupt()\n--\n\nWake this process's threads waiting in wait_recv/wait_send."},
+    {"close", (PyCFunction)chan_close, METH_NOARGS,
+     "close()\n--\n\nMark our end closed and wake the peer."},
+    {NULL},
+};
+
+static PyTypeObject Chan_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "interproc._native.ShmChannel",
+    .tp_basicsize = sizeof(ChanObject),
+    .tp_dealloc = (destructor)chan_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "ShmChannel(buffer, side, pidfd=-1, *, policy='hybrid', spin_us=100.0)\n--\n\n"
+              "One end of a duplex shared-memory channel laid over `buffer`\n"
+              "(the segment's user area).  Side 0 sends on ring 0 and receives on\n"
+              "ring 1; side 1 the reverse.  `pidfd` watches the peer process.",
+    .tp_methods = chan_methods,
+    .tp_getset = chan_getset,
+    .tp_init = (initproc)chan_init,
+    .tp_new = chan_new,
+};
+
+/* -- Loan: the exporter behind recv_view()'s memoryview -------------------- */
+
+static int
+loan_getbuffer(LoanObject *self, Py_buffer *view, int flags)
+{
+    if (self->done) {
+        PyErr_SetString(PyExc_BufferError, "this shm channel view was already released");
+        return -1;
+    }
+    if (PyBuffer_FillInfo(view, (PyObject *)self, self->ptr, self->len, 1, flags) < 0)
+        return -1;
+    self->exports++;
+    return 0;
+}
+
+static void
+loan_return(LoanObject *self)
+{
+    if (!self->done) {
+        self->done = 1;
+        ChanObject *chan = self->chan;
+        loan_finish(chan, self->seq);
+        chan->live_loans--;
+        if (chan->closed)
+            chan_drop_view(chan);
+    }
+}
+
+static void
+loan_releasebuffer(LoanObject *self, Py_buffer *view)
+{
+    if (--self->exports == 0)
+        loan_return(self);
+}
+
+static void
+loan_dealloc(LoanObject *self)
+{
+    loan_return(self);
+    Py_DECREF(self->chan);
+    PyObject_Free(self);
+}
+
+static PyBufferProcs loan_as_buffer = {
+    (getbufferproc)loan_getbuffer,
+    (releasebufferproc)loan_releasebuffer,
+};
+
+static PyTypeObject Loan_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "interproc._native.ShmLoan",
+    .tp_basicsize = sizeof(LoanObject),
+    .tp_dealloc = (destructor)loan_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "A message lent out of a shm channel ring (see ShmChannel.recv_view).",
+    .tp_as_buffer = &loan_as_buffer,
+};
+
+/* -- module glue ------------------------------------------------------------- */
+
+static PyObject *
+ring_set_errors(PyObject *mod, PyObject *args, PyObject *kwargs)
+{
+    static char *kw[] = {"closed", "timeout", "protocol", "too_large", NULL};
+    PyObject *c, *t, *p, *l;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOO", kw, &c, &t, &p, &l))
+        return NULL;
+    PyObject *all[] = {c, t, p, l};
+    for (int i = 0; i < 4; i++) {
+        if (!PyExceptionClass_Check(all[i])) {
+            PyErr_SetString(PyExc_TypeError, "ring_set_errors() takes exception classes");
+            return NULL;
+        }
+    }
+    Py_XSETREF(err_closed, Py_NewRef(c));
+    Py_XSETREF(err_timeout, Py_NewRef(t));
+    Py_XSETREF(err_protocol, Py_NewRef(p));
+    Py_XSETREF(err_too_large, Py_NewRef(l));
+    Py_RETURN_NONE;
+}
+
 PyMethodDef ip_ring_methods[] = {
+    {"ring_set_errors", (PyCFunction)(void (*)(void))ring_set_errors,
+     METH_VARARGS | METH_KEYWORDS,
+     "ring_set_errors($module, *, closed, timeout, protocol, too_large)\n--\n\n"
+     "Tell the shm channel which exceptions to raise (interproc's error tree)."},
     {NULL, NULL, 0, NULL},
 };
 
 int
 ip_ring_init(PyObject *module)
 {
+    if (PyType_Ready(&Chan_Type) < 0 || PyType_Ready(&Loan_Type) < 0)
+        return -1;
+    if (PyModule_AddObjectRef(module, "ShmChannel", (PyObject *)&Chan_Type) < 0)
+        return -1;
+    if (PyModule_AddIntConstant(module, "CHAN_DATA_OFFSET", CHAN_DATA) < 0 ||
+        PyModule_AddIntConstant(module, "CHAN_MAGIC", CHAN_MAGIC) < 0 ||
+        PyModule_AddIntConstant(module, "CHAN_VERSION", CHAN_VERSION) < 0 ||
+        PyModule_AddIntConstant(module, "CHAN_MIN_CAPACITY", MIN_CAPACITY) < 0 ||
+        PyModule_AddIntConstant(module, "CHAN_MAX_CAPACITY", (long)MAX_CAPACITY) < 0)
+        return -1;
     return 0;
 }

@@ -1,0 +1,292 @@
+"""Benchmarks of the shm:// channel and its baselines, between two real processes.
+
+Every function returns a list of result dicts::
+
+    {"transport": "shm://", "metric": "rtt_64B_median", "value": 0.8, "unit": "us",
+     "policy": "hybrid", ...}
+
+Baselines: a C shared-memory ring (memcpy in and out), C spin and futex
+ping-pongs (compiled with the system C compiler from ``benchmarks/c/``; skipped
+when there is no compiler or no source tree), and a pure-Python busy-poll over
+``multiprocessing.shared_memory``.  Nothing here asserts: numbers are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import interproc
+
+_SRC = str(Path(interproc.__file__).resolve().parents[1])
+C_DIR = Path(interproc.__file__).resolve().parents[2] / "benchmarks" / "c"
+POLICIES = ("hybrid", "spin", "sleep")
+MiB = 1 << 20
+
+
+def _result(transport: str, metric: str, value: float, unit: str, **extra: Any) -> dict:
+    return {"transport": transport, "metric": metric, "value": round(value, 4), "unit": unit, **extra}
+
+
+def _spawn(code: str, *args: str) -> subprocess.Popen:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = _SRC + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen, timeout: float = 120) -> str:
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    if proc.returncode != 0:
+        raise RuntimeError(f"benchmark peer failed ({proc.returncode}): {err.strip()[-800:]}")
+    return out
+
+
+def _name() -> str:
+    return f"bench.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+
+
+# -- the peer process ---------------------------------------------------------------
+
+_PEER = r"""
+import sys, time, interproc
+mode, addr, n, size, policy = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+ch = interproc.connect(addr, timeout=10, policy=policy)
+if mode == "echo":
+    recv, send = ch.recv, ch.send
+    for _ in range(n):
+        send(recv())
+elif mode == "source":
+    msg = bytes(size)
+    send = ch.send
+    ch.recv()  # go
+    for _ in range(n):
+        send(msg)
+    ch.recv()  # done
+elif mode == "idle":
+    ch.send(b"ready")
+    t0 = time.process_time()
+    try:
+        ch.recv(timeout=n / 1000)
+    except interproc.Timeout:
+        pass
+    print(time.process_time() - t0)
+ch.close()
+"""
+
+
+def _serve(mode: str, n: int, size: int, policy: str, capacity: int | None = None):
+    name = _name()
+    opts = {"policy": policy}
+    if capacity:
+        opts["capacity"] = capacity
+    lst = interproc.listen(f"shm://{name}", **opts)
+    proc = _spawn(_PEER, mode, f"shm://{name}" + (f"?capacity={capacity}" if capacity else ""),
+                  str(n), str(size), policy)
+    try:
+        ch = lst.accept(timeout=30)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        lst.close()
+        raise
+    return lst, ch, proc
+
+
+def shm_rtt(policy: str = "hybrid", n: int = 20000, size: int = 64) -> list[dict]:
+    """Round trip of a `size`-byte message: median and p99 in microseconds."""
+    warm = min(2000, n // 5)
+    lst, ch, proc = _serve("echo", n + warm, size, policy)
+    try:
+        msg = bytes(size)
+        send, recv, clock = ch.send, ch.recv, time.perf_counter_ns
+        samples = []
+        for i in range(n + warm):
+            t0 = clock()
+            send(msg)
+            recv()
+            samples.append(clock() - t0)
+        _finish(proc)
+    finally:
+        ch.close()
+        lst.close()
+    samples = sorted(samples[warm:])
+    med = statistics.median(samples) / 1000
+    p99 = samples[int(len(samples) * 0.99)] / 1000
+    return [_result("shm://", f"rtt_{size}B_median", med, "us", policy=policy),
+            _result("shm://", f"rtt_{size}B_p99", p99, "us", policy=policy)]
+
+
+def shm_oneway(policy: str = "hybrid", n: int = 500000, size: int = 64, into: bool = True,
+               capacity: int | None = None) -> list[dict]:
+    """One-way stream of `n` messages of `size` bytes: messages/s and MiB/s."""
+    lst, ch, proc = _serve("source", n, size, policy, capacity)
+    try:
+        buf = bytearray(size)
+        ch.send(b"go")
+        t0 = time.perf_counter()
+        if into:
+            recv_into = ch.recv_into
+            for _ in range(n):
+                recv_into(buf)
+        else:
+            recv = ch.recv
+            for _ in range(n):
+                recv()
+        dt = time.perf_counter() - t0
+        ch.send(b"done")
+        _finish(proc)
+    finally:
+        ch.close()
+        lst.close()
+    how = "recv_into" if into else "recv"
+    return [_result("shm://", f"oneway_{size}B_msgs", n / dt, "msg/s", policy=policy, recv=how),
+            _result("shm://", f"oneway_{size}B_throughput", n * size / dt / MiB, "MiB/s",
+                    policy=policy, recv=how)]
+
+
+def shm_idle_cpu(policy: str = "hybrid", seconds: float = 2.0) -> list[dict]:
+    """CPU time a receiver burns while waiting `seconds` for a message that never comes."""
+    lst, ch, proc = _serve("idle", int(seconds * 1000), 0, policy)
+    try:
+        ch.recv(timeout=30)
+        out = _finish(proc, timeout=seconds + 30)
+    finally:
+        ch.close()
+        lst.close()
+    cpu = float(out.strip().splitlines()[-1])
+    return [_result("shm://", "idle_receiver_cpu", cpu * 1000, "ms", policy=policy, seconds=seconds)]
+
+
+# -- pure-Python busy-poll baseline ----------------------------------------------
+
+_PYPOLL = r"""
+import sys
+from multiprocessing import shared_memory, resource_tracker
+name, n = sys.argv[1], int(sys.argv[2])
+shm = shared_memory.SharedMemory(name)
+resource_tracker.unregister(shm._name, "shared_memory")  # the parent owns it
+buf = shm.buf
+# byte 0: ping counter (parent writes), byte 64: pong counter (child writes)
+for i in range(1, n + 1):
+    want = i & 0xFF
+    while buf[0] != want:
+        pass
+    buf[65:129] = buf[1:65]
+    buf[64] = want
+del buf
+shm.close()
+"""
+
+
+def pypoll_rtt(n: int = 20000) -> list[dict]:
+    """64 B round trip with two Python processes busy-polling a shared_memory block."""
+    from multiprocessing import shared_memory
+
+    shm = shared_memory.SharedMemory(create=True, size=4096)
+    try:
+        proc = _spawn(_PYPOLL, shm.name, str(n))
+        buf = shm.buf
+        msg = bytes(64)
+        clock = time.perf_counter_ns
+        samples = []
+        try:
+            for i in range(1, n + 1):
+                want = i & 0xFF
+                t0 = clock()
+                buf[1:65] = msg
+                buf[0] = want
+                while buf[64] != want:
+                    pass
+                bytes(buf[65:129])
+                samples.append(clock() - t0)
+            _finish(proc)
+        finally:
+            del buf
+    finally:
+        shm.close()
+        shm.unlink()
+    samples = sorted(samples[n // 10:])
+    return [_result("python busy-poll (multiprocessing.shared_memory)", "rtt_64B_median",
+                    statistics.median(samples) / 1000, "us"),
+            _result("python busy-poll (multiprocessing.shared_memory)", "rtt_64B_p99",
+                    samples[int(len(samples) * 0.99)] / 1000, "us")]
+
+
+# -- C baselines --------------------------------------------------------------------
+
+def _compile() -> Path | None:
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    src = C_DIR / "shm_baselines.c"
+    if cc is None or not src.exists():
+        return None
+    out = Path(tempfile.gettempdir()) / f"interproc-shm-baselines-{os.getuid()}"
+    if not out.exists() or out.stat().st_mtime < src.stat().st_mtime:
+        tmp = out.with_suffix(f".{os.getpid()}")
+        subprocess.run([cc, "-O2", "-o", str(tmp), str(src)], check=True, capture_output=True)
+        os.replace(tmp, out)
+    return out
+
+
+def c_baselines(quick: bool = False) -> list[dict]:
+    """C spin / futex ping-pong (64 B) and a C ring moving 1 MiB messages."""
+    try:
+        exe = _compile()
+    except subprocess.CalledProcessError as exc:
+        return [{"transport": "C baselines", "skipped": f"compile failed: {exc.stderr[-300:]!r}"}]
+    if exe is None:
+        return [{"transport": "C baselines", "skipped": "no C compiler or no benchmarks/c sources"}]
+    runs = [["spin", "200000" if not quick else "50000"],
+            ["futex", "20000" if not quick else "5000"],
+            ["ring", str(MiB), "2000" if not quick else "500", str(4 * MiB)]]
+    results = []
+    for args in runs:
+        out = subprocess.run([str(exe), *args], check=True, capture_output=True, text=True, timeout=120).stdout
+        for line in out.splitlines():
+            if line.startswith("{"):
+                results.append(json.loads(line))
+    return results
+
+
+def run_all(quick: bool = False) -> list[dict]:
+    """Everything, as a flat list of result dicts (what ``interproc bench`` shows)."""
+    n_rtt = 5000 if quick else 20000
+    n_small = 200000 if quick else 1000000
+    n_big = 300 if quick else 2000
+    results: list[dict] = []
+    for policy in POLICIES:
+        results += shm_rtt(policy, n=n_rtt if policy != "sleep" else n_rtt // 4)
+    for policy in POLICIES:
+        results += shm_oneway(policy, n=n_small, size=64, into=False)
+    for policy in POLICIES:
+        results += shm_oneway(policy, n=n_big, size=MiB, into=True, capacity=4 * MiB)
+    results += shm_oneway("hybrid", n=n_big, size=MiB, into=False, capacity=4 * MiB)
+    for policy in POLICIES:
+        results += shm_idle_cpu(policy, 1.0 if quick else 2.0)
+    results += pypoll_rtt(n_rtt)
+    results += c_baselines(quick)
+    return results
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    for r in run_all(quick):
+        print(json.dumps(r))
+
+
+if __name__ == "__main__":
+    main()

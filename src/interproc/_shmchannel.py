@@ -1,0 +1,513 @@
+"""``shm://NAME``: a duplex point-to-point channel over shared memory.
+
+Pieces (see docs/shmchannel.md for the whole story):
+
+* The **listener** owns a small segment of kind ``chanlisten`` named NAME: its
+  owner, the default capacity, a connection counter, a futex word and a
+  backlog of connection ids waiting to be accepted.
+* Each **connection** is its own segment of kind ``chan`` named
+  ``NAME.<id>``: a control block plus two single-producer single-consumer
+  byte rings (one per direction).  The connecting side creates and
+  initialises it, queues its id in the listener's backlog and returns at
+  once (like a socket's backlog); ``accept()`` takes the oldest id.
+  Until accepted the segment is persistent, so a client that sends and
+  closes before the server accepts does not lose its messages; ``accept``
+  (or the listener's ``close``) turns it back into a normal Win32-lifetime
+  segment.
+* The rings, the wait policy (spin, then futex sleep) and every bounds check
+  of what is read from the segment live in C (``_native.ShmChannel``); the
+  channel's ``send``/``recv``/``recv_into``/``recv_view`` are that object's
+  methods, bound per instance, so the hot path runs no Python code at all.
+* Peer death: each side holds a pidfd of the other process; a sleeping waiter
+  wakes every 100 ms to poll it, so a SIGKILLed peer is noticed within about
+  that long.  A robust mutex could not be used instead: a futex sleep cannot
+  wait on two words, and robust mutexes belong to threads, not processes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import time
+from typing import Any
+
+from . import _native
+from ._address import Address
+from ._channel import Channel, Listener
+from ._codec import Codec
+from ._errors import (AlreadyExists, ChannelClosed, InterprocError, MessageTooLarge, NotFound,
+                      ProtocolError, Timeout)
+from ._naming import NAME_MAX, Scope, validate_name
+from ._platform import ProcessId, current_process, is_alive
+from ._registry import register
+from ._shm import F_PERSISTENT, OFF_FLAGS, SharedMemory, _HeaderLock, register_details
+
+_native.ring_set_errors(closed=ChannelClosed, timeout=Timeout, protocol=ProtocolError,
+                        too_large=MessageTooLarge)
+
+DEFAULT_CAPACITY = 4 << 20  # per direction: messages up to 2 MiB - 8 bytes
+MIN_CAPACITY = _native.CHAN_MIN_CAPACITY
+MAX_CAPACITY = 1 << 30
+DEFAULT_SPIN_US = 100.0
+POLICIES = ("hybrid", "spin", "sleep")
+BACKLOG = 64
+CONNECT_POLL = 0.02  # how often connect(timeout=) looks for a listener to appear
+
+
+class _ChanSegment(SharedMemory):
+    KIND = "chan"
+
+
+class _ListenSegment(SharedMemory):
+    KIND = "chanlisten"
+
+
+# -- connection segment control block (the rings themselves are C's business)
+CHAN_MAGIC = _native.CHAN_MAGIC
+_CTRL = struct.Struct("<IIQII")  # magic, version, capacity, flags, pad
+_IDENT = struct.Struct("<I4xQ")
+OFF_SIDE = (24, 40)  # ident of side A (accepter), side B (connector)
+OFF_CLOSED = 64
+F_ACCEPTED = 1
+
+# -- listener segment
+LISTEN_MAGIC = 0x534C5049  # "IPLS"
+_LCTRL = struct.Struct("<II")
+OFF_LOWNER, OFF_LCAP, OFF_NEXT, OFF_ASEQ, OFF_LCLOSED, OFF_BACKLOG = 8, 24, 32, 64, 68, 128
+LISTEN_SIZE = OFF_BACKLOG + 8 * BACKLOG
+_U32 = {"size": 4, "signed": False}
+_U64 = {"size": 8, "signed": False}
+
+_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1 << 20, "mib": 1 << 20,
+          "mb": 10**6, "g": 1 << 30, "gib": 1 << 30, "gb": 10**9}
+
+
+def parse_size(value: Any, what: str = "capacity") -> int:
+    """``65536``, ``"64KiB"``, ``"64MiB"``, ``"1.5M"`` -> bytes."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        m = _SIZE_RE.fullmatch(value)
+        if m and (m.group(2) or "").lower() in _UNITS:
+            return int(float(m.group(1)) * _UNITS[(m.group(2) or "").lower()])
+    raise ValueError(f"{what} must be a size like 65536, '64KiB' or '64MiB', not {value!r}")
+
+
+def _check_capacity(value: Any) -> int:
+    cap = parse_size(value)
+    if not MIN_CAPACITY <= cap <= MAX_CAPACITY:
+        raise ValueError(f"capacity must be {MIN_CAPACITY} bytes .. {MAX_CAPACITY >> 20} MiB, got {cap}")
+    return -(-cap // 4096) * 4096  # whole pages
+
+
+def _check_policy(policy: Any, spin_us: Any) -> tuple[str, float]:
+    if policy not in POLICIES:
+        raise ValueError(f"policy must be one of {', '.join(POLICIES)}, not {policy!r}")
+    try:
+        spin = float(spin_us)
+    except (TypeError, ValueError):
+        raise ValueError(f"spin_us must be a number of microseconds, not {spin_us!r}") from None
+    if not 0 <= spin <= 1e7:
+        raise ValueError(f"spin_us must be 0..1e7 microseconds, got {spin_us!r}")
+    return policy, spin
+
+
+def _pidfd(ident: ProcessId) -> int:
+    """A pidfd for that very process; -2 when it is already gone."""
+    try:
+        fd = os.pidfd_open(ident.pid)
+    except ProcessLookupError:
+        return -2
+    except OSError:
+        return -1  # no pidfd support: death is then only seen as a closed flag
+    # Opened after the pid could have been reused: confirm it is still the
+    # process we mean (same start time) now that the fd pins it.
+    if not is_alive(ident):
+        os.close(fd)
+        return -2
+    return fd
+
+
+def _read_ident(buf: memoryview, off: int) -> ProcessId:
+    return ProcessId(*_IDENT.unpack_from(buf, off))
+
+
+class ShmChannel(Channel):
+    """One end of a ``shm://`` connection.  Get one from ``interproc.connect``
+    or ``Listener.accept``.
+
+    ``send(data, timeout=)`` copies any contiguous buffer into the ring;
+    ``recv(timeout=) -> bytes``; ``recv_into(buffer, timeout=) -> int``;
+    ``recv_view(timeout=) -> memoryview`` lends the message in place (read-only)
+    until the view is released (``with ch.recv_view() as v:`` or
+    ``v.release()``).  A message may be at most ``max_message`` bytes (half the
+    ring, less 8); larger ones raise ``MessageTooLarge``.
+    """
+
+    def __init__(self, seg: SharedMemory, side: int, peer: ProcessId, *, policy: str,
+                 spin_us: float, codec: str | Codec, address: str) -> None:
+        self.trusted = seg.scope == "user"
+        self.address = address
+        self.name = seg.name
+        pidfd = _pidfd(peer)
+        try:
+            self._core = _native.ShmChannel(seg.buf, side, pidfd, policy=policy, spin_us=spin_us)
+        except BaseException:
+            if pidfd >= 0:
+                os.close(pidfd)
+            raise
+        self._seg = seg
+        super().__init__(codec=codec)
+        core = self._core
+        # The hot path: the C methods themselves, no Python frame in between.
+        self.send = core.send  # type: ignore[method-assign]
+        self.recv = core.recv  # type: ignore[method-assign]
+        self.recv_into = core.recv_into
+        self.recv_view = core.recv_view
+
+    def _resources(self) -> Any:
+        return (self._core, self._seg)
+
+    @staticmethod
+    def _finalize(resources: Any) -> None:
+        core, seg = resources
+        core.close()
+        seg.close()
+
+    def _send_bytes(self, data: Any, timeout: float | None) -> None:
+        self._core.send(data, timeout=timeout)
+
+    def _recv_bytes(self, timeout: float | None) -> bytes:
+        return self._core.recv(timeout=timeout)
+
+    @property
+    def capacity(self) -> int:
+        """Ring size in bytes, per direction."""
+        return self._core.capacity
+
+    @property
+    def max_message(self) -> int:
+        return self._core.max_message
+
+    @property
+    def policy(self) -> str:
+        return self._core.policy
+
+    @property
+    def peer_closed(self) -> bool:
+        """The peer closed its end or died (messages may still be queued)."""
+        return self._core.peer_closed
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"capacity={self.capacity} policy={self.policy}"
+        return f"<ShmChannel {self.name!r} {state}>"
+
+
+def _init_listener(capacity: int):
+    def init(buf: memoryview) -> None:
+        _LCTRL.pack_into(buf, 0, LISTEN_MAGIC, 1)
+        me = current_process()
+        _IDENT.pack_into(buf, OFF_LOWNER, me.pid, me.start)
+        struct.pack_into("<QQ", buf, OFF_LCAP, capacity, 0)
+    return init
+
+
+class ShmListener(Listener):
+    """Accepts ``shm://NAME`` connections; one ``ShmChannel`` per ``accept()``."""
+
+    def __init__(self, name: str, *, capacity: Any = DEFAULT_CAPACITY, policy: str = "hybrid",
+                 spin_us: Any = DEFAULT_SPIN_US, codec: str | Codec = "json", scope: Scope = "user",
+                 mode: int | None = None) -> None:
+        validate_name(name)
+        if len(name) > NAME_MAX - 12:
+            raise ValueError(f"shm:// name {name!r} is too long: at most {NAME_MAX - 12} characters "
+                             "(connections append a counter)")
+        self._capacity = _check_capacity(capacity)
+        self._policy, self._spin_us = _check_policy(policy, spin_us)
+        self._codec = codec
+        self.name, self.scope = name, scope
+        self.address = f"shm://{name}"
+        seg = _ListenSegment.create(name, LISTEN_SIZE, scope=scope, mode=mode)
+        _init_listener(self._capacity)(seg.buf)
+        self._seg = seg
+        self._buf = seg.buf
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _take(self) -> int | None:
+        """Pop the oldest queued connection id (ids are connection numbers + 1)."""
+        buf = self._buf
+        best = None
+        for i in range(BACKLOG):
+            v = _native.atomic_load(buf, OFF_BACKLOG + 8 * i, **_U64)
+            if v and (best is None or v < best[1]):
+                best = (i, v)
+        if best is None:
+            return None
+        # Only this process pops (it owns the listener); connectors only fill
+        # empty slots, so the slot still holds best[1].
+        _native.atomic_store(buf, OFF_BACKLOG + 8 * best[0], 0, **_U64)
+        return best[1] - 1
+
+    def accept(self, *, timeout: float | None = None) -> ShmChannel:
+        """Wait for a connection; ``Timeout`` after ``timeout`` seconds."""
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._closed:
+                raise ChannelClosed(f"{self.address}: the listener is closed")
+            seq = _native.atomic_load(self._buf, OFF_ASEQ, **_U32)
+            conn = self._take()
+            if conn is not None:
+                ch = self._open(conn)
+                if ch is not None:
+                    return ch
+                continue
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise Timeout(f"{self.address}: no connection within {timeout} s")
+            # Woken by connectors (they bump the word) and by close().
+            _native.futex_wait(self._buf, OFF_ASEQ, seq, left)
+
+    def _open(self, conn: int) -> ShmChannel | None:
+        seg_name = f"{self.name}.{conn}"
+        try:
+            seg = _ChanSegment.open(seg_name, scope=self.scope)
+        except NotFound:
+            return None  # the connector gave up before we got here
+        try:
+            buf = seg.buf
+            magic, _version, cap, flags, _ = _CTRL.unpack_from(buf, 0)
+            if magic != CHAN_MAGIC:
+                raise ProtocolError(f"{self.address}: connection {conn} has a corrupted segment")
+            peer = _read_ident(buf, OFF_SIDE[1])
+            me = current_process()
+            _IDENT.pack_into(buf, OFF_SIDE[0], me.pid, me.start)
+            _native.atomic_store(buf, 16, flags | F_ACCEPTED, **_U32)
+            _make_ephemeral(seg)
+            return ShmChannel(seg, 0, peer, policy=self._policy, spin_us=self._spin_us,
+                              codec=self._codec, address=self.address)
+        except BaseException:
+            seg.close()
+            raise
+
+    def _interrupt(self) -> None:
+        """Wake this process's threads blocked in accept()."""
+        _native.atomic_add(self._buf, OFF_ASEQ, 1, **_U32)
+        _native.futex_wake(self._buf, OFF_ASEQ)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        buf = self._buf
+        _native.atomic_store(buf, OFF_LCLOSED, 1, **_U32)
+        self._interrupt()
+        try:
+            self._seg.unlink()  # new connects fail with NotFound at once
+        except InterprocError:
+            pass
+        # Connections still queued: tell their clients, and let the segments go.
+        while (conn := self._take()) is not None:
+            try:
+                seg = _ChanSegment.open(f"{self.name}.{conn}", scope=self.scope)
+            except (NotFound, ProtocolError):
+                continue
+            try:
+                _native.atomic_store(seg.buf, OFF_CLOSED, 1, **_U32)
+                for ring in (256, 512):
+                    for word in (128, 192):
+                        _native.atomic_add(seg.buf, ring + word, 1, **_U32)
+                        _native.futex_wake(seg.buf, ring + word)
+                _make_ephemeral(seg)
+            finally:
+                seg.close()
+        self._seg.close()
+
+    def __repr__(self) -> str:
+        return f"<ShmListener {self.address!r}{' closed' if self._closed else ''}>"
+
+
+def _make_ephemeral(seg: SharedMemory) -> None:
+    """Clear the persistent flag a connection carries until it is accepted."""
+    hdr = seg._map.buf
+    with _HeaderLock(hdr, seg._path):
+        flags = struct.unpack_from("<I", hdr, OFF_FLAGS)[0]
+        struct.pack_into("<I", hdr, OFF_FLAGS, flags & ~F_PERSISTENT)
+
+
+def _open_listener(name: str, scope: Scope) -> tuple[SharedMemory, ProcessId, int]:
+    """Open a live listener: (segment, owner, default capacity); NotFound if none."""
+    seg = _ListenSegment.open(name, scope=scope)
+    try:
+        buf = seg.buf
+        magic, _ = _LCTRL.unpack_from(buf, 0)
+        if magic != LISTEN_MAGIC:
+            raise ProtocolError(f"shm://{name}: the listener segment is corrupted")
+        owner = _read_ident(buf, OFF_LOWNER)
+        cap = struct.unpack_from("<Q", buf, OFF_LCAP)[0]
+        if _native.atomic_load(buf, OFF_LCLOSED, **_U32) or not is_alive(owner):
+            raise NotFound(f"shm://{name}: nobody listens (the listener closed or died)")
+        return seg, owner, cap
+    except BaseException:
+        seg.close()
+        raise
+
+
+def connect(name: str, *, timeout: float | None = None, capacity: Any = None, policy: str = "hybrid",
+            spin_us: Any = DEFAULT_SPIN_US, codec: str | Codec = "json",
+            scope: Scope = "user") -> ShmChannel:
+    """Connect to the listener at ``shm://name``.
+
+    ``NotFound`` at once when nobody listens, unless ``timeout`` is given: then
+    wait that long for a listener to appear (and for a free backlog slot).
+    ``capacity`` (bytes per direction) defaults to the listener's.
+    """
+    validate_name(name)
+    policy, spin = _check_policy(policy, spin_us)
+    cap = None if capacity is None else _check_capacity(capacity)
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            lseg, owner, default_cap = _open_listener(name, scope)
+            break
+        except NotFound:
+            if deadline is None or time.monotonic() >= deadline:
+                raise NotFound(f"shm://{name}: nobody listens"
+                               + ("" if deadline is None else f" (waited {timeout} s)")) from None
+            time.sleep(CONNECT_POLL)
+    try:
+        if cap is None:
+            try:
+                cap = _check_capacity(default_cap)
+            except ValueError:
+                raise ProtocolError(f"shm://{name}: the listener advertises a bad capacity") from None
+        seg, conn = _create_connection(name, lseg.buf, cap, owner, scope)
+        try:
+            _enqueue(name, lseg.buf, conn, deadline)
+            ch = ShmChannel(seg, 1, owner, policy=policy, spin_us=spin, codec=codec,
+                            address=f"shm://{name}")
+        except BaseException:
+            _make_ephemeral(seg)
+            seg.close()
+            raise
+    finally:
+        lseg.close()
+    return ch
+
+
+def _create_connection(name: str, lbuf: memoryview, cap: int, owner: ProcessId,
+                       scope: Scope) -> tuple[SharedMemory, int]:
+    me = current_process()
+    for _ in range(1000):
+        conn = _native.atomic_add(lbuf, OFF_NEXT, 1, **_U64)
+        try:
+            seg = _ChanSegment.create(f"{name}.{conn}", _native.CHAN_DATA_OFFSET + 2 * cap,
+                                      scope=scope, persistent=True)
+        except AlreadyExists:
+            continue  # left over from an earlier listener of that name
+        buf = seg.buf
+        _CTRL.pack_into(buf, 0, CHAN_MAGIC, _native.CHAN_VERSION, cap, 0, 0)
+        _IDENT.pack_into(buf, OFF_SIDE[0], owner.pid, owner.start)
+        _IDENT.pack_into(buf, OFF_SIDE[1], me.pid, me.start)
+        return seg, conn
+    raise InterprocError(f"shm://{name}: could not find a free connection name")
+
+
+def _enqueue(name: str, lbuf: memoryview, conn: int, deadline: float | None) -> None:
+    while True:
+        for i in range(BACKLOG):
+            ok, _ = _native.atomic_compare_exchange(lbuf, OFF_BACKLOG + 8 * i, 0, conn + 1, **_U64)
+            if ok:
+                _native.atomic_add(lbuf, OFF_ASEQ, 1, **_U32)
+                _native.futex_wake(lbuf, OFF_ASEQ)
+                return
+        if _native.atomic_load(lbuf, OFF_LCLOSED, **_U32):
+            raise NotFound(f"shm://{name}: the listener closed")
+        if deadline is None or time.monotonic() >= deadline:
+            raise Timeout(f"shm://{name}: the listener's backlog of {BACKLOG} is full")
+        time.sleep(CONNECT_POLL)
+
+
+# -- interproc.connect / interproc.listen ------------------------------------
+
+def _options(addr: Address, kw: dict[str, Any]) -> dict[str, Any]:
+    opts: dict[str, Any] = dict(addr.query)
+    opts.update(kw)
+    known = {"capacity", "policy", "spin_us", "codec", "scope", "mode"}
+    unknown = set(opts) - known
+    if unknown:
+        raise ValueError(f"{addr.text or 'shm://'}: unknown option(s) {', '.join(sorted(unknown))}; "
+                         f"shm:// takes {', '.join(sorted(known))}")
+    return opts
+
+
+def connect_address(addr: Address, *, timeout: float | None = None, **kw: Any) -> ShmChannel:
+    opts = _options(addr, kw)
+    opts.pop("mode", None)
+    return connect(addr.name, timeout=timeout, **opts)
+
+
+def listen_address(addr: Address, **kw: Any) -> ShmListener:
+    return ShmListener(addr.name, **_options(addr, kw))
+
+
+# -- interproc ls / gc ----------------------------------------------------------
+
+def _chan_details(buf: memoryview) -> dict:
+    magic, _version, cap, flags, _ = _CTRL.unpack_from(buf, 0)
+    if magic != CHAN_MAGIC:
+        return {"error": "bad magic"}
+    a, b = _read_ident(buf, OFF_SIDE[0]), _read_ident(buf, OFF_SIDE[1])
+    closed = struct.unpack_from("<II", buf, OFF_CLOSED)
+    queued = []
+    for ring in (256, 512):
+        head, tail = struct.unpack_from("<Q", buf, ring)[0], struct.unpack_from("<Q", buf, ring + 64)[0]
+        queued.append(head - tail if head >= tail else -1)
+    return {"capacity": cap, "accepted": bool(flags & F_ACCEPTED),
+            "server_pid": a.pid, "client_pid": b.pid,
+            "server": "closed" if closed[0] else ("alive" if is_alive(a) else "dead"),
+            "client": "closed" if closed[1] else ("alive" if is_alive(b) else "dead"),
+            "queued_to_client": queued[0], "queued_to_server": queued[1]}
+
+
+def _listener_details(buf: memoryview) -> dict:
+    owner = _read_ident(buf, OFF_LOWNER)
+    cap = struct.unpack_from("<Q", buf, OFF_LCAP)[0]
+    waiting = sum(1 for i in range(BACKLOG) if struct.unpack_from("<Q", buf, OFF_BACKLOG + 8 * i)[0])
+    return {"listener_pid": owner.pid, "capacity": cap, "connections": struct.unpack_from("<Q", buf, OFF_NEXT)[0],
+            "backlog": waiting, "closed": bool(struct.unpack_from("<I", buf, OFF_LCLOSED)[0])}
+
+
+def _collect_orphans() -> list:
+    """Connections never accepted whose client and listener both died: they
+    are persistent until accepted, so segment gc alone would keep them."""
+    from ._shm import STATE_PERSISTENT, list_segments
+
+    removed = []
+    for info in list_segments():
+        if info.kind != "chan" or info.state != STATE_PERSISTENT or info.details.get("accepted", True):
+            continue
+        if info.details.get("server") == "alive" or info.details.get("client") == "alive":
+            continue
+        try:
+            seg = _ChanSegment.open(info.name, scope=info.scope)  # type: ignore[arg-type]
+        except (NotFound, ProtocolError):
+            continue
+        _make_ephemeral(seg)
+        seg.close()  # the last handle: the name goes
+        removed.append(info)
+    return removed
+
+
+register_details("chan", _chan_details)
+register_details("chanlisten", _listener_details)
+register("shmchannels", lambda: [], _collect_orphans)
