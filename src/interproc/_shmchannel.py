@@ -234,6 +234,7 @@ class ShmListener(Listener):
         self._seg = seg
         self._buf = seg.buf
         self._closed = False
+        self._interrupts = 0
 
     @property
     def closed(self) -> bool:
@@ -254,8 +255,9 @@ class ShmListener(Listener):
         _native.atomic_store(buf, OFF_BACKLOG + 8 * best[0], 0, **_U64)
         return best[1] - 1
 
-    def accept(self, *, timeout: float | None = None) -> ShmChannel:
+    def accept(self, *, timeout: float | None = None, _cancellable: bool = False) -> ShmChannel:
         """Wait for a connection; ``Timeout`` after ``timeout`` seconds."""
+        interrupts = self._interrupts
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -274,6 +276,8 @@ class ShmListener(Listener):
                 raise Timeout(f"{self.address}: no connection within {timeout} s")
             # Woken by connectors (they bump the word) and by close().
             _native.futex_wait(self._buf, OFF_ASEQ, seq, left)
+            if _cancellable and self._interrupts != interrupts:
+                raise Timeout(f"{self.address}: accept was cancelled")
 
     def _open(self, conn: int) -> ShmChannel | None:
         seg_name = f"{self.name}.{conn}"
@@ -299,6 +303,7 @@ class ShmListener(Listener):
 
     def _interrupt(self) -> None:
         """Wake this process's threads blocked in accept()."""
+        self._interrupts += 1
         _native.atomic_add(self._buf, OFF_ASEQ, 1, **_U32)
         _native.futex_wake(self._buf, OFF_ASEQ)
 

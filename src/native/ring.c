@@ -93,7 +93,7 @@ typedef struct {
     int pidfd;
     int policy;
     long long spin_ns;
-    int busy_send, busy_recv;
+    int busy_send, busy_recv, waiters; /* threads inside a call that may block */
     uint32_t interrupts;
 } ChanObject;
 
@@ -247,7 +247,8 @@ tx_ready(ChanObject *self, uint64_t need)
 static inline int
 ready(ChanObject *self, int for_space, uint64_t need, uint32_t intr)
 {
-    if (__atomic_load_n(&self->interrupts, __ATOMIC_ACQUIRE) != intr)
+    if (__atomic_load_n(&self->interrupts, __ATOMIC_ACQUIRE) != intr ||
+        __atomic_load_n(&self->closed, __ATOMIC_RELAXED))
         return 1;
     return for_space ? tx_ready(self, need) : rx_ready(self);
 }
@@ -298,7 +299,10 @@ block(ChanObject *self, int for_space, uint64_t need, long long deadline,
         long rc = futex(word, FUTEX_WAIT, seq, &ts);
         int err = errno;
         __atomic_store_n(flag, 0, __ATOMIC_RELAXED);
-        if (rc < 0 && err == EINTR)
+        /* Back to Python after a signal, and after every slice: a signal
+         * delivered to another thread interrupts nothing here, yet its
+         * handler must run (Ctrl-C) within a slice. */
+        if (rc < 0 && (err == EINTR || err == ETIMEDOUT))
             return W_CHECK;
     }
 }
@@ -350,6 +354,8 @@ wake(uint32_t *word)
     __atomic_fetch_add(word, 1, __ATOMIC_SEQ_CST);
     futex(word, FUTEX_WAKE, INT_MAX, NULL);
 }
+
+static void chan_drop_view(ChanObject *self);
 
 /* Store an index, then wake the other side if it announced it sleeps. */
 static inline void
@@ -445,7 +451,7 @@ chan_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
         return NULL;
     Py_buffer b;
     if (PyObject_GetBuffer(data, &b, PyBUF_SIMPLE) < 0) {
-        if (PyErr_ExceptionMatches(PyExc_BufferError))
+        if (PyObject_CheckBuffer(data))
             return NULL; /* e.g. a non-contiguous array: its own message says so */
         PyErr_Clear();
         PyErr_Format(PyExc_TypeError,
@@ -467,8 +473,10 @@ chan_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
         PyErr_SetString(PyExc_ValueError,
                         "another thread is already sending on this shm channel "
                         "(each ring has one producer)");
-        goto done;
+        PyBuffer_Release(&b);
+        return NULL;
     }
+    self->busy_send = 1;
     uint64_t need = tx_need(self, len);
     uint64_t used = self->head - self->tail_seen;
     if (self->cap - used < need) {
@@ -482,7 +490,6 @@ chan_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
             long long deadline;
             if (deadline_ns(timeout, &deadline) < 0)
                 goto done;
-            self->busy_send = 1;
             for (;;) {
                 int r = chan_wait(self, 1, need, deadline);
                 if (r < 0)
@@ -508,7 +515,6 @@ chan_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
                 if (r == 2)
                     break;
             }
-            self->busy_send = 0;
             if (PyErr_Occurred())
                 goto done;
         }
@@ -535,7 +541,10 @@ chan_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     publish(self, &self->tx->head, self->head, &self->tx->data_wait, &self->tx->data_seq);
     result = Py_NewRef(Py_None);
 done:
+    self->busy_send = 0;
     PyBuffer_Release(&b);
+    if (self->closed)
+        chan_drop_view(self);
     return result;
 }
 
@@ -584,7 +593,8 @@ loan_finish(ChanObject *self, uint64_t seq)
 static void
 chan_drop_view(ChanObject *self)
 {
-    if (self->has_view && self->live_loans == 0) {
+    if (self->has_view && self->live_loans == 0 && !self->busy_send && !self->busy_recv &&
+        !self->waiters) {
         self->has_view = 0;
         PyBuffer_Release(&self->view);
     }
@@ -676,6 +686,14 @@ begin_recv(ChanObject *self)
     return 0;
 }
 
+static void
+end_recv(ChanObject *self)
+{
+    self->busy_recv = 0;
+    if (self->closed)
+        chan_drop_view(self);
+}
+
 static PyObject *
 chan_recv(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
@@ -701,7 +719,7 @@ chan_recv(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
             consume(self, end);
         }
     }
-    self->busy_recv = 0;
+    end_recv(self);
     return result;
 }
 
@@ -738,7 +756,7 @@ chan_recv_into(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
             result = PyLong_FromUnsignedLongLong(len);
         }
     }
-    self->busy_recv = 0;
+    end_recv(self);
 out:
     PyBuffer_Release(&b);
     return result;
@@ -779,7 +797,7 @@ chan_recv_view(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
             Py_DECREF(loan); /* the memoryview holds it; released with it */
         }
     }
-    self->busy_recv = 0;
+    end_recv(self);
     return result;
 }
 
@@ -798,10 +816,13 @@ chan_wait_recv(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
         return NULL;
     if (deadline >= 0 && mono_ns() >= deadline)
         return PyBool_FromLong(peer_gone(self));
+    self->waiters++;
     int r = chan_wait(self, 0, 0, deadline);
-    if (r < 0)
-        return NULL;
-    return PyBool_FromLong(self->closed || rx_ready(self) || self->peer_dead);
+    PyObject *res = r < 0 ? NULL : PyBool_FromLong(self->closed || rx_ready(self) || self->peer_dead);
+    self->waiters--;
+    if (self->closed)
+        chan_drop_view(self);
+    return res;
 }
 
 static PyObject *
@@ -823,10 +844,13 @@ chan_wait_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
         return NULL;
     if (deadline >= 0 && mono_ns() >= deadline)
         return PyBool_FromLong(peer_gone(self));
+    self->waiters++;
     int r = chan_wait(self, 1, need, deadline);
-    if (r < 0)
-        return NULL;
-    return PyBool_FromLong(self->closed || tx_ready(self, need) || self->peer_dead);
+    PyObject *res = r < 0 ? NULL : PyBool_FromLong(self->closed || tx_ready(self, need) || self->peer_dead);
+    self->waiters--;
+    if (self->closed)
+        chan_drop_view(self);
+    return res;
 }
 
 static PyObject *
@@ -846,11 +870,13 @@ static PyObject *
 chan_close(ChanObject *self, PyObject *unused)
 {
     if (!self->closed) {
-        self->closed = 1;
+        __atomic_store_n(&self->closed, 1, __ATOMIC_SEQ_CST);
         if (self->has_view) {
             __atomic_store_n(self->my_closed, 1, __ATOMIC_SEQ_CST);
             wake(&self->tx->data_seq);  /* a peer waiting for data */
             wake(&self->rx->space_seq); /* a peer waiting for space */
+            wake(&self->rx->data_seq);  /* our own threads (they see `closed`) */
+            wake(&self->tx->space_seq);
         }
         if (self->pidfd >= 0) {
             close(self->pidfd);
