@@ -79,7 +79,8 @@ typedef struct {
     ring_hdr *tx, *rx;
     char *txdata, *rxdata;
     uint32_t *my_closed, *peer_closed;
-    uint32_t *peer_asym;  /* the peer registered for membarrier fences */
+    uint32_t *peer_asym;  /* the peer fences with membarrier before sleeping */
+    int asym;             /* and so do we */
     uint64_t head;       /* tx: private producer cursor */
     uint64_t tail_seen;  /* tx: last tail read from the consumer */
     uint64_t rpos;       /* rx: private read cursor */
@@ -167,9 +168,9 @@ asym_register(void)
 
 /* The slow side's barrier: after storing its waiter flag, before re-checking. */
 static inline void
-heavy_fence(void)
+heavy_fence(int asym)
 {
-    if (asym_ok != 1 || syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0)
+    if (!asym || syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0)
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
@@ -280,14 +281,12 @@ block(ChanObject *self, int for_space, uint64_t need, long long deadline,
                 return peer_gone(self) ? W_DEAD : W_CHECK;
             continue;
         }
-        if (peer_gone(self))
-            return W_DEAD;
         /* Sleep.  Dekker with the producer of the event: we publish the
          * waiter flag then re-check; it publishes its index then checks the
          * flag.  Both sides use seq_cst, so at least one sees the other. */
         uint32_t seq = __atomic_load_n(word, __ATOMIC_ACQUIRE);
         __atomic_store_n(flag, 1, __ATOMIC_SEQ_CST);
-        heavy_fence();
+        heavy_fence(self->asym);
         if (ready(self, for_space, need, intr)) {
             __atomic_store_n(flag, 0, __ATOMIC_RELAXED);
             return W_READY;
@@ -302,6 +301,8 @@ block(ChanObject *self, int for_space, uint64_t need, long long deadline,
         /* Back to Python after a signal, and after every slice: a signal
          * delivered to another thread interrupts nothing here, yet its
          * handler must run (Ctrl-C) within a slice. */
+        if (rc < 0 && err == ETIMEDOUT && peer_gone(self))
+            return W_DEAD;
         if (rc < 0 && (err == EINTR || err == ETIMEDOUT))
             return W_CHECK;
     }
@@ -960,7 +961,10 @@ chan_init(ChanObject *self, PyObject *args, PyObject *kwargs)
     self->my_closed = (uint32_t *)(base + OFF_CLOSED) + side;
     self->peer_closed = (uint32_t *)(base + OFF_CLOSED) + (1 - side);
     self->peer_asym = (uint32_t *)(base + OFF_ASYM) + (1 - side);
-    __atomic_store_n((uint32_t *)(base + OFF_ASYM) + side, (uint32_t)asym_register(),
+    /* The sleep policy sleeps on every wait: there a membarrier (IPIs to the
+     * peer's CPU) would cost more than the fence it saves the peer. */
+    self->asym = self->policy != POLICY_SLEEP && asym_register();
+    __atomic_store_n((uint32_t *)(base + OFF_ASYM) + side, (uint32_t)self->asym,
                      __ATOMIC_SEQ_CST);
     self->head = __atomic_load_n(&self->tx->head, __ATOMIC_ACQUIRE);
     self->tail_seen = __atomic_load_n(&self->tx->tail, __ATOMIC_ACQUIRE);

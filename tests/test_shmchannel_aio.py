@@ -1,0 +1,139 @@
+"""interproc.aio over shm://, against real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import pytest
+
+from conftest import wait_for_line
+from interproc import ChannelClosed, Timeout
+from interproc.aio import ShmChannel, ShmListener
+from interproc.aio import _shm as aio_shm
+
+ASYNC_ECHO = """
+import asyncio, sys
+from interproc.aio import _shm
+
+async def main():
+    ch = await _shm.connect(sys.argv[1], timeout=10)
+    async with ch:
+        async for msg in ch:
+            await ch.send(msg)
+
+asyncio.run(main())
+"""
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 30))
+
+
+def test_async_echo_with_concurrent_send_and_recv(spawn, name):
+    async def main():
+        async with await aio_shm.listen(f"shm://{name}?capacity=64KiB") as lst:
+            assert isinstance(lst, ShmListener)
+            child = spawn(ASYNC_ECHO, f"shm://{name}")
+            ch = await lst.accept(timeout=10)
+            assert isinstance(ch, ShmChannel)
+            n = 2000
+            msgs = [os.urandom(i % 5000) for i in range(n)]
+
+            async def sender():
+                for m in msgs:  # more than the ring holds: send must wait for space
+                    await ch.send(m, timeout=10)
+
+            async def receiver():
+                return [await ch.recv(timeout=10) for _ in range(n)]
+
+            _, got = await asyncio.gather(sender(), receiver())
+            assert got == msgs
+            ch.close()
+            await asyncio.get_running_loop().run_in_executor(None, child.wait, 10)
+
+    run(main())
+
+
+def test_async_recv_wakes_timeout_and_cancel(spawn, name):
+    code = """
+import sys, time, interproc
+ch = interproc.connect(sys.argv[1], timeout=10)
+print("READY", flush=True)
+sys.stdin.readline()
+time.sleep(0.3)
+ch.send(b"woken")
+ch.recv()
+"""
+    import subprocess
+
+    async def main():
+        async with await aio_shm.listen(f"shm://{name}") as lst:
+            child = spawn(code, f"shm://{name}", stdin=subprocess.PIPE)
+            ch = await lst.accept(timeout=10)
+            with pytest.raises(Timeout):
+                await ch.recv(timeout=0.1)
+            task = asyncio.create_task(ch.recv())
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # While we await, the loop runs other things and burns no CPU.
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            cpu0, ticks = time.process_time(), 0
+
+            async def ticker():
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            t = asyncio.create_task(ticker())
+            assert await ch.recv(timeout=10) == b"woken"
+            t.cancel()
+            assert ticks >= 5
+            assert time.process_time() - cpu0 < 0.25  # no busy polling
+            await ch.send(b"bye")
+            ch.close()
+            await asyncio.get_running_loop().run_in_executor(None, child.wait, 10)
+
+    run(main())
+
+
+def test_async_peer_killed(spawn, name):
+    code = """
+import sys, time, interproc
+ch = interproc.connect(sys.argv[1], timeout=10)
+print("READY", flush=True)
+time.sleep(60)
+"""
+
+    async def main():
+        async with await aio_shm.listen(f"shm://{name}") as lst:
+            child = spawn(code, f"shm://{name}")
+            ch = await lst.accept(timeout=10)
+            await asyncio.get_running_loop().run_in_executor(None, wait_for_line, child, "READY")
+            asyncio.get_running_loop().call_later(0.2, os.kill, child.pid, signal.SIGKILL)
+            with pytest.raises(ChannelClosed):
+                await ch.recv(timeout=20)
+            ch.close()
+            child.wait(timeout=10)
+
+    run(main())
+
+
+def test_async_accept_timeout_and_cancel(name):
+    async def main():
+        async with await aio_shm.listen(f"shm://{name}") as lst:
+            with pytest.raises(Timeout):
+                await lst.accept(timeout=0.05)
+            task = asyncio.create_task(lst.accept())
+            await asyncio.sleep(0.05)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+
+    run(main())
