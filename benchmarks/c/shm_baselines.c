@@ -6,9 +6,11 @@
  *                                     ring of RING bytes, memcpy in and out, spinning
  *
  * Prints one JSON result dict per line, like interproc._bench.
+ * PIN_CPUS=a,b in the environment pins the parent to CPU a and the child to b.
  */
 #define _GNU_SOURCE
 #include <linux/futex.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,18 @@ static void relax(void)
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+}
+
+static void pin(int which)
+{
+    const char *env = getenv("PIN_CPUS");
+    int cpu[2];
+    if (!env || sscanf(env, "%d,%d", &cpu[0], &cpu[1]) != 2)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu[which], &set);
+    sched_setaffinity(0, sizeof set, &set);
 }
 
 static int cmp(const void *a, const void *b)
@@ -75,6 +89,7 @@ static int pingpong(long n, int use_futex)
     struct pp *s = mmap(NULL, sizeof *s, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     long warm = n / 10;
     pid_t pid = fork();
+    pin(pid == 0);
     if (pid == 0) {
         char buf[64];
         for (long i = 1; i <= n + warm; i++) {
@@ -124,6 +139,7 @@ static int ring(size_t size, long n, size_t cap)
     memset(dst, 0, size);
     memset(data, 0, cap); /* fault the pages in, as the Python side's rings are */
     pid_t pid = fork();
+    pin(pid == 0);
     if (pid == 0) {
         uint64_t head = 0;
         for (long i = 0; i < n; i++) {

@@ -37,7 +37,34 @@ def _result(transport: str, metric: str, value: float, unit: str, **extra: Any) 
     return {"transport": transport, "metric": metric, "value": round(value, 4), "unit": unit, **extra}
 
 
+def _cpus() -> tuple[int, int] | None:
+    """With INTERPROC_BENCH_PIN=1: two CPUs to pin the parent and the peer to,
+    so that every transport is measured across two cores.  Off by default:
+    on a machine shared with other work, a pinned busy-poller can wait a whole
+    time slice for its CPU (the pure-Python baseline went from 1 us to 24 ms)."""
+    if not os.environ.get("INTERPROC_BENCH_PIN") or not hasattr(os, "sched_getaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    return (cpus[0], cpus[1]) if len(cpus) >= 2 else None
+
+
+class _Pinned:
+    """Pin this process to the first CPU for the duration of a measurement."""
+
+    def __enter__(self) -> None:
+        self.saved = os.sched_getaffinity(0) if _cpus() else None
+        if self.saved:
+            os.sched_setaffinity(0, {_cpus()[0]})
+
+    def __exit__(self, *exc: object) -> None:
+        if self.saved:
+            os.sched_setaffinity(0, self.saved)
+
+
 def _spawn(code: str, *args: str) -> subprocess.Popen:
+    pair = _cpus()
+    if pair:
+        code = f"import os; os.sched_setaffinity(0, {{{pair[1]}}})\n" + code
     env = dict(os.environ)
     env["PYTHONPATH"] = _SRC + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.Popen([sys.executable, "-c", code, *args], env=env,
@@ -54,6 +81,16 @@ def _finish(proc: subprocess.Popen, timeout: float = 120) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark peer failed ({proc.returncode}): {err.strip()[-800:]}")
     return out
+
+
+def _pinned(fn):
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with _Pinned():
+            return fn(*args, **kwargs)
+    return wrapper
 
 
 def _name() -> str:
@@ -107,6 +144,7 @@ def _serve(mode: str, n: int, size: int, policy: str, capacity: int | None = Non
     return lst, ch, proc
 
 
+@_pinned
 def shm_rtt(policy: str = "hybrid", n: int = 20000, size: int = 64) -> list[dict]:
     """Round trip of a `size`-byte message: median and p99 in microseconds."""
     warm = min(2000, n // 5)
@@ -131,6 +169,7 @@ def shm_rtt(policy: str = "hybrid", n: int = 20000, size: int = 64) -> list[dict
             _result("shm://", f"rtt_{size}B_p99", p99, "us", policy=policy)]
 
 
+@_pinned
 def shm_oneway(policy: str = "hybrid", n: int = 500000, size: int = 64, into: bool = True,
                capacity: int | None = None) -> list[dict]:
     """One-way stream of `n` messages of `size` bytes: messages/s and MiB/s."""
@@ -159,6 +198,7 @@ def shm_oneway(policy: str = "hybrid", n: int = 500000, size: int = 64, into: bo
                     policy=policy, recv=how)]
 
 
+@_pinned
 def shm_idle_cpu(policy: str = "hybrid", seconds: float = 2.0) -> list[dict]:
     """CPU time a receiver burns while waiting `seconds` for a message that never comes."""
     lst, ch, proc = _serve("idle", int(seconds * 1000), 0, policy)
@@ -193,6 +233,7 @@ shm.close()
 """
 
 
+@_pinned
 def pypoll_rtt(n: int = 20000) -> list[dict]:
     """64 B round trip with two Python processes busy-polling a shared_memory block."""
     from multiprocessing import shared_memory
@@ -227,6 +268,61 @@ def pypoll_rtt(n: int = 20000) -> list[dict]:
                     samples[int(len(samples) * 0.99)] / 1000, "us")]
 
 
+_PYPOLL_SRC = r"""
+import sys
+from multiprocessing import shared_memory, resource_tracker
+name, n = sys.argv[1], int(sys.argv[2])
+shm = shared_memory.SharedMemory(name)
+resource_tracker.unregister(shm._name, "shared_memory")
+idx = shm.buf.cast("Q")   # idx[0] head (producer), idx[8] tail (consumer)
+slots = shm.buf[128:]
+msg = bytes(64)
+head = 0
+while idx[8] != 1:        # the consumer says go
+    pass
+for _ in range(n):
+    while head - idx[8] + 1 >= 1024:  # full (tail counts from 1)
+        pass
+    off = (head % 1024) * 64
+    slots[off:off + 64] = msg
+    head += 1
+    idx[0] = head
+del idx, slots
+shm.close()
+"""
+
+
+@_pinned
+def pypoll_oneway(n: int = 300000) -> list[dict]:
+    """64 B one-way through a slot ring in multiprocessing.shared_memory, busy-polling."""
+    from multiprocessing import shared_memory
+
+    shm = shared_memory.SharedMemory(create=True, size=128 + 1024 * 64)
+    try:
+        proc = _spawn(_PYPOLL_SRC, shm.name, str(n))
+        idx = shm.buf.cast("Q")
+        slots = shm.buf[128:]
+        try:
+            idx[8] = 1
+            tail = 0
+            t0 = time.perf_counter()
+            while tail < n:
+                while idx[0] == tail:
+                    pass
+                off = (tail % 1024) * 64
+                bytes(slots[off:off + 64])
+                tail += 1
+                idx[8] = tail + 1
+            dt = time.perf_counter() - t0
+            _finish(proc)
+        finally:
+            del idx, slots
+    finally:
+        shm.close()
+        shm.unlink()
+    return [_result("python busy-poll (multiprocessing.shared_memory)", "oneway_64B_msgs", n / dt, "msg/s")]
+
+
 # -- C baselines --------------------------------------------------------------------
 
 def _compile() -> Path | None:
@@ -255,7 +351,11 @@ def c_baselines(quick: bool = False) -> list[dict]:
             ["ring", str(MiB), "2000" if not quick else "500", str(4 * MiB)]]
     results = []
     for args in runs:
-        out = subprocess.run([str(exe), *args], check=True, capture_output=True, text=True, timeout=120).stdout
+        env = dict(os.environ)
+        if _cpus():
+            env["PIN_CPUS"] = "%d,%d" % _cpus()
+        out = subprocess.run([str(exe), *args], check=True, capture_output=True, text=True,
+                             timeout=120, env=env).stdout
         for line in out.splitlines():
             if line.startswith("{"):
                 results.append(json.loads(line))
@@ -278,6 +378,7 @@ def run_all(quick: bool = False) -> list[dict]:
     for policy in POLICIES:
         results += shm_idle_cpu(policy, 1.0 if quick else 2.0)
     results += pypoll_rtt(n_rtt)
+    results += pypoll_oneway(n_small // 4)
     results += c_baselines(quick)
     return results
 
