@@ -572,3 +572,38 @@ time.sleep(60)
     removed = _registry.collect()
     assert any(o.kind == "chan" and o.name == f"{name}.0" for o in removed)
     assert not os.path.exists(_seg_path(name))
+
+
+def test_dead_listener_is_not_found_and_its_name_reusable(spawn, name):
+    code = """
+import sys, time, interproc
+lst = interproc.listen(sys.argv[1])
+print("LISTENING", flush=True)
+time.sleep(60)
+"""
+    child = spawn(code, f"shm://{name}")
+    wait_for_line(child, "LISTENING")
+    child.kill()
+    child.wait(timeout=10)
+    with pytest.raises(NotFound):
+        interproc.connect(f"shm://{name}")
+    with interproc.listen(f"shm://{name}") as lst:  # takes the name over
+        with interproc.connect(f"shm://{name}") as c, lst.accept(timeout=10) as s:
+            c.send(b"again")
+            assert s.recv(timeout=10) == b"again"
+
+
+def test_global_scope(name):
+    import stat
+
+    with interproc.listen(f"shm://{name}", scope="global", mode=0o640) as lst:
+        with interproc.connect(f"shm://{name}", scope="global") as c, lst.accept(timeout=10) as s:
+            c.send(b"shared")
+            assert s.recv(timeout=10) == b"shared"
+            assert not c.trusted and not s.trusted  # other users may reach it: no pickle
+            path = os.path.join("/dev/shm", segment_name("chan", f"{name}.0", "global"))
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o640
+            with pytest.raises(interproc.PermissionDenied):
+                c.set_codec("pickle")
+    with pytest.raises(ValueError, match="mode"):
+        interproc.listen(f"shm://{name}", scope="global")

@@ -286,6 +286,7 @@ class ShmListener(Listener):
         except NotFound:
             return None  # the connector gave up before we got here
         try:
+            _make_ephemeral(seg)  # from now on it lives as long as its handles
             buf = seg.buf
             magic, _version, cap, flags, _ = _CTRL.unpack_from(buf, 0)
             if magic != CHAN_MAGIC:
@@ -294,7 +295,6 @@ class ShmListener(Listener):
             me = current_process()
             _IDENT.pack_into(buf, OFF_SIDE[0], me.pid, me.start)
             _native.atomic_store(buf, 16, flags | F_ACCEPTED, **_U32)
-            _make_ephemeral(seg)
             return ShmChannel(seg, 0, peer, policy=self._policy, spin_us=self._spin_us,
                               codec=self._codec, address=self.address)
         except BaseException:
@@ -395,7 +395,9 @@ def connect(name: str, *, timeout: float | None = None, capacity: Any = None, po
                 cap = _check_capacity(default_cap)
             except ValueError:
                 raise ProtocolError(f"shm://{name}: the listener advertises a bad capacity") from None
-        seg, conn = _create_connection(name, lseg.buf, cap, owner, scope)
+        # A global listener's connections get the listener's permissions.
+        mode = os.fstat(lseg._map.fd).st_mode & 0o777 if scope == "global" else None
+        seg, conn = _create_connection(name, lseg.buf, cap, owner, scope, mode)
         try:
             _enqueue(name, lseg.buf, conn, deadline)
             ch = ShmChannel(seg, 1, owner, policy=policy, spin_us=spin, codec=codec,
@@ -410,13 +412,13 @@ def connect(name: str, *, timeout: float | None = None, capacity: Any = None, po
 
 
 def _create_connection(name: str, lbuf: memoryview, cap: int, owner: ProcessId,
-                       scope: Scope) -> tuple[SharedMemory, int]:
+                       scope: Scope, mode: int | None) -> tuple[SharedMemory, int]:
     me = current_process()
     for _ in range(1000):
         conn = _native.atomic_add(lbuf, OFF_NEXT, 1, **_U64)
         try:
             seg = _ChanSegment.create(f"{name}.{conn}", _native.CHAN_DATA_OFFSET + 2 * cap,
-                                      scope=scope, persistent=True)
+                                      scope=scope, mode=mode, persistent=True)
         except AlreadyExists:
             continue  # left over from an earlier listener of that name
         buf = seg.buf
