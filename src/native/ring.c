@@ -458,9 +458,18 @@ chan_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     if (check_usable(self, 1) < 0)
         return NULL;
     Py_buffer b;
+    int strided = 0;
     if (PyObject_GetBuffer(data, &b, PyBUF_SIMPLE) < 0) {
-        if (PyObject_CheckBuffer(data))
-            return NULL; /* e.g. a non-contiguous array: its own message says so */
+        /* A non-contiguous array (arr[::3]) is gathered straight into the
+         * ring: still one copy. */
+        if (PyObject_CheckBuffer(data)) {
+            PyErr_Clear();
+            if (PyObject_GetBuffer(data, &b, PyBUF_FULL_RO) < 0)
+                return NULL;
+            strided = 1;
+        }
+    }
+    if (!strided && PyErr_Occurred()) {
         PyErr_Clear();
         PyErr_Format(PyExc_TypeError,
                      "send() needs a bytes-like object, not %.100s", Py_TYPE(data)->tp_name);
@@ -536,7 +545,10 @@ chan_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
         pos = 0;
     }
     char *rec = self->txdata + pos;
-    if (len >= (1 << 18)) {
+    if (strided) {
+        if (PyBuffer_ToContiguous(rec + 8, &b, (Py_ssize_t)len, 'C') < 0)
+            goto done; /* nothing published: the record is not committed */
+    } else if (len >= (1 << 18)) {
         Py_BEGIN_ALLOW_THREADS
         memcpy(rec + 8, b.buf, len);
         Py_END_ALLOW_THREADS
