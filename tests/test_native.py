@@ -62,3 +62,17 @@ def test_mutex_timeout_and_unlock_errors():
             _native.mutex_init(m, 4090)
     finally:
         m.close()
+
+
+def test_type_stub_matches_the_module():
+    import ast
+    import pathlib
+
+    stub = pathlib.Path(_native.__file__).with_name("_native.pyi")
+    if not stub.exists():  # an installed wheel next to the stub in src/
+        stub = pathlib.Path(__file__).resolve().parent.parent / "src" / "interproc" / "_native.pyi"
+    tree = ast.parse(stub.read_text())
+    declared = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    declared |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}
+    exported = {n for n in dir(_native) if not n.startswith("_")}
+    assert declared == exported
