@@ -1,0 +1,5 @@
+"""asyncio versions of interproc's public names (as redis.asyncio and zmq.asyncio do)."""
+
+from ._sync import Event as Event, Semaphore as Semaphore
+
+__all__ = ["Event", "Semaphore"]
