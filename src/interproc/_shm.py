@@ -208,6 +208,10 @@ def _detach(m: _Mapping, slot: int, path: str, who: ProcessId) -> None:
     """Give up a handle's slot; the last live handle removes the name."""
     if m.fd < 0:
         return
+    if current_process() != who:
+        # A forked child inherited the handle: the slot is its parent's.
+        m.release()
+        return
     try:
         with _HeaderLock(m.buf, path):
             if _read_ident(m.buf, slot) == who:
