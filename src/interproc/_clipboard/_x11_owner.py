@@ -1,0 +1,216 @@
+"""The background owner of an X selection: ``python -m interproc._clipboard._x11_owner``.
+
+Started by ``clipboard.set`` on X11.  Protocol on its stdin/stdout:
+
+* stdin: one JSON line ``{"selection", "targets": {target: [type, blob#]}, "sizes": [...]}``
+  followed by the blobs, back to back;
+* stdout: ``PID <pid>`` from the first process, which forks and exits at once
+  (so the owner is nobody's child and outlives the caller, like xclip), then
+  ``OWNED <window>`` or ``ERROR <message>`` from the owner, which then closes
+  stdout and serves.
+
+The owner answers TARGETS, TIMESTAMP and every offered target, sends data
+above one request's worth with the INCR protocol, and exits once another
+client takes the selection (SelectionClear) and its transfers are done, or
+when the X connection dies.  Its window carries ``_NET_WM_PID``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import sys
+import time
+from dataclasses import dataclass, field
+
+from Xlib import X, Xatom
+from Xlib.protocol import event as xevent
+
+from ._x11 import INCR_STALL_SECONDS, Connection, _xid
+
+_TS_PROP = "_INTERPROC_TIMESTAMP"
+
+
+@dataclass
+class Transfer:
+    """One INCR transfer: pieces go out each time the requestor deletes the property."""
+
+    window: object
+    prop: int
+    ptype: int
+    data: bytes
+    offset: int = 0
+    done: bool = False
+    last: float = field(default_factory=time.monotonic)
+
+
+class Owner:
+    def __init__(self, selection: str, offers: dict[str, tuple[str, bytes]]) -> None:
+        self.c = Connection(None, event_mask=X.PropertyChangeMask)
+        self.selection = selection
+        self.sel = self.c.atom(selection)
+        self.offers = {self.c.atom(t): (self.c.atom(p), b) for t, (p, b) in offers.items()}
+        self.a_targets = self.c.atom("TARGETS")
+        self.a_timestamp = self.c.atom("TIMESTAMP")
+        self.a_incr = self.c.atom("INCR")
+        # The largest property one ChangeProperty request can carry (python-xlib
+        # has no BIG-REQUESTS): anything bigger goes out with INCR.
+        max_request = self.c.d.display.info.max_request_length * 4
+        self.chunk = max(4096, min(1 << 20, max_request - 64) & ~3)
+        self.transfers: dict[tuple[int, int], Transfer] = {}
+        self.timestamp = 0
+        self.lost = False
+
+    def take(self) -> None:
+        c = self.c
+        c.win.change_property(c.atom("_NET_WM_PID"), Xatom.CARDINAL, 32, [os.getpid()])
+        c.win.change_property(Xatom.WM_NAME, Xatom.STRING, 8, b"interproc clipboard owner")
+        # ICCCM: own with a real server time, never CurrentTime.  A zero-length
+        # append to our own property yields a PropertyNotify carrying it.
+        ts_prop = c.atom(_TS_PROP)
+        c.win.change_property(ts_prop, Xatom.STRING, 8, b"", mode=X.PropModeAppend)
+        c.d.flush()
+        ev = c.wait_for(
+            lambda e: e.type == X.PropertyNotify and e.atom == ts_prop,
+            time.monotonic() + 10, "getting a server timestamp",
+        )
+        self.timestamp = ev.time
+        c.win.set_selection_owner(self.sel, self.timestamp)
+        if _xid(c.d.get_selection_owner(self.sel)) != c.win.id:
+            raise RuntimeError(f"could not take ownership of the {self.selection} selection")
+
+    # -- requests ----------------------------------------------------------------
+
+    def _reply(self, req, prop: int) -> None:
+        ev = xevent.SelectionNotify(
+            time=req.time, requestor=_xid(req.requestor), selection=req.selection,
+            target=req.target, property=prop,
+        )
+        self._window(req.requestor).send_event(ev, event_mask=0)
+
+    def _window(self, w):
+        return self.c.d.create_resource_object("window", _xid(w))
+
+    def on_request(self, req) -> None:
+        prop = req.property or req.target  # obsolete clients pass None: use the target
+        win = self._window(req.requestor)
+        if req.selection != self.sel or self.lost:
+            self._reply(req, X.NONE)
+        elif req.target == self.a_targets:
+            atoms = [self.a_targets, self.a_timestamp, *self.offers]
+            win.change_property(prop, Xatom.ATOM, 32, atoms)
+            self._reply(req, prop)
+        elif req.target == self.a_timestamp:
+            win.change_property(prop, Xatom.INTEGER, 32, [self.timestamp])
+            self._reply(req, prop)
+        elif req.target in self.offers:
+            ptype, data = self.offers[req.target]
+            if len(data) <= self.chunk:
+                win.change_property(prop, ptype, 8, data)
+            else:
+                # INCR: announce a lower bound of the size, then send a piece
+                # each time the requestor deletes the property.
+                win.change_attributes(event_mask=X.PropertyChangeMask)
+                win.change_property(prop, self.a_incr, 32, [len(data)])
+                self.transfers[(_xid(win), prop)] = Transfer(win, prop, ptype, data)
+            self._reply(req, prop)
+        else:
+            self._reply(req, X.NONE)
+        self.c.d.flush()
+
+    def on_property(self, ev) -> None:
+        if ev.state != X.PropertyDelete:
+            return
+        t = self.transfers.get((_xid(ev.window), ev.atom))
+        if t is None:
+            return
+        piece = t.data[t.offset : t.offset + self.chunk]
+        t.window.change_property(t.prop, t.ptype, 8, piece)
+        t.offset += len(piece)
+        t.last = time.monotonic()
+        if not piece:  # the zero-length piece just written ends the transfer
+            self._finish(t)
+        self.c.d.flush()
+
+    def _finish(self, t: Transfer) -> None:
+        key = (_xid(t.window), t.prop)
+        self.transfers.pop(key, None)
+        if not any(k[0] == key[0] for k in self.transfers):
+            t.window.change_attributes(event_mask=0)
+
+    def _drop_dead(self) -> None:
+        # A requestor that died or stopped reading must not keep us alive.
+        bad = {getattr(e, "resource_id", None) for e in self.c.errors}
+        self.c.errors.clear()
+        now = time.monotonic()
+        for key, t in list(self.transfers.items()):
+            if key[0] in bad or now - t.last > INCR_STALL_SECONDS:
+                self.transfers.pop(key, None)
+
+    def serve(self) -> None:
+        d = self.c.d
+        while not (self.lost and not self.transfers):
+            while d.pending_events():
+                ev = d.next_event()
+                if ev.type == X.SelectionRequest:
+                    self.on_request(ev)
+                elif ev.type == X.SelectionClear and ev.atom == self.sel:
+                    self.lost = True
+                elif ev.type == X.PropertyNotify:
+                    self.on_property(ev)
+            self._drop_dead()
+            if self.lost and not self.transfers:
+                break
+            select.select([d.fileno()], [], [], 1.0)
+
+
+def _read_exact(f, n: int) -> bytes:
+    parts, got = [], 0
+    while got < n:
+        b = f.read(n - got)
+        if not b:
+            raise EOFError(f"owner input ended after {got} of {n} bytes")
+        parts.append(b)
+        got += len(b)
+    return b"".join(parts)
+
+
+def _detach_stdio() -> None:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def main() -> int:
+    out = sys.stdout.buffer
+    pid = os.fork()
+    if pid:
+        out.write(f"PID {pid}\n".encode())
+        out.flush()
+        os._exit(0)
+    try:
+        inp = sys.stdin.buffer
+        header = json.loads(inp.readline())
+        blobs = [_read_exact(inp, n) for n in header["sizes"]]
+        offers = {t: (ptype, blobs[i]) for t, (ptype, i) in header["targets"].items()}
+        owner = Owner(header["selection"], offers)
+        owner.take()
+    except Exception as exc:
+        out.write(f"ERROR {type(exc).__name__}: {exc}\n".encode())
+        out.flush()
+        return 1
+    out.write(f"OWNED {owner.c.win.id}\n".encode())
+    out.flush()
+    _detach_stdio()
+    del blobs, offers
+    try:
+        owner.serve()
+    except Exception:
+        return 1  # the X server went away: nothing left to serve
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
