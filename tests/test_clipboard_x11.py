@@ -15,7 +15,7 @@ import pytest
 from clipboard_xvfb import owner_pids, wait_gone, x11, xclip, xvfb  # noqa: F401
 from conftest import wait_for_line
 
-from interproc import InterprocError, NotFound, Timeout, clipboard
+from interproc import InterprocError, NotFound, ProtocolError, Timeout, clipboard
 from interproc._clipboard._x11 import X11Backend
 
 pytestmark = pytest.mark.display
@@ -323,3 +323,66 @@ def test_cli_watch_counts_changes(xclip, spawn):
     line = wait_for_line(watcher, "1 CLIPBOARD set owner=0x")
     assert line.startswith("1 CLIPBOARD set")
     assert watcher.wait(10) == 0
+
+
+# -- misbehaving owners (another process speaking bad ICCCM) ---------------------------
+
+BAD_OWNER = r"""
+import sys
+from Xlib import X, Xatom, display
+from Xlib.protocol import event
+mode = sys.argv[1]
+d = display.Display()
+w = d.screen().root.create_window(0, 0, 1, 1, 0, X.CopyFromParent)
+sel = d.intern_atom("CLIPBOARD")
+w.set_selection_owner(sel, X.CurrentTime)
+d.sync()
+print("READY", flush=True)
+while True:
+    ev = d.next_event()
+    if ev.type != X.SelectionRequest:
+        continue
+    req = d.create_resource_object("window", ev.requestor.id)
+    if mode == "bad-targets":
+        req.change_property(ev.property, Xatom.STRING, 8, b"not atoms")
+    elif mode == "bad-atoms":
+        req.change_property(ev.property, Xatom.ATOM, 32, [0x0FFFFFF0, 0x0FFFFFF1])
+    elif mode == "incr-stall":
+        req.change_property(ev.property, d.intern_atom("INCR"), 32, [10 ** 6])
+    elif mode == "no-property":
+        pass
+    req.send_event(event.SelectionNotify(time=ev.time, requestor=ev.requestor.id, selection=ev.selection,
+                                         target=ev.target, property=ev.property))
+    d.flush()
+"""
+
+
+@pytest.mark.parametrize("mode, call, error, message", [
+    ("bad-targets", lambda: clipboard.formats(timeout=5), ProtocolError,
+     "answered TARGETS with type 'STRING'"),
+    ("bad-atoms", lambda: clipboard.formats(timeout=5), ProtocolError, "rejected"),
+    ("no-property", lambda: clipboard.get_text(timeout=5), ProtocolError, "set no property"),
+    ("incr-stall", lambda: clipboard.get("image/png", timeout=0.5), Timeout, "timed out"),
+])
+def test_misbehaving_owner_gives_a_clear_error(spawn, x11, mode, call, error, message):
+    owner = spawn(BAD_OWNER, mode)
+    wait_for_line(owner, "READY")
+    with pytest.raises(error, match=message):
+        call()
+
+
+def test_a_wait_for_a_stalled_owner_is_interrupted_by_ctrl_c(spawn, x11):
+    import signal
+
+    owner = spawn(BAD_OWNER, "incr-stall")
+    wait_for_line(owner, "READY")
+    reader = spawn(
+        "from interproc import clipboard\n"
+        "print('READING', flush=True)\n"
+        "clipboard.get('image/png', timeout=None)\n"
+    )
+    wait_for_line(reader, "READING")
+    time.sleep(0.3)  # let it reach the wait; the point is that a signal ends any wait
+    reader.send_signal(signal.SIGINT)
+    _, err = reader.communicate(timeout=10)
+    assert reader.returncode != 0 and "KeyboardInterrupt" in err

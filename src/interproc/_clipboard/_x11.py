@@ -13,6 +13,7 @@ offered as ``UTF8_STRING``, ``text/plain;charset=utf-8``, ``text/plain``,
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import subprocess
@@ -21,7 +22,7 @@ import threading
 import time
 from typing import Callable
 
-from .._errors import InterprocError, NotFound, ProtocolError, Timeout
+from .._errors import ChannelClosed, InterprocError, NotFound, ProtocolError, Timeout
 from ._base import (
     TEXT,
     TEXT_TARGETS,
@@ -42,6 +43,13 @@ try:
 except ImportError as _exc:  # pragma: no cover - python-xlib is an optional dependency
     xdisplay = None
     _IMPORT_ERROR: ImportError | None = _exc
+
+    class xerror:  # noqa: N801 - stands in for Xlib.error in except clauses
+        class ConnectionClosedError(Exception):
+            pass
+
+        class XError(Exception):
+            pass
 else:
     _IMPORT_ERROR = None
 
@@ -63,6 +71,23 @@ def text_aliases(utf8: bytes) -> dict[str, tuple[str, bytes]]:
         "TEXT": ("UTF8_STRING", utf8),
         "STRING": ("STRING", latin1),
     }
+
+
+def _translating(method):
+    """Give X failures their interproc meaning, once, at the backend's surface."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kw):
+        try:
+            return method(self, *args, **kw)
+        except xerror.ConnectionClosedError as exc:
+            raise ChannelClosed(f"the X server {self.display_name!r} closed the connection: {exc}") from exc
+        except xerror.XError as exc:
+            # Our requests are well formed; an X error means the owner handed
+            # us something invalid (a bad atom in TARGETS, a vanished window).
+            raise ProtocolError(f"the {self.selection} owner sent data the X server rejected: {exc}") from exc
+
+    return wrapper
 
 
 def _xid(obj: object) -> int:
@@ -202,6 +227,7 @@ class X11Backend(Backend):
             ptype = c.atom_name(r.property_type)
             pieces.append(piece)
 
+    @_translating
     def targets(self, timeout: float | None = None) -> list[str]:
         """The raw target names the owner answers TARGETS with."""
         deadline = deadline_of(timeout)
@@ -223,6 +249,7 @@ class X11Backend(Backend):
     def formats(self, timeout: float | None) -> list[str]:
         return formats_from_targets(self.targets(timeout))
 
+    @_translating
     def get(self, fmt: str, timeout: float | None) -> bytes:
         check_format(fmt)
         deadline = deadline_of(timeout)
@@ -242,6 +269,7 @@ class X11Backend(Backend):
         finally:
             c.close()
 
+    @_translating
     def register_format(self, name: str) -> int:
         # An atom lives as long as the X server: every client interning the
         # same name gets the same number, like RegisterClipboardFormat.
@@ -251,6 +279,7 @@ class X11Backend(Backend):
         finally:
             c.close()
 
+    @_translating
     def owner_window(self) -> int:
         c = Connection(self.display_name)
         try:
@@ -258,6 +287,7 @@ class X11Backend(Backend):
         finally:
             c.close()
 
+    @_translating
     def clear(self, timeout: float | None) -> None:
         c = Connection(self.display_name)
         try:
@@ -448,6 +478,8 @@ class X11ChangeSource(ChangeSource):
                     ev = self.c.next_event(deadline, "waiting for a clipboard change", self._wake_r)
                 except Timeout:
                     return None
+                except xerror.ConnectionClosedError as exc:
+                    raise ChannelClosed(f"the X server closed the connection: {exc}") from exc
                 if ev is None:
                     return None  # close() woke us
                 if isinstance(ev, xfixes.SelectionNotify) and ev.selection == sel:
