@@ -40,7 +40,7 @@ def test_set_text_is_read_by_xclip_under_every_text_target(xclip):
     assert xclip.out("text/plain;charset=utf-8").decode() == "grüße, 世界"
     assert xclip.out("STRING") == "grüße, ??".encode("latin-1")  # ICCCM STRING is Latin-1
     targets = xclip.out("TARGETS").decode().split()
-    for t in ("TARGETS", "TIMESTAMP", "UTF8_STRING", "STRING", "TEXT", "text/plain"):
+    for t in ("TARGETS", "TIMESTAMP", "MULTIPLE", "UTF8_STRING", "STRING", "TEXT", "text/plain"):
         assert t in targets
     assert clipboard.get_text() == "grüße, 世界"
 
@@ -386,3 +386,40 @@ def test_a_wait_for_a_stalled_owner_is_interrupted_by_ctrl_c(spawn, x11):
     reader.send_signal(signal.SIGINT)
     _, err = reader.communicate(timeout=10)
     assert reader.returncode != 0 and "KeyboardInterrupt" in err
+
+
+def test_owner_answers_multiple_with_one_refused_pair(x11):
+    """ICCCM MULTIPLE, asked by a raw X client (this process) of the owner process."""
+    from Xlib import X, display
+
+    png = big_png(2 * MB)  # one pair goes by INCR
+    clipboard.set({"text/html": "<b>m</b>", "image/png": png})
+    d = display.Display(x11)
+    try:
+        w = d.screen().root.create_window(0, 0, 1, 1, 0, X.CopyFromParent, event_mask=X.PropertyChangeMask)
+        a = d.intern_atom
+        pairs = [a("text/html"), a("P1"), a("image/png"), a("P2"), a("image/gif"), a("P3")]
+        w.change_property(a("PAIRS"), a("ATOM_PAIR"), 32, pairs)
+        w.convert_selection(a("CLIPBOARD"), a("MULTIPLE"), a("PAIRS"), X.CurrentTime)
+        d.flush()
+        while True:
+            ev = d.next_event()
+            if ev.type == X.SelectionNotify:
+                break
+        assert ev.property == a("PAIRS")
+        answered = list(w.get_property(a("PAIRS"), X.AnyPropertyType, 0, 100).value)
+        assert answered == pairs[:5] + [X.NONE]  # image/gif refused
+        assert bytes(w.get_property(a("P1"), X.AnyPropertyType, 0, 100).value) == b"<b>m</b>"
+        incr = w.get_property(a("P2"), X.AnyPropertyType, 0, 100, delete=True)
+        assert d.get_atom_name(incr.property_type) == "INCR"
+        pieces = []
+        while True:
+            ev = d.next_event()
+            if ev.type == X.PropertyNotify and ev.atom == a("P2") and ev.state == X.PropertyNewValue:
+                piece = w.get_property(a("P2"), X.AnyPropertyType, 0, 1 << 28, delete=True).value
+                if not piece:
+                    break
+                pieces.append(bytes(piece))
+        assert b"".join(pieces) == png
+    finally:
+        d.close()

@@ -9,7 +9,7 @@ Started by ``clipboard.set`` on X11.  Protocol on its stdin/stdout:
   ``OWNED <window>`` or ``ERROR <message>`` from the owner, which then closes
   stdout and serves.
 
-The owner answers TARGETS, TIMESTAMP and every offered target, sends data
+The owner answers TARGETS, TIMESTAMP, MULTIPLE and every offered target, sends data
 above one request's worth with the INCR protocol, and exits once another
 client takes the selection (SelectionClear) and its transfers are done, or
 when the X connection dies.  Its window carries ``_NET_WM_PID``.
@@ -54,6 +54,7 @@ class Owner:
         self.a_targets = self.c.atom("TARGETS")
         self.a_timestamp = self.c.atom("TIMESTAMP")
         self.a_incr = self.c.atom("INCR")
+        self.a_multiple = self.c.atom("MULTIPLE")
         # The largest property one ChangeProperty request can carry (python-xlib
         # has no BIG-REQUESTS): anything bigger goes out with INCR.
         max_request = self.c.d.display.info.max_request_length * 4
@@ -92,20 +93,15 @@ class Owner:
     def _window(self, w):
         return self.c.d.create_resource_object("window", _xid(w))
 
-    def on_request(self, req) -> None:
-        prop = req.property or req.target  # obsolete clients pass None: use the target
-        win = self._window(req.requestor)
-        if req.selection != self.sel or self.lost:
-            self._reply(req, X.NONE)
-        elif req.target == self.a_targets:
-            atoms = [self.a_targets, self.a_timestamp, *self.offers]
+    def _convert(self, win, target: int, prop: int) -> bool:
+        """Write ``target`` into the requestor's ``prop``; False if we do not offer it."""
+        if target == self.a_targets:
+            atoms = [self.a_targets, self.a_timestamp, self.a_multiple, *self.offers]
             win.change_property(prop, Xatom.ATOM, 32, atoms)
-            self._reply(req, prop)
-        elif req.target == self.a_timestamp:
+        elif target == self.a_timestamp:
             win.change_property(prop, Xatom.INTEGER, 32, [self.timestamp])
-            self._reply(req, prop)
-        elif req.target in self.offers:
-            ptype, data = self.offers[req.target]
+        elif target in self.offers:
+            ptype, data = self.offers[target]
             if len(data) <= self.chunk:
                 win.change_property(prop, ptype, 8, data)
             else:
@@ -114,9 +110,33 @@ class Owner:
                 win.change_attributes(event_mask=X.PropertyChangeMask)
                 win.change_property(prop, self.a_incr, 32, [len(data)])
                 self.transfers[(_xid(win), prop)] = Transfer(win, prop, ptype, data)
-            self._reply(req, prop)
         else:
-            self._reply(req, X.NONE)
+            return False
+        return True
+
+    def _convert_multiple(self, win, prop: int) -> bool:
+        """MULTIPLE: the property holds (target, property) pairs; refused ones get None."""
+        r = win.get_property(prop, X.AnyPropertyType, 0, 0x10000)
+        if r is None or r.format != 32 or len(r.value) % 2:
+            return False
+        pairs = list(r.value)
+        for i in range(0, len(pairs), 2):
+            target, target_prop = pairs[i], pairs[i + 1]
+            if target in (self.a_multiple, 0) or not target_prop or not self._convert(win, target, target_prop):
+                pairs[i + 1] = X.NONE
+        win.change_property(prop, r.property_type, 32, pairs)
+        return True
+
+    def on_request(self, req) -> None:
+        prop = req.property or req.target  # obsolete clients pass None: use the target
+        win = self._window(req.requestor)
+        if req.selection != self.sel or self.lost:
+            ok = False
+        elif req.target == self.a_multiple:
+            ok = bool(req.property) and self._convert_multiple(win, req.property)
+        else:
+            ok = self._convert(win, req.target, prop)
+        self._reply(req, prop if ok else X.NONE)
         self.c.d.flush()
 
     def on_property(self, ev) -> None:
