@@ -35,6 +35,23 @@ from ._base import (
     remaining,
 )
 
+def _speed_up_xlib() -> None:
+    """Give python-xlib's ``bytesview`` a ``__bytes__``.
+
+    python-xlib keeps unparsed input after an event as a ``bytesview`` (no
+    buffer protocol), and on the next recv() copies it with ``bytes(view)``,
+    one item at a time.  An event that arrives in the middle of a large
+    GetProperty reply thus costs a Python call per byte of the reply so far
+    (seconds per INCR megabyte).  ``__bytes__`` gives the same bytes in one
+    copy; nothing else changes.
+    """
+    from Xlib.protocol import display as proto
+
+    view_cls = getattr(proto, "bytesview", None)
+    if isinstance(view_cls, type) and not hasattr(view_cls, "__bytes__"):
+        view_cls.__bytes__ = lambda self: self.view.tobytes()
+
+
 try:
     from Xlib import X, Xatom, error as xerror
     from Xlib import display as xdisplay
@@ -52,6 +69,7 @@ except ImportError as _exc:  # pragma: no cover - python-xlib is an optional dep
             pass
 else:
     _IMPORT_ERROR = None
+    _speed_up_xlib()
 
 OWNER_MODULE = "interproc._clipboard._x11_owner"
 # How long an owner keeps an INCR transfer whose requestor stopped reading.
