@@ -160,3 +160,8 @@ def test_public_api_is_complete():
         assert hasattr(clipboard, name), name
     public = {n for n in vars(clipboard) if not n.startswith("_") and n not in ("annotations", "Callable", "Mapping", "Data")}
     assert public == set(clipboard.__all__)
+
+
+def test_meta_targets_cannot_be_set_as_formats():
+    with pytest.raises(ValueError, match="'TARGETS' is reserved"):
+        normalize({"TARGETS": b"x"})

@@ -423,3 +423,15 @@ def test_owner_answers_multiple_with_one_refused_pair(x11):
         assert b"".join(pieces) == png
     finally:
         d.close()
+
+
+def test_a_dropped_watcher_is_stopped_by_its_finalizer(x11):
+    import gc
+
+    seen = []
+    watcher = clipboard.watch(seen.append)
+    thread = watcher._thread
+    del watcher
+    gc.collect()
+    thread.join(5)
+    assert not thread.is_alive()

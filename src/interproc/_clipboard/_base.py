@@ -71,6 +71,8 @@ def normalize(data: object) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for fmt, value in data.items():
         check_format(fmt)
+        if fmt in META_TARGETS:
+            raise ValueError(f"clipboard format {fmt!r} is reserved: it describes the selection itself")
         if isinstance(value, str):
             out[fmt] = value.encode("utf-8")
         elif isinstance(value, (bytes, bytearray, memoryview)):
@@ -203,34 +205,40 @@ class Watcher:
 
     def __init__(self, source: ChangeSource, callback: Callable[[Change], object]) -> None:
         if not callable(callback):
+            source.close()
             raise TypeError(f"watch callback must be callable, not {type(callback).__name__}")
         self._source = source
-        self._callback = callback
         self._stop = threading.Event()
         self.errors: list[BaseException] = []
-        self._thread = threading.Thread(target=self._run, name="interproc-clipboard-watch", daemon=True)
-        self._thread.start()
+        # The thread gets no reference to self, so a watcher dropped without
+        # close() can be collected, and its finalizer stops the thread.
+        self._thread = threading.Thread(
+            target=Watcher._run, args=(source, callback, self._stop, self.errors),
+            name="interproc-clipboard-watch", daemon=True,
+        )
         self._finalizer = weakref.finalize(self, Watcher._finalize, source, self._stop)
+        self._thread.start()
 
     @staticmethod
     def _finalize(source: ChangeSource, stop: threading.Event) -> None:
         stop.set()
         source.close()
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    @staticmethod
+    def _run(source: ChangeSource, callback, stop: threading.Event, errors: list) -> None:
+        while not stop.is_set():
             try:
-                change = self._source.next(None)
+                change = source.next(None)
             except Exception as exc:  # the display went away: nothing more will come
-                if not self._stop.is_set():
-                    self.errors.append(exc)
+                if not stop.is_set():
+                    errors.append(exc)
                 return
             if change is None:
                 continue
             try:
-                self._callback(change)
+                callback(change)
             except Exception as exc:
-                self.errors.append(exc)
+                errors.append(exc)
 
     def close(self, timeout: float | None = 5.0) -> None:
         self._finalizer()
