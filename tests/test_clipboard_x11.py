@@ -435,3 +435,58 @@ def test_a_dropped_watcher_is_stopped_by_its_finalizer(x11):
     gc.collect()
     thread.join(5)
     assert not thread.is_alive()
+
+
+# -- hand-off to a clipboard manager ---------------------------------------------------------
+
+MANAGER = r"""
+from Xlib import X, display
+from Xlib.protocol import event
+from interproc._clipboard._x11 import X11Backend
+d = display.Display()
+w = d.screen().root.create_window(0, 0, 1, 1, 0, X.CopyFromParent)
+manager, save = d.intern_atom("CLIPBOARD_MANAGER"), d.intern_atom("SAVE_TARGETS")
+w.set_selection_owner(manager, X.CurrentTime)
+d.sync()
+print("READY", flush=True)
+while True:
+    ev = d.next_event()
+    if ev.type == X.SelectionRequest and ev.target == save:
+        req = d.create_resource_object("window", ev.requestor.id)
+        asked = req.get_property(ev.property, X.AnyPropertyType, 0, 1000)
+        names = sorted(d.get_atom_name(a) for a in asked.value)
+        b = X11Backend("CLIPBOARD")  # a real manager would now copy every target and take CLIPBOARD
+        text, png = b.get("text/plain", 10).decode(), b.get("image/png", 10)
+        print("SAVED", text, len(png), ",".join(names), flush=True)
+        req.send_event(event.SelectionNotify(time=ev.time, requestor=ev.requestor.id, selection=ev.selection,
+                                             target=ev.target, property=ev.property))
+        d.flush()
+        break
+"""
+
+
+def test_terminated_owner_hands_off_to_a_clipboard_manager(spawn, x11):
+    import signal
+
+    manager = spawn(MANAGER)
+    wait_for_line(manager, "READY")
+    png = big_png(MB)  # the manager reads it with INCR while the owner is stopping
+    clipboard.set({"text/plain": "keep me", "image/png": png})
+    [owner] = owner_pids(x11)
+    os.kill(owner, signal.SIGTERM)
+    saved = wait_for_line(manager, "SAVED")
+    text, size, names = saved.split(" ", 1)[1].rsplit(" ", 2)
+    assert text == "keep me" and int(size) == len(png)
+    assert {"image/png", "UTF8_STRING", "STRING"} <= set(names.split(","))
+    assert "TARGETS" not in names.split(",")
+    assert wait_gone([owner]) == [], "the owner did not exit after the manager saved"
+
+
+def test_terminated_owner_without_a_manager_just_exits(x11):
+    import signal
+
+    clipboard.set_text("gone soon")
+    [owner] = owner_pids(x11)
+    os.kill(owner, signal.SIGTERM)
+    assert wait_gone([owner]) == []
+    assert clipboard.formats() == []  # the owner's window died with it

@@ -12,7 +12,9 @@ Started by ``clipboard.set`` on X11.  Protocol on its stdin/stdout:
 The owner answers TARGETS, TIMESTAMP, MULTIPLE and every offered target, sends data
 above one request's worth with the INCR protocol, and exits once another
 client takes the selection (SelectionClear) and its transfers are done, or
-when the X connection dies.  Its window carries ``_NET_WM_PID``.
+when the X connection dies.  On SIGTERM/SIGHUP it first hands the content to
+a clipboard manager if one runs (SAVE_TARGETS), then exits.  Its window
+carries ``_NET_WM_PID``.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import signal
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,6 +33,8 @@ from Xlib.protocol import event as xevent
 from ._x11 import INCR_STALL_SECONDS, Connection, _xid
 
 _TS_PROP = "_INTERPROC_TIMESTAMP"
+# How long a terminated owner keeps serving a clipboard manager that is saving.
+HAND_OFF_SECONDS = 5.0
 
 
 @dataclass
@@ -168,9 +173,31 @@ class Owner:
             if key[0] in bad or now - t.last > INCR_STALL_SECONDS:
                 self.transfers.pop(key, None)
 
-    def serve(self) -> None:
+    def hand_off(self) -> float | None:
+        """Asked to stop: offer the content to a clipboard manager (SAVE_TARGETS).
+
+        Returns how long to keep serving while the manager copies, or None
+        when there is no manager (or nothing left to save) and we can go.
+        freedesktop.org ClipboardManager spec: convert CLIPBOARD_MANAGER to
+        SAVE_TARGETS with a property listing the targets worth saving; the
+        manager fetches them from us, then answers with a SelectionNotify.
+        """
+        if self.lost or self.selection != "CLIPBOARD":
+            return None
+        manager = self.c.atom("CLIPBOARD_MANAGER")
+        if self.c.d.get_selection_owner(manager) == X.NONE:
+            return None
+        prop = self.c.atom("_INTERPROC_SAVE_TARGETS")
+        self.c.win.change_property(prop, Xatom.ATOM, 32, list(self.offers))
+        self.c.win.convert_selection(manager, self.c.atom("SAVE_TARGETS"), prop, X.CurrentTime)
+        self.c.d.flush()
+        return time.monotonic() + HAND_OFF_SECONDS
+
+    def serve(self, wake_fd: int) -> None:
         d = self.c.d
-        while not (self.lost and not self.transfers):
+        manager = self.c.atom("CLIPBOARD_MANAGER")
+        saving_until: float | None = None
+        while True:
             while d.pending_events():
                 ev = d.next_event()
                 if ev.type == X.SelectionRequest:
@@ -179,10 +206,30 @@ class Owner:
                     self.lost = True
                 elif ev.type == X.PropertyNotify:
                     self.on_property(ev)
+                elif ev.type == X.SelectionNotify and ev.selection == manager and saving_until:
+                    return  # the manager has the content (or refused it): either way we are done
             self._drop_dead()
             if self.lost and not self.transfers:
-                break
-            select.select([d.fileno()], [], [], 1.0)
+                return
+            if saving_until is not None and time.monotonic() > saving_until:
+                return
+            ready, _, _ = select.select([d.fileno(), wake_fd], [], [], 1.0)
+            if wake_fd in ready:
+                os.read(wake_fd, 64)
+                if saving_until is None:
+                    saving_until = self.hand_off()
+                    if saving_until is None:
+                        return
+
+
+def _stop_on_signals() -> int:
+    """SIGTERM/SIGHUP (logout, kill) wake the serve loop through a pipe, which then hands off."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda *_: os.write(w, b"s"))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # not ours: we have no terminal
+    return r
 
 
 def _read_exact(f, n: int) -> bytes:
@@ -221,12 +268,13 @@ def main() -> int:
         out.write(f"ERROR {type(exc).__name__}: {exc}\n".encode())
         out.flush()
         return 1
+    wake = _stop_on_signals()
     out.write(f"OWNED {owner.c.win.id}\n".encode())
     out.flush()
     _detach_stdio()
     del blobs, offers
     try:
-        owner.serve()
+        owner.serve(wake)
     except Exception:
         return 1  # the X server went away: nothing left to serve
     return 0
