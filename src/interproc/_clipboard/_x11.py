@@ -19,7 +19,6 @@ import select
 import subprocess
 import sys
 import threading
-import time
 from typing import Callable
 
 from .._errors import ChannelClosed, InterprocError, NotFound, ProtocolError, Timeout
@@ -34,6 +33,7 @@ from ._base import (
     formats_from_targets,
     remaining,
 )
+
 
 def _speed_up_xlib() -> None:
     """Give python-xlib's ``bytesview`` a ``__bytes__``.
@@ -53,7 +53,7 @@ def _speed_up_xlib() -> None:
 
 
 try:
-    from Xlib import X, Xatom, error as xerror
+    from Xlib import X, error as xerror
     from Xlib import display as xdisplay
     from Xlib.ext import xfixes
     from Xlib.protocol import request as xrequest
