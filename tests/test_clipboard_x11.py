@@ -304,6 +304,10 @@ def test_cli_set_get_formats(xclip, tmp_path):
     p = _cli("get")
     assert p.returncode == 0 and p.stdout == b"cli text"
     assert _cli("formats").stdout.decode().split() == ["text/plain"]
+    raw = _cli("formats", "--raw").stdout.decode().split()
+    assert raw[:3] == ["TARGETS", "TIMESTAMP", "MULTIPLE"] and "UTF8_STRING" in raw
+    assert _cli("set", "-", input="from stdin ✓".encode()).returncode == 0
+    assert clipboard.get_text() == "from stdin ✓"
     blob = tmp_path / "x.png"
     blob.write_bytes(big_png(1000))
     assert _cli("set", "--file", str(blob), "--format", "image/png").returncode == 0

@@ -19,12 +19,13 @@ def register(sub) -> None:
     g.set_defaults(func=_get)
 
     s = csub.add_parser("set", help="put TEXT, or a file's bytes, on the clipboard")
-    s.add_argument("text", nargs="?", help="the text to copy")
+    s.add_argument("text", nargs="?", help="the text to copy ('-' reads the data from stdin)")
     s.add_argument("--file", help="copy this file's bytes instead")
     s.add_argument("--format", help="format of the data (default text/plain)")
     s.set_defaults(func=_set)
 
     f = csub.add_parser("formats", help="list the formats the current owner offers")
+    f.add_argument("--raw", action="store_true", help="X11: the owner's raw TARGETS, aliases and all")
     f.set_defaults(func=_formats)
 
     w = csub.add_parser("watch", help="print a line for every clipboard change (by any program)")
@@ -56,6 +57,8 @@ def _set(args) -> int:
     if args.file is not None:
         with open(args.file, "rb") as f:
             data: bytes | str = f.read()
+    elif args.text == "-":
+        data = sys.stdin.buffer.read()
     else:
         data = args.text
     clipboard.set({args.format or "text/plain": data}, selection=args.selection, timeout=args.timeout)
@@ -65,7 +68,16 @@ def _set(args) -> int:
 def _formats(args) -> int:
     from .. import clipboard
 
-    for fmt in clipboard.formats(selection=args.selection, timeout=args.timeout):
+    if args.raw:
+        if clipboard.backend_name() != "x11":
+            raise ValueError("--raw lists X11 targets; this session uses the "
+                             f"{clipboard.backend_name()} backend")
+        from .._clipboard._x11 import X11Backend
+
+        found = X11Backend(args.selection).targets(args.timeout)
+    else:
+        found = clipboard.formats(selection=args.selection, timeout=args.timeout)
+    for fmt in found:
         print(fmt)
     return 0
 
