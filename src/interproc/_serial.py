@@ -151,7 +151,7 @@ class SerialPort:
             raise ChannelClosed(f"serial port {self.port}: closed")
 
     # -- I/O -----------------------------------------------------------
-    def _wait(self, events: int, deadline: float | None, what: str) -> None:
+    def _wait(self, events: int, deadline: float | None, what: str) -> int:
         poller = select.poll()
         poller.register(self._fd, events)
         while True:
@@ -164,7 +164,7 @@ class SerialPort:
                     raise ChannelClosed(f"serial port {self.port}: closed")
                 if revents & (select.POLLHUP | select.POLLERR) and not revents & events:
                     raise ChannelClosed(f"serial port {self.port}: hung up (device gone or pty closed)")
-                return
+                return revents
             if deadline is not None and time.monotonic() >= deadline:
                 raise Timeout(f"serial port {self.port}: {what} timed out")
 
@@ -185,7 +185,7 @@ class SerialPort:
                 raise
             if data:
                 return data
-            self._wait(select.POLLIN, deadline, "read")
+            revents = self._wait(select.POLLIN, deadline, "read")
             # Readable but nothing to read is how a vanished USB adapter looks
             # (pyserial draws the same conclusion).
             try:
@@ -197,6 +197,8 @@ class SerialPort:
                     raise ChannelClosed(f"serial port {self.port}: hung up (device gone or pty closed)") from exc
                 raise
             if not data:
+                if revents & select.POLLHUP:
+                    raise ChannelClosed(f"serial port {self.port}: hung up (device gone or pty closed)")
                 raise ChannelClosed(f"serial port {self.port}: readable but returned no data (device disconnected?)")
             return data
 
@@ -435,6 +437,10 @@ class SerialChannel(Channel):
         _finalize_channel(resources)
 
     def _send_bytes(self, data: Any, timeout: float | None) -> None:
+        if self._peer_closed:
+            # Nobody will read it: the peer said goodbye (see recv); open a new
+            # channel to talk to whoever uses the line next.
+            raise ChannelClosed(f"serial port {self.port.port}: the peer closed the channel")
         view = memoryview(data).cast("B")
         if len(view) > self.max_message_size:
             raise MessageTooLarge(
@@ -462,7 +468,10 @@ class SerialChannel(Channel):
                     raise ChannelClosed(f"serial port {self.port.port}: the peer closed the channel")
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
                 before = self._decoder.dropped
-                data = self.port.read(_CHUNK, timeout=left)
+                try:
+                    data = self.port.read(_CHUNK, timeout=left)
+                except Timeout:
+                    raise Timeout(f"serial port {self.port.port}: recv timed out after {timeout}s") from None
                 for kind, payload in self._decoder.feed(data):
                     if kind == DATA and not self._peer_closed:
                         self._frames.append(payload)
