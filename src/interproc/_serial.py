@@ -66,6 +66,14 @@ def _remaining_ms(deadline: float | None) -> int | None:
     return max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
 
 
+def _byte_view(data: Any) -> memoryview:
+    """Any buffer as flat unsigned bytes (copied only if it is not contiguous)."""
+    view = memoryview(data)
+    if not view.c_contiguous:
+        view = memoryview(view.tobytes())
+    return view.cast("B")
+
+
 def _check_timeout(value: Any, what: str) -> float | None:
     if value is None:
         return None
@@ -221,7 +229,7 @@ class SerialPort:
     def write(self, data: Any, *, timeout: float | None = _DEFAULT) -> int:
         """Write all of ``data`` (any buffer); ``Timeout`` (with ``.written``) if the line stays full."""
         self._check_open()
-        view = memoryview(data).cast("B")
+        view = _byte_view(data)
         deadline = _deadline(self.write_timeout if timeout is _DEFAULT else timeout)
         done = 0
         total = len(view)
@@ -441,7 +449,7 @@ class SerialChannel(Channel):
             # Nobody will read it: the peer said goodbye (see recv); open a new
             # channel to talk to whoever uses the line next.
             raise ChannelClosed(f"serial port {self.port.port}: the peer closed the channel")
-        view = memoryview(data).cast("B")
+        view = _byte_view(data)
         if len(view) > self.max_message_size:
             raise MessageTooLarge(
                 f"message of {len(view)} bytes is over max_message_size={self.max_message_size} on {self.port.port}"
