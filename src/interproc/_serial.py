@@ -398,6 +398,9 @@ class SerialChannel(Channel):
     delimiter, so good frames are never lost.  ``close()`` sends a CLOSE
     frame, so the peer's ``recv`` raises ``ChannelClosed`` and its iteration
     ends; a peer that dies without closing is only noticed by ``timeout=``.
+    With ``end_on_peer_close=False`` CLOSE frames are only counted
+    (``peer_closes``) and the channel keeps receiving from whoever opens the
+    other end next (a logger that outlives many senders).
     """
 
     def __init__(
@@ -407,6 +410,7 @@ class SerialChannel(Channel):
         codec: str = "json",
         max_message_size: int = DEFAULT_MAX_PAYLOAD,
         on_bad_frame: str = "drop",
+        end_on_peer_close: bool = True,
     ) -> None:
         if on_bad_frame not in ("drop", "raise"):
             raise ValueError(f"on_bad_frame must be 'drop' or 'raise', not {on_bad_frame!r}")
@@ -418,6 +422,8 @@ class SerialChannel(Channel):
         self._decoder = FrameDecoder(max_message_size)
         self._frames: deque[bytes] = deque()
         self._peer_closed = False
+        self.end_on_peer_close = bool(end_on_peer_close)
+        self.peer_closes = 0
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
         super().__init__(codec=codec)
@@ -484,7 +490,9 @@ class SerialChannel(Channel):
                     if kind == DATA and not self._peer_closed:
                         self._frames.append(payload)
                     elif kind == CLOSE:
-                        self._peer_closed = True
+                        self.peer_closes += 1
+                        if self.end_on_peer_close:
+                            self._peer_closed = True
                 if self.on_bad_frame == "raise" and self._decoder.dropped != before:
                     raise ProtocolError(f"serial port {self.port.port}: bad frame dropped ({self._decoder.last_error})")
         finally:
@@ -498,12 +506,14 @@ def open_channel(
     codec: str = "json",
     max_message_size: int = DEFAULT_MAX_PAYLOAD,
     on_bad_frame: str = "drop",
+    end_on_peer_close: bool = True,
     **settings: Any,
 ) -> SerialChannel:
     """Open ``port`` and return a framed message :class:`SerialChannel` on it."""
     stream = open(port, baudrate, **settings)
     try:
-        return SerialChannel(stream, codec=codec, max_message_size=max_message_size, on_bad_frame=on_bad_frame)
+        return SerialChannel(stream, codec=codec, max_message_size=max_message_size, on_bad_frame=on_bad_frame,
+                             end_on_peer_close=end_on_peer_close)
     except BaseException:
         stream.close()
         raise
@@ -523,7 +533,7 @@ def _query_value(key: str, value: str, text: str) -> Any:
             return int(f) if f.is_integer() else f
         if key in ("timeout", "write_timeout"):
             return None if value.lower() in ("", "none") else float(value)
-        if key in ("xonxoff", "rtscts", "dsrdtr", "exclusive"):
+        if key in ("xonxoff", "rtscts", "dsrdtr", "exclusive", "end_on_peer_close"):
             return _BOOL[value.lower()]
     except (ValueError, KeyError):
         raise ValueError(f"address {text!r}: bad value {value!r} for {key}") from None
@@ -531,7 +541,7 @@ def _query_value(key: str, value: str, text: str) -> Any:
 
 
 _QUERY_KEYS = ("baudrate", "bytesize", "parity", "stopbits", "xonxoff", "rtscts", "dsrdtr", "exclusive",
-               "timeout", "write_timeout", "codec", "max_message_size", "on_bad_frame")
+               "timeout", "write_timeout", "codec", "max_message_size", "on_bad_frame", "end_on_peer_close")
 
 
 def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> SerialChannel:
