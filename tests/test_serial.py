@@ -505,3 +505,22 @@ def test_ports_lists_dicts():
     assert isinstance(found, list)
     for p in found:
         assert p["device"].startswith("/dev/")
+
+
+def test_close_from_another_thread_wakes_a_blocked_recv(cable):
+    ch = serial.open_channel(cable.a)
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            ch.recv()  # no timeout
+        except BaseException as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.2)
+    ch.close()
+    t.join(10)
+    assert not t.is_alive(), "recv stayed blocked after close()"
+    assert len(errors) == 1 and isinstance(errors[0], ChannelClosed)

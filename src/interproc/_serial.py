@@ -107,8 +107,13 @@ def _set_tiocexcl(fd: int, on: bool) -> None:
         pass  # not a tty that supports it (some USB adapters): flock still holds
 
 
-def _close_serial(ser: Any, exclusive: bool) -> None:
+def _close_serial(ser: Any, exclusive: bool, wake: tuple[int, int]) -> None:
     """Close a pyserial object (used by close() and the GC safety net)."""
+    for fd in wake:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
     if ser.is_open:
         if exclusive and ser.fd is not None:
             # The flag lives on the tty, not on our fd: leave it set and the
@@ -135,7 +140,9 @@ class SerialPort:
         self.timeout = timeout
         self.write_timeout = write_timeout
         self._fd: int = ser.fd
-        self._finalizer = weakref.finalize(self, _close_serial, ser, exclusive)
+        # close() from another thread wakes a blocked read/write through this pipe.
+        self._wake = os.pipe()
+        self._finalizer = weakref.finalize(self, _close_serial, ser, exclusive, self._wake)
 
     # -- settings ------------------------------------------------------
     @property
@@ -162,12 +169,15 @@ class SerialPort:
     def _wait(self, events: int, deadline: float | None, what: str) -> int:
         poller = select.poll()
         poller.register(self._fd, events)
+        poller.register(self._wake[0], select.POLLIN)
         while True:
             ms = _remaining_ms(deadline)
             # poll() is interrupted by signals: Ctrl-C raises KeyboardInterrupt here.
-            ready = poller.poll(ms)
+            ready = dict(poller.poll(ms))
+            if self._fd < 0 or self._wake[0] in ready:
+                raise ChannelClosed(f"serial port {self.port}: closed")
             if ready:
-                revents = ready[0][1]
+                revents = ready[self._fd]
                 if revents & select.POLLNVAL:
                     raise ChannelClosed(f"serial port {self.port}: closed")
                 if revents & (select.POLLHUP | select.POLLERR) and not revents & events:
@@ -283,6 +293,10 @@ class SerialPort:
     def close(self) -> None:
         if self._fd >= 0:
             self._fd = -1
+            try:
+                os.write(self._wake[1], b"x")
+            except OSError:
+                pass
             self._finalizer()
 
     def __enter__(self) -> "SerialPort":
