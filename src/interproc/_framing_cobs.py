@@ -52,15 +52,17 @@ def cobs_encode(data: bytes | bytearray | memoryview) -> bytes:
         # Each piece stands for "these bytes, then a zero" (except the last).
         # A code byte c means: c-1 data bytes follow, then an implied zero,
         # except 0xFF, which means 254 data bytes and no zero.
-        while len(piece) >= 254:
+        n = len(piece)
+        pos = 0
+        while n - pos >= 254:
             out.append(0xFF)
-            out += piece[:254]
-            piece = piece[254:]
-            if not piece and i == last:
+            out += piece[pos : pos + 254]
+            pos += 254
+            if pos == n and i == last:
                 # Canonical form: no empty block after a full last block.
                 return bytes(out)
-        out.append(len(piece) + 1)
-        out += piece
+        out.append(n - pos + 1)
+        out += piece[pos:]
     return bytes(out)
 
 
