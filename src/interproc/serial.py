@@ -17,13 +17,11 @@ Ports are opened exclusively by default (flock + TIOCEXCL).  See docs/serial.md.
 
 from ._framing_cobs import FrameDecoder as FrameDecoder, encode_frame as encode_frame
 from ._ptypair import PtyPair as PtyPair, pty_pair as pty_pair
-from ._serial import (
+from ._serial import SerialPort as SerialPort, open as open, ports as ports
+from ._serial_channel import (
     SerialChannel as SerialChannel,
-    SerialPort as SerialPort,
     connect_address as connect_address,
-    open as open,
     open_channel as open_channel,
-    ports as ports,
 )
 
 __all__ = [

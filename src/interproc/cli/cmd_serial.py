@@ -64,16 +64,16 @@ def run_ports(args) -> int:
 def run_pty(args) -> int:
     from .. import serial
 
-    with serial.pty_pair() as cable:
-        print(f"a {cable.a}")
-        print(f"b {cable.b}")
-        sys.stdout.flush()
-        print(f"virtual null-modem {cable.a} <-> {cable.b}; Ctrl-C to stop", file=sys.stderr, flush=True)
-        try:
+    try:
+        with serial.pty_pair() as cable:
+            print(f"a {cable.a}")
+            print(f"b {cable.b}")
+            sys.stdout.flush()
+            print(f"virtual null-modem {cable.a} <-> {cable.b}; Ctrl-C to stop", file=sys.stderr, flush=True)
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            return 0
+    except KeyboardInterrupt:  # the way to stop it; the with-block closed the pair
+        return 0
 
 
 def _open(args, *, receiver: bool = False):
