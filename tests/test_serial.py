@@ -19,6 +19,30 @@ from interproc import ChannelClosed, MessageTooLarge, NotFound, PermissionDenied
 from interproc.serial import encode_frame
 
 
+def _open_end(path: str) -> int:
+    return os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+
+
+def _hung_up(fd: int, timeout: float = 10) -> bool:
+    """True once the pty behind ``fd`` has lost its master (the relay is gone).
+
+    Checking that the path vanished would race with other processes that get
+    the freed pty number at once."""
+    import select
+
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for _, ev in poller.poll(100):
+                if ev & select.POLLHUP:
+                    return True
+        return False
+    finally:
+        os.close(fd)
+
+
 @pytest.fixture
 def cable():
     with serial.pty_pair() as p:
@@ -39,12 +63,11 @@ def test_pty_pair_paths_are_private_ttys_and_vanish_on_close():
         assert p.a != p.b
         relay = p.pid
         assert os.path.exists(f"/proc/{relay}")
+        ends = [_open_end(p.a), _open_end(p.b)]
     finally:
         p.close()
     assert p.closed
-    assert not os.path.exists(p.a) and not os.path.exists(p.b)
-    with pytest.raises(NotFound, match=p.a):
-        serial.open(p.a)
+    assert all(_hung_up(fd) for fd in ends)
     p.close()  # idempotent
 
 
@@ -52,10 +75,10 @@ def test_pty_pair_dropped_without_close_stops_its_relay():
     import gc
 
     p = serial.pty_pair()
-    path, pid = p.a, p.pid
+    end, pid = _open_end(p.a), p.pid
     del p
     gc.collect()
-    assert not os.path.exists(path)
+    assert _hung_up(end)
     # Reaped, not a zombie: /proc entry is gone (no_leaks checks children too).
     deadline = time.monotonic() + 5
     while os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
@@ -71,12 +94,10 @@ def test_relay_exits_when_its_owner_is_killed(spawn):
         import time; time.sleep(60)
     """)
     _, path, pid = wait_for_line(proc, "READY").split()
+    end = _open_end(path)
     proc.kill()
     proc.wait(timeout=10)
-    deadline = time.monotonic() + 10
-    while os.path.exists(path) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not os.path.exists(path), "the relay outlived its owner"
+    assert _hung_up(end), "the relay outlived its owner"
 
 
 def test_raw_bytes_pass_unchanged_to_a_plain_open(cable, spawn):

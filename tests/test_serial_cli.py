@@ -11,6 +11,7 @@ import sys
 import pytest
 
 import interproc.serial as serial
+from interproc import ChannelClosed
 from conftest import SRC
 
 
@@ -51,9 +52,10 @@ def test_pty_command_makes_a_usable_pair_until_ctrl_c(procs):
     with serial.open(a[1]) as pa, serial.open(b[1]) as pb:
         pa.write(b"through the cli pty")
         assert pb.read_exactly(19, timeout=10) == b"through the cli pty"
-    p.send_signal(signal.SIGINT)
-    assert p.wait(timeout=10) == 0
-    assert not os.path.exists(a[1])
+        p.send_signal(signal.SIGINT)
+        assert p.wait(timeout=10) == 0
+        with pytest.raises(ChannelClosed, match="hung up"):  # the pair went away with the command
+            pa.read(1, timeout=10)
 
 
 def test_send_and_recv_framed(procs):
