@@ -12,10 +12,13 @@
 
     interproc.connect("serial:///dev/ttyUSB0?baudrate=115200")   # a SerialChannel
 
+    ch = await serial.open_channel_async(cable.a)    # asyncio: AsyncSerialChannel
+
 Ports are opened exclusively by default (flock + TIOCEXCL).  See docs/serial.md.
 """
 
 from ._framing_cobs import FrameDecoder as FrameDecoder, encode_frame as encode_frame
+from ._serial_aio import AsyncSerialChannel as AsyncSerialChannel, open_channel as open_channel_async
 from ._ptypair import PtyPair as PtyPair, pty_pair as pty_pair
 from ._serial import SerialPort as SerialPort, open as open, ports as ports
 from ._serial_channel import (
@@ -25,6 +28,7 @@ from ._serial_channel import (
 )
 
 __all__ = [
+    "AsyncSerialChannel",
     "FrameDecoder",
     "PtyPair",
     "SerialChannel",
@@ -33,6 +37,7 @@ __all__ = [
     "encode_frame",
     "open",
     "open_channel",
+    "open_channel_async",
     "ports",
     "pty_pair",
 ]
