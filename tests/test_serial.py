@@ -545,3 +545,11 @@ def test_close_from_another_thread_wakes_a_blocked_recv(cable):
     t.join(10)
     assert not t.is_alive(), "recv stayed blocked after close()"
     assert len(errors) == 1 and isinstance(errors[0], ChannelClosed)
+
+
+def test_pickle_is_refused_on_a_serial_line(cable):
+    with pytest.raises(PermissionDenied, match="pickle"):
+        serial.open_channel(cable.a, codec="pickle")
+    with serial.open_channel(cable.a) as ch:  # the failed attempt released the port
+        with pytest.raises(PermissionDenied, match="pickle"):
+            ch.set_codec("pickle")

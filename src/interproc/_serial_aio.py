@@ -36,7 +36,7 @@ _LOW_FRAMES = 32
 class AsyncSerialChannel:
     """Messages over a serial line for asyncio; same frames and rules as ``SerialChannel``."""
 
-    trusted = True
+    trusted = False  # the far end of a cable is not authenticated: no pickle
 
     def __init__(self, port: SerialPort, *, codec: str | Codec = "json", max_message_size: int = DEFAULT_MAX_PAYLOAD,
                  on_bad_frame: str = "drop", end_on_peer_close: bool = True) -> None:

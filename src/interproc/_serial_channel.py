@@ -41,7 +41,13 @@ class SerialChannel(Channel):
     With ``end_on_peer_close=False`` CLOSE frames are only counted
     (``peer_closes``) and the channel keeps receiving from whoever opens the
     other end next (a logger that outlives many senders).
+
+    Closing the channel closes its ``port``.
     """
+
+    #: Whatever is at the other end of a cable is not authenticated, so the
+    #: pickle codec is refused (``PermissionDenied``).
+    trusted = False
 
     def __init__(
         self,
