@@ -408,3 +408,17 @@ def test_closed_handle_refuses_use(name):
 def test_direct_construction_is_refused():
     with pytest.raises(TypeError, match="create"):
         SharedMemory("x")
+
+
+def test_forked_child_closing_an_inherited_handle_leaves_the_parents_alone(name):
+    with SharedMemory.create(name, 64) as shm:
+        pid = os.fork()
+        if pid == 0:  # child: close the inherited handle, then exit normally
+            try:
+                shm.close()
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+        assert os.path.exists(seg_path(name))
+        with SharedMemory.open(name) as again:
+            assert again.size == 64

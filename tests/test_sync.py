@@ -237,3 +237,62 @@ def test_timeouts_are_validated(name):
             m.acquire(timeout=-0.5)
     finally:
         m.close()
+
+
+def test_asyncio_event_and_semaphore_wake_from_another_process(name, spawn):
+    import asyncio
+
+    from interproc import aio
+
+    async def main() -> list:
+        ev = aio.Event(name)
+        sem = aio.Semaphore(name, 0)
+        try:
+            setter = spawn(f"""
+                import time
+                from interproc.sync import Event, Semaphore
+                e, s = Event({name!r}), Semaphore({name!r}, 0)
+                time.sleep(0.3); e.set(); s.release(); e.close(); s.close()
+            """)
+            ticks = 0
+
+            async def ticker():
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            t = asyncio.create_task(ticker())
+            got = await asyncio.gather(ev.wait(timeout=10), sem.acquire(timeout=10))
+            t.cancel()
+            setter.wait(10)
+            return [*got, ticks > 5]  # the loop kept running while both waited
+        finally:
+            ev.close()
+            sem.close()
+
+    assert asyncio.run(main()) == [True, True, True]
+
+
+def test_asyncio_wait_cancellation_gives_back_nothing_lost(name):
+    import asyncio
+
+    from interproc import aio
+
+    async def main() -> tuple:
+        sem = aio.Semaphore(name, 0)
+        try:
+            task = asyncio.create_task(sem.acquire())
+            await asyncio.sleep(0.1)
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                pass
+            sem.release()
+            timed_out = await sem.acquire(timeout=0.05) and not await sem.acquire(timeout=0.05)
+            return timed_out, sem.value
+        finally:
+            sem.close()
+
+    assert asyncio.run(main()) == (True, 0)

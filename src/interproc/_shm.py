@@ -208,6 +208,10 @@ def _detach(m: _Mapping, slot: int, path: str, who: ProcessId) -> None:
     """Give up a handle's slot; the last live handle removes the name."""
     if m.fd < 0:
         return
+    if current_process() != who:
+        # A forked child inherited the handle: the slot is its parent's.
+        m.release()
+        return
     try:
         with _HeaderLock(m.buf, path):
             if _read_ident(m.buf, slot) == who:
@@ -678,8 +682,26 @@ def _segment_files() -> list[str]:
         return []
 
 
+#: kinds whose segments do not carry this module's header; their own
+#: module lists them (e.g. a queue with a layout of its own)
+_FOREIGN_KINDS: set[str] = set()
+
+
+def register_foreign_kind(kind: str) -> None:
+    """Declare that segments of ``kind`` are listed by their own module."""
+    _FOREIGN_KINDS.add(kind)
+
+
 def list_segments() -> list[ObjectInfo]:
-    return [info for f in _segment_files() if (info := _inspect(f)) is not None]
+    found = []
+    for f in _segment_files():
+        parsed = parse_segment_name(f)
+        if parsed is None or parsed[1] in _FOREIGN_KINDS:
+            continue
+        info = _inspect(f)
+        if info is not None:
+            found.append(info)
+    return found
 
 
 def collect_segments() -> list[ObjectInfo]:
