@@ -27,7 +27,7 @@ def main() -> None:
     units: dict[tuple, str] = {}
     skipped = []
     for _ in range(args.repeat):
-        for r in b.run_all(args.quick):
+        for r in b.run_all(args.quick, progress=not args.json):
             if "skipped" in r:
                 skipped.append(r)
                 continue

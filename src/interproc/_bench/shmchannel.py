@@ -222,10 +222,15 @@ shm = shared_memory.SharedMemory(name)
 resource_tracker.unregister(shm._name, "shared_memory")  # the parent owns it
 buf = shm.buf
 # byte 0: ping counter (parent writes), byte 64: pong counter (child writes)
+import os
+parent = os.getppid()
 for i in range(1, n + 1):
     want = i & 0xFF
+    spins = 0
     while buf[0] != want:
-        pass
+        spins += 1
+        if spins > 1 << 22 and os.getppid() != parent:
+            sys.exit("the benchmark parent died")
     buf[65:129] = buf[1:65]
     buf[64] = want
 del buf
@@ -277,12 +282,17 @@ resource_tracker.unregister(shm._name, "shared_memory")
 idx = shm.buf.cast("Q")   # idx[0] head (producer), idx[8] tail (consumer)
 slots = shm.buf[128:]
 msg = bytes(64)
+import os
+parent = os.getppid()
 head = 0
 while idx[8] != 1:        # the consumer says go
     pass
 for _ in range(n):
+    spins = 0
     while head - idx[8] + 1 >= 1024:  # full (tail counts from 1)
-        pass
+        spins += 1
+        if spins > 1 << 22 and os.getppid() != parent:
+            sys.exit("the benchmark parent died")
     off = (head % 1024) * 64
     slots[off:off + 64] = msg
     head += 1
@@ -362,24 +372,31 @@ def c_baselines(quick: bool = False) -> list[dict]:
     return results
 
 
-def run_all(quick: bool = False) -> list[dict]:
+def run_all(quick: bool = False, progress: bool = False) -> list[dict]:
     """Everything, as a flat list of result dicts (what ``interproc bench`` shows)."""
-    n_rtt = 5000 if quick else 20000
-    n_small = 200000 if quick else 1000000
-    n_big = 300 if quick else 2000
+    n_rtt = 3000 if quick else 10000
+    n_small = 200000 if quick else 500000
+    n_big = 300 if quick else 1000
+    steps = []
+    for policy in POLICIES:
+        steps.append(lambda p=policy: shm_rtt(p, n=n_rtt if p != "sleep" else n_rtt // 4))
+    steps.append(lambda: pypoll_rtt(n_rtt))
+    steps.append(lambda: c_baselines(quick))
+    for policy in POLICIES:
+        steps.append(lambda p=policy: shm_oneway(p, n=n_small, size=64, into=False))
+    steps.append(lambda: pypoll_oneway(n_small // 4))
+    for policy in POLICIES:
+        steps.append(lambda p=policy: shm_oneway(p, n=n_big, size=MiB, into=True, capacity=4 * MiB))
+    steps.append(lambda: shm_oneway("hybrid", n=n_big, size=MiB, into=False, capacity=4 * MiB))
+    for policy in POLICIES:
+        steps.append(lambda p=policy: shm_idle_cpu(p, 1.0 if quick else 2.0))
     results: list[dict] = []
-    for policy in POLICIES:
-        results += shm_rtt(policy, n=n_rtt if policy != "sleep" else n_rtt // 4)
-    for policy in POLICIES:
-        results += shm_oneway(policy, n=n_small, size=64, into=False)
-    for policy in POLICIES:
-        results += shm_oneway(policy, n=n_big, size=MiB, into=True, capacity=4 * MiB)
-    results += shm_oneway("hybrid", n=n_big, size=MiB, into=False, capacity=4 * MiB)
-    for policy in POLICIES:
-        results += shm_idle_cpu(policy, 1.0 if quick else 2.0)
-    results += pypoll_rtt(n_rtt)
-    results += pypoll_oneway(n_small // 4)
-    results += c_baselines(quick)
+    for step in steps:
+        got = step()
+        if progress:
+            for r in got:
+                print("  ..", json.dumps(r), file=sys.stderr, flush=True)
+        results += got
     return results
 
 
