@@ -606,3 +606,35 @@ def test_global_scope(name):
                 c.set_codec("pickle")
     with pytest.raises(ValueError, match="mode"):
         interproc.listen(f"shm://{name}", scope="global")
+
+
+def test_two_threads_accepting_get_distinct_connections(spawn, name):
+    code = """
+import sys, interproc
+ch = interproc.connect(sys.argv[1], timeout=10)
+ch.send(sys.argv[2].encode())
+ch.recv()
+"""
+    with interproc.listen(f"shm://{name}") as lst:
+        got, errors = [], []
+
+        def acceptor():
+            try:
+                ch = lst.accept(timeout=20)
+                got.append((ch, ch.recv(timeout=20)))
+            except Exception as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=acceptor) for _ in range(2)]
+        for t in threads:
+            t.start()
+        children = [spawn(code, f"shm://{name}", f"c{i}") for i in range(2)]
+        for t in threads:
+            t.join(30)
+        assert not errors
+        assert sorted(m for _, m in got) == [b"c0", b"c1"]
+        for ch, _ in got:
+            ch.send(b"bye")
+            ch.close()
+        for child in children:
+            child.wait(timeout=10)

@@ -250,9 +250,10 @@ class ShmListener(Listener):
                 best = (i, v)
         if best is None:
             return None
-        # Only this process pops (it owns the listener); connectors only fill
-        # empty slots, so the slot still holds best[1].
-        _native.atomic_store(buf, OFF_BACKLOG + 8 * best[0], 0, **_U64)
+        # Connectors only fill empty slots; an exchange keeps two threads
+        # accepting at once from taking the same connection.
+        if _native.atomic_exchange(buf, OFF_BACKLOG + 8 * best[0], 0, **_U64) != best[1]:
+            return self._take()
         return best[1] - 1
 
     def accept(self, *, timeout: float | None = None, _cancellable: bool = False) -> ShmChannel:
