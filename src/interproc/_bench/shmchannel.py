@@ -394,11 +394,12 @@ def run_all(quick: bool = False, progress: bool = False) -> list[dict]:
     steps = []
     for policy in POLICIES:
         steps.append(lambda p=policy: shm_rtt(p, n=n_rtt if p != "sleep" else n_rtt // 4))
-    steps.append(lambda: pypoll_rtt(n_rtt))
+    budget = 2.0 if quick else 10.0
+    steps.append(lambda: pypoll_rtt(n_rtt, budget=budget))
     steps.append(lambda: c_baselines(quick))
     for policy in POLICIES:
         steps.append(lambda p=policy: shm_oneway(p, n=n_small, size=64, into=False))
-    steps.append(lambda: pypoll_oneway(n_small // 4))
+    steps.append(lambda: pypoll_oneway(n_small // 4, budget=budget))
     for policy in POLICIES:
         steps.append(lambda p=policy: shm_oneway(p, n=n_big, size=MiB, into=True, capacity=4 * MiB))
     steps.append(lambda: shm_oneway("hybrid", n=n_big, size=MiB, into=False, capacity=4 * MiB))
