@@ -1,103 +1,10 @@
-/* Duplex shared-memory channel: two single-producer single-consumer byte
- * rings in one segment, with the wait policy (spin, then futex sleep).
- *
- * Segment user area (little-endian, offsets in bytes):
- *
- *     0     magic u32 "IPCH", version u32, capacity u64 (bytes per ring)
- *     16    flags u32, pad u32
- *     24    side A ident (pid u32, pad, start u64); 40 side B ident
- *     64    closed[A] u32, closed[B] u32, asym[A] u32, asym[B] u32 (own line)
- *     256   ring 0 header (A -> B), 512 ring 1 header (B -> A)
- *     4096  ring 0 data, then ring 1 data (capacity bytes each)
- *
- * A ring header holds four cache lines, each written by one side only so
- * that the fast path does not bounce lines it does not need:
- *     +0   head  (producer)        +64  tail (consumer)
- *     +128 data_seq, data_wait     (consumer sleeps on data_seq)
- *     +192 space_seq, space_wait   (producer sleeps on space_seq)
- *
- * Records are 8-byte aligned: u32 length, u32 tag (MSG or PAD), payload.
- * A record never wraps: when it does not fit before the end of the ring, a
- * PAD record fills the rest and the message starts at offset 0, so every
- * message is contiguous (which is what makes recv_view zero-copy).  Hence a
- * message fits iff 8 + align8(len) <= capacity / 2.
- *
- * Head and tail are free-running u64 byte counters.  Each side keeps its own
- * cursor privately and only *writes* it to shared memory; what it *reads*
- * from the other side is validated (0 <= head - tail <= capacity, records
- * inside the ring and inside the published bytes) before use, so a corrupted
- * or hostile segment yields ProtocolError, never an out-of-bounds access.
- */
-#include "native.h"
+/* The shm:// channel object: records, send/recv/recv_into/recv_view,
+ * loans and construction.  Layout and invariants: ring.h. */
+#include "ring.h"
 
 #include <errno.h>
-#include <limits.h>
-#include <linux/futex.h>
-#include <linux/membarrier.h>
-#include <poll.h>
-#include <sched.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
-
-#define CHAN_MAGIC 0x48435049u /* "IPCH" */
-#define CHAN_VERSION 1u
-#define CHAN_DATA 4096
-#define OFF_CLOSED 64
-#define OFF_ASYM 72
-#define OFF_RING0 256
-#define OFF_RING1 512
-#define TAG_MSG 0x4753u
-#define TAG_PAD 0x4450u
-#define MIN_CAPACITY 4096
-#define MAX_CAPACITY (1ULL << 31)
-#define NLOANS 1024
-
-#define SLICE_NS 100000000LL     /* sleep slices: peer-death check interval */
-#define SPIN_CHECK_NS 1000000LL  /* pure spin: signal check interval */
-#define GIL_SPIN_NS 4000LL       /* spin this long before giving up the GIL */
-
-enum { POLICY_HYBRID, POLICY_SPIN, POLICY_SLEEP };
-
-typedef struct {
-    uint64_t head;
-    char pad0[56];
-    uint64_t tail;
-    char pad1[56];
-    uint32_t data_seq, data_wait;
-    char pad2[56];
-    uint32_t space_seq, space_wait;
-    char pad3[56];
-} ring_hdr;
-
-typedef struct {
-    PyObject_HEAD
-    Py_buffer view;
-    int has_view;
-    uint64_t cap;
-    int side;
-    ring_hdr *tx, *rx;
-    char *txdata, *rxdata;
-    uint32_t *my_closed, *peer_closed;
-    uint32_t *peer_asym;  /* the peer fences with membarrier before sleeping */
-    int asym;             /* and so do we */
-    uint64_t head;       /* tx: private producer cursor */
-    uint64_t tail_seen;  /* tx: last tail read from the consumer */
-    uint64_t rpos;       /* rx: private read cursor */
-    uint64_t head_seen;  /* rx: last head read from the producer */
-    /* Loans (recv_view) release ring space in order: a FIFO of record ends. */
-    uint64_t loan_end[NLOANS];
-    uint8_t loan_done[NLOANS];
-    uint64_t loan_first, loan_next;
-    Py_ssize_t live_loans;
-    int closed, broken, peer_dead;
-    int pidfd;
-    int policy;
-    long long spin_ns;
-    int busy_send, busy_recv, waiters; /* threads inside a call that may block */
-    uint32_t interrupts;
-} ChanObject;
 
 typedef struct {
     PyObject_HEAD
@@ -120,67 +27,6 @@ exc(PyObject *cls, PyObject *fallback)
     return cls ? cls : fallback;
 }
 
-/* -- small helpers ------------------------------------------------------- */
-
-static inline long long
-mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static inline void
-cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-static long
-futex(uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
-{
-    return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
-}
-
-/* Asymmetric Dekker fences.  Publishing an index and then checking the
- * other side's "I am going to sleep" flag needs a StoreLoad barrier; an
- * mfence/xchg on the line the peer is polling costs ~100 ns per message and
- * halved the one-way message rate.  Instead the side about to sleep (the
- * rare, slow path) issues membarrier(GLOBAL_EXPEDITED), which runs a full
- * barrier on every CPU executing a registered process, and the hot path uses
- * a compiler barrier only.  Used when both processes registered (a flag per
- * side in the control block); otherwise seq_cst fences on both paths. */
-static int asym_ok = -1;
-
-static int
-asym_register(void)
-{
-    if (asym_ok < 0) {
-        long q = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
-        asym_ok = q >= 0 && (q & MEMBARRIER_CMD_GLOBAL_EXPEDITED) &&
-                  syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_GLOBAL_EXPEDITED, 0, 0) == 0;
-    }
-    return asym_ok;
-}
-
-/* The slow side's barrier: after storing its waiter flag, before re-checking. */
-static inline void
-heavy_fence(int asym)
-{
-    if (!asym || syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0)
-        __atomic_thread_fence(__ATOMIC_SEQ_CST);
-}
-
-static inline uint64_t
-align8(uint64_t n)
-{
-    return (n + 7) & ~(uint64_t)7;
-}
-
 /* Deadline from a Python timeout: -1 for none, else absolute monotonic ns. */
 static int
 deadline_ns(PyObject *timeout, long long *out)
@@ -193,19 +39,6 @@ deadline_ns(PyObject *timeout, long long *out)
     return 0;
 }
 
-static int
-peer_gone(ChanObject *self)
-{
-    if (self->peer_dead)
-        return 1;
-    if (self->pidfd >= 0) {
-        struct pollfd p = {self->pidfd, POLLIN, 0};
-        if (poll(&p, 1, 0) > 0 && (p.revents & (POLLIN | POLLHUP | POLLERR)))
-            self->peer_dead = 1;
-    }
-    return self->peer_dead;
-}
-
 static PyObject *
 protocol_error(ChanObject *self, const char *what)
 {
@@ -216,168 +49,7 @@ protocol_error(ChanObject *self, const char *what)
     return NULL;
 }
 
-/* -- readiness (no Python API: called with the GIL released) --------------- */
-
-/* Bytes a record of `len` takes at the current head, including padding. */
-static inline uint64_t
-tx_need(ChanObject *self, uint64_t len)
-{
-    uint64_t rec = 8 + align8(len);
-    uint64_t to_end = self->cap - self->head % self->cap;
-    return rec <= to_end ? rec : to_end + rec;
-}
-
-static inline int
-rx_ready(ChanObject *self)
-{
-    if (__atomic_load_n(&self->rx->head, __ATOMIC_ACQUIRE) != self->rpos)
-        return 1;
-    return __atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE) != 0;
-}
-
-static inline int
-tx_ready(ChanObject *self, uint64_t need)
-{
-    uint64_t tail = __atomic_load_n(&self->tx->tail, __ATOMIC_ACQUIRE);
-    uint64_t used = self->head - tail;
-    /* An impossible tail is "ready" too: the caller's checks report it. */
-    if (used > self->cap || self->cap - used >= need)
-        return 1;
-    return __atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE) != 0;
-}
-
-static inline int
-ready(ChanObject *self, int for_space, uint64_t need, uint32_t intr)
-{
-    if (__atomic_load_n(&self->interrupts, __ATOMIC_ACQUIRE) != intr ||
-        __atomic_load_n(&self->closed, __ATOMIC_RELAXED))
-        return 1;
-    return for_space ? tx_ready(self, need) : rx_ready(self);
-}
-
-enum { W_READY, W_TIMEOUT, W_CHECK, W_DEAD };
-
-/* Block without the GIL until ready, the deadline, a signal (W_CHECK), time
- * for a periodic check (W_CHECK), or the peer's death (W_DEAD). */
-static int
-block(ChanObject *self, int for_space, uint64_t need, long long deadline,
-      long long spin_until, uint32_t intr)
-{
-    long long chunk_start = mono_ns();
-    uint32_t *word = for_space ? &self->tx->space_seq : &self->rx->data_seq;
-    uint32_t *flag = for_space ? &self->tx->space_wait : &self->rx->data_wait;
-    for (;;) {
-        if (ready(self, for_space, need, intr))
-            return W_READY;
-        long long now = mono_ns();
-        if (deadline >= 0 && now >= deadline)
-            return W_TIMEOUT;
-        if (self->policy == POLICY_SPIN || now < spin_until) {
-            for (int i = 0; i < 64; i++) {
-                cpu_relax();
-                if (ready(self, for_space, need, intr))
-                    return W_READY;
-            }
-            /* The peer may be waiting for *our* CPU (two busy processes on
-             * one core, or a loaded machine): spinning would then burn the
-             * whole budget before the peer runs.  A yield costs ~0.2 us
-             * when nobody else is runnable and hands over the CPU when the
-             * peer is. */
-            sched_yield();
-            if (self->policy == POLICY_SPIN && now - chunk_start > SPIN_CHECK_NS)
-                return peer_gone(self) ? W_DEAD : W_CHECK;
-            continue;
-        }
-        /* Sleep.  Dekker with the producer of the event: we publish the
-         * waiter flag then re-check; it publishes its index then checks the
-         * flag.  Both sides use seq_cst, so at least one sees the other. */
-        uint32_t seq = __atomic_load_n(word, __ATOMIC_ACQUIRE);
-        __atomic_store_n(flag, 1, __ATOMIC_SEQ_CST);
-        heavy_fence(self->asym);
-        if (ready(self, for_space, need, intr)) {
-            __atomic_store_n(flag, 0, __ATOMIC_RELAXED);
-            return W_READY;
-        }
-        long long span = SLICE_NS;
-        if (deadline >= 0 && deadline - now < span)
-            span = deadline - now;
-        struct timespec ts = {span / 1000000000LL, span % 1000000000LL};
-        long rc = futex(word, FUTEX_WAIT, seq, &ts);
-        int err = errno;
-        __atomic_store_n(flag, 0, __ATOMIC_RELAXED);
-        /* Back to Python after a signal, and after every slice: a signal
-         * delivered to another thread interrupts nothing here, yet its
-         * handler must run (Ctrl-C) within a slice. */
-        if (rc < 0 && err == ETIMEDOUT && peer_gone(self))
-            return W_DEAD;
-        if (rc < 0 && (err == EINTR || err == ETIMEDOUT))
-            return W_CHECK;
-    }
-}
-
-/* Wait until a send of `need` bytes / a recv would not block.  Returns 1 when
- * ready (including closed / dead peer: the caller reports those), 0 on
- * timeout, -1 with an exception set. */
-static int
-chan_wait(ChanObject *self, int for_space, uint64_t need, long long deadline)
-{
-    uint32_t intr = __atomic_load_n(&self->interrupts, __ATOMIC_ACQUIRE);
-    long long start = mono_ns();
-    long long spin_until = self->policy == POLICY_SLEEP ? 0 : start + self->spin_ns;
-    /* A prompt peer answers within a few microseconds: poll that long with
-     * the GIL held, because handing the GIL over and back costs about as
-     * much as the whole round trip.  Longer waits release it. */
-    long long gil_until = start + (self->spin_ns < GIL_SPIN_NS ? self->spin_ns : GIL_SPIN_NS);
-    if (self->policy != POLICY_SLEEP) {
-        for (;;) {
-            for (int i = 0; i < 32; i++) {
-                if (ready(self, for_space, need, intr))
-                    return 1;
-                cpu_relax();
-            }
-            long long now = mono_ns();
-            if (now >= gil_until || (deadline >= 0 && now >= deadline))
-                break;
-        }
-    }
-    for (;;) {
-        int r;
-        Py_BEGIN_ALLOW_THREADS
-        r = block(self, for_space, need, deadline, spin_until, intr);
-        Py_END_ALLOW_THREADS
-        if (r == W_READY || r == W_DEAD)
-            return 1;
-        if (r == W_TIMEOUT)
-            return 0;
-        if (PyErr_CheckSignals() < 0)
-            return -1;
-        if (self->closed)
-            return 1;
-    }
-}
-
-static void
-wake(uint32_t *word)
-{
-    __atomic_fetch_add(word, 1, __ATOMIC_SEQ_CST);
-    futex(word, FUTEX_WAKE, INT_MAX, NULL);
-}
-
 static void chan_drop_view(ChanObject *self);
-
-/* Store an index, then wake the other side if it announced it sleeps. */
-static inline void
-publish(ChanObject *self, uint64_t *index, uint64_t value, uint32_t *flag, uint32_t *word)
-{
-    if (asym_ok == 1 && __atomic_load_n(self->peer_asym, __ATOMIC_RELAXED)) {
-        __atomic_store_n(index, value, __ATOMIC_RELEASE);
-        __atomic_signal_fence(__ATOMIC_SEQ_CST); /* compiler only: see heavy_fence */
-    } else {
-        __atomic_store_n(index, value, __ATOMIC_SEQ_CST); /* full barrier (Dekker) */
-    }
-    if (__atomic_load_n(flag, __ATOMIC_RELAXED))
-        wake(word);
-}
 
 /* -- send ------------------------------------------------------------------ */
 
@@ -508,7 +180,7 @@ chan_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
             if (deadline_ns(timeout, &deadline) < 0)
                 goto done;
             for (;;) {
-                int r = chan_wait(self, 1, need, deadline);
+                int r = ip_chan_wait(self, 1, need, deadline);
                 if (r < 0)
                     break;
                 self->tail_seen = __atomic_load_n(&self->tx->tail, __ATOMIC_ACQUIRE);
@@ -647,7 +319,7 @@ next_message(ChanObject *self, PyObject *timeout, char **ptr, uint64_t *len, uin
             }
             if (deadline == -2 && deadline_ns(timeout, &deadline) < 0)
                 return -1;
-            int r = chan_wait(self, 0, 0, deadline);
+            int r = ip_chan_wait(self, 0, 0, deadline);
             if (r < 0)
                 return -1;
             if (r == 0 && __atomic_load_n(&self->rx->head, __ATOMIC_ACQUIRE) == self->rpos &&
@@ -835,9 +507,9 @@ chan_wait_recv(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
     if (deadline_ns(timeout, &deadline) < 0)
         return NULL;
     if (deadline >= 0 && mono_ns() >= deadline)
-        return PyBool_FromLong(peer_gone(self));
+        return PyBool_FromLong(ip_peer_gone(self));
     self->waiters++;
-    int r = chan_wait(self, 0, 0, deadline);
+    int r = ip_chan_wait(self, 0, 0, deadline);
     PyObject *res = r < 0 ? NULL : PyBool_FromLong(self->closed || rx_ready(self) || self->peer_dead);
     self->waiters--;
     if (self->closed)
@@ -863,9 +535,9 @@ chan_wait_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
     if (deadline_ns(timeout, &deadline) < 0)
         return NULL;
     if (deadline >= 0 && mono_ns() >= deadline)
-        return PyBool_FromLong(peer_gone(self));
+        return PyBool_FromLong(ip_peer_gone(self));
     self->waiters++;
-    int r = chan_wait(self, 1, need, deadline);
+    int r = ip_chan_wait(self, 1, need, deadline);
     PyObject *res = r < 0 ? NULL : PyBool_FromLong(self->closed || tx_ready(self, need) || self->peer_dead);
     self->waiters--;
     if (self->closed)
@@ -880,8 +552,8 @@ chan_interrupt(ChanObject *self, PyObject *unused)
      * words they sleep on; the peer treats the extra bump as spurious. */
     __atomic_fetch_add(&self->interrupts, 1, __ATOMIC_SEQ_CST);
     if (self->has_view) {
-        wake(&self->rx->data_seq);
-        wake(&self->tx->space_seq);
+        ip_chan_wake(&self->rx->data_seq);
+        ip_chan_wake(&self->tx->space_seq);
     }
     Py_RETURN_NONE;
 }
@@ -893,10 +565,10 @@ chan_close(ChanObject *self, PyObject *unused)
         __atomic_store_n(&self->closed, 1, __ATOMIC_SEQ_CST);
         if (self->has_view) {
             __atomic_store_n(self->my_closed, 1, __ATOMIC_SEQ_CST);
-            wake(&self->tx->data_seq);  /* a peer waiting for data */
-            wake(&self->rx->space_seq); /* a peer waiting for space */
-            wake(&self->rx->data_seq);  /* our own threads (they see `closed`) */
-            wake(&self->tx->space_seq);
+            ip_chan_wake(&self->tx->data_seq);  /* a peer waiting for data */
+            ip_chan_wake(&self->rx->space_seq); /* a peer waiting for space */
+            ip_chan_wake(&self->rx->data_seq);  /* our own threads (they see `closed`) */
+            ip_chan_wake(&self->tx->space_seq);
         }
         if (self->pidfd >= 0) {
             close(self->pidfd);
@@ -982,7 +654,7 @@ chan_init(ChanObject *self, PyObject *args, PyObject *kwargs)
     self->peer_asym = (uint32_t *)(base + OFF_ASYM) + (1 - side);
     /* The sleep policy sleeps on every wait: there a membarrier (IPIs to the
      * peer's CPU) would cost more than the fence it saves the peer. */
-    self->asym = self->policy != POLICY_SLEEP && asym_register();
+    self->asym = self->policy != POLICY_SLEEP && ip_asym_register();
     __atomic_store_n((uint32_t *)(base + OFF_ASYM) + side, (uint32_t)self->asym,
                      __ATOMIC_SEQ_CST);
     self->head = __atomic_load_n(&self->tx->head, __ATOMIC_ACQUIRE);
@@ -1042,7 +714,7 @@ get_peer_closed(ChanObject *self, void *c)
     if (!self->has_view)
         return Py_NewRef(Py_True);
     return PyBool_FromLong(__atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE) ||
-                           peer_gone(self));
+                           ip_peer_gone(self));
 }
 
 static PyObject *

@@ -1,0 +1,186 @@
+/* The shm:// channel's shared declarations (ring.c: records, send/recv,
+ * loans; chanwait.c: the wait policy and wake-ups).
+ *
+ * Duplex shared-memory channel: two single-producer single-consumer byte
+ * rings in one segment.
+ *
+ * Segment user area (little-endian, offsets in bytes):
+ *
+ *     0     magic u32 "IPCH", version u32, capacity u64 (bytes per ring)
+ *     16    flags u32, pad u32
+ *     24    side A ident (pid u32, pad, start u64); 40 side B ident
+ *     64    closed[A] u32, closed[B] u32, asym[A] u32, asym[B] u32 (own line)
+ *     256   ring 0 header (A -> B), 512 ring 1 header (B -> A)
+ *     4096  ring 0 data, then ring 1 data (capacity bytes each)
+ *
+ * A ring header holds four cache lines, each written by one side only so
+ * that the fast path does not bounce lines it does not need:
+ *     +0   head  (producer)        +64  tail (consumer)
+ *     +128 data_seq, data_wait     (consumer sleeps on data_seq)
+ *     +192 space_seq, space_wait   (producer sleeps on space_seq)
+ *
+ * Records are 8-byte aligned: u32 length, u32 tag (MSG or PAD), payload.
+ * A record never wraps: when it does not fit before the end of the ring, a
+ * PAD record fills the rest and the message starts at offset 0, so every
+ * message is contiguous (which is what makes recv_view zero-copy).  Hence a
+ * message fits iff 8 + align8(len) <= capacity / 2.
+ *
+ * Head and tail are free-running u64 byte counters.  Each side keeps its own
+ * cursor privately and only *writes* it to shared memory; what it *reads*
+ * from the other side is validated (0 <= head - tail <= capacity, records
+ * inside the ring and inside the published bytes) before use, so a corrupted
+ * or hostile segment yields ProtocolError, never an out-of-bounds access.
+ */
+#ifndef INTERPROC_RING_H
+#define INTERPROC_RING_H
+
+#include "native.h"
+
+#include <time.h>
+
+#define CHAN_MAGIC 0x48435049u /* "IPCH" */
+#define CHAN_VERSION 1u
+#define CHAN_DATA 4096
+#define OFF_CLOSED 64
+#define OFF_ASYM 72
+#define OFF_RING0 256
+#define OFF_RING1 512
+#define TAG_MSG 0x4753u
+#define TAG_PAD 0x4450u
+#define MIN_CAPACITY 4096
+#define MAX_CAPACITY (1ULL << 31)
+#define NLOANS 1024
+
+#define SLICE_NS 100000000LL     /* sleep slices: peer-death check interval */
+#define SPIN_CHECK_NS 1000000LL  /* pure spin: signal check interval */
+#define GIL_SPIN_NS 4000LL       /* spin this long before giving up the GIL */
+
+enum { POLICY_HYBRID, POLICY_SPIN, POLICY_SLEEP };
+
+typedef struct {
+    uint64_t head;
+    char pad0[56];
+    uint64_t tail;
+    char pad1[56];
+    uint32_t data_seq, data_wait;
+    char pad2[56];
+    uint32_t space_seq, space_wait;
+    char pad3[56];
+} ring_hdr;
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view;
+    int has_view;
+    uint64_t cap;
+    int side;
+    ring_hdr *tx, *rx;
+    char *txdata, *rxdata;
+    uint32_t *my_closed, *peer_closed;
+    uint32_t *peer_asym;  /* the peer fences with membarrier before sleeping */
+    int asym;             /* and so do we */
+    uint64_t head;       /* tx: private producer cursor */
+    uint64_t tail_seen;  /* tx: last tail read from the consumer */
+    uint64_t rpos;       /* rx: private read cursor */
+    uint64_t head_seen;  /* rx: last head read from the producer */
+    /* Loans (recv_view) release ring space in order: a FIFO of record ends. */
+    uint64_t loan_end[NLOANS];
+    uint8_t loan_done[NLOANS];
+    uint64_t loan_first, loan_next;
+    Py_ssize_t live_loans;
+    int closed, broken, peer_dead;
+    int pidfd;
+    int policy;
+    long long spin_ns;
+    int busy_send, busy_recv, waiters; /* threads inside a call that may block */
+    uint32_t interrupts;
+} ChanObject;
+
+enum { W_READY, W_TIMEOUT, W_CHECK, W_DEAD };
+
+/* chanwait.c */
+extern int ip_asym_ok;
+int ip_asym_register(void);
+int ip_peer_gone(ChanObject *self);
+int ip_chan_wait(ChanObject *self, int for_space, uint64_t need, long long deadline);
+void ip_chan_wake(uint32_t *word);
+
+/* -- small inline helpers (hot path) --------------------------------------- */
+
+static inline long long
+mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static inline void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static inline uint64_t
+align8(uint64_t n)
+{
+    return (n + 7) & ~(uint64_t)7;
+}
+
+/* -- readiness (no Python API: called with the GIL released) --------------- */
+
+/* Bytes a record of `len` takes at the current head, including padding. */
+static inline uint64_t
+tx_need(ChanObject *self, uint64_t len)
+{
+    uint64_t rec = 8 + align8(len);
+    uint64_t to_end = self->cap - self->head % self->cap;
+    return rec <= to_end ? rec : to_end + rec;
+}
+
+static inline int
+rx_ready(ChanObject *self)
+{
+    if (__atomic_load_n(&self->rx->head, __ATOMIC_ACQUIRE) != self->rpos)
+        return 1;
+    return __atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE) != 0;
+}
+
+static inline int
+tx_ready(ChanObject *self, uint64_t need)
+{
+    uint64_t tail = __atomic_load_n(&self->tx->tail, __ATOMIC_ACQUIRE);
+    uint64_t used = self->head - tail;
+    /* An impossible tail is "ready" too: the caller's checks report it. */
+    if (used > self->cap || self->cap - used >= need)
+        return 1;
+    return __atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE) != 0;
+}
+
+static inline int
+ready(ChanObject *self, int for_space, uint64_t need, uint32_t intr)
+{
+    if (__atomic_load_n(&self->interrupts, __ATOMIC_ACQUIRE) != intr ||
+        __atomic_load_n(&self->closed, __ATOMIC_RELAXED))
+        return 1;
+    return for_space ? tx_ready(self, need) : rx_ready(self);
+}
+
+/* Store an index, then wake the other side if it announced it sleeps. */
+static inline void
+publish(ChanObject *self, uint64_t *index, uint64_t value, uint32_t *flag, uint32_t *word)
+{
+    if (ip_asym_ok == 1 && __atomic_load_n(self->peer_asym, __ATOMIC_RELAXED)) {
+        __atomic_store_n(index, value, __ATOMIC_RELEASE);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST); /* compiler only: see heavy_fence */
+    } else {
+        __atomic_store_n(index, value, __ATOMIC_SEQ_CST); /* full barrier (Dekker) */
+    }
+    if (__atomic_load_n(flag, __ATOMIC_RELAXED))
+        ip_chan_wake(word);
+}
+#endif
