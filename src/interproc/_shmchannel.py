@@ -49,7 +49,7 @@ _native.ring_set_errors(closed=ChannelClosed, timeout=Timeout, protocol=Protocol
 DEFAULT_CAPACITY = 4 << 20  # per direction: messages up to 2 MiB - 8 bytes
 MIN_CAPACITY = _native.CHAN_MIN_CAPACITY
 MAX_CAPACITY = 1 << 30
-DEFAULT_SPIN_US = 100.0
+DEFAULT_SPIN_US = 50.0  # see docs/shmchannel.md "Why 50 us"
 POLICIES = ("hybrid", "spin", "sleep")
 BACKLOG = 64
 CONNECT_POLL = 0.02  # how often connect(timeout=) looks for a listener to appear

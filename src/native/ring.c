@@ -588,7 +588,7 @@ chan_init(ChanObject *self, PyObject *args, PyObject *kwargs)
     PyObject *buffer;
     int side, pidfd = -1;
     const char *policy = "hybrid";
-    double spin_us = 100.0;
+    double spin_us = 50.0;
     if (self->has_view) {
         PyErr_SetString(PyExc_TypeError, "ShmChannel is already initialised");
         return -1;
@@ -779,7 +779,7 @@ static PyTypeObject Chan_Type = {
     .tp_basicsize = sizeof(ChanObject),
     .tp_dealloc = (destructor)chan_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "ShmChannel(buffer, side, pidfd=-1, *, policy='hybrid', spin_us=100.0)\n--\n\n"
+    .tp_doc = "ShmChannel(buffer, side, pidfd=-1, *, policy='hybrid', spin_us=50.0)\n--\n\n"
               "One end of a duplex shared-memory channel laid over `buffer`\n"
               "(the segment's user area).  Side 0 sends on ring 0 and receives on\n"
               "ring 1; side 1 the reverse.  `pidfd` watches the peer process.",
