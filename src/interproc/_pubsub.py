@@ -281,6 +281,7 @@ class Publisher:
     def loan(self, n: int | None = None, *, timeout: float | None = None) -> Loan:
         """Lend the next slot: ``n`` bytes (default ``slot_size``) of writable memory."""
         self._check_open()
+        deadline = _check_timeout(timeout)
         geo = self._geo
         n = geo.slot_size if n is None else n
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
@@ -290,7 +291,7 @@ class Publisher:
         if self._loaned:
             raise ValueError(f"publisher {self.name!r} already has a loan out; publish or discard it first")
         seq = self._seq
-        self._wait_for_room(seq, timeout)
+        self._wait_for_room(seq, deadline)
         buf = self._buf
         off = geo.slot(seq)
         # Mark the slot before touching its bytes: a drop_oldest reader that
@@ -318,7 +319,7 @@ class Publisher:
         if _load(buf, OFF_SUB_WAITERS, **_U32):
             _wake(buf, OFF_PUBLISHED)
 
-    def _wait_for_room(self, seq: int, timeout: float | None) -> None:
+    def _wait_for_room(self, seq: int, deadline: float | None) -> None:
         """Wait until no block subscriber still needs sample ``seq - slots``."""
         need = seq - self._geo.slots + 1  # every block reader must have read_seq >= need
         buf = self._buf
@@ -329,7 +330,6 @@ class Publisher:
         self._min_read = self._scan(seq)
         if self._min_read >= need:
             return
-        deadline = _check_timeout(timeout)
         spin_until = _now() + self._spin
         while _now() < spin_until:
             self._min_read = self._scan(seq)
@@ -598,12 +598,13 @@ class Subscriber:
         """The next sample; ``Timeout`` if none comes in time, ``ChannelClosed``
         once the publisher has gone and everything it published was received."""
         self._check_open()
-        buf, geo = self._buf, self._geo
+        deadline = _check_timeout(timeout)
+        buf = self._buf
         while True:
             r = self._cursor
             published = _load(buf, OFF_PUBLISHED, **_U64)
             if published <= r:
-                self._wait_for_data(r, timeout)
+                self._wait_for_data(r, deadline)
                 continue
             if self._policy == BLOCK:
                 return self._take(r, published)
@@ -680,14 +681,13 @@ class Subscriber:
             _add(buf, OFF_SPACE, 1, **_U32)
             _wake(buf, OFF_SPACE)
 
-    def _wait_for_data(self, r: int, timeout: float | None) -> None:
+    def _wait_for_data(self, r: int, deadline: float | None) -> None:
         """Return once ``published > r`` may hold; raise ChannelClosed/Timeout."""
         buf = self._buf
         spin_until = _now() + self._spin
         while _now() < spin_until:
             if _load(buf, OFF_PUBLISHED, **_U64) > r:
                 return
-        deadline = _check_timeout(timeout)
         while True:
             _add(buf, OFF_SUB_WAITERS, 1, **_U32)
             try:
