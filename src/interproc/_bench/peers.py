@@ -19,6 +19,7 @@ transport is measured as soon as its module exists.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import os
@@ -341,8 +342,8 @@ class MpPipe(Peer):
 
 
 class _ZmqEndpoint:
-    def __init__(self, ctx: Any, sock: Any) -> None:
-        self.ctx, self.sock = ctx, sock
+    def __init__(self, ctx: Any, sock: Any, path: str | None = None) -> None:
+        self.ctx, self.sock, self.path = ctx, sock, path
         self.send = sock.send
         self._recv = sock.recv
 
@@ -352,6 +353,9 @@ class _ZmqEndpoint:
     def close(self) -> None:
         self.sock.close(linger=0)
         self.ctx.term()
+        if self.path:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
 
 
 class ZmqPair(Peer):
@@ -367,7 +371,7 @@ class ZmqPair(Peer):
         sock.bind(f"ipc://{path}")
 
         def finish():
-            return _ZmqEndpoint(ctx, sock)
+            return _ZmqEndpoint(ctx, sock, path)
 
         return f"ipc://{path}", finish
 
