@@ -4,20 +4,24 @@ Segment layout (the user area of a ``pub`` segment, little-endian)::
 
     0     magic "IPPUBSUB", version u32, max_subscribers u32,
           slot_size u64, slots u32, history u32
-    64    published u64   samples published so far; its low 32 bits are the
+    64    published i64   samples published so far; its low 32 bits are the
                           futex word subscribers sleep on
-    72    sub_waiters u32, closed u32
-    80    publisher pid u32, pad, start u64
-    96    table_hwm u32   entries ever claimed (scans stop there)
+    72    sub_waiters i64
+    80    closed u32
+    88    publisher pid u32, pad, start u64
+    104   table_hwm u32   entries ever claimed (scans stop there)
     128   space u32       futex word the publisher sleeps on
-    132   pub_waiting u32
-    136   table_gen u64   bumped whenever a subscriber joins or leaves
+    136   pub_waiting i64
+    144   table_gen i64   bumped whenever a subscriber joins or leaves
     192   subscriber table: max_subscribers x 64-byte entries
-              word u64 (state | ticket << 8), pid u32, policy u32, start u64,
-              read_seq u64 (oldest sample not yet released), dropped u64,
-              received u64
-    ...   slots x (64-byte slot header: seq u64, length u64; then slot_size
+              word i64 (state | ticket << 8), pid u32, policy u32, start u64,
+              read_seq i64 (oldest sample not yet released), dropped i64,
+              received i64
+    ...   slots x (64-byte slot header: seq i64, length i64; then slot_size
           bytes rounded up to 64)
+
+Hot-path fields are signed 64-bit so the native atomics are called with
+their defaults (keyword arguments cost more than the atomic itself).
 
 Sample ``n`` lives in slot ``n % slots``.  Writing sample ``s`` overwrites
 sample ``s - slots``, so the publisher first waits until every *block*
@@ -59,17 +63,17 @@ _GEOM = struct.Struct("<8sIIQII")  # magic, version, max_subs, slot_size, slots,
 
 OFF_PUBLISHED = 64
 OFF_SUB_WAITERS = 72
-OFF_CLOSED = 76
-OFF_PUB_PID = 80
-OFF_HWM = 96
+OFF_CLOSED = 80
+OFF_PUB_PID = 88
+OFF_HWM = 104
 OFF_SPACE = 128
-OFF_PUB_WAITING = 132
-OFF_GEN = 136
+OFF_PUB_WAITING = 136
+OFF_GEN = 144
 OFF_TABLE = 192
 ENTRY = 64
 E_WORD, E_PID, E_POLICY, E_START, E_READ, E_DROPPED, E_RECEIVED = 0, 8, 12, 16, 24, 32, 40
 SLOT_HEADER = 64
-WRITING = (1 << 64) - 1  # a slot's seq while the publisher fills it
+WRITING = -1  # a slot's seq while the publisher fills it
 
 FREE, CLAIMING, ACTIVE = 0, 1, 2
 BLOCK, DROP_OLDEST = 0, 1
@@ -87,7 +91,6 @@ DEFAULT_SPIN = 100e-6
 SLICE = 0.05
 
 _U32 = {"size": 4, "signed": False}
-_U64 = {"size": 8, "signed": False}
 
 _load = _native.atomic_load
 _store = _native.atomic_store
@@ -237,7 +240,7 @@ class Publisher:
             _GEOM.pack_into(buf, 0, MAGIC, VERSION, max_subscribers, slot_size, slots, history)
             struct.pack_into("<I4xQ", buf, OFF_PUB_PID, me.pid, me.start)
             for i in range(slots):
-                _store(buf, geo.slot(i), WRITING, **_U64)
+                _store(buf, geo.slot(i), WRITING)
 
         seg = _PubSegment.create_or_open(name, geo.size, init=init, scope=scope, mode=mode)
         if not seg.created:
@@ -296,7 +299,7 @@ class Publisher:
         off = geo.slot(seq)
         # Mark the slot before touching its bytes: a drop_oldest reader that
         # copied the old sample sees the mark change and discards its copy.
-        _store(buf, off, WRITING, **_U64)
+        _store(buf, off, WRITING)
         self._loaned = True
         return Loan(self, seq, n, buf[off + SLOT_HEADER: off + SLOT_HEADER + n])
 
@@ -311,19 +314,19 @@ class Publisher:
 
     def _publish(self, seq: int, n: int) -> None:
         buf, off = self._buf, self._geo.slot(seq)
-        _store(buf, off + 8, n, **_U64)
-        _store(buf, off, seq, **_U64)
-        _store(buf, OFF_PUBLISHED, seq + 1, **_U64)
+        _store(buf, off + 8, n)
+        _store(buf, off, seq)
+        _store(buf, OFF_PUBLISHED, seq + 1)
         self._seq = seq + 1
         self._loaned = False
-        if _load(buf, OFF_SUB_WAITERS, **_U32):
+        if _load(buf, OFF_SUB_WAITERS):
             _wake(buf, OFF_PUBLISHED)
 
     def _wait_for_room(self, seq: int, deadline: float | None) -> None:
         """Wait until no block subscriber still needs sample ``seq - slots``."""
         need = seq - self._geo.slots + 1  # every block reader must have read_seq >= need
         buf = self._buf
-        gen = _load(buf, OFF_GEN, **_U64)
+        gen = _load(buf, OFF_GEN)
         if gen == self._gen and self._min_read >= need:
             return
         self._gen = gen
@@ -336,10 +339,10 @@ class Publisher:
             if self._min_read >= need:
                 return
         while True:
-            _add(buf, OFF_PUB_WAITING, 1, **_U32)
+            _add(buf, OFF_PUB_WAITING, 1)
             try:
                 space = _load(buf, OFF_SPACE, **_U32)
-                self._gen = _load(buf, OFF_GEN, **_U64)
+                self._gen = _load(buf, OFF_GEN)
                 self._min_read = self._scan(seq)
                 if self._min_read >= need:
                     return
@@ -351,7 +354,7 @@ class Publisher:
                                       f"(all {self._geo.slots} slots are in use)")
                 woken = _wait(buf, OFF_SPACE, space, wait)
             finally:
-                _add(buf, OFF_PUB_WAITING, -1, **_U32)
+                _add(buf, OFF_PUB_WAITING, -1)
             if not woken:
                 _reap_dead(buf, self._geo)
 
@@ -362,13 +365,13 @@ class Publisher:
         hwm = min(_load(buf, OFF_HWM, **_U32), geo.max_subs)
         for i in range(hwm):
             e = OFF_TABLE + i * ENTRY
-            word = _load(buf, e + E_WORD, **_U64)
+            word = _load(buf, e + E_WORD)
             state = word & 0xFF
             if state == ACTIVE:
                 if _load(buf, e + E_POLICY, **_U32) != BLOCK:
                     continue
-                r = _load(buf, e + E_READ, **_U64)
-                if r > seq:
+                r = _load(buf, e + E_READ)
+                if not 0 <= r <= seq:
                     raise ProtocolError(f"publisher {self.name!r}: subscriber entry {i} claims to have read "
                                         f"sample {r} of {seq}; the segment is corrupted")
                 low = min(low, r)
@@ -407,11 +410,11 @@ def _entries(buf: memoryview, geo: _Geometry):
     hwm = min(_load(buf, OFF_HWM, **_U32), geo.max_subs)
     for i in range(hwm):
         e = OFF_TABLE + i * ENTRY
-        yield e, _load(buf, e + E_WORD, **_U64)
+        yield e, _load(buf, e + E_WORD)
 
 
 def _ident(buf: memoryview, e: int) -> ProcessId:
-    return ProcessId(_load(buf, e + E_PID, **_U32), _load(buf, e + E_START, **_U64))
+    return ProcessId(_load(buf, e + E_PID, **_U32), _load(buf, e + E_START))
 
 
 def _live_entries(buf: memoryview, geo: _Geometry) -> list[int]:
@@ -425,8 +428,8 @@ def _reap_dead(buf: memoryview, geo: _Geometry) -> int:
         if word & 0xFF == ACTIVE and not is_alive(_ident(buf, e)):
             # CAS on the whole word (ticket included): if the entry was freed
             # and claimed again meanwhile, the new owner keeps it.
-            if _cas(buf, e + E_WORD, word, word & ~0xFF | FREE, **_U64)[0]:
-                _add(buf, OFF_GEN, 1, **_U64)
+            if _cas(buf, e + E_WORD, word, word & ~0xFF | FREE)[0]:
+                _add(buf, OFF_GEN, 1)
                 freed += 1
     return freed
 
@@ -545,11 +548,11 @@ class Subscriber:
         for attempt in range(2):
             for i in range(geo.max_subs):
                 e = OFF_TABLE + i * ENTRY
-                word = _load(buf, e + E_WORD, **_U64)
+                word = _load(buf, e + E_WORD)
                 if word & 0xFF != FREE:
                     continue
                 claimed = ((word >> 8) + 1) << 8 | CLAIMING
-                if not _cas(buf, e + E_WORD, word, claimed, **_U64)[0]:
+                if not _cas(buf, e + E_WORD, word, claimed)[0]:
                     continue
                 # Raise the high-water mark so scans include this entry.
                 while True:
@@ -558,15 +561,15 @@ class Subscriber:
                         break
                 struct.pack_into("<II", buf, e + E_PID, me.pid, self._policy)
                 struct.pack_into("<QQQQ", buf, e + E_START, me.start, 0, 0, 0)
-                first = _load(buf, OFF_PUBLISHED, **_U64)
-                _store(buf, e + E_READ, max(0, first - geo.history), **_U64)
-                _store(buf, e + E_WORD, claimed & ~0xFF | ACTIVE, **_U64)
-                _add(buf, OFF_GEN, 1, **_U64)
+                first = _load(buf, OFF_PUBLISHED)
+                _store(buf, e + E_READ, max(0, first - geo.history))
+                _store(buf, e + E_WORD, claimed & ~0xFF | ACTIVE)
+                _add(buf, OFF_GEN, 1)
                 # Samples published meanwhile may have overwritten the oldest
                 # history; start no earlier than the oldest slot not in reuse.
-                now = _load(buf, OFF_PUBLISHED, **_U64)
+                now = _load(buf, OFF_PUBLISHED)
                 start = max(0, first - geo.history, now - (geo.slots - 1))
-                _store(buf, e + E_READ, start, **_U64)
+                _store(buf, e + E_READ, start)
                 self._cursor = start
                 self._wake_publisher()
                 return e
@@ -602,7 +605,7 @@ class Subscriber:
         buf = self._buf
         while True:
             r = self._cursor
-            published = _load(buf, OFF_PUBLISHED, **_U64)
+            published = _load(buf, OFF_PUBLISHED)
             if published <= r:
                 self._wait_for_data(r, deadline)
                 continue
@@ -618,8 +621,8 @@ class Subscriber:
             return s.tobytes()
 
     def _slot_length(self, off: int) -> int:
-        n = _load(self._buf, off + 8, **_U64)
-        if n > self._geo.slot_size:
+        n = _load(self._buf, off + 8)
+        if not 0 <= n <= self._geo.slot_size:
             raise ProtocolError(f"publisher {self.name!r}: a sample claims {n} bytes in a "
                                 f"{self._geo.slot_size}-byte slot; the segment is corrupted")
         return n
@@ -628,7 +631,7 @@ class Subscriber:
         """Block policy: the slot is ours until released; hand out a view."""
         buf, geo = self._buf, self._geo
         off = geo.slot(r)
-        seq = _load(buf, off, **_U64)
+        seq = _load(buf, off)
         if seq != r or published - r > geo.slots:
             raise ProtocolError(f"publisher {self.name!r}: expected sample {r} in its slot, found "
                                 f"{'none' if seq == WRITING else seq} (published {published}); "
@@ -647,9 +650,9 @@ class Subscriber:
         if r < oldest:
             self._dropped += oldest - r
             r = self._cursor = oldest
-            _store(buf, self._entry + E_DROPPED, self._dropped, **_U64)
+            _store(buf, self._entry + E_DROPPED, self._dropped)
         off = geo.slot(r)
-        seq = _load(buf, off, **_U64)
+        seq = _load(buf, off)
         if seq != r:
             if seq == WRITING or (seq > r and (seq - r) % geo.slots == 0):
                 return None  # overwritten since we read `published`: look again
@@ -660,11 +663,11 @@ class Subscriber:
         data = buf[start: start + n].tobytes()
         # The sequentially consistent load orders the copy before it: if the
         # seq is unchanged, the publisher did not touch the slot meanwhile.
-        if _load(buf, off, **_U64) != r:
+        if _load(buf, off) != r:
             return None
         self._cursor = r + 1
         self._received += 1
-        _store(buf, self._entry + E_READ, r + 1, **_U64)
+        _store(buf, self._entry + E_READ, r + 1)
         return Sample(self, r, memoryview(data))
 
     def _release(self, seq: int) -> None:
@@ -672,12 +675,12 @@ class Subscriber:
             return
         held = self._held
         held.discard(seq)
-        _store(self._buf, self._entry + E_READ, min(held) if held else self._cursor, **_U64)
+        _store(self._buf, self._entry + E_READ, min(held) if held else self._cursor)
         self._wake_publisher()
 
     def _wake_publisher(self) -> None:
         buf = self._buf
-        if _load(buf, OFF_PUB_WAITING, **_U32):
+        if _load(buf, OFF_PUB_WAITING):
             _add(buf, OFF_SPACE, 1, **_U32)
             _wake(buf, OFF_SPACE)
 
@@ -686,12 +689,12 @@ class Subscriber:
         buf = self._buf
         spin_until = _now() + self._spin
         while _now() < spin_until:
-            if _load(buf, OFF_PUBLISHED, **_U64) > r:
+            if _load(buf, OFF_PUBLISHED) > r:
                 return
         while True:
-            _add(buf, OFF_SUB_WAITERS, 1, **_U32)
+            _add(buf, OFF_SUB_WAITERS, 1)
             try:
-                published = _load(buf, OFF_PUBLISHED, **_U64)
+                published = _load(buf, OFF_PUBLISHED)
                 if published > r:
                     return
                 if _load(buf, OFF_CLOSED, **_U32):
@@ -703,9 +706,9 @@ class Subscriber:
                         raise Timeout(f"no sample from publisher {self.name!r} in time")
                 woken = _wait(buf, OFF_PUBLISHED, published & 0xFFFFFFFF, wait)
             finally:
-                _add(buf, OFF_SUB_WAITERS, -1, **_U32)
+                _add(buf, OFF_SUB_WAITERS, -1)
             if not woken and not is_alive(self._pub):
-                if _load(buf, OFF_PUBLISHED, **_U64) > r:
+                if _load(buf, OFF_PUBLISHED) > r:
                     return
                 raise ChannelClosed(f"publisher {self.name!r} (pid {self._pub.pid}) died")
 
@@ -735,11 +738,11 @@ class Subscriber:
 
 def _leave(seg: SharedMemory, buf: memoryview, entry: int) -> None:
     try:
-        word = _load(buf, entry + E_WORD, **_U64)
+        word = _load(buf, entry + E_WORD)
         if word & 0xFF == ACTIVE and _load(buf, entry + E_PID, **_U32) == current_process().pid:
-            _store(buf, entry + E_WORD, word & ~0xFF | FREE, **_U64)
-            _add(buf, OFF_GEN, 1, **_U64)
-            if _load(buf, OFF_PUB_WAITING, **_U32):
+            _store(buf, entry + E_WORD, word & ~0xFF | FREE)
+            _add(buf, OFF_GEN, 1)
+            if _load(buf, OFF_PUB_WAITING):
                 _add(buf, OFF_SPACE, 1, **_U32)
                 _wake(buf, OFF_SPACE)
     finally:
@@ -758,7 +761,7 @@ def _details(buf: memoryview) -> dict:
     return {
         "publisher": state,
         "subscribers": len(_live_entries(buf, geo)),
-        "published": _load(buf, OFF_PUBLISHED, **_U64),
+        "published": _load(buf, OFF_PUBLISHED),
         "slots": geo.slots,
         "slot_size": geo.slot_size,
         "history": geo.history,
