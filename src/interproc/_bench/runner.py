@@ -279,6 +279,17 @@ def all_peers() -> tuple[list[Peer], Any]:
     return peers, extra
 
 
+def _adopt(r: dict[str, Any]) -> dict[str, Any]:
+    """A result from an extra module, in this runner's shape."""
+    out = dict(r)
+    out.setdefault("group", "baseline")
+    out.setdefault("median", r.get("value"))
+    out.setdefault("p99", None)
+    out.setdefault("status", "ok")
+    out.setdefault("reason", None)
+    return out
+
+
 def add_ratios(results: list[dict[str, Any]]) -> tuple[str | None, str]:
     """Set ``ratio`` = value / reference value on every measured result."""
     measured = [r for r in results if r["status"] == "ok" and r["median"]]
@@ -307,8 +318,15 @@ def run(opts: Options, progress: Any = None) -> dict[str, Any]:
         if progress:
             progress(peer.name)
         results.extend(run_case(peer, opts))
-    if extra is not None and hasattr(extra, "extra_results") and not opts.only:
-        results.extend(extra.extra_results(opts))
+    if extra is not None and not opts.iterations and (not opts.only or opts.only.lower() in "shm://"):
+        # The shm:// channel's own baselines (C rings, futex ping-pong, a
+        # pure-Python busy-poll): appended as they come, in their own section.
+        if progress:
+            progress("shm:// baselines")
+        if hasattr(extra, "extra_results"):
+            results.extend(_adopt(r) for r in extra.extra_results(opts))
+        elif hasattr(extra, "run_all"):
+            results.extend(_adopt(r) for r in extra.run_all(quick=opts.quick))
     ref, note = add_ratios(results)
     return {"machine": machine(), "quick": opts.quick, "iterations": opts.iterations,
             "reference": ref, "note": note, "results": results}
@@ -332,7 +350,10 @@ def _fmt_ratio(r: float | None) -> str:
 
 def table(report: dict[str, Any]) -> str:
     rows: dict[str, dict[str, dict]] = {}
+    extras = [r for r in report["results"] if r.get("group") == "baseline"]
     for r in report["results"]:
+        if r.get("group") == "baseline":
+            continue
         rows.setdefault(r["transport"], {})[r["metric"]] = r
     head = ("TRANSPORT", "RTT64 med us", "p99 us", "ratio", "64B msg/s", "ratio", "1MiB MiB/s", "ratio")
     lines = [head]
@@ -370,6 +391,16 @@ def table(report: dict[str, Any]) -> str:
     if notes:
         out.append("")
         out += [f"error: {n}" for n in notes]
+    if extras:
+        out.append("")
+        out.append("baselines and extra measurements:")
+        for r in extras:
+            value = r["median"]
+            shown = "-" if value is None else f"{value:,.3f}" if value < 100 else f"{value:,.0f}"
+            extra = {k: v for k, v in r.items() if k not in {"transport", "metric", "median", "value", "p99",
+                                                              "unit", "group", "status", "reason"}}
+            detail = " ".join(f"{k}={v}" for k, v in extra.items())
+            out.append(f"  {r['transport']:<28} {r['metric']:<24} {shown:>12} {r['unit']:<6} {detail}")
     return "\n".join(out)
 
 
