@@ -98,6 +98,10 @@ _add = _native.atomic_add
 _cas = _native.atomic_compare_exchange
 _wait = _native.futex_wait
 _wake = _native.futex_wake
+_c_publish = _native.pubsub_publish
+_c_spin = _native.pubsub_spin
+_c_slot = _native.pubsub_slot
+_c_release = _native.pubsub_release
 _now = time.monotonic
 
 
@@ -309,18 +313,26 @@ class Publisher:
         if not mv.c_contiguous:
             raise ValueError("send() needs a contiguous buffer")
         mv = mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
-        with self.loan(mv.nbytes, timeout=timeout) as buf:
-            buf[:] = mv
+        # loan() + publish() without the Loan object: the same steps, inline.
+        self._check_open()
+        deadline = _check_timeout(timeout)
+        n, geo = mv.nbytes, self._geo
+        if n > geo.slot_size:
+            raise MessageTooLarge(f"publisher {self.name!r}: {n} bytes do not fit a {geo.slot_size}-byte slot")
+        if self._loaned:
+            raise ValueError(f"publisher {self.name!r} already has a loan out; publish or discard it first")
+        seq = self._seq
+        self._wait_for_room(seq, deadline)
+        buf, off = self._buf, geo.slot(seq)
+        _store(buf, off, WRITING)
+        start = off + SLOT_HEADER
+        buf[start: start + n] = mv
+        self._publish(seq, n)
 
     def _publish(self, seq: int, n: int) -> None:
-        buf, off = self._buf, self._geo.slot(seq)
-        _store(buf, off + 8, n)
-        _store(buf, off, seq)
-        _store(buf, OFF_PUBLISHED, seq + 1)
+        _c_publish(self._buf, self._geo.slot(seq), seq, n, OFF_PUBLISHED, OFF_SUB_WAITERS)
         self._seq = seq + 1
         self._loaned = False
-        if _load(buf, OFF_SUB_WAITERS):
-            _wake(buf, OFF_PUBLISHED)
 
     def _wait_for_room(self, seq: int, deadline: float | None) -> None:
         """Wait until no block subscriber still needs sample ``seq - slots``."""
@@ -620,23 +632,21 @@ class Subscriber:
         with self.recv(timeout=timeout) as s:
             return s.tobytes()
 
-    def _slot_length(self, off: int) -> int:
-        n = _load(self._buf, off + 8)
-        if not 0 <= n <= self._geo.slot_size:
-            raise ProtocolError(f"publisher {self.name!r}: a sample claims {n} bytes in a "
-                                f"{self._geo.slot_size}-byte slot; the segment is corrupted")
-        return n
+    def _bad_length(self, n: int) -> None:
+        raise ProtocolError(f"publisher {self.name!r}: a sample claims {n} bytes in a "
+                            f"{self._geo.slot_size}-byte slot; the segment is corrupted")
 
     def _take(self, r: int, published: int) -> Sample:
         """Block policy: the slot is ours until released; hand out a view."""
         buf, geo = self._buf, self._geo
         off = geo.slot(r)
-        seq = _load(buf, off)
+        seq, n = _c_slot(buf, off)
         if seq != r or published - r > geo.slots:
             raise ProtocolError(f"publisher {self.name!r}: expected sample {r} in its slot, found "
                                 f"{'none' if seq == WRITING else seq} (published {published}); "
                                 "the segment is corrupted")
-        n = self._slot_length(off)
+        if not 0 <= n <= geo.slot_size:
+            self._bad_length(n)
         self._cursor = r + 1
         self._held.add(r)
         self._received += 1
@@ -652,13 +662,14 @@ class Subscriber:
             r = self._cursor = oldest
             _store(buf, self._entry + E_DROPPED, self._dropped)
         off = geo.slot(r)
-        seq = _load(buf, off)
+        seq, n = _c_slot(buf, off)
         if seq != r:
             if seq == WRITING or (seq > r and (seq - r) % geo.slots == 0):
                 return None  # overwritten since we read `published`: look again
             raise ProtocolError(f"publisher {self.name!r}: slot of sample {r} holds sample {seq}; "
                                 "the segment is corrupted")
-        n = self._slot_length(off)
+        if not 0 <= n <= geo.slot_size:
+            self._bad_length(n)
         start = off + SLOT_HEADER
         data = buf[start: start + n].tobytes()
         # The sequentially consistent load orders the copy before it: if the
@@ -675,8 +686,8 @@ class Subscriber:
             return
         held = self._held
         held.discard(seq)
-        _store(self._buf, self._entry + E_READ, min(held) if held else self._cursor)
-        self._wake_publisher()
+        _c_release(self._buf, self._entry + E_READ, min(held) if held else self._cursor,
+                   OFF_PUB_WAITING, OFF_SPACE)
 
     def _wake_publisher(self) -> None:
         buf = self._buf
@@ -687,10 +698,8 @@ class Subscriber:
     def _wait_for_data(self, r: int, deadline: float | None) -> None:
         """Return once ``published > r`` may hold; raise ChannelClosed/Timeout."""
         buf = self._buf
-        spin_until = _now() + self._spin
-        while _now() < spin_until:
-            if _load(buf, OFF_PUBLISHED) > r:
-                return
+        if _c_spin(buf, OFF_PUBLISHED, r, self._spin) > r:
+            return
         while True:
             _add(buf, OFF_SUB_WAITERS, 1)
             try:
