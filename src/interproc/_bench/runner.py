@@ -397,8 +397,8 @@ def table(report: dict[str, Any]) -> str:
         for r in extras:
             value = r["median"]
             shown = "-" if value is None else f"{value:,.3f}" if value < 100 else f"{value:,.0f}"
-            extra = {k: v for k, v in r.items() if k not in {"transport", "metric", "median", "value", "p99",
-                                                              "unit", "group", "status", "reason"}}
+            extra = {k: v for k, v in r.items() if k not in {"transport", "metric", "median", "value", "p99", "unit",
+                                                              "group", "status", "reason", "ratio", "ratio_to"}}
             detail = " ".join(f"{k}={v}" for k, v in extra.items())
             out.append(f"  {r['transport']:<28} {r['metric']:<24} {shown:>12} {r['unit']:<6} {detail}")
     return "\n".join(out)
