@@ -370,3 +370,51 @@ def test_ls_shows_publisher_and_subscriber_count(name):
         assert mine[0]["details"]["subscribers"] == 2
         assert mine[0]["details"]["published"] == 1
         assert mine[0]["details"]["publisher"] == "alive"
+
+
+def test_ctrl_c_interrupts_waiting_subscriber_and_publisher(spawn, name, name_factory):
+    import time
+
+    sub_code = """
+import sys
+from interproc.shm import Subscriber
+sub = Subscriber.open(sys.argv[1], timeout=10)
+print("READY", flush=True)
+try:
+    sub.recv()  # no timeout: only Ctrl-C ends this wait
+except KeyboardInterrupt:
+    print("INTERRUPTED", flush=True)
+sub.close()
+"""
+    pub_code = """
+import sys
+from interproc.shm import Publisher
+pub = Publisher.create(sys.argv[1], 8, 2)
+print("READY", flush=True)
+sys.stdin.readline()
+try:
+    while True:
+        pub.send(b"x")  # blocks once the subscriber holds both slots
+except KeyboardInterrupt:
+    print("INTERRUPTED", pub.published, flush=True)
+pub.close()
+"""
+    with Publisher.create(name, 8, 2):
+        child = spawn(sub_code, name)
+        wait_for_line(child, "READY")
+        time.sleep(0.3)  # asleep on the futex by now
+        child.send_signal(signal.SIGINT)
+        wait_for_line(child, "INTERRUPTED")
+        assert child.wait(timeout=10) == 0
+
+    other = name_factory()
+    child = spawn(pub_code, other, stdin=subprocess.PIPE)
+    wait_for_line(child, "READY")
+    with Subscriber.open(other):
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        time.sleep(0.3)
+        child.send_signal(signal.SIGINT)
+        line = wait_for_line(child, "INTERRUPTED")
+        assert line.split()[1] == "2"  # both slots filled, then it waited
+        assert child.wait(timeout=10) == 0

@@ -345,7 +345,8 @@ class Publisher:
         self._min_read = self._scan(seq)
         if self._min_read >= need:
             return
-        spin_until = _now() + self._spin
+        spin_until = last_reap = _now()
+        spin_until += self._spin
         while _now() < spin_until:
             self._min_read = self._scan(seq)
             if self._min_read >= need:
@@ -362,13 +363,18 @@ class Publisher:
                 if deadline is not None:
                     wait = min(wait, deadline - _now())
                     if wait <= 0:
+                        if _reap_dead(buf, self._geo):
+                            continue  # it was a dead one: look again
                         raise Timeout(f"publisher {self.name!r}: a subscriber has not released its samples "
                                       f"(all {self._geo.slots} slots are in use)")
-                woken = _wait(buf, OFF_SPACE, space, wait)
+                _wait(buf, OFF_SPACE, space, wait)
             finally:
                 _add(buf, OFF_PUB_WAITING, -1)
-            if not woken:
+            # By the clock, not by timed-out waits: releases by live
+            # subscribers may keep waking us while a dead one holds us back.
+            if _now() - last_reap >= SLICE:
                 _reap_dead(buf, self._geo)
+                last_reap = _now()
 
     def _scan(self, seq: int) -> int:
         """The oldest sample a live block subscriber still needs (``seq`` if none)."""
