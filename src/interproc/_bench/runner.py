@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import multiprocessing
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -49,6 +50,14 @@ class Options:
     quick: bool = False
     iterations: int | None = None  # fixed counts (for tests); no time budgets
     only: str | None = None
+    pin: bool = True  # measuring side on one CPU, peer on another
+
+    def cpus(self) -> tuple[int, int] | None:
+        """Two CPUs for the two sides, or None (pinning off or impossible)."""
+        if not self.pin or os.environ.get("INTERPROC_BENCH_NOPIN") or not hasattr(os, "sched_getaffinity"):
+            return None
+        cpus = sorted(os.sched_getaffinity(0))
+        return (cpus[0], cpus[1]) if len(cpus) >= 2 else None
 
     @property
     def rtt_budget(self) -> float:
@@ -89,7 +98,9 @@ def _alarm(seconds: int) -> Iterator[None]:
 
 # -- the child side ----------------------------------------------------------------
 
-def _child_main(peer: Peer, state: Any, ctl: Any) -> None:
+def _child_main(peer: Peer, state: Any, ctl: Any, cpu: int | None) -> None:
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
     peer.child_init(state)
     ep = None
     while True:
@@ -208,7 +219,14 @@ def run_case(peer: Peer, opts: Options) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     state = peer.prepare()
     ctl, child_ctl = ctx.Pipe()
-    proc = ctx.Process(target=_child_main, args=(peer, state, child_ctl), daemon=True)
+    cpus = opts.cpus()
+    proc = ctx.Process(target=_child_main, args=(peer, state, child_ctl, cpus and cpus[1]), daemon=True)
+    saved = os.sched_getaffinity(0) if cpus else None
+    if cpus:
+        # Two CPUs, one per side, as the C baselines are measured: otherwise
+        # the scheduler often stacks both on one CPU and every spin or poll
+        # then costs the other side its time slice.
+        os.sched_setaffinity(0, {cpus[0]})
     try:
         with _alarm(opts.case_timeout):
             proc.start()
@@ -229,6 +247,8 @@ def run_case(peer: Peer, opts: Options) -> list[dict[str, Any]]:
     except CaseTimeout as exc:
         results.append(_entry(peer, METRICS[len(results)], status="error", reason=str(exc)))
     finally:
+        if saved:
+            os.sched_setaffinity(0, saved)
         proc.join(2)
         if proc.is_alive():
             proc.kill()
@@ -328,7 +348,7 @@ def run(opts: Options, progress: Any = None) -> dict[str, Any]:
         elif hasattr(extra, "run_all"):
             results.extend(_adopt(r) for r in extra.run_all(quick=opts.quick))
     ref, note = add_ratios(results)
-    return {"machine": machine(), "quick": opts.quick, "iterations": opts.iterations,
+    return {"machine": machine(), "quick": opts.quick, "iterations": opts.iterations, "pinned": opts.cpus(),
             "reference": ref, "note": note, "results": results}
 
 
@@ -380,7 +400,9 @@ def table(report: dict[str, Any]) -> str:
     out = []
     m = report["machine"]
     mode = "quick" if report["quick"] else "full"
-    out.append(f"interproc bench ({mode}) on {m['cpus']} CPUs, {m['cpu']}, {m['system']}, Python {m['python']}")
+    pinned = report.get("pinned")
+    where = f"sides pinned to CPUs {pinned[0]} and {pinned[1]}" if pinned else "not pinned"
+    out.append(f"interproc bench ({mode}) on {m['cpus']} CPUs, {m['cpu']}, {m['system']}, Python {m['python']}; {where}")
     out.append(report["note"] + " (latency: >1 is slower; throughput: <1 is slower)")
     out.append("")
     for l in lines:

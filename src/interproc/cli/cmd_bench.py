@@ -12,6 +12,8 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     p.add_argument("--plot", metavar="FILE.png", help="also write a bar chart (needs matplotlib)")
     p.add_argument("--only", metavar="TEXT", help="run only the transports whose name contains TEXT")
+    p.add_argument("--no-pin", action="store_true",
+                   help="let the scheduler place both processes (default: one CPU each)")
     p.add_argument("--iterations", type=int, metavar="N",
                    help="fixed message counts instead of time budgets (for tests; numbers are not meaningful)")
     p.set_defaults(func=run)
@@ -28,7 +30,7 @@ def run(args) -> int:
         except ImportError:
             print("interproc bench: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
             return 2
-    opts = Options(quick=args.quick, iterations=args.iterations, only=args.only)
+    opts = Options(quick=args.quick, iterations=args.iterations, only=args.only, pin=not args.no_pin)
 
     def progress(name: str) -> None:
         if not args.json:
