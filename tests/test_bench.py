@@ -73,3 +73,23 @@ def test_bench_rejects_bad_iterations():
     proc = _bench("--iterations", "0", timeout=60)
     assert proc.returncode != 0
     assert "--iterations" in proc.stderr
+
+
+def test_summaries_and_ratio_reference():
+    from interproc._bench import percentile, summarize
+    from interproc._bench.runner import add_ratios
+
+    values = list(range(1, 101))
+    assert percentile(values, 50) == 50 and percentile(values, 99) == 99 and percentile(values, 1) == 1
+    assert summarize([3.0, 1.0, 2.0], higher_is_better=False) == (2.0, 3.0)
+    assert summarize([3.0, 1.0, 2.0], higher_is_better=True) == (2.0, 1.0)
+
+    def r(transport, group, median, status="ok"):
+        return {"transport": transport, "group": group, "metric": "rtt_64B", "median": median, "status": status}
+
+    results = [r("shm://", "interproc", None, "skipped"), r("pipe://", "interproc", 20.0), r("os.pipe", "peer", 10.0)]
+    ref, note = add_ratios(results)
+    assert ref == "pipe://" and "shm:// is not available" in note
+    assert results[2]["ratio"] == 0.5 and results[0]["ratio"] is None
+    results = [r("shm://", "interproc", 2.0), r("pipe://", "interproc", 20.0)]
+    assert add_ratios(results)[0] == "shm://" and results[1]["ratio"] == 10.0

@@ -217,7 +217,10 @@ def run_case(peer: Peer, opts: Options) -> list[dict[str, Any]]:
         return [_entry(peer, m, status="skipped", reason=reason) for m in METRICS]
     ctx = multiprocessing.get_context("fork")
     results: list[dict[str, Any]] = []
-    state = peer.prepare()
+    try:
+        state = peer.prepare()
+    except Exception as exc:
+        return [_entry(peer, m, status="error", reason=f"setup failed: {type(exc).__name__}: {exc}") for m in METRICS]
     ctl, child_ctl = ctx.Pipe()
     cpus = opts.cpus()
     proc = ctx.Process(target=_child_main, args=(peer, state, child_ctl, cpus and cpus[1]), daemon=True)
