@@ -14,6 +14,7 @@ objects and/or a function ``extra_results(options) -> list[dict]``.
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -25,7 +26,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         raise ValueError("no values")
     ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))
+    k = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
     return ordered[k]
 
 
