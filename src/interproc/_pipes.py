@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import stat
 import subprocess
 import time
@@ -29,6 +30,22 @@ from ._stream import FdIO, StreamChannel, deadline_of
 
 ENV_VAR = "INTERPROC_PIPE"
 _OPEN_SLICE = 0.02  # how often opening a FIFO for writing looks for a reader
+
+
+class _FifoReadIO(FdIO):
+    """A FIFO read end: before any writer has opened it, read() returns 0 as if
+    at end of file.  Linux's poll() reports neither data nor POLLHUP until a
+    writer has come (and gone), so poll first and read only when it says so."""
+
+    def __init__(self, rfd: int) -> None:
+        super().__init__(rfd=rfd)
+        self._poll = select.poll()
+        self._poll.register(rfd, select.POLLIN)
+
+    def recv_into(self, buf: memoryview) -> int:
+        if not self._poll.poll(0):
+            raise BlockingIOError
+        return super().recv_into(buf)
 
 
 class PipeReader(StreamChannel):
@@ -165,7 +182,7 @@ class Fifo:
             fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as exc:
             raise map_os_error(exc, f"fifo {self.path}") from exc
-        return pipe_from_fd(fd, "read", codec=codec, name=f"fifo {self.path} (read)")  # type: ignore[return-value]
+        return PipeReader(_FifoReadIO(fd), name=f"fifo {self.path} (read)", codec=codec)
 
     def writer(self, *, timeout: float | None = None, codec: Any = "json") -> PipeWriter:
         """Open the write end, waiting up to ``timeout`` for a reader to appear."""

@@ -98,8 +98,10 @@ class SockIO:
         except ssl.SSLWantWriteError:
             # TLS renegotiation wants to write; the retry after poll does it.
             raise BlockingIOError from None
-        except ssl.SSLEOFError:
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
             return 0
+        except ssl.SSLError as exc:
+            raise ProtocolError(f"bad TLS data from the peer: {exc}") from exc
 
     def send(self, pieces: list[Any]) -> int:
         if self.tls:
@@ -107,6 +109,8 @@ class SockIO:
                 return self.sock.send(pieces[0])
             except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 raise BlockingIOError from None
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
+                raise BrokenPipeError(errno.EPIPE, str(exc)) from None
         return self.sock.sendmsg(pieces, (), socket.MSG_NOSIGNAL)
 
     def shutdown_write(self) -> None:
