@@ -137,13 +137,15 @@ class FrameDecoder:
 
     def eof(self) -> None:
         """The stream ended: fine between frames, ``TruncatedMessage`` inside one."""
-        partial = self._body_fill if self._body is not None else self._end - self._start
-        if partial:
-            expected = len(self._body) if self._body is not None else None
-            self._body = None
-            self._start = self._end = 0
-            what = f"{partial} of {expected} bytes" if expected is not None else f"{partial} bytes"
-            raise TruncatedMessage(f"the stream ended inside a message ({what} received); it was dropped")
+        if self._body is not None:
+            what = f"{self._body_fill} of {len(self._body)} bytes"
+        elif self._end > self._start:
+            what = f"{self._end - self._start} bytes"
+        else:
+            return
+        self._body = None
+        self._start = self._end = 0
+        raise TruncatedMessage(f"the stream ended inside a message ({what} received); it was dropped")
 
     # -- output ----------------------------------------------------------
     def next_frame(self) -> bytes | None:
