@@ -42,8 +42,8 @@ class _FifoReadIO(FdIO):
         self._poll = select.poll()
         self._poll.register(rfd, select.POLLIN)
 
-    def recv_into(self, buf: memoryview) -> int:
-        if not self._poll.poll(0):
+    def recv_into(self, buf: memoryview, block: bool = False) -> int:
+        if not self._poll.poll(None if block else 0):
             raise BlockingIOError
         return super().recv_into(buf)
 

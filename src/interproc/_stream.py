@@ -18,15 +18,19 @@ import os
 import select
 import socket
 import ssl
+import threading
 import time
 from typing import Any
 
 from ._channel import Channel
 from ._errors import ChannelClosed, ProtocolError, Timeout, map_os_error
-from ._framing import DEFAULT_MAX_MESSAGE, FrameDecoder, encode
+from ._framing import DEFAULT_MAX_MESSAGE, HEADER, FrameDecoder, encode
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError)
+_NOWAIT = socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT
 _CHUNK = 256 * 1024
+_SMALL = 4096
+_pack = HEADER.pack
 
 
 def deadline_of(timeout: float | None) -> float | None:
@@ -54,21 +58,32 @@ def wait_fd(fd: int, events: int, deadline: float | None, what: str) -> None:
 
 
 class FdIO:
-    """Non-blocking I/O on a read fd and/or a write fd (pipes, FIFOs)."""
+    """I/O on a read fd and/or a write fd (pipes, FIFOs).
+
+    ``block=True`` (no timeout) lets the system call sleep in the kernel, as
+    a raw ``read``/``write`` would: one system call per message, and Ctrl-C
+    still interrupts it (EINTR, then Python's signal handler raises).  With a
+    timeout the descriptor is switched to O_NONBLOCK and waits go through
+    ``poll``.  The switch happens only when the kind of call changes.
+    """
 
     def __init__(self, rfd: int = -1, wfd: int = -1) -> None:
         self.rfd, self.wfd = rfd, wfd
+        self._rblock = self._wblock = False
         for fd in {rfd, wfd} - {-1}:
             os.set_blocking(fd, False)
 
-    def recv_into(self, buf: memoryview) -> int:
+    def recv_into(self, buf: memoryview, block: bool = False) -> int:
+        if block is not self._rblock:
+            os.set_blocking(self.rfd, block)
+            self._rblock = block
         return os.readv(self.rfd, [buf])
 
-    def send(self, pieces: list[Any]) -> int:
+    def send(self, pieces: list[Any], block: bool = False) -> int:
+        if block is not self._wblock:
+            os.set_blocking(self.wfd, block)
+            self._wblock = block
         return os.writev(self.wfd, pieces)
-
-    def shutdown_write(self) -> None:
-        pass
 
     def close(self) -> None:
         for attr in ("rfd", "wfd"):
@@ -82,17 +97,29 @@ class FdIO:
 
 
 class SockIO:
-    """Non-blocking I/O on a connected stream socket (plain or TLS)."""
+    """I/O on a connected stream socket (plain or TLS).
+
+    A plain socket stays in blocking mode and each call says whether it may
+    sleep (``MSG_DONTWAIT`` when a timeout applies), so a reader and a writer
+    thread never fight over the O_NONBLOCK flag.  TLS needs a non-blocking
+    socket throughout, so it always goes through ``poll``.
+    """
 
     def __init__(self, sock: socket.socket) -> None:
-        sock.setblocking(False)
+        self.tls = isinstance(sock, ssl.SSLSocket)
+        # One SSL object must not be read and written by two threads at once
+        # (OpenSSL state is shared); its calls never sleep, so a lock is cheap.
+        self._tls_lock = threading.Lock()
+        sock.setblocking(not self.tls)
         self.sock = sock
         self.rfd = self.wfd = sock.fileno()
-        self.tls = isinstance(sock, ssl.SSLSocket)
 
-    def recv_into(self, buf: memoryview) -> int:
+    def recv_into(self, buf: memoryview, block: bool = False) -> int:
+        if not self.tls:
+            return self.sock.recv_into(buf, 0, 0 if block else socket.MSG_DONTWAIT)
         try:
-            return self.sock.recv_into(buf)
+            with self._tls_lock:
+                return self.sock.recv_into(buf)
         except ssl.SSLWantReadError:
             raise BlockingIOError from None
         except ssl.SSLWantWriteError:
@@ -103,21 +130,16 @@ class SockIO:
         except ssl.SSLError as exc:
             raise ProtocolError(f"bad TLS data from the peer: {exc}") from exc
 
-    def send(self, pieces: list[Any]) -> int:
+    def send(self, pieces: list[Any], block: bool = False) -> int:
         if self.tls:
             try:
-                return self.sock.send(pieces[0])
+                with self._tls_lock:
+                    return self.sock.send(pieces[0])
             except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
                 raise BlockingIOError from None
             except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
                 raise BrokenPipeError(errno.EPIPE, str(exc)) from None
-        return self.sock.sendmsg(pieces, (), socket.MSG_NOSIGNAL)
-
-    def shutdown_write(self) -> None:
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
+        return self.sock.sendmsg(pieces, (), socket.MSG_NOSIGNAL if block else _NOWAIT)
 
     def close(self) -> None:
         if self.sock is not None:
@@ -150,9 +172,10 @@ def write_all(io: Any, pieces: list[Any], deadline: float | None, what: str, on_
     the peer sees the end of the stream rather than garbage.
     """
     total = 0
+    block = deadline is None
     while pieces:
         try:
-            n = io.send(pieces)
+            n = io.send(pieces, block)
         except _WOULD_BLOCK:
             try:
                 wait_fd(io.wfd, select.POLLOUT, deadline, what)
@@ -172,9 +195,10 @@ def write_all(io: Any, pieces: list[Any], deadline: float | None, what: str, on_
 
 def read_some(io: Any, buf: memoryview, deadline: float | None, what: str) -> int:
     """Read into ``buf``; 0 means end of stream."""
+    block = deadline is None
     while True:
         try:
-            return io.recv_into(buf)
+            return io.recv_into(buf, block)
         except _WOULD_BLOCK:
             wait_fd(io.rfd, select.POLLIN, deadline, what)
         except OSError as exc:
@@ -212,6 +236,7 @@ class StreamChannel(Channel):
         else:
             self._raw = self._decoder.take_raw()
         self._eof = False
+        self._tls = getattr(io, "tls", False)
         self._on_close = on_close
         super().__init__(codec=codec)
 
@@ -239,6 +264,17 @@ class StreamChannel(Channel):
     def _send_bytes(self, data: Any, timeout: float | None) -> None:
         if not self.framed:
             self.write(data, timeout=timeout)
+            return
+        if timeout is None and type(data) is bytes and len(data) <= _SMALL <= self.max_message_size \
+                and not self._tls:
+            # Fast path for the common small message: one join, one system call.
+            frame = _pack(len(data)) + data
+            try:
+                n = self._io.send([frame], True)
+            except OSError:
+                n = 0  # write_all below retries and reports the error properly
+            if n != len(frame):  # a signal can cut a blocking write short
+                write_all(self._io, [memoryview(frame)[n:]], None, f"send on {self.name}", self.close)
             return
         write_all(self._io, encode(data, self.max_message_size), deadline_of(timeout), f"send on {self.name}", self.close)
 
