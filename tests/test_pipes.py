@@ -347,3 +347,43 @@ def test_fifo_interops_with_shell_tools(name):
         assert cat.communicate(timeout=10)[0] == b"to the shell"
     finally:
         fifo.unlink()
+
+
+def test_global_scope_pipe_needs_a_mode_and_works(name, spawn):
+    with pytest.raises(ValueError, match="explicit mode"):
+        NamedPipe.serve(name, scope="global")
+    with NamedPipe.serve(name, scope="global", file_mode=0o660, allowed_uids=[os.getuid()]) as srv:
+        assert srv.path.startswith("/tmp/interproc-global/")
+        assert os.stat(srv.path).st_mode & 0o777 == 0o660
+        assert [o.scope for o in NamedPipe.list() if o.name == name] == ["global"]
+        proc = spawn(
+            "import sys\nfrom interproc.pipes import NamedPipe\n"
+            "with NamedPipe.connect(sys.argv[1], scope='global', timeout=10) as ch:\n"
+            "    ch.send(b'global hello')\n",
+            name,
+        )
+        with srv.accept(timeout=10) as peer:
+            assert peer.recv(timeout=10) == b"global hello"
+        proc.wait(10)
+    assert not os.path.exists(srv.path)
+
+
+@pytest.mark.parametrize("kind", ["pipe", "named-pipe"])
+def test_blocking_recv_is_interrupted_by_ctrl_c(spawn, name, kind):
+    """recv() without a timeout sleeps in the kernel, yet SIGINT still raises KeyboardInterrupt."""
+    setup = {
+        "pipe": "from interproc.pipes import pipe\nr, w = pipe()\nch = r\n",
+        "named-pipe": (
+            "import threading, sys\nfrom interproc.pipes import NamedPipe\n"
+            "srv = NamedPipe.serve(sys.argv[1])\n"
+            "t = threading.Thread(target=lambda: NamedPipe.connect(sys.argv[1], timeout=10).recv(timeout=30), daemon=True)\n"
+            "t.start()\nch = srv.accept(timeout=10)\nsrv.close()\n"
+        ),
+    }[kind]
+    proc = spawn(setup + "print('READY', flush=True)\ntry:\n    ch.recv()\nexcept KeyboardInterrupt:\n"
+                 "    print('INTERRUPTED', flush=True)\n", name)
+    wait_for_line(proc, "READY")
+    time.sleep(0.2)  # let it block in recv
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=10)
+    assert "INTERRUPTED" in out, err

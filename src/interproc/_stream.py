@@ -146,6 +146,11 @@ class SockIO:
             sock, self.sock = self.sock, None
             self.rfd = self.wfd = -1
             try:
+                # shutdown wakes a thread blocked in recv on this socket; close alone does not.
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
                 sock.close()
             except OSError:
                 pass
