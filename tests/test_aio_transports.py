@@ -219,3 +219,36 @@ def test_async_named_pipe_instances(name):
                 await ch.aclose()
 
     run(main())
+
+
+def test_async_byte_mode_pipe_against_sync_process(spawn, name):
+    proc = spawn(
+        "import sys\nfrom interproc.pipes import NamedPipe\n"
+        "srv = NamedPipe.serve(sys.argv[1], mode='byte')\nprint('READY', flush=True)\n"
+        "with srv.accept(timeout=20) as ch:\n"
+        "    data = b''\n"
+        "    while len(data) < 300000:\n"
+        "        data += ch.read(65536, timeout=20)\n"
+        "    ch.write(data[::-1])\n"
+        "srv.close()\n",
+        name,
+    )
+    wait_for_line(proc, "READY")
+    payload = os.urandom(300000)
+
+    async def main():
+        ch = await aio.NamedPipe.connect(name, timeout=10)
+        async with ch:
+            assert ch.mode == "byte"
+            for i in range(0, len(payload), 7000):
+                await ch.write(payload[i : i + 7000])
+            got = b""
+            while len(got) < len(payload):
+                chunk = await ch.read(-1, timeout=20)
+                assert chunk
+                got += chunk
+            assert got == payload[::-1]
+            assert await ch.read(10, timeout=20) == b""  # the server closed: end of stream
+
+    run(main())
+    proc.wait(10)

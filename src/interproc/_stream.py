@@ -241,6 +241,7 @@ class StreamChannel(Channel):
         else:
             self._raw = self._decoder.take_raw()
         self._eof = False
+        self._rbuf: bytearray | None = None
         self._tls = getattr(io, "tls", False)
         self._on_close = on_close
         super().__init__(codec=codec)
@@ -326,12 +327,13 @@ class StreamChannel(Channel):
             return data
         if self._eof or n == 0:
             return b""
-        buf = bytearray(n)
-        got = read_some(self._io, memoryview(buf), deadline_of(timeout), f"read on {self.name}")
+        if self._rbuf is None or len(self._rbuf) < n:
+            self._rbuf = bytearray(max(n, 4096))  # reused: a fresh big buffer per read page-faults
+        view = memoryview(self._rbuf)[:n]
+        got = read_some(self._io, view, deadline_of(timeout), f"read on {self.name}")
         if got == 0:
             self._eof = True
-        del buf[got:]
-        return bytes(buf)
+        return view[:got].tobytes()
 
     def write(self, data: Any, *, timeout: float | None = None) -> int:
         """Write all of ``data`` to the raw stream; returns its length."""
