@@ -92,6 +92,7 @@ class FrameDecoder:
             raise ValueError("max_size must be >= 0")
         self.max_size = max_size
         self._buf = bytearray(_SCRATCH)
+        self._mv = memoryview(self._buf)  # fixed size: never resized while viewed
         self._start = 0  # first unparsed byte in _buf
         self._end = 0  # end of valid data in _buf
         self._body: memoryview | None = None  # a large body being received in place
@@ -116,9 +117,29 @@ class FrameDecoder:
         """Where the next bytes read from the stream should go."""
         if self._body is not None:
             return self._body[self._body_fill :]
-        if len(self._buf) - self._end < _DIRECT:
+        if _SCRATCH - self._end < _DIRECT:
             self._compact()
-        return memoryview(self._buf)[self._end :]
+        return self._mv[self._end :]
+
+    def read_from(self, recv_into: Any) -> int:
+        """``get_buffer`` + ``recv_into(buffer)`` + ``buffer_updated`` in one call
+        (the per-message hot path of the blocking driver); returns what
+        ``recv_into`` returned, 0 meaning end of stream."""
+        body = self._body
+        if body is not None:
+            n = recv_into(body[self._body_fill :])
+            if n:
+                self.buffer_updated(n)
+            return n
+        end = self._end
+        if _SCRATCH - end < _DIRECT:
+            self._compact()
+            end = self._end
+        n = recv_into(self._mv[end:])
+        if n:
+            self._end = end + n
+            self._parse()
+        return n
 
     def buffer_updated(self, nbytes: int) -> None:
         """``nbytes`` were written into the last ``get_buffer()``."""
@@ -181,37 +202,37 @@ class FrameDecoder:
         if self._start:
             self._buf[:live] = self._buf[self._start : self._end]
             self._start, self._end = 0, live
-        if self._end == len(self._buf):  # a header-sized stall cannot happen; grow for safety
-            self._buf.extend(bytes(len(self._buf)))
+        # What stays is at most one partial frame smaller than _DIRECT (bigger
+        # ones are received in place), so the scratch buffer always has room.
 
     def _parse(self) -> None:
+        if self._error is not None:
+            return
         buf, start, end = self._buf, self._start, self._end
-        unpack, append = HEADER.unpack_from, self._frames.append
-        while end - start >= HEADER_SIZE and self._error is None:
-            if self._hold and self._frames:
+        unpack, frames, hold, limit = HEADER.unpack_from, self._frames, self._hold, self.max_size
+        while end - start >= HEADER_SIZE:
+            if hold and frames:
                 break
             (n,) = unpack(buf, start)
-            if n > self.max_size:
+            if n > limit:
                 # Everything after a bad header is unparseable: stop here for good.
-                self._error = FrameTooLarge(
-                    f"peer announced a message of {n} bytes, over the limit of {self.max_size} bytes"
-                )
+                self._error = FrameTooLarge(f"peer announced a message of {n} bytes, over the limit of {limit} bytes")
                 start = end
                 break
-            have = end - start - HEADER_SIZE
-            if have >= n:
-                body_at = start + HEADER_SIZE
-                append(bytes(buf[body_at : body_at + n]))
+            body_at = start + HEADER_SIZE
+            if end - body_at >= n:
+                frames.append(bytes(buf[body_at : body_at + n]))
                 start = body_at + n
                 continue
             if n >= _DIRECT:
+                have = end - body_at
                 if n <= _REUSE_MAX:
                     if len(self._big) < n:
                         self._big = bytearray(n)
                     body = memoryview(self._big)[:n]
                 else:
                     body = memoryview(bytearray(n))
-                body[:have] = buf[start + HEADER_SIZE : end]
+                body[:have] = buf[body_at:end]
                 self._body, self._body_fill = body, have
                 start = end
             break

@@ -14,6 +14,7 @@ it is a plain byte stream whose ``recv()`` returns whatever bytes arrived.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import select
 import socket
@@ -243,6 +244,18 @@ class StreamChannel(Channel):
         self._eof = False
         self._rbuf: bytearray | None = None
         self._tls = getattr(io, "tls", False)
+        # Hot paths for calls without a timeout: one system call that may sleep.
+        self._fast_recv = self._fast_send = None
+        if isinstance(io, SockIO) and not self._tls:  # the socket is in blocking mode
+            self._fast_recv = io.sock.recv_into
+            self._fast_send = lambda frame, send=io.sock.send: send(frame, socket.MSG_NOSIGNAL)
+        elif isinstance(io, FdIO):
+            if io.rfd >= 0 and type(io) is FdIO:
+                self._fast_recv = functools.partial(io.recv_into, block=True)
+            if io.wfd >= 0:
+                self._fast_send = lambda frame, send=io.send: send([frame], True)
+        if not framed:
+            self._fast_recv = None
         self._on_close = on_close
         super().__init__(codec=codec)
 
@@ -272,11 +285,11 @@ class StreamChannel(Channel):
             self.write(data, timeout=timeout)
             return
         if timeout is None and type(data) is bytes and len(data) <= _SMALL <= self.max_message_size \
-                and not self._tls:
+                and self._fast_send is not None:
             # Fast path for the common small message: one join, one system call.
             frame = _pack(len(data)) + data
             try:
-                n = self._io.send([frame], True)
+                n = self._fast_send(frame)
             except OSError:
                 n = 0  # write_all below retries and reports the error properly
             if n != len(frame):  # a signal can cut a blocking write short
@@ -291,6 +304,21 @@ class StreamChannel(Channel):
                 raise ChannelClosed(f"{self.name}: the peer closed the stream")
             return data
         dec = self._decoder
+        frames = dec._frames
+        if frames:
+            return frames.popleft()
+        if timeout is None and self._fast_recv is not None and not self._eof:
+            # Hot path: sleep in the kernel until bytes come, parse, return.
+            # Anything unusual (EOF, an error, a bad frame) falls through to
+            # the general loop below, which reports it.
+            try:
+                while dec.read_from(self._fast_recv):
+                    if frames:
+                        return frames.popleft()
+                    if dec._error is not None:
+                        break
+            except OSError:
+                pass
         try:
             frame = dec.next_frame()
             if frame is not None:
