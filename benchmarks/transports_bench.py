@@ -22,10 +22,11 @@ def main() -> None:
     p.add_argument("--full", action="store_true", help="10x the messages (slower, steadier)")
     p.add_argument("--only", action="append", help="only this transport (repeatable)")
     p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--repeat", type=int, default=3, help="rounds; each number is the best (default 3)")
     args = p.parse_args()
-    results = run(quick=not args.full, only=args.only)
+    results = run(quick=not args.full, only=args.only, repeat=args.repeat)
     print(f"# transports, {platform.python_implementation()} {platform.python_version()}, "
-          f"{platform.machine()}, {'full' if args.full else 'quick'} run (best of 3)\n")
+          f"{platform.machine()}, {'full' if args.full else 'quick'} run (best of {args.repeat}, interleaved)\n")
     print(format_table(results))
     print("\nframing overhead vs the raw transport it wraps (time per message; target < 20%):\n")
     print("| transport | baseline | test | overhead |\n|---|---|---|---:|")

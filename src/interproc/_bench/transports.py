@@ -310,32 +310,61 @@ def _one_run(name: str, test: str, n: int, tmp: str) -> float:
 TESTS = {"rtt_64B": ("µs", False), "tput_64B": ("msg/s", True), "tput_1MiB": ("MiB/s", True)}
 
 
-def measure(name: str, test: str, *, quick: bool = True, repeat: int = 3) -> dict:
-    """One number: the best of ``repeat`` runs of ``test`` over transport ``name``."""
-    counts = {"rtt_64B": 2000, "tput_64B": 20000, "tput_1MiB": 100}
-    n = counts[test] * (1 if quick else 10)
+COUNTS = {"rtt_64B": 2000, "tput_64B": 20000, "tput_1MiB": 100}
+
+
+def _result(name: str, test: str, n: int, values: list[float]) -> dict:
     unit, higher_better = TESTS[test]
-    tmp = tempfile.mkdtemp(prefix="ipbench-", dir="/tmp")
-    try:
-        values = [_one_run(name, test, n, tmp) for _ in range(repeat)]
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     best = max(values) if higher_better else min(values)
     return {"transport": name, "test": test, "value": best, "unit": unit, "n": n, "runs": values,
             "higher_is_better": higher_better}
 
 
-def run(quick: bool = True, only: list[str] | None = None, tests: list[str] | None = None) -> list[dict]:
-    """Every transport x every test; a transport whose library is missing is reported as skipped."""
+def measure(name: str, test: str, *, quick: bool = True, repeat: int = 3) -> dict:
+    """One number: the best of ``repeat`` runs of ``test`` over transport ``name``."""
+    n = COUNTS[test] * (1 if quick else 10)
+    tmp = tempfile.mkdtemp(prefix="ipbench-", dir="/tmp")
+    try:
+        values = [_one_run(name, test, n, tmp) for _ in range(repeat)]
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return _result(name, test, n, values)
+
+
+def run(quick: bool = True, only: list[str] | None = None, tests: list[str] | None = None,
+        repeat: int = 3) -> list[dict]:
+    """Every transport x every test, best of ``repeat``.
+
+    The runs are interleaved (round 1 of every transport, then round 2 ...)
+    so that a burst of load from other programs hits all transports alike
+    rather than one of them.  A transport whose library is missing is
+    reported with ``skipped``.
+    """
+    names = [n for n in TRANSPORTS if not only or n in only]
+    tests = list(tests or TESTS)
+    values: dict[tuple[str, str], list[float]] = {}
+    skipped: dict[tuple[str, str], str] = {}
+    tmp = tempfile.mkdtemp(prefix="ipbench-", dir="/tmp")
+    try:
+        for _ in range(repeat):
+            for test in tests:
+                n = COUNTS[test] * (1 if quick else 10)
+                for name in names:
+                    if (name, test) in skipped:
+                        continue
+                    try:
+                        values.setdefault((name, test), []).append(_one_run(name, test, n, tmp))
+                    except ImportError as exc:
+                        skipped[(name, test)] = str(exc)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     results = []
-    for name in TRANSPORTS:
-        if only and name not in only:
-            continue
-        for test in tests or TESTS:
-            try:
-                results.append(measure(name, test, quick=quick))
-            except ImportError as exc:
-                results.append({"transport": name, "test": test, "skipped": str(exc)})
+    for name in names:
+        for test in tests:
+            if (name, test) in skipped:
+                results.append({"transport": name, "test": test, "skipped": skipped[(name, test)]})
+            else:
+                results.append(_result(name, test, COUNTS[test] * (1 if quick else 10), values[(name, test)]))
     return results
 
 
