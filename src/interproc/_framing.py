@@ -27,8 +27,8 @@ HEADER = struct.Struct("!Q")
 HEADER_SIZE = HEADER.size
 #: Default largest message a receiver accepts (and a sender may send).
 DEFAULT_MAX_MESSAGE = 256 * 1024 * 1024
-_SCRATCH = 256 * 1024  # receive window for headers and small frames
-_DIRECT = 64 * 1024  # bodies at least this large are received in place
+_SCRATCH = 64 * 1024  # receive window for headers and small frames
+_DIRECT = 16 * 1024  # bodies at least this large are received in place
 # Large bodies land in one reused buffer up to this size.  A fresh 1 MiB
 # bytearray per message costs more than the copy: glibc hands big blocks
 # back to the OS on free, so every new one page-faults in again (measured:

@@ -14,7 +14,6 @@ it is a plain byte stream whose ``recv()`` returns whatever bytes arrived.
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import select
 import socket
@@ -250,10 +249,12 @@ class StreamChannel(Channel):
             self._fast_recv = io.sock.recv_into
             self._fast_send = lambda frame, send=io.sock.send: send(frame, socket.MSG_NOSIGNAL)
         elif isinstance(io, FdIO):
+            # Straight to the fd: if it is still in non-blocking mode the call
+            # fails with EAGAIN, and the general path switches it to blocking.
             if io.rfd >= 0 and type(io) is FdIO:
-                self._fast_recv = functools.partial(io.recv_into, block=True)
+                self._fast_recv = lambda buf, fd=io.rfd, readv=os.readv: readv(fd, [buf])
             if io.wfd >= 0:
-                self._fast_send = lambda frame, send=io.send: send([frame], True)
+                self._fast_send = lambda frame, fd=io.wfd, write=os.write: write(fd, frame)
         if not framed:
             self._fast_recv = None
         self._on_close = on_close
