@@ -117,7 +117,7 @@ class FrameDecoder:
         """Where the next bytes read from the stream should go."""
         if self._body is not None:
             return self._body[self._body_fill :]
-        if _SCRATCH - self._end < _DIRECT:
+        if len(self._buf) - self._end < _DIRECT:
             self._compact()
         return self._mv[self._end :]
 
@@ -132,7 +132,7 @@ class FrameDecoder:
                 self.buffer_updated(n)
             return n
         end = self._end
-        if _SCRATCH - end < _DIRECT:
+        if len(self._buf) - end < _DIRECT:
             self._compact()
             end = self._end
         n = recv_into(self._mv[end:])
@@ -202,8 +202,12 @@ class FrameDecoder:
         if self._start:
             self._buf[:live] = self._buf[self._start : self._end]
             self._start, self._end = 0, live
-        # What stays is at most one partial frame smaller than _DIRECT (bigger
-        # ones are received in place), so the scratch buffer always has room.
+        if len(self._buf) - live < _DIRECT:
+            # Only in handshake mode can unparsed bytes fill the window (data
+            # sent right behind the hello); grow rather than stall.
+            grown = bytearray(2 * len(self._buf))
+            grown[:live] = self._buf[:live]
+            self._buf, self._mv = grown, memoryview(grown)
 
     def _parse(self) -> None:
         if self._error is not None:
@@ -238,4 +242,7 @@ class FrameDecoder:
             break
         if start == end:
             start = end = 0
+            if len(buf) > _SCRATCH:  # back to the normal window after a handshake burst
+                self._buf = bytearray(_SCRATCH)
+                self._mv = memoryview(self._buf)
         self._start, self._end = start, end
