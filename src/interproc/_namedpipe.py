@@ -29,7 +29,6 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-import select
 import socket
 import stat
 import threading
@@ -37,13 +36,13 @@ from typing import Any, Iterable
 
 from . import _registry
 from ._channel import Listener
-from ._errors import AlreadyExists, ChannelClosed, PermissionDenied, ProtocolError, Timeout, map_os_error
-from ._framing import DEFAULT_MAX_MESSAGE, FrameDecoder
-from ._handshake import MAX_HANDSHAKE_FRAME, ClientHandshake, ServerHandshake
+from ._errors import AlreadyExists, ChannelClosed, PermissionDenied, Timeout, map_os_error
+from ._framing import DEFAULT_MAX_MESSAGE
+from ._handshake import ClientHandshake, ServerHandshake
 from ._naming import GLOBAL_DIR, Scope, object_path, runtime_dir, validate_name, validate_scope
 from ._platform import PeerCredentials, peer_credentials, socket_owner, unix_listeners
-from ._sockets import HANDSHAKE_TIMEOUT, bind_unix, connect_unix_socket
-from ._stream import SockIO, StreamChannel, deadline_of, run_client_handshake, run_server_handshake, wait_fd
+from ._sockets import HANDSHAKE_TIMEOUT, accept_with, bind_unix, connect_unix_socket
+from ._stream import SockIO, StreamChannel, deadline_of, run_client_handshake, run_server_handshake
 
 KIND = "pipe"
 MODES = ("message", "byte")
@@ -165,20 +164,7 @@ class PipeServer(Listener):
         what = f"pipe {self.name!r}"
         self._instances.take(deadline, f"accept on {what}")
         try:
-            while True:
-                if self._sock is None:
-                    raise ChannelClosed(f"{what} is closed")
-                try:
-                    conn, _ = self._sock.accept()
-                except (BlockingIOError, InterruptedError):
-                    wait_fd(self._sock.fileno(), select.POLLIN, deadline, f"accept on {what}")
-                    continue
-                except OSError as exc:
-                    raise map_os_error(exc, f"accept on {what}") from exc
-                try:
-                    return self._setup(conn)
-                except ChannelClosed:
-                    continue  # the client gave up before it was served
+            return accept_with(lambda: self._sock, self._setup, deadline, what)
         except BaseException:
             self._instances.give_back()
             raise
@@ -190,9 +176,8 @@ class PipeServer(Listener):
             return f"uid {creds.uid} is not allowed on this pipe"
         return None
 
-    def _setup(self, conn: socket.socket) -> PipeChannel:
+    def _setup(self, conn: socket.socket, peer: Any = None) -> PipeChannel:
         what = f"client of pipe {self.name!r}"
-        deadline = deadline_of(self.handshake_timeout)
         io = SockIO(conn)
         try:
             creds = peer_credentials(conn)
@@ -204,12 +189,7 @@ class PipeServer(Listener):
                 except OSError:
                     pass
                 raise PermissionDenied(f"pipe {self.name!r} refused pid {creds.pid}: {refusal}")
-            decoder = FrameDecoder()
-            decoder.hold(MAX_HANDSHAKE_FRAME)
-            try:
-                run_server_handshake(io, hs, decoder, deadline, what)
-            except Timeout:
-                raise ProtocolError(f"{what} did not complete the handshake in {self.handshake_timeout}s") from None
+            decoder = run_server_handshake(io, hs, self.handshake_timeout, what)
             ch = PipeChannel(io, name=f"pipe {self.name!r} <- pid {creds.pid}", framed=self.mode == "message",
                              codec=self.codec, max_message_size=self.max_message_size,
                              trusted=creds.uid == os.getuid(), decoder=decoder,
@@ -277,11 +257,9 @@ class NamedPipe:
             creds = peer_credentials(sock)
             if scope == "user" and creds.uid != os.getuid():
                 raise PermissionDenied(f"{what} is served by uid {creds.uid}, not by you (uid {os.getuid()})")
-            decoder = FrameDecoder()
-            decoder.hold(MAX_HANDSHAKE_FRAME)
             hs = ClientHandshake(kind=KIND, what=what)
             try:
-                run_client_handshake(io, hs, decoder, deadline, what)
+                decoder = run_client_handshake(io, hs, deadline, what)
             except Timeout:
                 raise Timeout(f"{what}: no free instance within {timeout}s") from None
             ch = PipeChannel(io, name=f"pipe {name!r} -> pid {creds.pid}", framed=hs.mode == "message",

@@ -31,12 +31,11 @@ from ._errors import (
     MessageTooLarge,
     NotFound,
     PermissionDenied,
-    ProtocolError,
     Timeout,
     map_os_error,
 )
-from ._framing import DEFAULT_MAX_MESSAGE, FrameDecoder
-from ._handshake import MAX_HANDSHAKE_FRAME, ClientHandshake, ServerHandshake
+from ._framing import DEFAULT_MAX_MESSAGE
+from ._handshake import ClientHandshake, ServerHandshake
 from ._platform import PeerCredentials, peer_credentials
 from ._stream import (
     SockIO,
@@ -107,6 +106,32 @@ def _tls_verified(ctx: _ssl.SSLContext | None) -> bool:
     return ctx is not None and ctx.verify_mode == _ssl.CERT_REQUIRED
 
 
+def accept_with(get_sock: Any, setup: Any, deadline: float | None, what: str) -> Any:
+    """Accept connections on ``get_sock()`` until ``setup(conn, peer)`` gives a channel.
+
+    A client that went away before its handshake (``ChannelClosed`` from
+    ``setup``) is skipped silently; any other error of ``setup`` propagates,
+    and the listener stays usable for the next call.
+    """
+    while True:
+        sock = get_sock()
+        if sock is None:
+            raise ChannelClosed(f"{what} is closed")
+        try:
+            conn, peer = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            wait_fd(sock.fileno(), select.POLLIN, deadline, f"accept on {what}")
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                continue
+            raise map_os_error(exc, f"accept on {what}") from exc
+        try:
+            return setup(conn, peer)
+        except ChannelClosed:
+            continue
+
+
 class SocketListener(Listener):
     """Accepts framed channels on a listening TCP or AF_UNIX socket."""
 
@@ -150,23 +175,7 @@ class SocketListener(Listener):
         ``ProtocolError`` / ``PermissionDenied`` here; the listener stays
         open, so the caller just calls ``accept()`` again.
         """
-        deadline = deadline_of(timeout)
-        while True:
-            if self._sock is None:
-                raise ChannelClosed(f"listener {self.address} is closed")
-            try:
-                conn, peer = self._sock.accept()
-            except (BlockingIOError, InterruptedError):
-                wait_fd(self._sock.fileno(), select.POLLIN, deadline, f"accept on {self.address}")
-                continue
-            except OSError as exc:
-                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
-                    continue
-                raise map_os_error(exc, f"accept on {self.address}") from exc
-            try:
-                return self._setup(conn, peer)
-            except ChannelClosed:
-                continue  # the client left before the handshake: nothing to report
+        return accept_with(lambda: self._sock, self._setup, deadline_of(timeout), f"listener {self.address}")
 
     def _setup(self, conn: socket.socket, peer: Any) -> SocketChannel:
         what = f"client of {self.address}"
@@ -182,15 +191,8 @@ class SocketListener(Listener):
                 conn = self.ssl.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
                 _tls_handshake(conn, hs_deadline, what)
             io = SockIO(conn)
-            decoder = FrameDecoder()
-            decoder.hold(MAX_HANDSHAKE_FRAME)
             hs = ServerHandshake(kind="socket", authkey=self.authkey)
-            try:
-                run_server_handshake(io, hs, decoder, hs_deadline, what)
-            except Timeout:
-                raise ProtocolError(
-                    f"{what} did not complete the interproc handshake within {self.handshake_timeout}s"
-                ) from None
+            decoder = run_server_handshake(io, hs, self.handshake_timeout, what)
         except BaseException:
             conn.close()
             raise
@@ -325,10 +327,8 @@ def connect_unix(path: str, *, timeout: float | None = None, authkey: bytes | No
     try:
         creds = peer_credentials(sock)
         io = SockIO(sock)
-        decoder = FrameDecoder()
-        decoder.hold(MAX_HANDSHAKE_FRAME)
         hs = ClientHandshake(kind="socket", authkey=authkey, what=what)
-        run_client_handshake(io, hs, decoder, deadline, what)
+        decoder = run_client_handshake(io, hs, deadline, what)
         ch = SocketChannel(io, name=what, codec=codec, max_message_size=max_message_size,
                            trusted=hs.authenticated or creds.uid == os.getuid(), decoder=decoder)
     except BaseException:
@@ -430,10 +430,8 @@ def connect_tcp(host: str, port: int, *, timeout: float | None = None, authkey: 
             sock = ssl.wrap_socket(sock, server_hostname=server_hostname or host, do_handshake_on_connect=False)
             _tls_handshake(sock, deadline, what)
         io = SockIO(sock)
-        decoder = FrameDecoder()
-        decoder.hold(MAX_HANDSHAKE_FRAME)
         hs = ClientHandshake(kind="socket", authkey=authkey, what=what)
-        run_client_handshake(io, hs, decoder, deadline, what)
+        decoder = run_client_handshake(io, hs, deadline, what)
         ch = SocketChannel(io, name=what, codec=codec, max_message_size=max_message_size,
                            trusted=hs.authenticated or _tls_verified(ssl), decoder=decoder)
     except BaseException:

@@ -25,6 +25,7 @@ from typing import Any
 from ._channel import Channel
 from ._errors import ChannelClosed, ProtocolError, Timeout, map_os_error
 from ._framing import DEFAULT_MAX_MESSAGE, HEADER, FrameDecoder, encode
+from ._handshake import MAX_HANDSHAKE_FRAME
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError)
 _NOWAIT = socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT
@@ -373,30 +374,50 @@ class StreamChannel(Channel):
         return len(view)
 
 
-def run_server_handshake(io: Any, hs: Any, decoder: FrameDecoder, deadline: float | None, what: str) -> None:
-    """Send the greeting, read the hello (and answer it) on a fresh connection."""
-    write_all(io, encode(hs.greeting()), deadline, what)
-    while not hs.done:
-        frame = _read_frame(io, decoder, deadline, what)
-        try:
-            reply = hs.receive(frame)
-        except Exception:
-            verdict = getattr(hs, "reply", None)
-            if verdict is not None:
-                try:
-                    write_all(io, encode(verdict), deadline_of(0.5), what)
-                except Exception:
-                    pass
-            raise
-        if reply is not None:
-            write_all(io, encode(reply), deadline, what)
+def _handshake_decoder() -> FrameDecoder:
+    decoder = FrameDecoder()
+    decoder.hold(MAX_HANDSHAKE_FRAME)
+    return decoder
 
 
-def run_client_handshake(io: Any, hs: Any, decoder: FrameDecoder, deadline: float | None, what: str) -> None:
+def run_server_handshake(io: Any, hs: Any, handshake_timeout: float, what: str) -> FrameDecoder:
+    """Send the greeting, read the hello (and answer it) on a fresh connection.
+
+    Returns the decoder, which may already hold the client's first messages.
+    A client that does not finish within ``handshake_timeout`` is a stranger:
+    ``ProtocolError``.
+    """
+    decoder = _handshake_decoder()
+    deadline = deadline_of(handshake_timeout)
+    try:
+        write_all(io, encode(hs.greeting()), deadline, what)
+        while not hs.done:
+            frame = _read_frame(io, decoder, deadline, what)
+            try:
+                reply = hs.receive(frame)
+            except Exception:
+                verdict = getattr(hs, "reply", None)
+                if verdict is not None:
+                    try:
+                        write_all(io, encode(verdict), deadline_of(0.5), what)
+                    except Exception:
+                        pass
+                raise
+            if reply is not None:
+                write_all(io, encode(reply), deadline, what)
+    except Timeout:
+        raise ProtocolError(f"{what} did not complete the interproc handshake within {handshake_timeout}s") from None
+    return decoder
+
+
+def run_client_handshake(io: Any, hs: Any, deadline: float | None, what: str) -> FrameDecoder:
+    """Answer the server's greeting; returns the decoder for the channel."""
+    decoder = _handshake_decoder()
     while not hs.done:
         reply = hs.receive(_read_frame(io, decoder, deadline, what))
         if reply is not None:
             write_all(io, encode(reply), deadline, what)
+    return decoder
 
 
 def _read_frame(io: Any, decoder: FrameDecoder, deadline: float | None, what: str) -> bytes:
