@@ -76,10 +76,13 @@ def test_async_client_against_sync_server_process(spawn, address):
     run(main())
     proc.kill()
     proc.wait(10)
-    if address.startswith("pipe://"):  # SIGKILL leaves the socket file: remove it
+    # SIGKILL leaves the socket file behind, as a crash would: remove it
+    if address.startswith("pipe://"):
         from interproc._naming import object_path
 
         os.unlink(object_path("pipe", address[len("pipe://"):]))
+    elif address.startswith("unix://"):
+        os.unlink(address[len("unix://"):])
 
 
 CLIENT = """
