@@ -118,7 +118,7 @@ def test_connect_fails_at_once_then_waits_with_timeout(spawn, tmpdir_short):
         dead = lst.address
     with pytest.raises(interproc.NotFound):
         interproc.connect(dead)
-    assert time.monotonic() - t0 < 1
+    assert time.monotonic() - t0 < 5  # neither waited
     spawn("import time, sys\ntime.sleep(0.5)\n" + ECHO_SERVER, f"unix://{path}")
     with interproc.connect(f"unix://{path}", timeout=15) as ch:
         ch.send(b"waited for you")
