@@ -73,3 +73,28 @@ def test_tour_steps_for_pipes_and_sockets():
     for method, text in expected.items():
         detail = steps[method].run()
         assert text in detail, detail
+
+
+def test_ls_and_gc_show_named_pipes(name, name_factory, spawn, monkeypatch, capsys):
+    """`interproc ls` lists a served pipe as alive with its owner's pid, a dead one as stale; `gc` removes it."""
+    import interproc.cli._objects as objects
+    from conftest import wait_for_line
+    from interproc.cli import main
+
+    monkeypatch.setattr(objects, "KIND_MODULES", ("interproc._namedpipe",))  # only the kind under test
+    dead = name_factory()
+    proc = spawn("import sys\nfrom interproc.pipes import NamedPipe\nsrv = NamedPipe.serve(sys.argv[1])\n"
+                 "print('READY', flush=True)\nimport time\ntime.sleep(60)\n", dead)
+    wait_for_line(proc, "READY")
+    proc.kill()
+    proc.wait(10)
+    with NamedPipe.serve(name):
+        assert main(["ls", "--kind", "pipe"]) == 0
+        rows = {line.split()[2]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
+        assert rows[name][3] == str(os.getpid()) and rows[name][6] == "alive"
+        assert rows[dead][3] == "-" and rows[dead][6] == "stale"
+        assert main(["gc"]) == 0
+        assert f"removed pipe '{dead}'" in capsys.readouterr().out
+        main(["ls", "--kind", "pipe"])
+        out = capsys.readouterr().out
+        assert name in out and dead not in out
