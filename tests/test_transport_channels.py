@@ -11,6 +11,7 @@ from transport_helpers import (
     anon_pipe_pair,
     make_tls_contexts,
     named_pipe_pair_factory,
+    relay_pair_factory,
     short_tmpdir,
     tcp_pair_factory,
     unix_pair_factory,
@@ -36,12 +37,16 @@ def tls():
     return ctxs
 
 
-TRANSPORTS = ["pipe", "named-pipe", "unix", "tcp", "tcp-authkey", "tcp-tls"]
+TRANSPORTS = ["pipe", "named-pipe", "unix", "tcp", "tcp-authkey", "tcp-tls", "tcp-via-process", "pipe-via-process"]
 
 
 @pytest.fixture(params=TRANSPORTS)
 def transport(request, name_factory, unix_dir):
     kind = request.param
+    if kind.endswith("-via-process"):  # a relay process in the middle: a real process boundary
+        spawn = request.getfixturevalue("spawn")
+        address = "tcp://127.0.0.1:0" if kind.startswith("tcp") else f"pipe://{name_factory()}"
+        return relay_pair_factory(spawn, address), True
     if kind == "pipe":
         return anon_pipe_pair, False
     if kind == "named-pipe":

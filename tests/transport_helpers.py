@@ -91,3 +91,46 @@ def make_tls_contexts(directory: str):
     client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client.load_verify_locations(cert)
     return server, client
+
+
+# A relay process: accepts two clients and forwards every message between
+# them, both ways, so a pair built on it has a real process in the middle.
+RELAY = """
+import sys, threading, interproc
+lst = interproc.listen(sys.argv[1])
+print("ADDRESS", lst.address, flush=True)
+a = lst.accept(timeout=30)
+b = lst.accept(timeout=30)
+lst.close()
+
+def pump(src, dst):
+    try:
+        for msg in src:
+            dst.send(msg)
+    except interproc.ChannelClosed:
+        pass
+    finally:
+        dst.close()   # the end of one side is passed on as the end of the other
+
+threads = [threading.Thread(target=pump, args=p) for p in ((a, b), (b, a))]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"""
+
+
+def relay_pair_factory(spawn, address="tcp://127.0.0.1:0"):
+    """Pairs whose messages go through another process (see RELAY)."""
+    from conftest import wait_for_line
+
+    import interproc
+
+    def make():
+        proc = spawn(RELAY, address)
+        real = wait_for_line(proc, "ADDRESS").split()[1]
+        a = interproc.connect(real, timeout=10)
+        b = interproc.connect(real, timeout=10)
+        return a, b
+
+    return make
