@@ -219,3 +219,43 @@ def test_address_errors():
         interproc.connect("tcp://nohostport")
     with pytest.raises(ValueError, match="unknown option"):
         interproc.listen("tcp://127.0.0.1:0?colour=red")
+
+
+def test_send_timeout_when_the_peer_does_not_read(tmpdir_short):
+    """A send that cannot finish in time raises Timeout; if half a frame went out, the
+    channel is closed so the peer sees the end of the stream, never a corrupt message."""
+    with sockets.listen_unix(os.path.join(tmpdir_short, "slow.sock")) as lst:
+        c, p = accept_and_connect(lst, lambda: sockets.connect_unix(lst.address[len("unix://"):], timeout=10))
+        with c, p:
+            c.send(b"first")
+            big = b"z" * (8 * 1024 * 1024)
+            with pytest.raises(interproc.Timeout):
+                for _ in range(20):
+                    c.send(big, timeout=0.2)
+            assert c.closed  # the timed-out frame was cut: the channel cannot be used again
+            with pytest.raises(interproc.ChannelClosed):
+                c.send(b"x")
+            got = [p.recv(timeout=10)]
+            with pytest.raises(interproc.ChannelClosed):
+                while True:
+                    got.append(p.recv(timeout=10))
+            assert got[0] == b"first" and all(m == big for m in got[1:])
+
+
+def test_send_timeout_before_any_byte_keeps_the_channel(tmpdir_short):
+    with sockets.listen_unix(os.path.join(tmpdir_short, "full.sock")) as lst:
+        c, p = accept_and_connect(lst, lambda: sockets.connect_unix(lst.address[len("unix://"):], timeout=10))
+        with c, p:
+            sent = 0
+            with pytest.raises(interproc.Timeout):
+                while True:  # small frames fill the buffer; the one that does not fit is refused whole
+                    c.send(b"s" * 100, timeout=0.1)
+                    sent += 1
+            for _ in range(sent):
+                assert p.recv(timeout=10) == b"s" * 100
+            if c.closed:  # the kernel took part of the last frame: the peer sees the end, not garbage
+                with pytest.raises(interproc.ChannelClosed):
+                    p.recv(timeout=10)
+            else:  # nothing of it went out: the channel goes on
+                c.send(b"still usable", timeout=10)
+                assert p.recv(timeout=10) == b"still usable"
