@@ -248,7 +248,7 @@ def test_send_timeout_before_any_byte_keeps_the_channel(tmpdir_short):
         with c, p:
             sent = 0
             with pytest.raises(interproc.Timeout):
-                while True:  # small frames fill the buffer; the one that does not fit is refused whole
+                while True:  # small frames, until the buffer is full
                     c.send(b"s" * 100, timeout=0.1)
                     sent += 1
             for _ in range(sent):
