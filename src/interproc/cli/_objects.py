@@ -4,6 +4,7 @@ import importlib
 
 KIND_MODULES = (
     "interproc._shm",
+    "interproc._mailslot",
 )
 
 
