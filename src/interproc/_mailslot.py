@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 from . import _mailslot_domain as _domain
 from . import _registry
 from ._channel import Channel
-from ._errors import AlreadyExists, ChannelClosed, NotFound, PermissionDenied, ProtocolError, Timeout, map_os_error
+from ._errors import AlreadyExists, ChannelClosed, InterprocError, NotFound, PermissionDenied, ProtocolError, Timeout, map_os_error
 from ._mailslot_queue import Gone, Queue, deadline_of
 from ._naming import SCOPES, parse_segment_name, segment_name, segment_prefix, validate_name, validate_scope
 from ._platform import SHM_DIR, owner_alive, shm_path
@@ -88,6 +88,8 @@ def _open_queue(name: str, scope: str) -> Queue:
         queue = Queue.open(path, scope, what)
     except FileNotFoundError:
         raise NotFound(f"{what}: no server has created it") from None
+    except InterprocError:
+        raise
     except OSError as exc:
         raise map_os_error(exc, what) from exc
     if queue.state != 1 or not queue.owner_alive():
