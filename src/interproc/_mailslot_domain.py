@@ -250,7 +250,8 @@ class Receiver:
             return
         if name != self.name:
             return  # another mailslot's traffic on the shared group
-        if len(data) > self.max_message_size or not self.tracker.accept(sender, seq):
+        # Sequence first: an authentic datagram refused for its size is not also a gap.
+        if not self.tracker.accept(sender, seq) or len(data) > self.max_message_size:
             self.rejected += 1
             return
         self.received += 1
