@@ -22,6 +22,7 @@ import stat
 import threading
 import time
 import weakref
+from collections import deque
 from typing import Any, NamedTuple
 
 from . import _mailslot_domain as _domain
@@ -38,6 +39,9 @@ DEFAULT_MAX_MESSAGES = 10_000
 DEFAULT_QUEUE_BYTES = 16 * 1024 * 1024  # tmpfs pages are only used once written
 _MAX_MESSAGE_LIMIT = 0xFFFFFFF0  # record lengths are 32-bit
 _WRITE_SCOPES = ("user", "global", "domain")
+# read() takes up to this many queued messages per lock and hands them out one
+# by one: the reader then barely competes with writers for the lock.
+_READ_BATCH = 64
 
 
 class Pending(NamedTuple):
@@ -159,8 +163,9 @@ class Mailslot:
         self.max_messages = max_messages
         self._queue = queue
         self._receiver = None
+        self._local: deque[bytes] = deque()  # taken from the segment in one batch, not yet read
         self._closed = False
-        self._finalizer = weakref.finalize(self, Mailslot._finalize, queue, path, [None])
+        self._finalizer = weakref.finalize(self, Mailslot._finalize, queue, path, [None], os.getpid())
         if domain:
             try:
                 self._receiver = _domain.Receiver(
@@ -176,7 +181,7 @@ class Mailslot:
                 self.close()
                 raise map_os_error(exc, f"{what}: joining multicast group {group}:{port}") from exc
             self._finalizer.detach()
-            self._finalizer = weakref.finalize(self, Mailslot._finalize, queue, path, [self._receiver])
+            self._finalizer = weakref.finalize(self, Mailslot._finalize, queue, path, [self._receiver], os.getpid())
         return self
 
     def _deliver_domain(self, data: bytes) -> bool:
@@ -186,7 +191,11 @@ class Mailslot:
             return False
 
     @staticmethod
-    def _finalize(queue: Queue, path: str, receiver: list) -> None:
+    def _finalize(queue: Queue, path: str, receiver: list, pid: int) -> None:
+        if os.getpid() != pid:
+            # A forked child's copy: the mailslot stays its creator's.
+            queue.close()
+            return
         if receiver[0] is not None:
             receiver[0].close()
         try:
@@ -202,8 +211,25 @@ class Mailslot:
     # -- reading -------------------------------------------------------
     def read(self, *, timeout: float | None = None) -> bytes:
         """The oldest message; waits up to ``timeout`` seconds (``Timeout``), None = forever."""
+        if self._local:
+            return self._local.popleft()
         self._check_open()
-        return self._queue.get(deadline_of(timeout))
+        got = self._queue.get_many(deadline_of(timeout), max_count=_READ_BATCH)
+        first = got[0]
+        if len(got) > 1:
+            self._local.extend(got[1:])
+        return first
+
+    def _read_nowait_batch(self) -> bytes | None:
+        """For the asyncio face: a message if one is here, else None, never waiting for one."""
+        if self._local:
+            return self._local.popleft()
+        self._check_open()
+        got = self._queue.get_many(time.monotonic() + 0.05, wait=False, max_count=_READ_BATCH)
+        if not got:
+            return None
+        self._local.extend(got[1:])
+        return got[0]
 
     def read_nowait(self) -> bytes:
         """The oldest message, or ``Timeout`` at once if there is none."""
@@ -213,6 +239,8 @@ class Mailslot:
         """``Pending(count, next_size)``: queued messages and the size of the next one."""
         self._check_open()
         count, next_size, _written = self._queue.status()
+        if self._local:
+            return Pending(count + len(self._local), len(self._local[0]))
         return Pending(count, next_size)
 
     def __iter__(self):
@@ -314,6 +342,7 @@ class Mailslot:
         """Close the mailslot: unread messages are discarded and writers get NotFound."""
         if not self._closed:
             self._closed = True
+            self._local.clear()
             self._finalizer()
 
     def __enter__(self) -> "Mailslot":

@@ -334,8 +334,18 @@ class Queue:
     def get(self, deadline: float | None, *, wait: bool = True) -> bytes | None:
         """Take the oldest message, waiting until ``deadline`` (Timeout); with
         ``wait=False`` return None at once when the queue is empty."""
+        got = self.get_many(deadline, wait=wait, max_count=1)
+        return got[0] if got else None
+
+    def get_many(
+        self, deadline: float | None, *, wait: bool = True, max_count: int = 64, max_bytes: int = 1 << 20
+    ) -> list[bytes]:
+        """Take up to ``max_count`` messages (at least one, and ``max_bytes`` only
+        after the first) under one lock, waiting for the first until ``deadline``.
+        Taking many at once keeps the reader off the lock writers contend for."""
         mm = self.mm
         registered = False
+        out: list[bytes] = []
         try:
             while True:
                 self._lock(deadline)
@@ -346,16 +356,20 @@ class Queue:
                         registered = False
                     self._check_positions(head, tail)
                     if count:
-                        n = self._record_length(head, head, tail)
-                        data = self._load(head, n)
+                        size = 0
+                        while count and len(out) < max_count and size < max_bytes:
+                            n = self._record_length(head, head, tail)
+                            out.append(self._load(head, n))
+                            head += record_size(n)
+                            count -= 1
+                            size += n
                         _COUNTERS.pack_into(
-                            mm, _O_HEAD, head + record_size(n), tail, count - 1, dseq, (sseq + 1) & _MASK32, rwait,
-                            wwait, written,
+                            mm, _O_HEAD, head, tail, count, dseq, (sseq + 1) & _MASK32, rwait, wwait, written
                         )
                         break
+                    _COUNTERS.pack_into(mm, _O_HEAD, head, tail, count, dseq, sseq, rwait + wait, wwait, written)
                     if not wait:
-                        return None
-                    _COUNTERS.pack_into(mm, _O_HEAD, head, tail, count, dseq, sseq, rwait + 1, wwait, written)
+                        return out
                     registered = True
                 finally:
                     self._unlock()
@@ -368,7 +382,7 @@ class Queue:
                 self._deregister(_O_READER_WAITING)
         if wwait:
             _native.futex_wake(mm, _O_SPACE_SEQ)
-        return data
+        return out
 
     def _load(self, pos: int, n: int) -> bytes:
         cap, mm = self.capacity, self.mm

@@ -89,7 +89,7 @@ class Mailslot:
             if self._slot.closed:
                 raise ChannelClosed(f"mailslot {self._slot.name!r} is closed")
             seq = queue.data_seq()  # before looking: a write after this wakes the wait at once
-            data = queue.get(time.monotonic() + _LOCK_WAIT, wait=False)
+            data = self._slot._read_nowait_batch()
             if data is not None:
                 return data
             left = _left(deadline)
