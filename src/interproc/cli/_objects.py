@@ -4,6 +4,8 @@ import importlib
 
 KIND_MODULES = (
     "interproc._shm",
+    "interproc._sync",
+    "interproc._shared",
     "interproc._mailslot",
 )
 
