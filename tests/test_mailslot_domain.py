@@ -17,7 +17,7 @@ import uuid
 import pytest
 
 import interproc
-from interproc import _mailslot_domain as domain
+from interproc._mailslot import _domain as domain
 from interproc.mailslot import DOMAIN_MAX_MESSAGE_SIZE, Mailslot
 
 from conftest import SRC, wait_for_line
@@ -213,7 +213,7 @@ print(json.dumps({"got": [g.decode() for g in got], "dropped": slot.dropped, "re
 
 RAW_SENDER = """
 import socket, sys
-from interproc import _mailslot_domain as d
+from interproc._mailslot import _domain as d
 name, key = sys.argv[1], sys.argv[2].encode()
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, 1)

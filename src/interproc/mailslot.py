@@ -20,7 +20,7 @@ from ._mailslot import (
     Pending as Pending,
     connect_address as connect_address,
 )
-from ._mailslot_domain import (
+from ._mailslot._domain import (
     DOMAIN_GROUP as DOMAIN_GROUP,
     DOMAIN_MAX_MESSAGE_SIZE as DOMAIN_MAX_MESSAGE_SIZE,
     DOMAIN_PORT as DOMAIN_PORT,

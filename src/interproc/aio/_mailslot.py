@@ -18,7 +18,7 @@ from typing import Any, Callable
 from .. import _mailslot as _sync
 from .._errors import ChannelClosed, NotFound, Timeout
 from .._mailslot import Pending, _as_view, _cache, _open_queue
-from .._mailslot_queue import _LIVENESS_SLICE, Gone, Queue, deadline_of
+from .._mailslot._queue import _LIVENESS_SLICE, Gone, Queue, deadline_of
 from .._naming import validate_name
 
 # A lock wait this short never blocks the event loop noticeably; the mutex is

@@ -36,10 +36,10 @@ import os
 import struct
 import time
 
-from . import _native
-from ._errors import MessageTooLarge, ProtocolError, Timeout
-from ._naming import check_private
-from ._platform import current_process, hold_owner_lock, make_anonymous_file, owner_alive, publish_file
+from .. import _native
+from .._errors import MessageTooLarge, ProtocolError, Timeout
+from .._naming import check_private
+from .._platform import current_process, hold_owner_lock, make_anonymous_file, owner_alive, publish_file
 
 MAGIC = b"IPMSLOT1"
 VERSION = 1

@@ -1,11 +1,11 @@
 """Mailslots: one reader, any number of connectionless writers, messages queue.
 
 ``Mailslot.create`` makes the server (the read end) and owns the queue
-segment of :mod:`._mailslot_queue`; ``Mailslot.write`` appends to it from any
+segment of :mod:`._queue`; ``Mailslot.write`` appends to it from any
 process; ``Mailslot.open`` (or ``interproc.connect("mailslot://NAME")``) gives
 a write-only Channel.  With ``scope="domain"`` a write goes out as a multicast
 datagram to every server of the name that opted in with ``domain=True``
-(:mod:`._mailslot_domain`).
+(:mod:`._domain`).
 
 Lifetime follows Win32: the mailslot exists while its server has it open.
 ``close()`` (or the server's death) makes writes fail with ``NotFound``
@@ -25,13 +25,23 @@ import weakref
 from collections import deque
 from typing import Any, NamedTuple
 
-from . import _mailslot_domain as _domain
-from . import _registry
-from ._channel import Channel
-from ._errors import AlreadyExists, ChannelClosed, InterprocError, NotFound, PermissionDenied, ProtocolError, Timeout, map_os_error
-from ._mailslot_queue import Gone, Queue, deadline_of
-from ._naming import SCOPES, parse_segment_name, segment_name, segment_prefix, validate_name, validate_scope
-from ._platform import SHM_DIR, owner_alive, shm_path
+from . import _domain
+from .. import _registry
+from .._channel import Channel
+from .._errors import (
+    AlreadyExists,
+    ChannelClosed,
+    InterprocError,
+    NotFound,
+    PermissionDenied,
+    ProtocolError,
+    Timeout,
+    map_os_error,
+)
+from .._naming import SCOPES, parse_segment_name, segment_name, segment_prefix, validate_name, validate_scope
+from .._platform import SHM_DIR, owner_alive, shm_path
+from .._shm import register_foreign_kind
+from ._queue import Gone, Queue, deadline_of
 
 KIND = "mailslot"
 DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024
@@ -501,3 +511,5 @@ def _collect() -> list[_registry.ObjectInfo]:
 
 
 _registry.register(KIND, _list, _collect)
+# Our segments have their own layout: the generic segment lister must leave them to us.
+register_foreign_kind(KIND)

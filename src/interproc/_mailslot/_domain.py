@@ -32,7 +32,7 @@ import threading
 from collections import OrderedDict
 from typing import Callable
 
-from ._errors import MessageTooLarge, ProtocolError
+from .._errors import MessageTooLarge, ProtocolError
 
 DOMAIN_GROUP = "239.255.77.76"  # administratively scoped (RFC 2365): stays in the organisation
 DOMAIN_PORT = 47677
