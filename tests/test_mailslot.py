@@ -483,3 +483,25 @@ def test_cli_write_and_read(name, spawn):
     assert out.splitlines() == ["one", "two"]
     res = subprocess.run([sys.executable, "-m", "interproc", "mailslot", "write", name, "x"], env=env, capture_output=True, text=True, timeout=30)
     assert res.returncode == 1 and "no server" in res.stderr
+
+
+def test_public_names_complete():
+    import interproc.mailslot as mod
+
+    public = {n for n in dir(mod) if not n.startswith("_") and n != "annotations"}
+    assert set(mod.__all__) == public
+    assert list(mod.__all__) == sorted(mod.__all__)
+
+
+def test_writer_cache_forgets_closed_mailslots(name_factory):
+    from interproc._mailslot import _cache
+
+    a, b = name_factory(), name_factory()
+    slot_a = Mailslot.create(a)
+    Mailslot.write(a, b"x")
+    assert _cache.lookup(a, "user") is not None
+    slot_a.close()
+    with Mailslot.create(b) as slot_b:
+        Mailslot.write(b, b"y")  # caching b sweeps out the closed a
+        assert _cache.lookup(a, "user") is None
+        assert slot_b.read(timeout=1) == b"y"

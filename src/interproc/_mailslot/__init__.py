@@ -428,6 +428,11 @@ class _WriterCache:
             return queue
         queue = _open_queue(name, scope)
         with self._lock:
+            # A mapping of a closed or dead mailslot pins its tmpfs pages in
+            # memory: forget those whenever a new one comes in.
+            for key, old in list(self._queues.items()):
+                if old.state != 1 or not old.owner_alive():
+                    del self._queues[key]
             self._queues[(name, scope)] = queue
             while len(self._queues) > self.SIZE:
                 del self._queues[next(iter(self._queues))]
