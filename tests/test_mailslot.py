@@ -505,3 +505,24 @@ def test_writer_cache_forgets_closed_mailslots(name_factory):
         Mailslot.write(b, b"y")  # caching b sweeps out the closed a
         assert _cache.lookup(a, "user") is None
         assert slot_b.read(timeout=1) == b"y"
+
+
+def test_close_from_another_thread_ends_a_blocked_read(name):
+    import threading
+
+    slot = Mailslot.create(name)
+    errors = []
+
+    def reader():
+        try:
+            slot.read(timeout=20)
+        except Exception as exc:
+            errors.append(exc)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    time.sleep(0.2)
+    slot.close()
+    t.join(10)
+    assert not t.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], interproc.ChannelClosed)

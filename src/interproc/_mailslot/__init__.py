@@ -224,7 +224,16 @@ class Mailslot:
         if self._local:
             return self._local.popleft()
         self._check_open()
-        got = self._queue.get_many(deadline_of(timeout), max_count=_READ_BATCH)
+        try:
+            got = self._queue.get_many(deadline_of(timeout), max_count=_READ_BATCH)
+        except Gone:  # closed by another thread while this one waited
+            raise ChannelClosed(f"{_what(self.name, self.scope)} was closed while reading") from None
+        except ProtocolError:
+            raise
+        except ValueError:  # the mapping went away under us: the same thing
+            if self._closed:
+                raise ChannelClosed(f"{_what(self.name, self.scope)} was closed while reading") from None
+            raise
         first = got[0]
         if len(got) > 1:
             self._local.extend(got[1:])
@@ -235,7 +244,10 @@ class Mailslot:
         if self._local:
             return self._local.popleft()
         self._check_open()
-        got = self._queue.get_many(time.monotonic() + 0.05, wait=False, max_count=_READ_BATCH)
+        try:
+            got = self._queue.get_many(time.monotonic() + 0.05, wait=False, max_count=_READ_BATCH)
+        except Gone:
+            raise ChannelClosed(f"{_what(self.name, self.scope)} is closed") from None
         if not got:
             return None
         self._local.extend(got[1:])

@@ -186,10 +186,10 @@ class Queue:
         return _U64.unpack_from(self.mm, _O_PID)[0]
 
     def mark_closed(self) -> None:
-        """Owner side: refuse further writes and wake every waiting writer."""
+        """Owner side: refuse further writes; wake waiting writers and readers to see it."""
         _U32.pack_into(self.mm, _O_STATE, STATE_CLOSED)
-        _native.atomic_add(self.mm, _O_SPACE_SEQ, 1, size=4, signed=False)
-        _native.futex_wake(self.mm, _O_SPACE_SEQ)
+        self.wake_writers()
+        self.wake_reader()
 
     # -- the mutex -----------------------------------------------------
     def _lock(self, deadline: float | None) -> None:
@@ -224,7 +224,13 @@ class Queue:
         return n
 
     def _repair(self) -> None:
-        head, tail, _ = self._counters()
+        try:
+            head, tail, _ = self._counters()
+        except ProtocolError:
+            # Killed in the middle of writing the counters themselves: what is
+            # queued cannot be trusted, but the mailslot can go on, empty.
+            _HEAD_TAIL_COUNT.pack_into(self.mm, _O_HEAD, 0, 0, 0)
+            return
         pos, count = head, 0
         while pos < tail:
             try:
@@ -354,6 +360,9 @@ class Queue:
                     if registered:
                         rwait = max(0, rwait - 1)
                         registered = False
+                    if _U32.unpack_from(mm, _O_STATE)[0] != STATE_READY:
+                        _COUNTERS.pack_into(mm, _O_HEAD, head, tail, count, dseq, sseq, rwait, wwait, written)
+                        raise Gone("closed")
                     self._check_positions(head, tail)
                     if count:
                         size = 0
