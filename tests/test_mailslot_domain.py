@@ -108,9 +108,9 @@ class Hosts:
         if res.returncode:
             raise RuntimeError(f"ip {' '.join(args)}: {res.stderr.strip()}")
 
-    def python(self, host: str, code: str, *args: str) -> subprocess.Popen:
+    def python(self, host: str, code: str, *args: str, env: dict | None = None) -> subprocess.Popen:
         """``python -c code`` in a host's namespace, with a private /dev/shm like a real machine."""
-        env = dict(os.environ, PYTHONPATH=SRC)
+        env = dict(os.environ, PYTHONPATH=SRC, **(env or {}))
         shell = 'mount -t tmpfs -o mode=1777 tmpfs /dev/shm && exec "$@"'
         cmd = ["ip", "netns", "exec", self.ns[host], "unshare", "-m", "--propagation", "private",
                "sh", "-c", shell, "sh", sys.executable, "-c", code, *args]
@@ -118,8 +118,8 @@ class Hosts:
         self.procs.append(proc)
         return proc
 
-    def run(self, host: str, code: str, *args: str) -> str:
-        proc = self.python(host, code, *args)
+    def run(self, host: str, code: str, *args: str, env: dict | None = None) -> str:
+        proc = self.python(host, code, *args, env=env)
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 0, err
         return out
@@ -158,8 +158,8 @@ def hosts():
 SERVER = """
 import json, sys, time
 from interproc.mailslot import Mailslot
-name, key, n = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
-slot = Mailslot.create(name, domain=True, authkey=key)
+name, key, n, iface = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3]), sys.argv[4]
+slot = Mailslot.create(name, domain=True, authkey=key, interface=iface)
 wrong = Mailslot.create(name, scope="global", mode=0o600, domain=True, authkey=b"not the key")
 other = Mailslot.create(name + "-other", domain=True, authkey=key)
 print("READY", flush=True)
@@ -167,7 +167,7 @@ got = [slot.read(timeout=20).decode() for _ in range(n)]
 time.sleep(0.3)
 print(json.dumps({"got": got, "dropped": slot.dropped, "rejected": slot.rejected,
                   "wrong_rejected": wrong.rejected, "wrong_pending": wrong.pending().count,
-                  "other_pending": other.pending().count}), flush=True)
+                  "other_pending": other.pending().count, "pending": slot.pending().count}), flush=True)
 """
 
 WRITER = """
@@ -175,8 +175,9 @@ import sys
 from interproc.mailslot import Mailslot
 name, key, n = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
 Mailslot.write(name, b"unsigned intruder", scope="domain", insecure=True)
+Mailslot.write(name, b"ttl0", scope="domain", authkey=key, ttl=0)  # never leaves this host
 for i in range(n):
-    Mailslot.write(name, b"m%d" % i, scope="domain", authkey=key)
+    Mailslot.write(name, b"m%d" % i, scope="domain", authkey=key, interface="10.77.0.2")
 """
 
 
@@ -184,7 +185,14 @@ for i in range(n):
 @pytest.mark.timeout(90)
 def test_domain_broadcast_reaches_every_host(hosts, name):
     n = 5
-    servers = {h: hosts.python(h, SERVER, name, KEY.decode(), str(n)) for h in ("a", "b")}
+    expected = {
+        "a": [f"m{i}" for i in range(n)],  # across the veth
+        "b": ["ttl0"] + [f"m{i}" for i in range(n)],  # the writer's own host, by multicast loopback
+    }
+    servers = {
+        h: hosts.python(h, SERVER, name, KEY.decode(), str(len(expected[h])), ip)
+        for h, ip in (("a", "10.77.0.1"), ("b", "10.77.0.2"))
+    }
     for proc in servers.values():
         wait_for_line(proc, "READY", timeout=30)
     hosts.run("b", WRITER, name, KEY.decode(), str(n))
@@ -192,12 +200,32 @@ def test_domain_broadcast_reaches_every_host(hosts, name):
         out, err = proc.communicate(timeout=40)
         assert proc.returncode == 0, f"server on {host}: {err}"
         result = json.loads(out.strip().splitlines()[-1])
-        # Same host as the writer (b, by multicast loopback) and across the veth (a).
-        assert result["got"] == [f"m{i}" for i in range(n)], host
+        assert result["got"] == expected[host], host
+        assert result["pending"] == 0  # in particular, a saw no "ttl0"
         assert result["dropped"] == 0
         assert result["rejected"] == 1  # the unsigned intruder
-        assert result["wrong_rejected"] == n + 1 and result["wrong_pending"] == 0
+        assert result["wrong_rejected"] == len(expected[host]) + 1 and result["wrong_pending"] == 0
         assert result["other_pending"] == 0  # another name on the same group hears nothing
+
+
+CLI = "import runpy, sys; sys.argv[0] = 'interproc'; runpy.run_module('interproc', run_name='__main__')"
+
+
+@pytest.mark.root
+@pytest.mark.timeout(90)
+def test_domain_broadcast_from_the_command_line(hosts, name):
+    key = {"INTERPROC_AUTHKEY": "cli-key"}
+    reader = hosts.python("a", CLI, "mailslot", "read", name, "--domain", "--count", "1", "--timeout", "20", env=key)
+    # The reader says on stderr where it listens, once its server exists.
+    line = reader.stderr.readline()
+    assert "239.255.77.76:47677" in line, line
+    hosts.run("b", CLI, "mailslot", "write", name, "hello from b", "--domain", env=key)
+    out, err = reader.communicate(timeout=30)
+    assert reader.returncode == 0, err
+    assert out == "hello from b\n"
+    refused = hosts.python("b", CLI, "mailslot", "write", name, "x", "--domain", env={"INTERPROC_AUTHKEY": ""})
+    out, err = refused.communicate(timeout=30)
+    assert refused.returncode == 1 and "authkey" in err
 
 
 DROP_SERVER = """
