@@ -266,3 +266,24 @@ def test_domain_counts_sequence_gaps_as_drops(hosts, name):
     assert result["dropped"] == 2
     assert result["rejected"] == 2  # the replayed 2 and the oversized 7
     assert result["pending"] == 1  # "last"
+
+
+COLLECTED = """
+import gc, os, sys, threading, weakref
+from interproc.mailslot import Mailslot
+from interproc._naming import segment_name
+slot = Mailslot.create(sys.argv[1], domain=True, authkey=b"k")
+ref = weakref.ref(slot)
+del slot
+gc.collect()
+assert ref() is None, "the receiver thread kept the server alive"
+assert not [t for t in threading.enumerate() if t.name.startswith("interproc-mailslot-domain")]
+assert not os.path.exists(os.path.join("/dev/shm", segment_name("mailslot", sys.argv[1])))
+print("COLLECTED")
+"""
+
+
+@pytest.mark.root
+def test_dropped_domain_server_is_collected(hosts, name):
+    # In a namespace: even joining the group sends an IGMP report.
+    assert "COLLECTED" in hosts.run("a", COLLECTED, name)

@@ -16,6 +16,7 @@ or by the next ``create`` of the same name.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import stat
@@ -112,6 +113,14 @@ def _open_queue(name: str, scope: str) -> Queue:
     return queue
 
 
+def _deliver_domain(queue: Queue, data: bytes) -> bool:
+    """Receiver thread: queue a domain datagram's data; False if it had to be dropped."""
+    try:
+        return queue.put(memoryview(data), None, wait=False, owner=True)
+    except (Gone, ProtocolError, ValueError):  # closed (or unmapped) meanwhile, or a full lock race
+        return False
+
+
 class Mailslot:
     """The server (read end) of a mailslot.  Make one with :meth:`create`."""
 
@@ -178,9 +187,11 @@ class Mailslot:
         self._finalizer = weakref.finalize(self, Mailslot._finalize, queue, path, [None], os.getpid())
         if domain:
             try:
+                # The thread must not hold the Mailslot itself, or a dropped
+                # server would never be collected: it gets only the queue.
                 self._receiver = _domain.Receiver(
                     name,
-                    self._deliver_domain,
+                    functools.partial(_deliver_domain, queue),
                     authkey=key,
                     group=group,
                     port=port,
@@ -193,12 +204,6 @@ class Mailslot:
             self._finalizer.detach()
             self._finalizer = weakref.finalize(self, Mailslot._finalize, queue, path, [self._receiver], os.getpid())
         return self
-
-    def _deliver_domain(self, data: bytes) -> bool:
-        try:
-            return self._queue.put(memoryview(data), None, wait=False, owner=True)
-        except (Gone, ProtocolError, ValueError):
-            return False
 
     @staticmethod
     def _finalize(queue: Queue, path: str, receiver: list, pid: int) -> None:
