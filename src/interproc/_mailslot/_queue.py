@@ -68,7 +68,6 @@ _MASK32 = 0xFFFFFFFF
 # A writer waiting on a full queue wakes at least this often to check that
 # the reader still lives (a dead reader never bumps space_seq).
 _LIVENESS_SLICE = 0.1
-_OWNER_CHECK_EVERY = 0.002
 
 
 class Gone(Exception):
@@ -104,7 +103,6 @@ class Queue:
         self.max_messages = _U64.unpack_from(mm, _O_MAXCOUNT)[0]
         self.capacity = _U64.unpack_from(mm, _O_CAP)[0]
         self.inode = os.fstat(fd).st_ino
-        self._owner_seen = -1.0
 
     # -- making and opening ------------------------------------------
     @classmethod
@@ -255,18 +253,6 @@ class Queue:
             self._unlock()
 
     # -- writing ---------------------------------------------------------
-    def _check_owner(self) -> None:
-        # Probing the lock costs a syscall and a Python exception (~2 us), so a
-        # live answer is trusted for _OWNER_CHECK_EVERY seconds.  A message
-        # written in that window to a server that just died is lost -- as is
-        # one written a moment before it died; closing is seen at once (state).
-        now = time.monotonic()
-        if now - self._owner_seen < _OWNER_CHECK_EVERY:
-            return
-        if not self.owner_alive():
-            raise Gone("died")
-        self._owner_seen = now
-
     def put(self, data: memoryview, deadline: float | None, *, wait: bool = True, owner: bool = False) -> bool:
         """Append one message; wait for space until ``deadline`` (Timeout), or return
         False at once when full and ``wait`` is false.  Raises Gone if the owner closed
@@ -278,8 +264,10 @@ class Queue:
                 f"{self.what}: message of {n} bytes is over the mailslot's max_message_size of {self.max_message_size}"
             )
         need = record_size(n)
-        if not owner:
-            self._check_owner()
+        # One system call per write: a write after the server died fails
+        # instead of vanishing into its queue.
+        if not owner and not self.owner_alive():
+            raise Gone("died")
         mm = self.mm
         registered = False
         try:
