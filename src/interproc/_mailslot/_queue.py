@@ -312,7 +312,7 @@ class Queue:
             if registered:
                 self._deregister(_O_WRITERS_WAITING)
         if rwait:
-            _native.futex_wake(mm, _O_DATA_SEQ, 1)
+            _native.futex_wake(mm, _O_DATA_SEQ)  # every reader thread re-checks
         return True
 
     def _store(self, pos: int, data: memoryview, n: int) -> None:
