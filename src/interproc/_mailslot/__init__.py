@@ -325,13 +325,15 @@ class Mailslot:
                 max_message_size=max_message_size,
             )
             return
-        if _cache.lookup(name, scope) is None:  # a cached name was validated when it was opened
+        queue = _cache.lookup(name, scope)
+        if queue is None:  # a cached name was validated when it was opened
             validate_name(name)
             if scope not in SCOPES:
                 raise ValueError(f"scope must be one of {', '.join(map(repr, _WRITE_SCOPES))}, not {scope!r}")
-        deadline = deadline_of(timeout)
+        deadline = None if timeout is None else deadline_of(timeout)
         for _attempt in range(2):
-            queue = _cache.get(name, scope)
+            if queue is None:
+                queue = _cache.get(name, scope)
             try:
                 queue.put(view, deadline)
                 return
@@ -339,6 +341,7 @@ class Mailslot:
                 # The cached mapping may belong to a server that has since
                 # been replaced: drop it and look the name up once more.
                 _cache.drop(name, scope)
+                queue = None
         raise NotFound(f"{_what(name, scope)}: its server has closed or died")
 
     @staticmethod
@@ -428,16 +431,16 @@ class _WriterCache:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._queues: dict[tuple[str, str], Queue] = {}
-        self._pid = os.getpid()
 
     def lookup(self, name: str, scope: str) -> Queue | None:
         """The cached mapping, without locking (the write fast path)."""
-        if self._pid != os.getpid():  # forked: start afresh
-            with self._lock:
-                self._queues = {}
-                self._pid = os.getpid()
-            return None
         return self._queues.get((name, scope))
+
+    def after_fork(self) -> None:
+        # The child's mappings are shared with the parent but its bookkeeping
+        # (and a lock another thread may have held) is not to be trusted.
+        self._lock = threading.Lock()
+        self._queues = {}
 
     def get(self, name: str, scope: str) -> Queue:
         queue = self.lookup(name, scope)
@@ -465,6 +468,7 @@ class _WriterCache:
 
 
 _cache = _WriterCache()
+os.register_at_fork(after_in_child=_cache.after_fork)
 
 
 def connect_address(addr: Any, *, timeout: float | None = None, scope: str | None = None, codec: str | None = None, **kw: Any) -> MailslotWriter:

@@ -191,7 +191,7 @@ class Queue:
 
     # -- the mutex -----------------------------------------------------
     def _lock(self, deadline: float | None) -> None:
-        rc = _native.mutex_lock(self.mm, _O_MUTEX, timeout=_remaining(deadline))
+        rc = _native.mutex_lock(self.mm, _O_MUTEX, None if deadline is None else _remaining(deadline))
         if rc < 0:
             raise Timeout(f"{self.what}: timed out waiting for the queue lock")
         if rc == 1:
@@ -317,7 +317,11 @@ class Queue:
 
     def _store(self, pos: int, data: memoryview, n: int) -> None:
         cap, mm = self.capacity, self.mm
-        _REC.pack_into(mm, RING + pos % cap, n, n ^ _MASK32)
+        start = pos % cap
+        if n <= 4096 and start + 8 + n <= cap:  # small and unwrapped: one copy
+            mm[RING + start : RING + start + 8 + n] = _REC.pack(n, n ^ _MASK32) + data
+            return
+        _REC.pack_into(mm, RING + start, n, n ^ _MASK32)
         at = (pos + 8) % cap
         first = min(n, cap - at)
         mm[RING + at : RING + at + first] = data[:first]
