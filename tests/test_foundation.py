@@ -107,7 +107,8 @@ LAYERS = [
     {"_native", "_errors", "_platform", "_naming", "_registry"},
     {"_shm", "shm", "_sync", "sync", "_shared", "shared", "_codec", "_channel"},
     {"_pipes", "pipes", "_sockets", "sockets", "_mailslot", "mailslot", "_shmchannel", "_pubsub",
-     "_serial", "serial", "_parallel", "parallel", "_framing", "_address", "aio", "_clipboard", "clipboard"},
+     "_serial", "serial", "_serial_channel", "_serial_aio", "_framing_cobs", "_ptypair", "_ptyrelay",
+     "_parallel", "parallel", "_framing", "_address", "aio", "_clipboard", "clipboard"},
     {"rpc", "objects", "dde", "messages"},
     {"cli", "_bench", "__init__", "__main__"},
 ]

@@ -14,6 +14,7 @@ import time
 import pytest
 
 import interproc
+import interproc.aio
 from interproc import _address
 from interproc.aio import Mailslot
 from interproc.aio._mailslot import connect_address
@@ -121,7 +122,9 @@ def test_cancelled_read_frees_its_waiter_thread(name):
 def test_async_writer_channel(name):
     async def main():
         async with Mailslot.create(name) as slot:
-            ch = await connect_address(_address.parse(f"mailslot://{name}"))
+            ch = await interproc.aio.connect(f"mailslot://{name}")
+            with pytest.raises(interproc.NotFound):
+                await connect_address(_address.parse(f"mailslot://{name}-none"))
             await ch.send(b"raw")
             await ch.send_obj([1, 2])
             with pytest.raises(io.UnsupportedOperation):

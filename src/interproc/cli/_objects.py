@@ -6,6 +6,7 @@ KIND_MODULES = (
     "interproc._shm",
     "interproc._sync",
     "interproc._shared",
+    "interproc._namedpipe",
     "interproc._mailslot",
 )
 
