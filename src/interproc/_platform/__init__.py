@@ -18,5 +18,11 @@ if sys.platform.startswith("linux"):
         socket_owner as socket_owner,
         unix_listeners as unix_listeners,
     )
+    from ._linux_files import (
+        hold_owner_lock as hold_owner_lock,
+        make_anonymous_file as make_anonymous_file,
+        owner_alive as owner_alive,
+        publish_file as publish_file,
+    )
 else:  # pragma: no cover - no other backend exists yet
     raise ImportError(f"interproc has no backend for {sys.platform!r} yet (Linux only)")

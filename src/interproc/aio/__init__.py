@@ -8,6 +8,7 @@ Each line below re-exports one part's asyncio names.
 """
 
 from ._address import connect as connect, listen as listen
+from ._mailslot import Mailslot as Mailslot, MailslotWriter as MailslotWriter
 from ._stream import AsyncChannel as AsyncChannel
 from ._sync import Event as Event, Semaphore as Semaphore
 from ._transports import (
@@ -26,6 +27,8 @@ __all__ = [
     "AsyncChannel",
     "AsyncListener",
     "Event",
+    "Mailslot",
+    "MailslotWriter",
     "NamedPipe",
     "Semaphore",
     "connect",

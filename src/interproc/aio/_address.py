@@ -16,6 +16,7 @@ ASYNC_SCHEMES: dict[str, str] = {
     "pipe": "interproc.aio._transports",
     "unix": "interproc.aio._transports",
     "tcp": "interproc.aio._transports",
+    "mailslot": "interproc.aio._mailslot",
 }
 
 

@@ -7,6 +7,7 @@ KIND_MODULES = (
     "interproc._sync",
     "interproc._shared",
     "interproc._namedpipe",
+    "interproc._mailslot",
 )
 
 
