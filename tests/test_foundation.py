@@ -94,7 +94,7 @@ def _public_names(module) -> set[str]:
 
 PUBLIC_MODULES = ["interproc", "interproc.shm", "interproc.sync", "interproc.shared", "interproc.pipes",
                   "interproc.sockets", "interproc.aio", "interproc.serial", "interproc.parallel",
-                  "interproc.clipboard"]
+                  "interproc.clipboard", "interproc.mailslot"]
 
 
 @pytest.mark.parametrize("modname", PUBLIC_MODULES)
