@@ -37,6 +37,8 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def _children() -> set[int]:
+    """Child processes of the test process, except multiprocessing's
+    long-lived helpers (the resource tracker lives for the whole session)."""
     pids: set[int] = set()
     try:
         for tid in os.listdir(f"/proc/{os.getpid()}/task"):
@@ -44,7 +46,16 @@ def _children() -> set[int]:
                 pids.update(int(p) for p in f.read().split())
     except OSError:
         pass
-    return pids
+    keep = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if b"resource_tracker" in f.read():
+                    continue
+        except OSError:
+            pass
+        keep.add(pid)
+    return keep
 
 
 def _our_segments() -> set[str]:

@@ -208,6 +208,10 @@ def _detach(m: _Mapping, slot: int, path: str, who: ProcessId) -> None:
     """Give up a handle's slot; the last live handle removes the name."""
     if m.fd < 0:
         return
+    if current_process() != who:
+        # A forked child inherited the handle: the slot is its parent's.
+        m.release()
+        return
     try:
         with _HeaderLock(m.buf, path):
             if _read_ident(m.buf, slot) == who:
@@ -246,9 +250,10 @@ class SharedMemory:
         """Create a new segment; ``AlreadyExists`` if the name is taken."""
         if raw:
             return cls._create_raw(name, size, scope, mode)
-        handle = cls._make(name, size, scope, mode, persistent, init=None, exclusive=True, deadline=None)
-        assert handle is not None
-        return handle
+        while True:  # None: a dead segment held the name and was cleared; retry
+            handle = cls._make(name, size, scope, mode, persistent, init=None, exclusive=True, deadline=None)
+            if handle is not None:
+                return handle
 
     @classmethod
     def open(cls, name: str, *, scope: Scope = "user", raw: bool = False,
@@ -370,24 +375,26 @@ class SharedMemory:
         m = _Mapping(fd, st.st_size)
         try:
             size = _validate_header(m.buf, st.st_size, what, cls.KIND)
-            me = current_process()
+            slot = 0
             with _HeaderLock(m.buf, what):
                 flags = struct.unpack_from("<I", m.buf, OFF_FLAGS)[0]
                 if flags & F_REMOVED:
-                    m.release()
-                    return None  # lost a race with the last closer: look again
-                if not flags & F_PERSISTENT and not _reap(m.buf):
+                    pass  # lost a race with the last closer: look again
+                elif not flags & F_PERSISTENT and not _reap(m.buf):
                     # Every process that had it open is gone: by the Win32
                     # rule the object no longer exists.
                     _remove_name(m.buf, m.fd, path)
-                    m.release()
-                    if init is not None:
-                        return None
-                    raise NotFound(f"{what} does not exist (its last users died without closing it)")
-                slot = _attach(m.buf, me, what)
+                    flags |= F_REMOVED
+                else:
+                    slot = _attach(m.buf, current_process(), what)
         except BaseException:
             m.release()
             raise
+        if not slot:
+            m.release()
+            if flags & F_REMOVED and init is None and not os.path.exists(path):
+                raise NotFound(f"{what} does not exist (its last users died or closed it)")
+            return None
         handle = cls._wrap(m, name, scope, size, slot, created=False)
         try:
             handle._wait_ready(init, deadline)
@@ -675,8 +682,26 @@ def _segment_files() -> list[str]:
         return []
 
 
+#: kinds whose segments do not carry this module's header; their own
+#: module lists them (e.g. a queue with a layout of its own)
+_FOREIGN_KINDS: set[str] = set()
+
+
+def register_foreign_kind(kind: str) -> None:
+    """Declare that segments of ``kind`` are listed by their own module."""
+    _FOREIGN_KINDS.add(kind)
+
+
 def list_segments() -> list[ObjectInfo]:
-    return [info for f in _segment_files() if (info := _inspect(f)) is not None]
+    found = []
+    for f in _segment_files():
+        parsed = parse_segment_name(f)
+        if parsed is None or parsed[1] in _FOREIGN_KINDS:
+            continue
+        info = _inspect(f)
+        if info is not None:
+            found.append(info)
+    return found
 
 
 def collect_segments() -> list[ObjectInfo]:

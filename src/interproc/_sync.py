@@ -22,6 +22,7 @@ from ._naming import Scope
 from ._shm import SharedMemory, register_details
 
 _U32 = {"size": 4, "signed": False}
+CANCEL_SLICE = 1.0
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -38,6 +39,31 @@ def _left(deadline: float | None) -> float | None:
         return None
     left = deadline - time.monotonic()
     return left if left > 0 else -1.0
+
+
+def _wait_for(buf: memoryview, take: Any, deadline: float | None,
+              cancel: threading.Event | None) -> bool:
+    """Sleep on the futex word at offset 0 until ``take()`` succeeds.
+
+    The word at offset 8 counts sleepers so that wakers can skip the system
+    call when nobody sleeps.  ``cancel`` (set by asyncio wrappers, followed
+    by a wake-up) makes the wait give up and return False.
+    """
+    while True:
+        if take():
+            return True
+        left = _left(deadline)
+        if (left is not None and left < 0) or (cancel is not None and cancel.is_set()):
+            return False
+        if cancel is not None:
+            # The canceller's wake-up can slip in between the check above and
+            # the sleep below; a bounded sleep closes that window.
+            left = CANCEL_SLICE if left is None else min(left, CANCEL_SLICE)
+        _native.atomic_add(buf, 8, 1, **_U32)
+        try:
+            _native.futex_wait(buf, 0, 0, left)
+        finally:
+            _native.atomic_add(buf, 8, -1, **_U32)
 
 
 class RobustLock:
@@ -205,23 +231,17 @@ class Semaphore(_Named):
         """The current count (a snapshot)."""
         return _native.atomic_load(self._buf, 0, **_U32)
 
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        deadline = _deadline(timeout if blocking else 0.0)
+    def acquire(self, blocking: bool = True, timeout: float | None = None,
+                _cancel: threading.Event | None = None) -> bool:
         buf = self._buf
-        while True:
-            v = _native.atomic_load(buf, 0, **_U32)
-            if v > 0:
+
+        def take() -> bool:
+            while (v := _native.atomic_load(buf, 0, **_U32)) > 0:
                 if _native.atomic_compare_exchange(buf, 0, v, v - 1, **_U32)[0]:
                     return True
-                continue
-            left = _left(deadline)
-            if left is not None and left < 0:
-                return False
-            _native.atomic_add(buf, 8, 1, **_U32)
-            try:
-                _native.futex_wait(buf, 0, 0, left)
-            finally:
-                _native.atomic_add(buf, 8, -1, **_U32)
+            return False
+
+        return _wait_for(buf, take, _deadline(timeout if blocking else 0.0), _cancel)
 
     def release(self, count: int = 1) -> int:
         """Add ``count``; returns the previous count."""
@@ -237,6 +257,9 @@ class Semaphore(_Named):
         if _native.atomic_load(buf, 8, **_U32):
             _native.futex_wake(buf, 0, count)
         return v
+
+    def _wake_all(self) -> None:
+        _native.futex_wake(self._buf, 0)
 
     def __enter__(self) -> "Semaphore":
         self.acquire()
@@ -282,25 +305,19 @@ class Event(_Named):
     def reset(self) -> None:
         _native.atomic_store(self._buf, 0, 0, **_U32)
 
-    def wait(self, timeout: float | None = None) -> bool:
+    def wait(self, timeout: float | None = None, _cancel: threading.Event | None = None) -> bool:
         """Wait until set; auto-reset events are reset by the waiter they release."""
-        deadline = _deadline(timeout)
         buf = self._buf
-        manual = self.manual_reset
-        while True:
-            if manual:
-                if _native.atomic_load(buf, 0, **_U32):
-                    return True
-            elif _native.atomic_compare_exchange(buf, 0, 1, 0, **_U32)[0]:
-                return True
-            left = _left(deadline)
-            if left is not None and left < 0:
-                return False
-            _native.atomic_add(buf, 8, 1, **_U32)
-            try:
-                _native.futex_wait(buf, 0, 0, left)
-            finally:
-                _native.atomic_add(buf, 8, -1, **_U32)
+        if self.manual_reset:
+            def take() -> bool:
+                return bool(_native.atomic_load(buf, 0, **_U32))
+        else:
+            def take() -> bool:
+                return _native.atomic_compare_exchange(buf, 0, 1, 0, **_U32)[0]
+        return _wait_for(buf, take, _deadline(timeout), _cancel)
+
+    def _wake_all(self) -> None:
+        _native.futex_wake(self._buf, 0)
 
 
 def _details(kind: str) -> Any:

@@ -7,6 +7,8 @@ KIND_MODULES = (
     "interproc._sync",
     "interproc._shared",
     "interproc._pubsub",
+    "interproc._namedpipe",
+    "interproc._mailslot",
 )
 
 

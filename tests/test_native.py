@@ -1,0 +1,78 @@
+"""The C core never trusts offsets: every access is bounds- and alignment-checked."""
+
+import mmap
+
+import pytest
+
+from interproc import _native
+
+
+def test_atomics_on_a_buffer():
+    buf = bytearray(64)
+    assert _native.atomic_add(buf, 8, 5) == 0
+    assert _native.atomic_load(buf, 8) == 5
+    assert _native.atomic_exchange(buf, 8, -1) == 5
+    assert _native.atomic_compare_exchange(buf, 8, -1, 3) == (True, -1)
+    assert _native.atomic_compare_exchange(buf, 8, -1, 4) == (False, 3)
+    _native.atomic_store(buf, 0, 255, size=1, signed=False)
+    assert _native.atomic_load(buf, 0, size=1, signed=True) == -1
+
+
+@pytest.mark.parametrize("offset", [-8, 64, 60, 1 << 40])
+def test_out_of_bounds_offsets_raise(offset):
+    with pytest.raises(ValueError, match="outside"):
+        _native.atomic_load(bytearray(64), offset)
+
+
+def test_misaligned_offset_raises():
+    with pytest.raises(ValueError, match="aligned"):
+        _native.atomic_load(bytearray(64), 4, size=8)
+    with pytest.raises(ValueError, match="size"):
+        _native.atomic_load(bytearray(64), 0, size=3)
+
+
+def test_read_only_buffer_is_refused():
+    with pytest.raises(TypeError):
+        _native.atomic_store(bytes(64), 0, 1)
+
+
+def test_futex_wait_times_out_and_sees_changed_values():
+    m = mmap.mmap(-1, 4096)
+    try:
+        assert _native.futex_wait(m, 0, 0, 0.01) is False  # value matches: sleeps, times out
+        assert _native.futex_wait(m, 0, 1, 1.0) is True  # value differs: returns at once
+        assert _native.futex_wake(m, 0) == 0
+        with pytest.raises(ValueError, match="timeout"):
+            _native.futex_wait(m, 0, 0, -1)
+        with pytest.raises(ValueError, match="outside"):
+            _native.futex_wait(m, 4096, 0, 0)
+    finally:
+        m.close()
+
+
+def test_mutex_timeout_and_unlock_errors():
+    m = mmap.mmap(-1, 4096)
+    try:
+        _native.mutex_init(m, 0)
+        assert _native.mutex_lock(m, 0, 0) == 0
+        _native.mutex_unlock(m, 0)
+        with pytest.raises(OSError):
+            _native.mutex_unlock(m, 0)  # not the owner any more
+        with pytest.raises(ValueError, match="outside"):
+            _native.mutex_init(m, 4090)
+    finally:
+        m.close()
+
+
+def test_type_stub_matches_the_module():
+    import ast
+    import pathlib
+
+    stub = pathlib.Path(_native.__file__).with_name("_native.pyi")
+    if not stub.exists():  # an installed wheel next to the stub in src/
+        stub = pathlib.Path(__file__).resolve().parent.parent / "src" / "interproc" / "_native.pyi"
+    tree = ast.parse(stub.read_text())
+    declared = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    declared |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}
+    exported = {n for n in dir(_native) if not n.startswith("_")}
+    assert declared == exported
