@@ -51,6 +51,7 @@ class Options:
     iterations: int | None = None  # fixed counts (for tests); no time budgets
     only: str | None = None
     pin: bool = True  # measuring side on one CPU, peer on another
+    extras: bool = True  # also run the other benchmark modules of this package
 
     def cpus(self) -> tuple[int, int] | None:
         """Two CPUs for the two sides, or None (pinning off or impossible)."""
@@ -290,21 +291,60 @@ def _run_metric(peer: Peer, state: Any, ctl: Any, metric: Metric, opts: Options)
 
 # -- the whole run ---------------------------------------------------------------------
 
-def all_peers() -> tuple[list[Peer], Any]:
+#: modules of this package that are the runner itself, not extra benchmarks
+_OWN = {"peers", "runner"}
+
+
+def extra_modules() -> list[tuple[str, Any, str | None]]:
+    """Other ``interproc._bench`` modules: (name, module or None, import error)."""
+    import pkgutil
+
+    from .. import _bench
+
+    found = []
+    for info in sorted(pkgutil.iter_modules(_bench.__path__), key=lambda m: m.name):
+        if info.name in _OWN or info.name.startswith("_"):
+            continue
+        try:
+            found.append((info.name, importlib.import_module(f"{_bench.__name__}.{info.name}"), None))
+        except ImportError as exc:
+            found.append((info.name, None, str(exc)))
+    return found
+
+
+def all_peers() -> tuple[list[Peer], list[tuple[str, Any, str | None]]]:
     peers = builtin_peers()
-    extra = None
+    extras = extra_modules()
+    for _, mod, _ in extras:
+        peers.extend(getattr(mod, "EXTRA_PEERS", []) if mod is not None else [])
+    return peers, extras
+
+
+def _extra_results(name: str, mod: Any, error: str | None, opts: Options) -> list[dict[str, Any]]:
+    """Results of another benchmark module (``extra_results``, ``run_all`` or ``run``)."""
+    if mod is None:
+        return [_adopt({"transport": name, "metric": "-", "unit": "", "status": "error",
+                        "reason": f"import failed: {error}"}, name)]
     try:
-        extra = importlib.import_module("interproc._bench.shmchannel")
-    except ImportError:
-        pass
-    if extra is not None:
-        peers.extend(getattr(extra, "EXTRA_PEERS", []))
-    return peers, extra
+        if hasattr(mod, "extra_results"):
+            raw = mod.extra_results(opts)
+        elif hasattr(mod, "run_all"):
+            raw = mod.run_all(quick=opts.quick)
+        elif hasattr(mod, "run"):
+            raw = mod.run(quick=opts.quick)
+        else:
+            return []
+    except Exception as exc:  # one broken module must not sink the run
+        return [_adopt({"transport": name, "metric": "-", "unit": "", "status": "error",
+                        "reason": f"{type(exc).__name__}: {exc}"}, name)]
+    return [_adopt(r, name) for r in raw]
 
 
-def _adopt(r: dict[str, Any]) -> dict[str, Any]:
+def _adopt(r: dict[str, Any], source: str) -> dict[str, Any]:
     """A result from an extra module, in this runner's shape."""
     out = dict(r)
+    out["source"] = source
+    out.setdefault("metric", r.get("test", "-"))
     out.setdefault("group", "baseline")
     out.setdefault("median", r.get("value"))
     out.setdefault("p99", None)
@@ -333,7 +373,7 @@ def add_ratios(results: list[dict[str, Any]]) -> tuple[str | None, str]:
 
 
 def run(opts: Options, progress: Any = None) -> dict[str, Any]:
-    peers, extra = all_peers()
+    peers, extras = all_peers()
     results: list[dict[str, Any]] = []
     for peer in peers:
         if opts.only and opts.only.lower() not in peer.name.lower():
@@ -341,15 +381,16 @@ def run(opts: Options, progress: Any = None) -> dict[str, Any]:
         if progress:
             progress(peer.name)
         results.extend(run_case(peer, opts))
-    if extra is not None and not opts.iterations and (not opts.only or opts.only.lower() in "shm://"):
-        # The shm:// channel's own baselines (C rings, futex ping-pong, a
-        # pure-Python busy-poll): appended as they come, in their own section.
-        if progress:
-            progress("shm:// baselines")
-        if hasattr(extra, "extra_results"):
-            results.extend(_adopt(r) for r in extra.extra_results(opts))
-        elif hasattr(extra, "run_all"):
-            results.extend(_adopt(r) for r in extra.run_all(quick=opts.quick))
+    if opts.extras and not opts.iterations:
+        # The other benchmark modules of this package (the shm channel's C
+        # baselines, the transports' and mailslots' own runs): appended as
+        # they come, in their own section of the table.
+        for name, mod, error in extras:
+            if opts.only and opts.only.lower() not in name.lower():
+                continue
+            if progress:
+                progress(f"extra benchmarks: {name}")
+            results.extend(_extra_results(name, mod, error, opts))
     ref, note = add_ratios(results)
     return {"machine": machine(), "quick": opts.quick, "iterations": opts.iterations, "pinned": opts.cpus(),
             "reference": ref, "note": note, "results": results}
@@ -418,12 +459,20 @@ def table(report: dict[str, Any]) -> str:
         out += [f"error: {n}" for n in notes]
     if extras:
         out.append("")
-        out.append("baselines and extra measurements:")
+        out.append("baselines and extra measurements (other modules of interproc._bench):")
+        source = None
         for r in extras:
+            if r.get("source") != source:
+                source = r.get("source")
+                out.append(f"  [{source}]")
+            if r.get("status") == "error":
+                out.append(f"  {r['transport']:<28} error: {r.get('reason')}")
+                continue
             value = r["median"]
-            shown = "-" if value is None else f"{value:,.3f}" if value < 100 else f"{value:,.0f}"
-            extra = {k: v for k, v in r.items() if k not in {"transport", "metric", "median", "value", "p99", "unit",
-                                                              "group", "status", "reason", "ratio", "ratio_to"}}
+            shown = "-" if not isinstance(value, (int, float)) else f"{value:,.3f}" if value < 100 else f"{value:,.0f}"
+            extra = {k: v for k, v in r.items() if k not in {"transport", "metric", "test", "median", "value", "p99",
+                                                              "unit", "group", "status", "reason", "ratio",
+                                                              "ratio_to", "source", "runs", "higher_is_better"}}
             detail = " ".join(f"{k}={v}" for k, v in extra.items())
             out.append(f"  {r['transport']:<28} {r['metric']:<24} {shown:>12} {r['unit']:<6} {detail}")
     return "\n".join(out)

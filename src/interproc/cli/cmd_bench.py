@@ -14,6 +14,8 @@ def register(sub) -> None:
     p.add_argument("--only", metavar="TEXT", help="run only the transports whose name contains TEXT")
     p.add_argument("--no-pin", action="store_true",
                    help="let the scheduler place both processes (default: one CPU each)")
+    p.add_argument("--no-extras", action="store_true",
+                   help="skip the other benchmark modules (C baselines, per-transport runs)")
     p.add_argument("--iterations", type=int, metavar="N",
                    help="fixed message counts instead of time budgets (for tests; numbers are not meaningful)")
     p.set_defaults(func=run)
@@ -30,7 +32,8 @@ def run(args) -> int:
         except ImportError:
             print("interproc bench: --plot needs matplotlib (pip install matplotlib)", file=sys.stderr)
             return 2
-    opts = Options(quick=args.quick, iterations=args.iterations, only=args.only, pin=not args.no_pin)
+    opts = Options(quick=args.quick, iterations=args.iterations, only=args.only, pin=not args.no_pin,
+                   extras=not args.no_extras)
 
     def progress(name: str) -> None:
         if not args.json:
