@@ -1,4 +1,4 @@
-/* Hot path of interproc.shm.Publisher / Subscriber (see _pubsub.py for the layout).
+/* Hot path of interproc.shm.Publisher / Subscriber (see interproc/_pubsub/ for the layout).
  *
  * Each function folds what would be several Python-level atomic calls into
  * one: publishing a sample, spinning for the next one, checking a slot and
