@@ -76,3 +76,47 @@ def test_type_stub_matches_the_module():
     declared |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign)}
     exported = {n for n in dir(_native) if not n.startswith("_")}
     assert declared == exported
+
+
+def test_robust_mutex_object_tracks_depth_and_refuses_foreign_release():
+    import threading
+
+    m = mmap.mmap(-1, 4096)
+    _native.mutex_init(m, 64)
+    rm = _native.RobustMutex(m, 64)
+    try:
+        assert rm.acquire() and rm.acquire(timeout=0) and rm.held
+        rm.release()
+        assert rm.held
+        seen = []
+        t = threading.Thread(target=lambda: seen.append((rm.acquire(blocking=False), rm.held)))
+        t.start()
+        t.join()
+        assert seen == [(False, False)]
+        rm.release()
+        assert not rm.held
+        with pytest.raises(OSError):
+            rm.release()
+        with pytest.raises(ValueError, match="timeout"):
+            rm.acquire(timeout=-1)
+        with pytest.raises(ValueError, match="outside"):
+            _native.RobustMutex(m, 4090)
+    finally:
+        rm.close()
+        with pytest.raises(ValueError, match="closed"):
+            rm.acquire()
+        m.close()  # no export left: the mapping can go
+
+
+def test_wait_take_and_post_check_their_arguments():
+    buf = bytearray(64)
+    with pytest.raises(ValueError, match="outside"):
+        _native.wait_take(buf, 56, 0, 0)
+    with pytest.raises(ValueError, match="kind"):
+        _native.wait_take(buf, 0, 7, 0)
+    buf[4] = 2  # maximum 2
+    assert _native.post(buf, 0, 0, 2) == 0
+    with pytest.raises(ValueError, match="maximum 2"):
+        _native.post(buf, 0, 0, 1)
+    assert _native.wait_take(buf, 0, 0, 0) and _native.wait_take(buf, 0, 0, 0)
+    assert not _native.wait_take(buf, 0, 0, 0.01)

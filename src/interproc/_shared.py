@@ -306,6 +306,7 @@ class SharedStruct:
         return self._shm.closed
 
     def close(self) -> None:
+        self.lock.close()
         self._shm.close()
 
     def unlink(self) -> None:

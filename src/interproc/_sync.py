@@ -23,6 +23,7 @@ from ._shm import SharedMemory, register_details
 
 _U32 = {"size": 4, "signed": False}
 CANCEL_SLICE = 1.0
+_SEMAPHORE, _EVENT = 0, 1  # kinds of _native.wait_take / _native.post
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -71,46 +72,42 @@ class RobustLock:
 
     ``acquire`` succeeds even if the previous owner died holding the lock, and
     then sets ``abandoned`` until the new holder releases it (the Win32
-    WAIT_ABANDONED rule).  Owned by a thread, like a Win32 mutex.
+    WAIT_ABANDONED rule).  Owned by a thread, like a Win32 mutex.  The
+    bookkeeping lives in the C object, so an uncontended lock/unlock costs
+    two calls into C and nothing else.
     """
 
     def __init__(self, buf: memoryview, offset: int = 0) -> None:
-        self._buf, self._off = buf, offset
-        self._local = threading.local()
-        self.abandoned = False
+        self._m = _native.RobustMutex(buf, offset)
+        self.acquire = self._m.acquire  # (blocking=True, timeout=None) -> bool
 
     @staticmethod
     def initialise(buf: memoryview, offset: int = 0) -> None:
         _native.mutex_init(buf, offset)
 
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:  # type: ignore[no-redef]
         """Acquire the lock; False if ``timeout`` (or ``blocking=False``) ran out."""
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
-        got = _native.mutex_lock(self._buf, self._off, timeout if blocking else 0.0)
-        if got < 0:
-            return False
-        depth = getattr(self._local, "depth", 0)
-        self._local.depth = depth + 1
-        if got == 1:
-            self.abandoned = True
-        return True
+        return self._m.acquire(blocking, timeout)  # pragma: no cover - replaced per instance
 
     def release(self) -> None:
-        depth = getattr(self._local, "depth", 0)
-        if depth == 0:
-            raise RuntimeError("cannot release a mutex this thread does not hold")
-        self._local.depth = depth - 1
-        if depth == 1:
-            self.abandoned = False
-        _native.mutex_unlock(self._buf, self._off)
+        try:
+            self._m.release()
+        except OSError as exc:
+            raise RuntimeError("cannot release a mutex this thread does not hold") from exc
+
+    @property
+    def abandoned(self) -> bool:
+        return self._m.abandoned
 
     def locked_by_me(self) -> bool:
-        return getattr(self._local, "depth", 0) > 0
+        return self._m.held
+
+    def close(self) -> None:
+        """Let go of the mapping (the mutex in shared memory is untouched)."""
+        self._m.close()
 
     def __enter__(self) -> "RobustLock":
-        if not self.acquire():
-            raise Timeout("mutex not acquired")  # pragma: no cover - no timeout given
+        self._m.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -175,6 +172,7 @@ class Mutex(_Named):
                  timeout: float | None = None) -> None:
         super().__init__(name, scope=scope, mode=mode, timeout=timeout)
         self._lock = RobustLock(self._buf, 0)
+        self.acquire = self._lock.acquire  # straight into C: (blocking=True, timeout=None) -> bool
 
     def _init(self, buf: memoryview) -> None:
         RobustLock.initialise(buf, 0)
@@ -183,14 +181,19 @@ class Mutex(_Named):
     def abandoned(self) -> bool:
         return self._lock.abandoned
 
-    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:
-        return self._lock.acquire(blocking, timeout)
+    def acquire(self, blocking: bool = True, timeout: float | None = None) -> bool:  # type: ignore[no-redef]
+        """Acquire; False on timeout (replaced per instance by the C method)."""
+        return self._lock.acquire(blocking, timeout)  # pragma: no cover
 
     def release(self) -> None:
         self._lock.release()
 
+    def close(self) -> None:
+        self._lock.close()
+        super().close()
+
     def __enter__(self) -> "Mutex":
-        self._lock.__enter__()
+        self._lock.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -233,6 +236,8 @@ class Semaphore(_Named):
 
     def acquire(self, blocking: bool = True, timeout: float | None = None,
                 _cancel: threading.Event | None = None) -> bool:
+        if _cancel is None:
+            return _native.wait_take(self._buf, 0, _SEMAPHORE, timeout if blocking else 0.0)
         buf = self._buf
 
         def take() -> bool:
@@ -247,16 +252,10 @@ class Semaphore(_Named):
         """Add ``count``; returns the previous count."""
         if count < 1:
             raise ValueError(f"count must be >= 1, got {count}")
-        buf = self._buf
-        while True:
-            v = _native.atomic_load(buf, 0, **_U32)
-            if v + count > self.maximum:
-                raise ValueError(f"semaphore {self.name!r}: releasing {count} would pass its maximum {self.maximum}")
-            if _native.atomic_compare_exchange(buf, 0, v, v + count, **_U32)[0]:
-                break
-        if _native.atomic_load(buf, 8, **_U32):
-            _native.futex_wake(buf, 0, count)
-        return v
+        try:
+            return _native.post(self._buf, 0, _SEMAPHORE, count)
+        except (ValueError, OverflowError) as exc:
+            raise ValueError(f"semaphore {self.name!r}: {exc}") from None
 
     def _wake_all(self) -> None:
         _native.futex_wake(self._buf, 0)
@@ -297,16 +296,15 @@ class Event(_Named):
         return bool(_native.atomic_load(self._buf, 0, **_U32))
 
     def set(self) -> None:
-        buf = self._buf
-        _native.atomic_store(buf, 0, 1, **_U32)
-        if _native.atomic_load(buf, 8, **_U32):
-            _native.futex_wake(buf, 0, 2**31 - 1 if self.manual_reset else 1)
+        _native.post(self._buf, 0, _EVENT)
 
     def reset(self) -> None:
         _native.atomic_store(self._buf, 0, 0, **_U32)
 
     def wait(self, timeout: float | None = None, _cancel: threading.Event | None = None) -> bool:
         """Wait until set; auto-reset events are reset by the waiter they release."""
+        if _cancel is None:
+            return _native.wait_take(self._buf, 0, _EVENT, timeout)
         buf = self._buf
         if self.manual_reset:
             def take() -> bool:

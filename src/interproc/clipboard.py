@@ -21,7 +21,7 @@ is some other program that may hang).
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+from typing import Callable as _Callable, Mapping as _Mapping
 
 from ._clipboard import backend as _backend, choose as _choose
 from ._clipboard._base import (
@@ -30,7 +30,7 @@ from ._clipboard._base import (
     TEXT as TEXT,
     Change as Change,
     Changes as Changes,
-    Data,
+    Data as _Data,
     Watcher as Watcher,
     check_format as _check_format,
     normalize as _normalize,
@@ -39,12 +39,12 @@ from ._clipboard._base import (
 DEFAULT_TIMEOUT = 10.0
 
 __all__ = [
+    "Change",
+    "Changes",
     "DEFAULT_TIMEOUT",
     "HTML",
     "PNG",
     "TEXT",
-    "Change",
-    "Changes",
     "Watcher",
     "backend_name",
     "changes",
@@ -64,7 +64,7 @@ def backend_name() -> str:
     return _choose()
 
 
-def set(data: Mapping[str, Data], *, selection: str = "CLIPBOARD", timeout: float | None = DEFAULT_TIMEOUT) -> None:
+def set(data: _Mapping[str, _Data], *, selection: str = "CLIPBOARD", timeout: float | None = DEFAULT_TIMEOUT) -> None:
     """Put ``{format: bytes | str}`` on the clipboard (``str`` is stored as UTF-8).
 
     Returns once the content is owned and served; it stays available after
@@ -110,7 +110,7 @@ def clear(*, selection: str = "CLIPBOARD", timeout: float | None = DEFAULT_TIMEO
     _backend(selection).clear(timeout)
 
 
-def watch(callback: Callable[[Change], object], *, selection: str = "CLIPBOARD") -> Watcher:
+def watch(callback: _Callable[[Change], object], *, selection: str = "CLIPBOARD") -> Watcher:
     """Call ``callback(change)`` on every change of the clipboard, by any program.
 
     Returns at once; the callback runs in a background thread until

@@ -31,12 +31,12 @@ __all__ = [
     "CONTROL_INIT",
     "CONTROL_SELECT",
     "CONTROL_STROBE",
+    "ParallelPort",
     "STATUS_ACK",
     "STATUS_BUSY",
     "STATUS_ERROR",
     "STATUS_PAPEROUT",
     "STATUS_SELECT",
-    "ParallelPort",
     "open",
     "ports",
 ]

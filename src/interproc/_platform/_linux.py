@@ -64,3 +64,61 @@ def is_alive(ident: ProcessId | tuple[int, int]) -> bool:
 def shm_path(segment: str) -> str:
     """Filesystem path of the POSIX shared-memory object ``segment``."""
     return os.path.join(SHM_DIR, segment)
+
+
+# -- local sockets ------------------------------------------------------------
+
+class PeerCredentials(NamedTuple):
+    """Who is at the other end of a local socket, as the kernel saw it at connect time."""
+
+    pid: int
+    uid: int
+    gid: int
+
+
+def peer_credentials(sock) -> PeerCredentials:
+    """SO_PEERCRED of a connected AF_UNIX socket."""
+    import socket
+    import struct
+
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return PeerCredentials(*struct.unpack("3i", raw))
+
+
+_SO_ACCEPTCON = 0x10000
+
+
+def unix_listeners(listening_only: bool = True) -> dict[str, int]:
+    """Paths (abstract ones start with '@') of listening (or just bound) AF_UNIX sockets -> inode.
+
+    Read from /proc/net/unix, so it sees every process of this network
+    namespace without touching the sockets (a connect() probe would show up
+    at the server as a client).
+    """
+    found: dict[str, int] = {}
+    try:
+        with open("/proc/net/unix") as f:
+            next(f, None)
+            for line in f:
+                parts = line.split(None, 7)
+                if len(parts) == 8 and (not listening_only or int(parts[3], 16) & _SO_ACCEPTCON):
+                    found[parts[7].rstrip("\n")] = int(parts[6])
+    except OSError:
+        pass
+    return found
+
+
+def socket_owner(inode: int) -> int | None:
+    """The pid of a process holding socket ``inode`` (one we may inspect), or None."""
+    target = f"socket:[{inode}]"
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fd_dir = f"/proc/{entry}/fd"
+        try:
+            for fd in os.listdir(fd_dir):
+                if os.readlink(f"{fd_dir}/{fd}") == target:
+                    return int(entry)
+        except OSError:
+            continue
+    return None

@@ -6,6 +6,9 @@ KIND_MODULES = (
     "interproc._shm",
     "interproc._sync",
     "interproc._shared",
+    "interproc._pubsub",
+    "interproc._namedpipe",
+    "interproc._mailslot",
     "interproc._shmchannel",
 )
 

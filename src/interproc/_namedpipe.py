@@ -1,0 +1,351 @@
+"""Named pipes: the Win32 model on AF_UNIX stream sockets.
+
+``NamedPipe.serve(name)`` listens on ``<runtime dir>/pipe.<name>``;
+``NamedPipe.connect(name)`` reaches it.  Why a stream socket rather than
+SOCK_SEQPACKET: a SEQPACKET message must fit the socket send buffer
+(``net.core.wmem_max``, a few hundred KiB), while message mode here
+promises messages up to ``max_message_size`` (256 MiB by default).
+Message mode is therefore length-prefixed frames (:mod:`interproc._framing`)
+and byte mode is the bare stream.
+
+Win32 behaviour kept:
+
+* **first instance** (FILE_FLAG_FIRST_PIPE_INSTANCE): the server holds an
+  abstract-namespace socket named after the pipe's path for its lifetime, so
+  a second server of the same name fails with ``AlreadyExists`` and cannot
+  replace (squat) the live one; a socket file left by a dead server is
+  replaced.  ``interproc ls`` reads the same token to say alive or stale.
+* **instances** (nMaxInstances): at most ``max_instances`` clients are
+  connected at once.  ``accept()`` waits for a free instance; a client is
+  only greeted when it gets one, so ``connect(timeout=)`` waits for a free
+  instance like WaitNamedPipe.
+* **client identity**: ``peer.peer_credentials`` is the client's pid, uid
+  and gid (SO_PEERCRED).  A user-scope pipe refuses other uids even if they
+  reach the socket; a global one takes ``allowed_uids=``.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import socket
+import stat
+import threading
+from typing import Any, Iterable
+
+from . import _registry
+from ._channel import Listener
+from ._errors import AlreadyExists, ChannelClosed, PermissionDenied, Timeout, map_os_error
+from ._framing import DEFAULT_MAX_MESSAGE
+from ._handshake import ClientHandshake, ServerHandshake
+from ._naming import GLOBAL_DIR, Scope, object_path, runtime_dir, validate_name, validate_scope
+from ._platform import PeerCredentials, peer_credentials, socket_owner, unix_listeners
+from ._sockets import HANDSHAKE_TIMEOUT, accept_with, bind_unix, connect_unix_socket
+from ._stream import SockIO, StreamChannel, deadline_of, run_client_handshake, run_server_handshake
+
+KIND = "pipe"
+MODES = ("message", "byte")
+#: PIPE_UNLIMITED_INSTANCES is 255 in Win32; the same default here.
+MAX_INSTANCES = 255
+
+
+def _lock_name(path: str) -> str:
+    digest = hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()[:40]
+    return f"interproc-pipe-owner/{digest}"
+
+
+def _pipe_path(name: str, scope: Scope) -> str:
+    path = object_path(KIND, name, scope)
+    if len(os.fsencode(path)) > 107:
+        room = 107 - (len(os.fsencode(path)) - len(name))
+        raise ValueError(
+            f"pipe name {name!r} is too long for the runtime directory {runtime_dir(scope)}: "
+            f"AF_UNIX paths are limited to 107 bytes, leaving {room} characters for the name"
+        )
+    return path
+
+
+class PipeChannel(StreamChannel):
+    """One connected instance of a named pipe (either side)."""
+
+    kind = "pipe"
+    peer_credentials: PeerCredentials | None = None
+    mode: str = "message"
+
+
+class _Instances:
+    """Counts connected instances; ``accept()`` waits here when all are taken."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self.cond = threading.Condition()
+
+    def take(self, deadline: float | None, what: str) -> None:
+        import time
+
+        with self.cond:
+            while self.count >= self.limit:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise Timeout(f"{what}: all {self.limit} instances are in use")
+                self.cond.wait(left)
+            self.count += 1
+
+    def give_back(self) -> None:
+        with self.cond:
+            self.count -= 1
+            self.cond.notify()
+
+
+class PipeServer(Listener):
+    """The server end of a named pipe: ``accept()`` gives one channel per client."""
+
+    def __init__(self, name: str, *, mode: str = "message", max_instances: int = MAX_INSTANCES,
+                 scope: Scope = "user", file_mode: int | None = None, allowed_uids: Iterable[int] | None = None,
+                 codec: Any = "json", max_message_size: int = DEFAULT_MAX_MESSAGE,
+                 handshake_timeout: float = HANDSHAKE_TIMEOUT) -> None:
+        validate_name(name, "pipe name")
+        if mode not in MODES:
+            raise ValueError(f"mode must be 'message' or 'byte', not {mode!r}")
+        if not isinstance(max_instances, int) or not 1 <= max_instances <= 65535:
+            raise ValueError(f"max_instances must be an int in 1..65535, not {max_instances!r}")
+        perms = validate_scope(scope, file_mode)
+        self.name, self.mode, self.scope = name, mode, scope
+        self.max_instances = max_instances
+        self.allowed_uids = frozenset(allowed_uids) if allowed_uids is not None else None
+        self.codec, self.max_message_size = codec, max_message_size
+        self.handshake_timeout = handshake_timeout
+        self.address = f"pipe://{name}"
+        self.path = _pipe_path(name, scope)
+        self._instances = _Instances(max_instances)
+        self._owner = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._owner.bind("\0" + _lock_name(self.path))
+        except OSError as exc:
+            self._owner.close()
+            self._sock = self._owner = None
+            if exc.errno == errno.EADDRINUSE:
+                raise AlreadyExists(f"pipe {name!r} is already being served by another process") from None
+            raise map_os_error(exc, f"pipe {name!r}") from exc
+        try:
+            if os.path.lexists(self.path):
+                os.unlink(self.path)  # we hold the owner token, so whatever is there is stale
+            self._sock = bind_unix(self.path, perms)
+        except BaseException:
+            self._owner.close()
+            self._sock = self._owner = None
+            raise
+        self._sock.setblocking(False)
+        self._ino = os.stat(self.path).st_ino
+
+    def __repr__(self) -> str:
+        return f"<PipeServer {self.name!r} {self.mode} {self._instances.count}/{self.max_instances}>"
+
+    @property
+    def instances(self) -> int:
+        """Clients connected right now."""
+        return self._instances.count
+
+    def fileno(self) -> int:
+        if self._sock is None:
+            raise ChannelClosed(f"pipe server {self.name!r} is closed")
+        return self._sock.fileno()
+
+    def accept(self, *, timeout: float | None = None) -> PipeChannel:
+        """The next client, once an instance is free (``Timeout`` otherwise).
+
+        A client of another uid (user scope, or not in ``allowed_uids``) gets
+        ``PermissionDenied`` and so does this call; a client that speaks
+        garbage raises ``ProtocolError``.  The server keeps serving either way.
+        """
+        deadline = deadline_of(timeout)
+        what = f"pipe {self.name!r}"
+        self._instances.take(deadline, f"accept on {what}")
+        try:
+            return accept_with(lambda: self._sock, self._setup, deadline, what)
+        except BaseException:
+            self._instances.give_back()
+            raise
+
+    def _refuse(self, creds: PeerCredentials) -> str | None:
+        if self.scope == "user" and creds.uid != os.getuid():
+            return f"uid {creds.uid} may not use a user-scope pipe of uid {os.getuid()}"
+        if self.allowed_uids is not None and creds.uid not in self.allowed_uids:
+            return f"uid {creds.uid} is not allowed on this pipe"
+        return None
+
+    def _setup(self, conn: socket.socket, peer: Any = None) -> PipeChannel:
+        what = f"client of pipe {self.name!r}"
+        io = SockIO(conn)
+        try:
+            creds = peer_credentials(conn)
+            hs = ServerHandshake(kind=KIND, mode=self.mode)
+            refusal = self._refuse(creds)
+            if refusal:
+                try:
+                    io.send([_frame(hs.greeting("denied", refusal))])
+                except OSError:
+                    pass
+                raise PermissionDenied(f"pipe {self.name!r} refused pid {creds.pid}: {refusal}")
+            decoder = run_server_handshake(io, hs, self.handshake_timeout, what)
+            ch = PipeChannel(io, name=f"pipe {self.name!r} <- pid {creds.pid}", framed=self.mode == "message",
+                             codec=self.codec, max_message_size=self.max_message_size,
+                             trusted=creds.uid == os.getuid(), decoder=decoder,
+                             on_close=self._instances.give_back)
+        except BaseException:
+            io.close()
+            raise
+        ch.peer_credentials, ch.mode = creds, self.mode
+        return ch
+
+    def close(self) -> None:
+        """Stop listening and remove the name (connected instances stay open)."""
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        try:
+            if os.stat(self.path).st_ino == self._ino:
+                os.unlink(self.path)
+        except OSError:
+            pass
+        sock.close()
+        self._owner.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_sock", None) is not None:
+            self.close()
+
+
+def _frame(payload: bytes) -> bytes:
+    from ._framing import HEADER
+
+    return HEADER.pack(len(payload)) + payload
+
+
+class NamedPipe:
+    """Named pipes: ``NamedPipe.serve(name)`` and ``NamedPipe.connect(name)``."""
+
+    @staticmethod
+    def serve(name: str, *, mode: str = "message", max_instances: int = MAX_INSTANCES, scope: Scope = "user",
+              file_mode: int | None = None, allowed_uids: Iterable[int] | None = None, codec: Any = "json",
+              max_message_size: int = DEFAULT_MAX_MESSAGE,
+              handshake_timeout: float = HANDSHAKE_TIMEOUT) -> PipeServer:
+        """Create the pipe ``name`` (``AlreadyExists`` if a live server has it)."""
+        return PipeServer(name, mode=mode, max_instances=max_instances, scope=scope, file_mode=file_mode,
+                          allowed_uids=allowed_uids, codec=codec, max_message_size=max_message_size,
+                          handshake_timeout=handshake_timeout)
+
+    @staticmethod
+    def connect(name: str, *, timeout: float | None = None, scope: Scope = "user", codec: Any = "json",
+                max_message_size: int = DEFAULT_MAX_MESSAGE) -> PipeChannel:
+        """Connect to pipe ``name``.
+
+        ``NotFound`` at once when no server has it, unless ``timeout=`` is
+        given: then wait that long for a server and for a free instance.
+        With ``timeout=None`` and a live server whose instances are all
+        busy, wait until one is free (WaitNamedPipe with NMPWAIT_WAIT_FOREVER).
+        """
+        validate_name(name, "pipe name")
+        path = _pipe_path(name, scope)
+        what = f"pipe {name!r}"
+        deadline = deadline_of(timeout)
+        sock = connect_unix_socket(path, deadline, timeout is not None, what)
+        io = SockIO(sock)
+        try:
+            creds = peer_credentials(sock)
+            if scope == "user" and creds.uid != os.getuid():
+                raise PermissionDenied(f"{what} is served by uid {creds.uid}, not by you (uid {os.getuid()})")
+            hs = ClientHandshake(kind=KIND, what=what)
+            try:
+                decoder = run_client_handshake(io, hs, deadline, what)
+            except Timeout:
+                raise Timeout(f"{what}: no free instance within {timeout}s") from None
+            ch = PipeChannel(io, name=f"pipe {name!r} -> pid {creds.pid}", framed=hs.mode == "message",
+                             codec=codec, max_message_size=max_message_size,
+                             trusted=creds.uid == os.getuid(), decoder=decoder)
+        except BaseException:
+            io.close()
+            raise
+        ch.peer_credentials, ch.mode = creds, hs.mode
+        return ch
+
+    @staticmethod
+    def list() -> list[_registry.ObjectInfo]:
+        """Named pipes in the user and global runtime directories."""
+        return list(_list_pipes())
+
+
+# -- addresses ------------------------------------------------------------------
+
+def _options(addr: Any, kw: dict) -> dict:
+    opts: dict[str, Any] = {}
+    for key, value in addr.query.items():
+        if key in ("max_instances", "max_message_size"):
+            opts[key] = int(value)
+        elif key == "file_mode":
+            opts[key] = int(value, 8)
+        elif key in ("mode", "scope", "codec"):
+            opts[key] = value
+        else:
+            raise ValueError(f"address {addr} has the unknown option {key!r}")
+    opts.update(kw)
+    return opts
+
+
+def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> PipeChannel:
+    opts = _options(addr, kw)
+    for server_only in ("mode", "max_instances", "file_mode", "allowed_uids", "handshake_timeout"):
+        opts.pop(server_only, None)
+    return NamedPipe.connect(addr.name, timeout=timeout, **opts)
+
+
+def listen_address(addr: Any, **kw: Any) -> PipeServer:
+    return NamedPipe.serve(addr.name, **_options(addr, kw))
+
+
+# -- interproc ls / gc ------------------------------------------------------------
+
+def _list_pipes() -> Iterable[_registry.ObjectInfo]:
+    bound = unix_listeners(listening_only=False)
+    dirs: list[tuple[str, str]] = [("user", runtime_dir("user"))]
+    if os.path.isdir(GLOBAL_DIR):
+        dirs.append(("global", GLOBAL_DIR))
+    for scope, directory in dirs:
+        try:
+            entries = os.listdir(directory)
+        except OSError:
+            continue
+        for entry in entries:
+            if not entry.startswith(KIND + ".") or entry.endswith(".tmp"):
+                continue
+            path = os.path.join(directory, entry)
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if not stat.S_ISSOCK(st.st_mode):
+                continue
+            inode = bound.get("@" + _lock_name(path))
+            yield _registry.ObjectInfo(
+                kind=KIND, name=entry[len(KIND) + 1 :], scope=scope,
+                owner_pid=socket_owner(inode) if inode else None, size=None,
+                mode=stat.S_IMODE(st.st_mode), state=_registry.STATE_ALIVE if inode else _registry.STATE_STALE,
+                path=path, details={"uid": st.st_uid},
+            )
+
+
+def _collect_pipes() -> Iterable[_registry.ObjectInfo]:
+    removed = []
+    for info in _list_pipes():
+        if info.state == _registry.STATE_STALE and info.details.get("uid") == os.getuid():
+            try:
+                os.unlink(info.path)
+                removed.append(info)
+            except OSError:
+                pass
+    return removed
+
+
+_registry.register(KIND, _list_pipes, _collect_pipes)

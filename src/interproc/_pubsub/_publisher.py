@@ -1,0 +1,272 @@
+"""The publishing side: ``Publisher`` and the ``Loan`` of a slot."""
+
+from __future__ import annotations
+
+import struct
+import weakref
+from typing import Any
+
+from .._errors import AlreadyExists, MessageTooLarge, ProtocolError, Timeout
+from .._naming import Scope
+from .._platform import current_process
+from .._shm import SharedMemory
+from ._layout import (
+    ACTIVE, BLOCK, CLAIMING, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_SPIN, E_POLICY, E_READ, E_WORD, ENTRY, FREE,
+    MAGIC, MAX_SLOT_SIZE, MAX_SLOTS, MAX_SUBSCRIBERS, OFF_CLOSED, OFF_GEN, OFF_HWM, OFF_PUB_PID,
+    OFF_PUB_WAITING, OFF_PUBLISHED, OFF_SPACE, OFF_SUB_WAITERS, OFF_TABLE, SLICE, SLOT_HEADER, VERSION,
+    WRITING, _GEOM, _U32, _add, _c_publish, _check_spin, _check_timeout, _Geometry, _int_arg,
+    _live_entries, _load, _now, _PubSegment, _reap_dead, _store, _wait, _wake,
+)
+
+class Loan:
+    """A slot lent to the caller: ``buf`` is writable memory inside the slot.
+
+    ``with pub.loan(n) as buf: ...`` publishes the ``n`` bytes on a normal
+    exit and discards the loan if the block raises.  Without ``with``, call
+    ``publish()`` or ``discard()``.  ``buf`` (and any numpy array laid over
+    it) must not be used after that.
+    """
+
+    __slots__ = ("_pub", "_seq", "_n", "buf")
+
+    def __init__(self, pub: "Publisher", seq: int, n: int, buf: memoryview) -> None:
+        self._pub, self._seq, self._n, self.buf = pub, seq, n, buf
+
+    def publish(self, length: int | None = None) -> None:
+        """Publish the sample (``length`` bytes, default all the loan's bytes)."""
+        n = self._n if length is None else _int_arg(length, "length", 0, self._n)
+        self._finish()
+        self._pub._publish(self._seq, n)
+
+    def discard(self) -> None:
+        """Give the slot back without publishing anything."""
+        self._finish()
+        self._pub._loaned = False
+
+    def _finish(self) -> None:
+        if self._pub is None or not self._pub._loaned:
+            raise ValueError("this loan was already published or discarded")
+        try:
+            self.buf.release()
+        except BufferError:
+            pass  # an array over it still exists; the caller was told not to use it
+
+    def __enter__(self) -> memoryview:
+        return self.buf
+
+    def __exit__(self, exc_type: Any, *_: object) -> None:
+        if exc_type is None:
+            self.publish()
+        elif self._pub._loaned:
+            self.discard()
+
+
+class Publisher:
+    """The sending side: ``Publisher.create(name, slot_size, slots, history=N)``.
+
+    ``send(data)`` copies a sample in; ``loan(n)`` lends a slot for zero-copy
+    writing.  Both wait (up to ``timeout``) while a *block* subscriber still
+    holds the slot they need; *drop_oldest* subscribers never make them wait.
+    """
+
+    def __init__(self, *_: Any, **__: Any) -> None:
+        raise TypeError("use Publisher.create()")
+
+    @classmethod
+    def create(cls, name: str, slot_size: int, slots: int, *, history: int = 0,
+               max_subscribers: int = DEFAULT_MAX_SUBSCRIBERS, scope: Scope = "user",
+               mode: int | None = None, spin: float = DEFAULT_SPIN) -> "Publisher":
+        """Create the publisher ``name``; ``AlreadyExists`` if the name is taken.
+
+        ``slots`` samples of up to ``slot_size`` bytes live in the segment;
+        late joiners get the last ``history`` of them (``history < slots``:
+        one slot is always the one being written).
+        """
+        slot_size = _int_arg(slot_size, "slot_size", 1, MAX_SLOT_SIZE)
+        slots = _int_arg(slots, "slots", 2, MAX_SLOTS)
+        max_subscribers = _int_arg(max_subscribers, "max_subscribers", 1, MAX_SUBSCRIBERS)
+        history = _int_arg(history, "history", 0, slots - 1)
+        spin = _check_spin(spin)
+        geo = _Geometry(max_subscribers, slot_size, slots, history)
+        me = current_process()
+
+        def init(buf: memoryview) -> None:
+            _GEOM.pack_into(buf, 0, MAGIC, VERSION, max_subscribers, slot_size, slots, history)
+            struct.pack_into("<I4xQ", buf, OFF_PUB_PID, me.pid, me.start)
+            for i in range(slots):
+                _store(buf, geo.slot(i), WRITING)
+
+        seg = _PubSegment.create_or_open(name, geo.size, init=init, scope=scope, mode=mode)
+        if not seg.created:
+            seg.close()
+            raise AlreadyExists(f"publisher {name!r} already exists")
+        self = object.__new__(cls)
+        self.name, self._seg, self._buf, self._geo, self._spin = name, seg, seg.buf, geo, spin
+        self._seq = 0
+        self._loaned = False
+        self._gen = -1
+        self._min_read = 0
+        self._finalizer = weakref.finalize(self, _close_publisher, seg, self._buf)
+        return self
+
+    # -- properties ------------------------------------------------------
+    slot_size = property(lambda self: self._geo.slot_size)
+    slots = property(lambda self: self._geo.slots)
+    history = property(lambda self: self._geo.history)
+    max_subscribers = property(lambda self: self._geo.max_subs)
+
+    @property
+    def published(self) -> int:
+        """Samples published so far."""
+        return self._seq
+
+    @property
+    def subscribers(self) -> int:
+        """Live subscribers right now."""
+        self._check_open()
+        return len(_live_entries(self._buf, self._geo))
+
+    @property
+    def closed(self) -> bool:
+        return not self._finalizer.alive
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError(f"publisher {self.name!r} is closed")
+
+    # -- sending -----------------------------------------------------------
+    def loan(self, n: int | None = None, *, timeout: float | None = None) -> Loan:
+        """Lend the next slot: ``n`` bytes (default ``slot_size``) of writable memory."""
+        self._check_open()
+        deadline = _check_timeout(timeout)
+        geo = self._geo
+        n = geo.slot_size if n is None else n
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"loan size must be an int >= 0, got {n!r}")
+        if n > geo.slot_size:
+            raise MessageTooLarge(f"publisher {self.name!r}: {n} bytes do not fit a {geo.slot_size}-byte slot")
+        if self._loaned:
+            raise ValueError(f"publisher {self.name!r} already has a loan out; publish or discard it first")
+        seq = self._seq
+        self._wait_for_room(seq, deadline)
+        buf = self._buf
+        off = geo.slot(seq)
+        # Mark the slot before touching its bytes: a drop_oldest reader that
+        # copied the old sample sees the mark change and discards its copy.
+        _store(buf, off, WRITING)
+        self._loaned = True
+        return Loan(self, seq, n, buf[off + SLOT_HEADER: off + SLOT_HEADER + n])
+
+    def send(self, data: Any, *, timeout: float | None = None) -> None:
+        """Publish a copy of ``data`` (any bytes-like object)."""
+        mv = memoryview(data)
+        if not mv.c_contiguous:
+            raise ValueError("send() needs a contiguous buffer")
+        mv = mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
+        # loan() + publish() without the Loan object: the same steps, inline.
+        self._check_open()
+        deadline = _check_timeout(timeout)
+        n, geo = mv.nbytes, self._geo
+        if n > geo.slot_size:
+            raise MessageTooLarge(f"publisher {self.name!r}: {n} bytes do not fit a {geo.slot_size}-byte slot")
+        if self._loaned:
+            raise ValueError(f"publisher {self.name!r} already has a loan out; publish or discard it first")
+        seq = self._seq
+        self._wait_for_room(seq, deadline)
+        buf, off = self._buf, geo.slot(seq)
+        _store(buf, off, WRITING)
+        start = off + SLOT_HEADER
+        buf[start: start + n] = mv
+        self._publish(seq, n)
+
+    def _publish(self, seq: int, n: int) -> None:
+        _c_publish(self._buf, self._geo.slot(seq), seq, n, OFF_PUBLISHED, OFF_SUB_WAITERS)
+        self._seq = seq + 1
+        self._loaned = False
+
+    def _wait_for_room(self, seq: int, deadline: float | None) -> None:
+        """Wait until no block subscriber still needs sample ``seq - slots``."""
+        need = seq - self._geo.slots + 1  # every block reader must have read_seq >= need
+        buf = self._buf
+        gen = _load(buf, OFF_GEN)
+        if gen == self._gen and self._min_read >= need:
+            return
+        self._gen = gen
+        self._min_read = self._scan(seq)
+        if self._min_read >= need:
+            return
+        spin_until = last_reap = _now()
+        spin_until += self._spin
+        while _now() < spin_until:
+            self._min_read = self._scan(seq)
+            if self._min_read >= need:
+                return
+        while True:
+            _add(buf, OFF_PUB_WAITING, 1)
+            try:
+                space = _load(buf, OFF_SPACE, **_U32)
+                self._gen = _load(buf, OFF_GEN)
+                self._min_read = self._scan(seq)
+                if self._min_read >= need:
+                    return
+                wait = SLICE
+                if deadline is not None:
+                    wait = min(wait, deadline - _now())
+                    if wait <= 0:
+                        if _reap_dead(buf, self._geo):
+                            continue  # it was a dead one: look again
+                        raise Timeout(f"publisher {self.name!r}: a subscriber has not released its samples "
+                                      f"(all {self._geo.slots} slots are in use)")
+                _wait(buf, OFF_SPACE, space, wait)
+            finally:
+                _add(buf, OFF_PUB_WAITING, -1)
+            # By the clock, not by timed-out waits: releases by live
+            # subscribers may keep waking us while a dead one holds us back.
+            if _now() - last_reap >= SLICE:
+                _reap_dead(buf, self._geo)
+                last_reap = _now()
+
+    def _scan(self, seq: int) -> int:
+        """The oldest sample a live block subscriber still needs (``seq`` if none)."""
+        buf, geo = self._buf, self._geo
+        low = seq
+        hwm = min(_load(buf, OFF_HWM, **_U32), geo.max_subs)
+        for i in range(hwm):
+            e = OFF_TABLE + i * ENTRY
+            word = _load(buf, e + E_WORD)
+            state = word & 0xFF
+            if state == ACTIVE:
+                if _load(buf, e + E_POLICY, **_U32) != BLOCK:
+                    continue
+                r = _load(buf, e + E_READ)
+                if not 0 <= r <= seq:
+                    raise ProtocolError(f"publisher {self.name!r}: subscriber entry {i} claims to have read "
+                                        f"sample {r} of {seq}; the segment is corrupted")
+                low = min(low, r)
+            elif state not in (FREE, CLAIMING):
+                raise ProtocolError(f"publisher {self.name!r}: subscriber entry {i} has state {state}; "
+                                    "the segment is corrupted")
+        return low
+
+    def close(self) -> None:
+        """Stop publishing: subscribers get what is queued, then ``ChannelClosed``."""
+        self._finalizer()
+
+    def __enter__(self) -> "Publisher":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        if self.closed:
+            return f"<Publisher {self.name!r} closed>"
+        return f"<Publisher {self.name!r} slots={self.slots}x{self.slot_size} published={self._seq}>"
+
+
+def _close_publisher(seg: SharedMemory, buf: memoryview) -> None:
+    try:
+        _store(buf, OFF_CLOSED, 1, **_U32)
+        _wake(buf, OFF_PUBLISHED)
+    finally:
+        seg.close()

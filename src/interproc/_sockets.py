@@ -1,0 +1,550 @@
+"""Framed message channels over TCP and AF_UNIX stream sockets, and plain UDP.
+
+Every connection starts with the handshake of :mod:`interproc._handshake`
+(optionally authenticated with an authkey), optionally inside TLS, and then
+carries length-prefixed frames (:mod:`interproc._framing`).
+
+Network rule: a TCP listener on anything but a loopback address needs an
+``authkey`` or an ``ssl`` context, or the explicit ``insecure=True``.
+Pickle is refused on a channel whose peer is not authenticated (a TCP peer
+without authkey or verified TLS, an AF_UNIX peer of another uid).
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import select
+import socket
+import ssl as _ssl
+import stat
+import time
+from typing import Any
+
+from ._channel import Listener
+from ._codec import get_codec
+from ._errors import (
+    AlreadyExists,
+    ChannelClosed,
+    InterprocError,
+    MessageTooLarge,
+    NotFound,
+    PermissionDenied,
+    Timeout,
+    map_os_error,
+)
+from ._framing import DEFAULT_MAX_MESSAGE
+from ._handshake import ClientHandshake, ServerHandshake
+from ._platform import PeerCredentials, peer_credentials
+from ._stream import (
+    SockIO,
+    StreamChannel,
+    deadline_of,
+    run_client_handshake,
+    run_server_handshake,
+    wait_fd,
+)
+
+#: How long ``accept()`` gives one client to finish its handshake, so a silent
+#: client cannot hold the accept loop forever.
+HANDSHAKE_TIMEOUT = 10.0
+_RETRY_SLICE = 0.05  # how often connect(timeout=) looks again for a listener
+
+
+class SocketChannel(StreamChannel):
+    """A framed message channel on a connected socket.
+
+    ``peer_credentials`` (pid, uid, gid) is set for AF_UNIX peers;
+    ``authenticated`` is True when the peer proved the authkey or TLS
+    verified its certificate.
+    """
+
+    peer_credentials: PeerCredentials | None = None
+    authenticated: bool = False
+    peer_address: Any = None
+
+
+def _is_loopback(host: str) -> bool:
+    if host in ("localhost",):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            infos = socket.getaddrinfo(host, None)
+        except OSError:
+            return False
+        return all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
+
+
+def _tcp_options(sock: socket.socket) -> None:
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    # Notice a dead peer host in about a minute instead of two hours.
+    for opt, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
+        if hasattr(socket, opt):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
+
+
+def _tls_handshake(sock: _ssl.SSLSocket, deadline: float | None, what: str) -> None:
+    while True:
+        try:
+            sock.do_handshake()
+            return
+        except _ssl.SSLWantReadError:
+            wait_fd(sock.fileno(), select.POLLIN, deadline, f"TLS handshake with {what}")
+        except _ssl.SSLWantWriteError:
+            wait_fd(sock.fileno(), select.POLLOUT, deadline, f"TLS handshake with {what}")
+        except _ssl.SSLError as exc:
+            raise PermissionDenied(f"TLS handshake with {what} failed: {exc}") from exc
+        except OSError as exc:
+            raise ChannelClosed(f"TLS handshake with {what}: {exc}") from exc
+
+
+def _tls_verified(ctx: _ssl.SSLContext | None) -> bool:
+    return ctx is not None and ctx.verify_mode == _ssl.CERT_REQUIRED
+
+
+def accept_with(get_sock: Any, setup: Any, deadline: float | None, what: str) -> Any:
+    """Accept connections on ``get_sock()`` until ``setup(conn, peer)`` gives a channel.
+
+    A client that went away before its handshake (``ChannelClosed`` from
+    ``setup``) is skipped silently; any other error of ``setup`` propagates,
+    and the listener stays usable for the next call.
+    """
+    while True:
+        sock = get_sock()
+        if sock is None:
+            raise ChannelClosed(f"{what} is closed")
+        try:
+            conn, peer = sock.accept()
+        except (BlockingIOError, InterruptedError):
+            wait_fd(sock.fileno(), select.POLLIN, deadline, f"accept on {what}")
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                continue
+            raise map_os_error(exc, f"accept on {what}") from exc
+        try:
+            return setup(conn, peer)
+        except ChannelClosed:
+            continue
+
+
+class SocketListener(Listener):
+    """Accepts framed channels on a listening TCP or AF_UNIX socket."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        address: str,
+        *,
+        family: int,
+        authkey: bytes | None = None,
+        ssl: _ssl.SSLContext | None = None,
+        codec: Any = "json",
+        max_message_size: int = DEFAULT_MAX_MESSAGE,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        path: str | None = None,
+    ) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self.address = address
+        self.family = family
+        self.authkey, self.ssl = authkey, ssl
+        self.codec = codec
+        self.max_message_size = max_message_size
+        self.handshake_timeout = handshake_timeout
+        self._path = path
+        self._path_ino = os.stat(path).st_ino if path else None
+        get_codec(codec)  # unknown codec names fail here, not at the first accept
+
+    def __repr__(self) -> str:
+        return f"<SocketListener {self.address}{' closed' if self._sock is None else ''}>"
+
+    def fileno(self) -> int:
+        if self._sock is None:
+            raise ChannelClosed(f"listener {self.address} is closed")
+        return self._sock.fileno()
+
+    def accept(self, *, timeout: float | None = None) -> SocketChannel:
+        """Wait for the next client and return its channel.
+
+        A client that speaks garbage or fails the authkey raises
+        ``ProtocolError`` / ``PermissionDenied`` here; the listener stays
+        open, so the caller just calls ``accept()`` again.
+        """
+        return accept_with(lambda: self._sock, self._setup, deadline_of(timeout), f"listener {self.address}")
+
+    def _setup(self, conn: socket.socket, peer: Any) -> SocketChannel:
+        what = f"client of {self.address}"
+        hs_deadline = deadline_of(self.handshake_timeout)
+        try:
+            conn.setblocking(False)
+            creds = None
+            if self.family == socket.AF_UNIX:
+                creds = peer_credentials(conn)
+            else:
+                _tcp_options(conn)
+            if self.ssl is not None:
+                conn = self.ssl.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+                _tls_handshake(conn, hs_deadline, what)
+            io = SockIO(conn)
+            hs = ServerHandshake(kind="socket", authkey=self.authkey)
+            decoder = run_server_handshake(io, hs, self.handshake_timeout, what)
+        except BaseException:
+            conn.close()
+            raise
+        trusted = hs.authenticated or _tls_verified(self.ssl) or (creds is not None and creds.uid == os.getuid())
+        try:
+            ch = SocketChannel(
+                io, name=f"{self.address} <- {creds.pid if creds else peer}", codec=self.codec,
+                max_message_size=self.max_message_size, trusted=trusted, decoder=decoder,
+            )
+        except BaseException:
+            io.close()
+            raise
+        ch.peer_credentials, ch.authenticated, ch.peer_address = creds, hs.authenticated or _tls_verified(self.ssl), peer
+        return ch
+
+    def close(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is None:
+            return
+        sock.close()
+        if self._path:
+            try:  # remove the socket file only if it is still ours
+                if os.stat(self._path).st_ino == self._path_ino:
+                    os.unlink(self._path)
+            except OSError:
+                pass
+
+    def __del__(self) -> None:
+        if getattr(self, "_sock", None) is not None:
+            self.close()
+
+
+# -- AF_UNIX --------------------------------------------------------------------
+
+def _probe_unix(path: str) -> bool:
+    """True if something listens at ``path``."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        s.settimeout(1)
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def bind_unix(path: str, mode: int = 0o600, backlog: int = 128) -> socket.socket:
+    """A listening AF_UNIX socket at ``path`` with ``mode``, never hijacking a live one.
+
+    The socket is bound under a temporary name, given its mode, then hard-
+    linked into place: ``link()`` fails if the name exists, so a live server
+    is never replaced and there is no moment when the socket has the default
+    (umask) permissions.  A stale socket file (nobody listening) is replaced.
+    """
+    if len(os.fsencode(path)) > 107:
+        raise ValueError(f"socket path {path!r} is longer than the 107 bytes AF_UNIX allows")
+    tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+    if len(os.fsencode(tmp)) > 107:
+        tmp = os.path.join(os.path.dirname(path), f".{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(tmp)
+        try:
+            os.chmod(tmp, mode)
+            sock.listen(backlog)
+            for _ in range(3):
+                try:
+                    os.link(tmp, path)
+                    break
+                except FileExistsError:
+                    st = os.lstat(path)
+                    if not stat.S_ISSOCK(st.st_mode):
+                        raise AlreadyExists(f"{path} exists and is not a socket") from None
+                    if _probe_unix(path):
+                        raise AlreadyExists(f"something is already listening at {path}") from None
+                    os.unlink(path)  # stale: its server died without cleaning up
+            else:
+                raise AlreadyExists(f"could not claim {path}: another server keeps taking it")
+        finally:
+            os.unlink(tmp)
+    except OSError as exc:
+        sock.close()
+        if isinstance(exc, InterprocError):
+            raise
+        raise map_os_error(exc, f"listen on {path}") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def listen_unix(path: str, *, mode: int = 0o600, authkey: bytes | None = None, codec: Any = "json",
+                max_message_size: int = DEFAULT_MAX_MESSAGE, backlog: int = 128,
+                handshake_timeout: float = HANDSHAKE_TIMEOUT) -> SocketListener:
+    """Listen for framed channels on the AF_UNIX socket ``path`` (created with ``mode``)."""
+    path = os.path.abspath(path)
+    sock = bind_unix(path, mode, backlog)
+    return SocketListener(sock, f"unix://{path}", family=socket.AF_UNIX, authkey=authkey, codec=codec,
+                          max_message_size=max_message_size, handshake_timeout=handshake_timeout, path=path)
+
+
+def connect_unix_socket(path: str, deadline: float | None, waiting: bool, what: str) -> socket.socket:
+    """A connected AF_UNIX stream socket; ``NotFound`` at once unless ``waiting``."""
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            sock.connect(path)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            sock.close()
+            if not waiting:
+                raise NotFound(f"nothing listens at {what}") from exc
+        except BlockingIOError:
+            sock.close()  # the backlog is full: the server is busy, try again
+        except OSError as exc:
+            sock.close()
+            raise map_os_error(exc, f"connect to {what}") from exc
+        if deadline is not None and time.monotonic() >= deadline:
+            raise Timeout(f"nothing listened at {what} in time")
+        time.sleep(_RETRY_SLICE if deadline is None else max(0.0, min(_RETRY_SLICE, deadline - time.monotonic())))
+
+
+def connect_unix(path: str, *, timeout: float | None = None, authkey: bytes | None = None, codec: Any = "json",
+                 max_message_size: int = DEFAULT_MAX_MESSAGE) -> SocketChannel:
+    """Connect to a framed AF_UNIX listener.  ``NotFound`` at once if nobody
+    listens, unless ``timeout=`` is given (then wait that long for one)."""
+    deadline = deadline_of(timeout)
+    what = f"unix://{path}"
+    sock = connect_unix_socket(path, deadline, timeout is not None, what)
+    try:
+        creds = peer_credentials(sock)
+        io = SockIO(sock)
+        hs = ClientHandshake(kind="socket", authkey=authkey, what=what)
+        decoder = run_client_handshake(io, hs, deadline, what)
+        ch = SocketChannel(io, name=what, codec=codec, max_message_size=max_message_size,
+                           trusted=hs.authenticated or creds.uid == os.getuid(), decoder=decoder)
+    except BaseException:
+        sock.close()
+        raise
+    ch.peer_credentials, ch.authenticated = creds, hs.authenticated
+    return ch
+
+
+# -- TCP --------------------------------------------------------------------------
+
+def _format_tcp(host: str, port: int) -> str:
+    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+
+
+def listen_tcp(host: str = "127.0.0.1", port: int = 0, *, authkey: bytes | None = None,
+               ssl: _ssl.SSLContext | None = None, insecure: bool = False, codec: Any = "json",
+               max_message_size: int = DEFAULT_MAX_MESSAGE, backlog: int = 128,
+               handshake_timeout: float = HANDSHAKE_TIMEOUT) -> SocketListener:
+    """Listen for framed channels on TCP.  ``port=0`` picks a free port (see ``.address``).
+
+    Beyond loopback an ``authkey`` or ``ssl`` context is required, unless
+    ``insecure=True`` says that the network is trusted.
+    """
+    if not (authkey or ssl or insecure or _is_loopback(host)):
+        raise PermissionDenied(
+            f"refusing to listen on {host!r} (reachable from other machines) without authkey= or ssl=; "
+            "pass insecure=True if this network is trusted"
+        )
+    if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
+        raise TypeError("ssl must be an ssl.SSLContext")
+    if codec == "pickle" and not (authkey or _tls_verified(ssl)):
+        get_codec("pickle", trusted=False)
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise NotFound(f"cannot resolve {host!r}: {exc}") from exc
+    family, _, _, _, sockaddr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise AlreadyExists(f"tcp port {host}:{port} is already in use") from exc
+        raise map_os_error(exc, f"listen on {host}:{port}") from exc
+    real_host, real_port = sock.getsockname()[:2]
+    return SocketListener(sock, _format_tcp(real_host, real_port), family=family, authkey=authkey, ssl=ssl,
+                          codec=codec, max_message_size=max_message_size, handshake_timeout=handshake_timeout)
+
+
+def _connect_tcp_socket(host: str, port: int, deadline: float | None, waiting: bool, what: str) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise NotFound(f"cannot resolve {host!r}: {exc}") from exc
+    while True:
+        last: OSError | None = None
+        for family, kind, proto, _, sockaddr in infos:
+            sock = socket.socket(family, kind, proto)
+            sock.setblocking(False)
+            try:
+                err = sock.connect_ex(sockaddr)
+                if err == errno.EINPROGRESS:
+                    wait_fd(sock.fileno(), select.POLLOUT, deadline, f"connect to {what}")
+                    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err == 0:
+                    return sock
+                last = OSError(err, os.strerror(err))
+            except BaseException:
+                sock.close()
+                raise
+            sock.close()
+        assert last is not None
+        if last.errno != errno.ECONNREFUSED:
+            raise map_os_error(last, f"connect to {what}")
+        if not waiting:
+            raise NotFound(f"nothing listens at {what} (connection refused)")
+        if deadline is not None and time.monotonic() >= deadline:
+            raise Timeout(f"nothing listened at {what} in time")
+        time.sleep(_RETRY_SLICE)
+
+
+def connect_tcp(host: str, port: int, *, timeout: float | None = None, authkey: bytes | None = None,
+                ssl: _ssl.SSLContext | None = None, server_hostname: str | None = None, codec: Any = "json",
+                max_message_size: int = DEFAULT_MAX_MESSAGE) -> SocketChannel:
+    """Connect to a framed TCP listener (TCP_NODELAY and keep-alive on)."""
+    what = _format_tcp(host, port)
+    trusted = bool(authkey) or _tls_verified(ssl)
+    if codec == "pickle" and not trusted:
+        get_codec("pickle", trusted=False)
+    deadline = deadline_of(timeout)
+    sock = _connect_tcp_socket(host, port, deadline, timeout is not None, what)
+    try:
+        _tcp_options(sock)
+        if ssl is not None:
+            sock = ssl.wrap_socket(sock, server_hostname=server_hostname or host, do_handshake_on_connect=False)
+            _tls_handshake(sock, deadline, what)
+        io = SockIO(sock)
+        hs = ClientHandshake(kind="socket", authkey=authkey, what=what)
+        decoder = run_client_handshake(io, hs, deadline, what)
+        ch = SocketChannel(io, name=what, codec=codec, max_message_size=max_message_size,
+                           trusted=hs.authenticated or _tls_verified(ssl), decoder=decoder)
+    except BaseException:
+        sock.close()
+        raise
+    ch.authenticated = hs.authenticated or _tls_verified(ssl)
+    ch.peer_address = (host, port)
+    return ch
+
+
+# -- UDP ------------------------------------------------------------------------
+
+MAX_DATAGRAM = 65507
+
+
+class UdpSocket:
+    """Plain UDP datagrams: unreliable, unordered, at most 65,507 bytes each.
+
+    No handshake, no authentication: binding beyond loopback therefore needs
+    ``insecure=True``.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, insecure: bool = False) -> None:
+        if not (insecure or _is_loopback(host)):
+            raise PermissionDenied(
+                f"refusing to receive unauthenticated UDP on {host!r}; pass insecure=True if this network is trusted"
+            )
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            self._sock.bind((host, port))
+        except OSError as exc:
+            self._sock.close()
+            raise map_os_error(exc, f"udp bind {host}:{port}") from exc
+        self._sock.setblocking(False)
+        self.address = self._sock.getsockname()[:2]
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def sendto(self, data: Any, address: tuple[str, int], *, timeout: float | None = None) -> None:
+        view = memoryview(data).cast("B")
+        if view.nbytes > MAX_DATAGRAM:
+            raise MessageTooLarge(f"a UDP datagram holds at most {MAX_DATAGRAM} bytes, not {view.nbytes}")
+        deadline = deadline_of(timeout)
+        while True:
+            try:
+                self._sock.sendto(view, address)
+                return
+            except (BlockingIOError, InterruptedError):
+                wait_fd(self._sock.fileno(), select.POLLOUT, deadline, f"udp send to {address}")
+            except OSError as exc:
+                raise map_os_error(exc, f"udp send to {address}") from exc
+
+    def recvfrom(self, *, timeout: float | None = None) -> tuple[bytes, tuple]:
+        deadline = deadline_of(timeout)
+        while True:
+            try:
+                data, addr = self._sock.recvfrom(MAX_DATAGRAM + 1)
+                return data, addr[:2]
+            except (BlockingIOError, InterruptedError):
+                wait_fd(self._sock.fileno(), select.POLLIN, deadline, f"udp recv on {self.address}")
+            except ConnectionRefusedError:
+                continue  # ICMP port-unreachable from an earlier send: not our datagram
+            except OSError as exc:
+                raise map_os_error(exc, f"udp recv on {self.address}") from exc
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def __enter__(self) -> "UdpSocket":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- addresses --------------------------------------------------------------------
+
+_INT_OPTIONS = ("max_message_size", "backlog")
+_FLOAT_OPTIONS = ("handshake_timeout",)
+
+
+def _options(addr: Any, kw: dict) -> dict:
+    opts: dict[str, Any] = {}
+    for key, value in addr.query.items():
+        if key in _INT_OPTIONS:
+            opts[key] = int(value)
+        elif key in _FLOAT_OPTIONS:
+            opts[key] = float(value)
+        elif key == "insecure":
+            opts[key] = value.lower() in ("1", "true", "yes")
+        elif key in ("codec", "server_hostname"):
+            opts[key] = value
+        else:
+            raise ValueError(f"address {addr} has the unknown option {key!r}")
+    opts.update(kw)
+    return opts
+
+
+def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> SocketChannel:
+    opts = _options(addr, kw)
+    opts.pop("backlog", None), opts.pop("handshake_timeout", None), opts.pop("insecure", None)
+    if addr.scheme == "unix":
+        opts.pop("server_hostname", None)
+        return connect_unix(addr.path, timeout=timeout, **opts)
+    return connect_tcp(addr.host, addr.port, timeout=timeout, **opts)
+
+
+def listen_address(addr: Any, **kw: Any) -> SocketListener:
+    opts = _options(addr, kw)
+    opts.pop("server_hostname", None)
+    if addr.scheme == "unix":
+        opts.pop("insecure", None)
+        return listen_unix(addr.path, **opts)
+    return listen_tcp(addr.host, addr.port, **opts)

@@ -1,0 +1,432 @@
+"""The blocking driver of framed byte streams: pipes, AF_UNIX and TCP sockets.
+
+Descriptors stay non-blocking.  Every read or write is tried first (the
+fast path is one system call) and only ``EAGAIN`` leads to ``poll()`` with
+the time left before the deadline, so ``timeout=`` is exact, nothing spins,
+and Ctrl-C interrupts a wait (``poll`` returns ``EINTR``, Python runs the
+signal handler, ``KeyboardInterrupt`` propagates).
+
+:class:`StreamChannel` is a :class:`~interproc._channel.Channel` on top of
+the sans-I/O :class:`~interproc._framing.FrameDecoder`; with ``framed=False``
+it is a plain byte stream whose ``recv()`` returns whatever bytes arrived.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+import socket
+import ssl
+import threading
+import time
+from typing import Any
+
+from ._channel import Channel
+from ._errors import ChannelClosed, ProtocolError, Timeout, map_os_error
+from ._framing import DEFAULT_MAX_MESSAGE, HEADER, FrameDecoder, encode
+from ._handshake import MAX_HANDSHAKE_FRAME
+
+_WOULD_BLOCK = (BlockingIOError, InterruptedError)
+_NOWAIT = socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT
+_CHUNK = 256 * 1024
+_SMALL = 4096
+_pack = HEADER.pack
+
+
+def deadline_of(timeout: float | None) -> float | None:
+    if timeout is None:
+        return None
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
+    return time.monotonic() + timeout
+
+
+def wait_fd(fd: int, events: int, deadline: float | None, what: str) -> None:
+    """Wait until ``fd`` is ready for ``events`` or raise ``Timeout``."""
+    poller = select.poll()
+    poller.register(fd, events)
+    while True:
+        if deadline is None:
+            ms = None
+        else:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise Timeout(f"{what} timed out")
+            ms = max(1, int(left * 1000 + 0.999))
+        if poller.poll(ms):
+            return
+
+
+class FdIO:
+    """I/O on a read fd and/or a write fd (pipes, FIFOs).
+
+    ``block=True`` (no timeout) lets the system call sleep in the kernel, as
+    a raw ``read``/``write`` would: one system call per message, and Ctrl-C
+    still interrupts it (EINTR, then Python's signal handler raises).  With a
+    timeout the descriptor is switched to O_NONBLOCK and waits go through
+    ``poll``.  The switch happens only when the kind of call changes.
+    """
+
+    def __init__(self, rfd: int = -1, wfd: int = -1) -> None:
+        self.rfd, self.wfd = rfd, wfd
+        self._rblock = self._wblock = False
+        for fd in {rfd, wfd} - {-1}:
+            os.set_blocking(fd, False)
+
+    def recv_into(self, buf: memoryview, block: bool = False) -> int:
+        if block is not self._rblock:
+            os.set_blocking(self.rfd, block)
+            self._rblock = block
+        return os.readv(self.rfd, [buf])
+
+    def send(self, pieces: list[Any], block: bool = False) -> int:
+        if block is not self._wblock:
+            os.set_blocking(self.wfd, block)
+            self._wblock = block
+        return os.writev(self.wfd, pieces)
+
+    def close(self) -> None:
+        for attr in ("rfd", "wfd"):
+            fd = getattr(self, attr)
+            if fd >= 0:
+                setattr(self, attr, -1)
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+class SockIO:
+    """I/O on a connected stream socket (plain or TLS).
+
+    A plain socket stays in blocking mode and each call says whether it may
+    sleep (``MSG_DONTWAIT`` when a timeout applies), so a reader and a writer
+    thread never fight over the O_NONBLOCK flag.  TLS needs a non-blocking
+    socket throughout, so it always goes through ``poll``.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.tls = isinstance(sock, ssl.SSLSocket)
+        # One SSL object must not be read and written by two threads at once
+        # (OpenSSL state is shared); its calls never sleep, so a lock is cheap.
+        self._tls_lock = threading.Lock()
+        sock.setblocking(not self.tls)
+        self.sock = sock
+        self.rfd = self.wfd = sock.fileno()
+
+    def recv_into(self, buf: memoryview, block: bool = False) -> int:
+        if not self.tls:
+            return self.sock.recv_into(buf, 0, 0 if block else socket.MSG_DONTWAIT)
+        try:
+            with self._tls_lock:
+                return self.sock.recv_into(buf)
+        except ssl.SSLWantReadError:
+            raise BlockingIOError from None
+        except ssl.SSLWantWriteError:
+            # TLS renegotiation wants to write; the retry after poll does it.
+            raise BlockingIOError from None
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError):
+            return 0
+        except ssl.SSLError as exc:
+            raise ProtocolError(f"bad TLS data from the peer: {exc}") from exc
+
+    def send(self, pieces: list[Any], block: bool = False) -> int:
+        if self.tls:
+            try:
+                with self._tls_lock:
+                    return self.sock.send(pieces[0])
+            except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+                raise BlockingIOError from None
+            except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
+                raise BrokenPipeError(errno.EPIPE, str(exc)) from None
+        return self.sock.sendmsg(pieces, (), socket.MSG_NOSIGNAL if block else _NOWAIT)
+
+    def close(self) -> None:
+        if self.sock is not None:
+            sock, self.sock = self.sock, None
+            self.rfd = self.wfd = -1
+            try:
+                # shutdown wakes a thread blocked in recv on this socket; close alone does not.
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def _advance(pieces: list[Any], n: int) -> list[Any]:
+    while n:
+        first = pieces[0]
+        size = len(first) if not isinstance(first, memoryview) else first.nbytes
+        if n >= size:
+            pieces.pop(0)
+            n -= size
+        else:
+            pieces[0] = memoryview(first)[n:]
+            n = 0
+    return pieces
+
+
+def write_all(io: Any, pieces: list[Any], deadline: float | None, what: str, on_partial=None) -> None:
+    """Write every piece; ``Timeout`` if the deadline passes first.
+
+    A write cut short by the deadline leaves half a frame on the stream; the
+    ``on_partial`` callback (closing the channel) runs before ``Timeout`` so
+    the peer sees the end of the stream rather than garbage.
+    """
+    total = 0
+    block = deadline is None
+    while pieces:
+        try:
+            n = io.send(pieces, block)
+        except _WOULD_BLOCK:
+            try:
+                wait_fd(io.wfd, select.POLLOUT, deadline, what)
+            except Timeout:
+                if total and on_partial is not None:
+                    on_partial()
+                    raise Timeout(f"{what} timed out after {total} bytes; the channel was closed") from None
+                raise
+            continue
+        except OSError as exc:
+            if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
+                raise ChannelClosed(f"{what}: the peer has gone") from exc
+            raise map_os_error(exc, what) from exc
+        total += n
+        pieces = _advance(pieces, n)
+
+
+def read_some(io: Any, buf: memoryview, deadline: float | None, what: str) -> int:
+    """Read into ``buf``; 0 means end of stream."""
+    block = deadline is None
+    while True:
+        try:
+            return io.recv_into(buf, block)
+        except _WOULD_BLOCK:
+            wait_fd(io.rfd, select.POLLIN, deadline, what)
+        except OSError as exc:
+            if exc.errno in (errno.ECONNRESET, errno.ENOTCONN, errno.EBADF, errno.ECONNABORTED):
+                return 0
+            raise map_os_error(exc, what) from exc
+
+
+class StreamChannel(Channel):
+    """A Channel over a byte stream, framed (message mode) or raw (byte mode)."""
+
+    kind = "stream"
+
+    def __init__(
+        self,
+        io: Any,
+        *,
+        name: str,
+        framed: bool = True,
+        codec: Any = "json",
+        max_message_size: int = DEFAULT_MAX_MESSAGE,
+        trusted: bool = True,
+        decoder: FrameDecoder | None = None,
+        on_close: Any = None,
+    ) -> None:
+        self._io = io
+        self.name = name
+        self.framed = framed
+        self.max_message_size = max_message_size
+        self.trusted = trusted
+        self._decoder = decoder or FrameDecoder(max_message_size)
+        self._raw = b""
+        if framed:
+            self._decoder.release(max_message_size)
+        else:
+            self._raw = self._decoder.take_raw()
+        self._eof = False
+        self._rbuf: bytearray | None = None
+        self._tls = getattr(io, "tls", False)
+        # Hot paths for calls without a timeout: one system call that may sleep.
+        self._fast_recv = self._fast_send = None
+        if isinstance(io, SockIO) and not self._tls:  # the socket is in blocking mode
+            self._fast_recv = io.sock.recv_into
+            self._fast_send = lambda frame, send=io.sock.send: send(frame, socket.MSG_NOSIGNAL)
+        elif isinstance(io, FdIO):
+            # Straight to the fd: if it is still in non-blocking mode the call
+            # fails with EAGAIN, and the general path switches it to blocking.
+            if io.rfd >= 0 and type(io) is FdIO:
+                self._fast_recv = lambda buf, fd=io.rfd, readv=os.readv: readv(fd, [buf])
+            if io.wfd >= 0:
+                self._fast_send = lambda frame, fd=io.wfd, write=os.write: write(fd, frame)
+        if not framed:
+            self._fast_recv = None
+        self._on_close = on_close
+        super().__init__(codec=codec)
+
+    def _resources(self) -> Any:
+        return (self._io, self._on_close)
+
+    @staticmethod
+    def _finalize(resources: Any) -> None:
+        io, on_close = resources
+        io.close()
+        if on_close is not None:
+            on_close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else ("message" if self.framed else "byte")
+        return f"<{type(self).__name__} {self.name} {state}>"
+
+    def fileno(self) -> int:
+        """The descriptor to wait on: the read end if there is one."""
+        if self._closed:
+            raise ChannelClosed(f"{self.name} is closed")
+        return self._io.rfd if self._io.rfd >= 0 else self._io.wfd
+
+    # -- messages --------------------------------------------------------
+    def _send_bytes(self, data: Any, timeout: float | None) -> None:
+        if not self.framed:
+            self.write(data, timeout=timeout)
+            return
+        if timeout is None and type(data) is bytes and len(data) <= _SMALL <= self.max_message_size \
+                and self._fast_send is not None:
+            # Fast path for the common small message: one join, one system call.
+            frame = _pack(len(data)) + data
+            try:
+                n = self._fast_send(frame)
+            except OSError:
+                n = 0  # write_all below retries and reports the error properly
+            if n != len(frame):  # a signal can cut a blocking write short
+                write_all(self._io, [memoryview(frame)[n:]], None, f"send on {self.name}", self.close)
+            return
+        write_all(self._io, encode(data, self.max_message_size), deadline_of(timeout), f"send on {self.name}", self.close)
+
+    def _recv_bytes(self, timeout: float | None) -> bytes:
+        if not self.framed:
+            data = self.read(_CHUNK, timeout=timeout)
+            if not data:
+                raise ChannelClosed(f"{self.name}: the peer closed the stream")
+            return data
+        dec = self._decoder
+        frames = dec._frames
+        if frames:
+            return frames.popleft()
+        if timeout is None and self._fast_recv is not None and not self._eof:
+            # Hot path: sleep in the kernel until bytes come, parse, return.
+            # Anything unusual (EOF, an error, a bad frame) falls through to
+            # the general loop below, which reports it.
+            try:
+                while dec.read_from(self._fast_recv):
+                    if frames:
+                        return frames.popleft()
+                    if dec._error is not None:
+                        break
+            except OSError:
+                pass
+        try:
+            frame = dec.next_frame()
+            if frame is not None:
+                return frame
+            if self._eof:
+                raise ChannelClosed(f"{self.name}: the peer closed the channel")
+            deadline = deadline_of(timeout)
+            while True:
+                n = read_some(self._io, dec.get_buffer(), deadline, f"recv on {self.name}")
+                if n == 0:
+                    self._eof = True
+                    dec.eof()
+                    raise ChannelClosed(f"{self.name}: the peer closed the channel")
+                dec.buffer_updated(n)
+                frame = dec.next_frame()
+                if frame is not None:
+                    return frame
+        except ProtocolError:
+            # The stream cannot be resynchronised after a bad frame.
+            self.close()
+            raise
+
+    # -- byte stream -----------------------------------------------------
+    def read(self, n: int = -1, *, timeout: float | None = None) -> bytes:
+        """Up to ``n`` bytes of the raw stream (``b""`` at end of stream)."""
+        if self._closed:
+            raise ChannelClosed(f"read on closed {self.name}")
+        if n < 0:
+            n = _CHUNK
+        if self.framed and not self._raw:
+            self._raw = self._decoder.take_raw()  # bytes a recv() read ahead
+        if self._raw:
+            data, self._raw = self._raw[:n], self._raw[n:]
+            return data
+        if self._eof or n == 0:
+            return b""
+        if self._rbuf is None or len(self._rbuf) < n:
+            self._rbuf = bytearray(max(n, 4096))  # reused: a fresh big buffer per read page-faults
+        view = memoryview(self._rbuf)[:n]
+        got = read_some(self._io, view, deadline_of(timeout), f"read on {self.name}")
+        if got == 0:
+            self._eof = True
+        return view[:got].tobytes()
+
+    def write(self, data: Any, *, timeout: float | None = None) -> int:
+        """Write all of ``data`` to the raw stream; returns its length."""
+        if self._closed:
+            raise ChannelClosed(f"write on closed {self.name}")
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+        write_all(self._io, [view], deadline_of(timeout), f"write on {self.name}")
+        return len(view)
+
+
+def _handshake_decoder() -> FrameDecoder:
+    decoder = FrameDecoder()
+    decoder.hold(MAX_HANDSHAKE_FRAME)
+    return decoder
+
+
+def run_server_handshake(io: Any, hs: Any, handshake_timeout: float, what: str) -> FrameDecoder:
+    """Send the greeting, read the hello (and answer it) on a fresh connection.
+
+    Returns the decoder, which may already hold the client's first messages.
+    A client that does not finish within ``handshake_timeout`` is a stranger:
+    ``ProtocolError``.
+    """
+    decoder = _handshake_decoder()
+    deadline = deadline_of(handshake_timeout)
+    try:
+        write_all(io, encode(hs.greeting()), deadline, what)
+        while not hs.done:
+            frame = _read_frame(io, decoder, deadline, what)
+            try:
+                reply = hs.receive(frame)
+            except Exception:
+                verdict = getattr(hs, "reply", None)
+                if verdict is not None:
+                    try:
+                        write_all(io, encode(verdict), deadline_of(0.5), what)
+                    except Exception:
+                        pass
+                raise
+            if reply is not None:
+                write_all(io, encode(reply), deadline, what)
+    except Timeout:
+        raise ProtocolError(f"{what} did not complete the interproc handshake within {handshake_timeout}s") from None
+    return decoder
+
+
+def run_client_handshake(io: Any, hs: Any, deadline: float | None, what: str) -> FrameDecoder:
+    """Answer the server's greeting; returns the decoder for the channel."""
+    decoder = _handshake_decoder()
+    while not hs.done:
+        reply = hs.receive(_read_frame(io, decoder, deadline, what))
+        if reply is not None:
+            write_all(io, encode(reply), deadline, what)
+    return decoder
+
+
+def _read_frame(io: Any, decoder: FrameDecoder, deadline: float | None, what: str) -> bytes:
+    while True:
+        frame = decoder.next_frame()
+        if frame is not None:
+            return frame
+        n = read_some(io, decoder.get_buffer(), deadline, what)
+        if n == 0:
+            decoder.eof()
+            raise ChannelClosed(f"{what}: the peer closed the connection during the handshake")
+        decoder.buffer_updated(n)

@@ -1,0 +1,208 @@
+"""asyncio mailslots: ``await slot.read()`` and ``await Mailslot.write(...)``.
+
+The queue lives in shared memory and is signalled by futex words, which an
+event loop cannot watch.  So a wait hands the futex to a short-lived waiter
+thread that sleeps in ``futex_wait`` (no polling, the GIL released) and
+completes an asyncio future with ``call_soon_threadsafe`` when a writer bumps
+the word.  Cancelling the read wakes the thread with a spurious futex wake
+(every sleeper re-checks its condition, so nobody else is disturbed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any, Callable
+
+from .. import _mailslot as _sync
+from .._errors import ChannelClosed, NotFound, Timeout
+from .._mailslot import Pending, _as_view, _cache, _open_queue
+from .._mailslot._queue import _LIVENESS_SLICE, Gone, Queue, deadline_of
+from .._naming import validate_name
+
+# A lock wait this short never blocks the event loop noticeably; the mutex is
+# only held for the copy of one message.
+_LOCK_WAIT = 0.05
+
+
+async def _sleep_on(wait: Callable[[float | None], None], wake: Callable[[], None], timeout: float | None) -> None:
+    """Run ``wait(timeout)`` (a futex sleep) in a waiter thread; ``wake()`` frees it on cancel."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def resolve() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def waiter() -> None:
+        try:
+            wait(timeout)
+        finally:
+            try:
+                loop.call_soon_threadsafe(resolve)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+
+    thread = threading.Thread(target=waiter, name="interproc-aio-mailslot", daemon=True)
+    thread.start()
+    try:
+        await done
+    finally:
+        if thread.is_alive():  # cancelled (``done`` counts as done then): free the thread
+            wake()
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+class Mailslot:
+    """asyncio face of :class:`interproc.mailslot.Mailslot` (same arguments)."""
+
+    def __init__(self, slot: _sync.Mailslot) -> None:
+        self._slot = slot
+
+    @classmethod
+    def create(cls, name: str, *args: Any, **kwargs: Any) -> "Mailslot":
+        """Create the server (does not block; see ``interproc.mailslot.Mailslot.create``)."""
+        return cls(_sync.Mailslot.create(name, *args, **kwargs))
+
+    @property
+    def sync(self) -> _sync.Mailslot:
+        """The underlying blocking Mailslot (statistics, ``pending()``...)."""
+        return self._slot
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr in ("name", "scope", "path", "max_message_size", "max_messages", "dropped", "rejected", "closed", "domain_address"):
+            return getattr(self._slot, attr)
+        raise AttributeError(attr)
+
+    def pending(self) -> Pending:
+        return self._slot.pending()
+
+    async def read(self, *, timeout: float | None = None) -> bytes:
+        """The oldest message; waits (without blocking the loop) up to ``timeout`` seconds."""
+        deadline = deadline_of(timeout)
+        queue: Queue = self._slot._queue
+        while True:
+            if self._slot.closed:
+                raise ChannelClosed(f"mailslot {self._slot.name!r} is closed")
+            seq = queue.data_seq()  # before looking: a write after this wakes the wait at once
+            data = self._slot._read_nowait_batch()
+            if data is not None:
+                return data
+            left = _left(deadline)
+            if left == 0:
+                raise Timeout(f"mailslot {self._slot.name!r}: no message arrived within the timeout")
+            await _sleep_on(lambda t: queue.wait_data(seq, t), queue.wake_reader, left)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self._slot.closed:
+            raise StopAsyncIteration
+        return await self.read()
+
+    def close(self) -> None:
+        self._slot.close()
+
+    async def __aenter__(self) -> "Mailslot":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    async def write(name: str, data: Any, *, timeout: float | None = None, scope: str = "user", **kwargs: Any) -> None:
+        """Like ``Mailslot.write``; while the server's queue is full the wait happens
+        in a waiter thread, not on the event loop."""
+        if scope == "domain":  # one sendto(): never blocks
+            _sync.Mailslot.write(name, data, scope=scope, **kwargs)
+            return
+        if kwargs:
+            raise TypeError(f"unexpected options for a local mailslot write: {sorted(kwargs)}")
+        validate_name(name)
+        deadline = deadline_of(timeout)
+        for _attempt in range(2):
+            queue = _cache.get(name, scope)
+            try:
+                await _put(queue, _as_view(data), deadline)
+                return
+            except Gone:
+                _cache.drop(name, scope)
+        raise NotFound(f"mailslot {name!r}: its server has closed or died")
+
+    @staticmethod
+    async def open(name: str, *, scope: str = "user", timeout: float | None = None) -> "MailslotWriter":
+        """A write-only async channel to the server of ``name``."""
+        validate_name(name)
+        deadline = deadline_of(timeout)
+        while True:
+            try:
+                return MailslotWriter(_open_queue(name, scope), name)
+            except NotFound:
+                if deadline is None or time.monotonic() >= deadline:
+                    raise
+                await asyncio.sleep(min(0.05, _left(deadline) or 0.0))
+
+
+async def _put(queue: Queue, view: memoryview, deadline: float | None) -> None:
+    while True:
+        seq = queue.space_seq()
+        if queue.put(view, time.monotonic() + _LOCK_WAIT, wait=False):
+            return
+        if not queue.owner_alive():
+            raise Gone("died")
+        left = _left(deadline)
+        if left == 0:
+            raise Timeout(f"{queue.what}: the queue stayed full for the whole timeout")
+        # Sleep in slices so a reader that died (and will never read) is noticed.
+        slice_ = _LIVENESS_SLICE if left is None else min(left, _LIVENESS_SLICE)
+        await _sleep_on(lambda t: queue.wait_space(seq, t), queue.wake_writers, slice_)
+
+
+class MailslotWriter:
+    """Write-only async channel (``send``/``send_obj``); ``recv`` is unsupported."""
+
+    def __init__(self, queue: Queue, name: str) -> None:
+        self._queue = queue
+        self.name = name
+        self.closed = False
+
+    async def send(self, data: Any, *, timeout: float | None = None) -> None:
+        if self.closed:
+            raise ChannelClosed("send on a closed channel")
+        try:
+            await _put(self._queue, _as_view(data), deadline_of(timeout))
+        except Gone:
+            raise ChannelClosed(f"mailslot {self.name!r}: its server has closed or died") from None
+
+    async def send_obj(self, obj: Any, *, timeout: float | None = None) -> None:
+        from .._codec import get_codec
+
+        await self.send(get_codec("json").encode(obj), timeout=timeout)
+
+    async def recv(self, *, timeout: float | None = None) -> bytes:
+        import io
+
+        raise io.UnsupportedOperation(f"mailslot {self.name!r}: mailslot channels are write-only")
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._queue.close()
+
+    async def __aenter__(self) -> "MailslotWriter":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> MailslotWriter:
+    """``await interproc.aio.connect("mailslot://NAME")``: a write-only async channel."""
+    if kw:
+        raise TypeError(f"mailslot:// addresses take no options {sorted(kw)}")
+    return await Mailslot.open(addr.name, scope=addr.query.get("scope", "user"), timeout=timeout)

@@ -1,0 +1,295 @@
+"""asyncio channels over byte streams, on the same sans-I/O framing core.
+
+:class:`_StreamProtocol` is an ``asyncio.BufferedProtocol``: the event loop
+reads straight into :class:`~interproc._framing.FrameDecoder`'s buffer, and
+``recv()`` waits on a future that the protocol completes when a frame (or the
+end of the stream) arrives.  No polling anywhere; flow control in both
+directions (``pause_reading`` when unread frames pile up, ``pause_writing``
+awaited by ``send``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .._codec import Codec, get_codec
+from .._errors import ChannelClosed, ProtocolError, Timeout
+from .._framing import DEFAULT_MAX_MESSAGE, FrameDecoder, encode
+from .._handshake import MAX_HANDSHAKE_FRAME
+
+_HIGH_FRAMES = 256  # stop reading from the OS when this many frames wait unread
+_LOW_FRAMES = 32
+
+
+class _StreamProtocol(asyncio.BufferedProtocol):
+    def __init__(self) -> None:
+        self.decoder = FrameDecoder()
+        self.decoder.hold(MAX_HANDSHAKE_FRAME)
+        self.framed = True
+        self.raw = bytearray()  # byte mode: what arrived and was not read yet
+        self._scratch = bytearray(256 * 1024)
+        self.transport: asyncio.BaseTransport | None = None
+        self.eof = False
+        self.lost: Exception | None = None
+        self._waiter: asyncio.Future | None = None
+        self._paused_reading = False
+        self._write_ready: asyncio.Future | None = None
+
+    # -- asyncio callbacks --------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.decoder.get_buffer(sizehint) if self.framed else memoryview(self._scratch)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        if self.framed:
+            self.decoder.buffer_updated(nbytes)
+            if self.decoder.pending >= _HIGH_FRAMES and not self._paused_reading:
+                self._pause_reading(True)
+        else:
+            self.raw += self._scratch[:nbytes]
+        self._wake()
+
+    def data_received(self, data: bytes) -> None:  # pipe transports hand over bytes
+        if self.framed:
+            self.decoder.feed(data)
+        else:
+            self.raw += data
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.eof = True
+        self.lost = exc or ChannelClosed("the connection is closed")
+        self._wake()
+        if self._write_ready is not None and not self._write_ready.done():
+            self._write_ready.set_result(None)
+
+    def pause_writing(self) -> None:
+        if self._write_ready is None or self._write_ready.done():
+            self._write_ready = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        if self._write_ready is not None and not self._write_ready.done():
+            self._write_ready.set_result(None)
+
+    # -- helpers for the channel ---------------------------------------------
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def _pause_reading(self, pause: bool) -> None:
+        self._paused_reading = pause
+        try:
+            (self.transport.pause_reading if pause else self.transport.resume_reading)()  # type: ignore[union-attr]
+        except (AttributeError, RuntimeError):
+            pass
+
+    async def wait_data(self, deadline: float | None, what: str) -> None:
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        try:
+            if deadline is None:
+                await self._waiter
+            else:
+                left = deadline - loop.time()
+                if left <= 0:
+                    raise Timeout(f"{what} timed out")
+                try:
+                    await asyncio.wait_for(self._waiter, left)
+                except asyncio.TimeoutError:
+                    raise Timeout(f"{what} timed out") from None
+        finally:
+            self._waiter = None
+
+    def next_frame(self) -> bytes | None:
+        frame = self.decoder.next_frame()
+        if self._paused_reading and self.decoder.pending <= _LOW_FRAMES:
+            self._pause_reading(False)
+        return frame
+
+    async def drained(self) -> None:
+        if self._write_ready is not None:
+            await self._write_ready
+
+
+class AsyncChannel:
+    """The asyncio Channel: ``await send()``, ``await recv()``, ``async for``, ``close()``.
+
+    Byte-mode channels (``framed=False``) also have ``await read(n)`` and
+    ``await write(b)``.  ``trusted`` gates pickle exactly as on sync channels.
+    """
+
+    trusted: bool = True
+    codec: Codec
+    peer_credentials: Any = None
+    authenticated: bool = False
+    mode: str = "message"
+
+    def __init__(self, transport: asyncio.BaseTransport, protocol: _StreamProtocol, *, name: str,
+                 framed: bool = True, codec: Any = "json", max_message_size: int = DEFAULT_MAX_MESSAGE,
+                 trusted: bool = True, write_transport: asyncio.BaseTransport | None = None,
+                 on_close: Any = None) -> None:
+        self.name = name
+        self.trusted = trusted
+        self.framed = framed
+        self.max_message_size = max_message_size
+        self._transport = transport
+        self._wtransport = write_transport or transport
+        self._proto = protocol
+        self._closed = False
+        self._on_close = on_close
+        protocol.decoder.release(max_message_size)
+        if not framed:
+            protocol.raw += protocol.decoder.take_raw()
+            protocol.framed = False
+        self.codec = get_codec(codec, trusted=trusted)
+
+    def __repr__(self) -> str:
+        return f"<AsyncChannel {self.name}{' closed' if self._closed else ''}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def set_codec(self, codec: Any) -> None:
+        self.codec = get_codec(codec, trusted=self.trusted)
+
+    async def send(self, data: Any, *, timeout: float | None = None) -> None:
+        """Send one message (any bytes-like object); waits while the OS buffer is full."""
+        if self._closed:
+            raise ChannelClosed(f"send on closed {self.name}")
+        if self._proto.lost is not None:
+            raise ChannelClosed(f"{self.name}: the peer has gone")
+        if self.framed:
+            self._wtransport.writelines(encode(data, self.max_message_size))  # type: ignore[attr-defined]
+        else:
+            self._wtransport.write(memoryview(data).cast("B"))  # type: ignore[attr-defined]
+        await self._drain(timeout)
+
+    async def _drain(self, timeout: float | None) -> None:
+        try:
+            await asyncio.wait_for(self._proto.drained(), timeout)
+        except asyncio.TimeoutError:
+            raise Timeout(f"send on {self.name} timed out (the peer is not reading)") from None
+        if self._proto.lost is not None and not isinstance(self._proto.lost, ChannelClosed):
+            raise ChannelClosed(f"{self.name}: the peer has gone ({self._proto.lost})")
+
+    async def recv(self, *, timeout: float | None = None) -> bytes:
+        """The next whole message; ``ChannelClosed`` once the peer has gone."""
+        if self._closed:
+            raise ChannelClosed(f"recv on closed {self.name}")
+        if not self.framed:
+            data = await self.read(-1, timeout=timeout)
+            if not data:
+                raise ChannelClosed(f"{self.name}: the peer closed the stream")
+            return data
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        proto = self._proto
+        while True:
+            try:
+                frame = proto.next_frame()
+                if frame is not None:
+                    return frame
+                if proto.eof:
+                    proto.decoder.eof()
+                    raise ChannelClosed(f"{self.name}: the peer closed the channel")
+            except ProtocolError:
+                self.close()
+                raise
+            await proto.wait_data(deadline, f"recv on {self.name}")
+
+    async def read(self, n: int = -1, *, timeout: float | None = None) -> bytes:
+        """Byte mode: up to ``n`` bytes (``b""`` at end of stream)."""
+        proto = self._proto
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not proto.raw and not proto.eof:
+            await proto.wait_data(deadline, f"read on {self.name}")
+        n = len(proto.raw) if n < 0 else n
+        data = bytes(proto.raw[:n])
+        del proto.raw[:n]
+        return data
+
+    async def write(self, data: Any, *, timeout: float | None = None) -> int:
+        view = memoryview(data).cast("B")
+        if self._closed:
+            raise ChannelClosed(f"write on closed {self.name}")
+        self._wtransport.write(view)  # type: ignore[attr-defined]
+        await self._drain(timeout)
+        return view.nbytes
+
+    async def send_obj(self, obj: Any, *, timeout: float | None = None) -> None:
+        await self.send(self.codec.encode(obj), timeout=timeout)
+
+    async def recv_obj(self, *, timeout: float | None = None) -> Any:
+        return self.codec.decode(await self.recv(timeout=timeout))
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for t in {self._transport, self._wtransport}:
+            t.close()
+        if self._on_close is not None:
+            self._on_close()
+
+    async def aclose(self) -> None:
+        self.close()
+        await asyncio.sleep(0)  # let the transport run its close callbacks
+
+    async def __aenter__(self) -> "AsyncChannel":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> "AsyncChannel":
+        return self
+
+    async def __anext__(self) -> bytes:
+        try:
+            return await self.recv()
+        except ChannelClosed:
+            raise StopAsyncIteration from None
+
+
+async def read_frame(proto: _StreamProtocol, deadline: float | None, what: str) -> bytes:
+    """One handshake frame from a fresh connection."""
+    while True:
+        frame = proto.next_frame()
+        if frame is not None:
+            return frame
+        if proto.eof:
+            proto.decoder.eof()
+            raise ChannelClosed(f"{what}: the peer closed the connection during the handshake")
+        await proto.wait_data(deadline, what)
+
+
+async def client_handshake(transport: Any, proto: _StreamProtocol, hs: Any, deadline: float | None, what: str) -> None:
+    while not hs.done:
+        reply = hs.receive(await read_frame(proto, deadline, what))
+        if reply is not None:
+            transport.writelines(encode(reply))
+
+
+async def server_handshake(transport: Any, proto: _StreamProtocol, hs: Any, deadline: float | None, what: str) -> None:
+    transport.writelines(encode(hs.greeting()))
+    while not hs.done:
+        frame = await read_frame(proto, deadline, what)
+        try:
+            reply = hs.receive(frame)
+        except Exception:
+            verdict = getattr(hs, "reply", None)
+            if verdict is not None:
+                transport.writelines(encode(verdict))
+            raise
+        if reply is not None:
+            transport.writelines(encode(reply))

@@ -1,0 +1,325 @@
+"""asyncio pipes and sockets: the same wire format and checks as the sync ones.
+
+Listening sockets, names, permissions and the first-instance token are made
+by the sync classes (that part never blocks); only the waiting — accept,
+connect, handshake, I/O — is asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl as _ssl
+from typing import Any
+
+from .. import _namedpipe, _sockets
+from .._codec import get_codec
+from .._errors import ChannelClosed, NotFound, PermissionDenied, ProtocolError, Timeout
+from .._framing import DEFAULT_MAX_MESSAGE
+from .._handshake import ClientHandshake, ServerHandshake
+from .._naming import Scope
+from .._pipes import ENV_VAR, pipe_from_env as _sync_pipe_from_env
+from .._platform import peer_credentials
+from ._stream import AsyncChannel, _StreamProtocol, client_handshake, server_handshake
+
+_RETRY_SLICE = 0.05  # connect(timeout=) looks again for a listener this often
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else asyncio.get_running_loop().time() + timeout
+
+
+async def _connect_unix_sock(path: str, deadline: float | None, waiting: bool, what: str) -> socket.socket:
+    loop = asyncio.get_running_loop()
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await loop.sock_connect(sock, path)
+            return sock
+        except (FileNotFoundError, ConnectionRefusedError) as exc:
+            sock.close()
+            if not waiting:
+                raise NotFound(f"nothing listens at {what}") from exc
+        except BaseException:
+            sock.close()
+            raise
+        # Waiting for a listener to appear: there is no event for "someone
+        # bound this path", so look again after a short sleep.
+        if deadline is not None and loop.time() >= deadline:
+            raise Timeout(f"nothing listened at {what} in time")
+        await asyncio.sleep(_RETRY_SLICE)
+
+
+async def _wrap(sock: socket.socket | None, *, ssl: Any = None, server_side: bool = False,
+                server_hostname: str | None = None, host_port: tuple | None = None,
+                deadline: float | None = None) -> tuple[Any, _StreamProtocol]:
+    loop = asyncio.get_running_loop()
+    left = None if deadline is None else max(0.001, deadline - loop.time())
+    kw: dict[str, Any] = {}
+    if ssl is not None:
+        kw["ssl"] = ssl
+        kw["ssl_handshake_timeout"] = left or 60.0
+    try:
+        if server_side:
+            coro = loop.connect_accepted_socket(_StreamProtocol, sock, **kw)
+        elif host_port is not None:
+            if ssl is not None:
+                kw["server_hostname"] = server_hostname or host_port[0]
+            coro = loop.create_connection(_StreamProtocol, *host_port, **kw)
+        else:
+            coro = loop.create_connection(_StreamProtocol, sock=sock, **kw)
+        transport, proto = await asyncio.wait_for(coro, left)
+    except asyncio.TimeoutError:
+        raise Timeout("connection setup timed out") from None
+    except _ssl.SSLError as exc:
+        raise PermissionDenied(f"TLS handshake failed: {exc}") from exc
+    except ConnectionRefusedError as exc:
+        raise NotFound(f"nothing listens at {host_port}: connection refused") from exc
+    return transport, proto
+
+
+# -- sockets ---------------------------------------------------------------------
+
+async def connect_unix(path: str, *, timeout: float | None = None, authkey: bytes | None = None,
+                       codec: Any = "json", max_message_size: int = DEFAULT_MAX_MESSAGE) -> AsyncChannel:
+    what = f"unix://{path}"
+    deadline = _deadline(timeout)
+    sock = await _connect_unix_sock(path, deadline, timeout is not None, what)
+    creds = peer_credentials(sock)
+    transport, proto = await _wrap(sock)
+    try:
+        hs = ClientHandshake(kind="socket", authkey=authkey, what=what)
+        await client_handshake(transport, proto, hs, deadline, what)
+        ch = AsyncChannel(transport, proto, name=what, codec=codec, max_message_size=max_message_size,
+                          trusted=hs.authenticated or creds.uid == os.getuid())
+    except BaseException:
+        transport.close()
+        raise
+    ch.peer_credentials, ch.authenticated = creds, hs.authenticated
+    return ch
+
+
+async def connect_tcp(host: str, port: int, *, timeout: float | None = None, authkey: bytes | None = None,
+                      ssl: _ssl.SSLContext | None = None, server_hostname: str | None = None,
+                      codec: Any = "json", max_message_size: int = DEFAULT_MAX_MESSAGE) -> AsyncChannel:
+    what = _sockets._format_tcp(host, port)
+    verified = _sockets._tls_verified(ssl)
+    if codec == "pickle" and not (authkey or verified):
+        get_codec("pickle", trusted=False)  # the same refusal as the sync side, before connecting
+    deadline = _deadline(timeout)
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            transport, proto = await _wrap(None, ssl=ssl, server_hostname=server_hostname, host_port=(host, port),
+                                           deadline=deadline)
+            break
+        except NotFound:
+            if timeout is None or loop.time() >= deadline:  # type: ignore[operator]
+                raise
+            await asyncio.sleep(_RETRY_SLICE)
+    try:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            _sockets._tcp_options(sock)
+        hs = ClientHandshake(kind="socket", authkey=authkey, what=what)
+        await client_handshake(transport, proto, hs, deadline, what)
+        ch = AsyncChannel(transport, proto, name=what, codec=codec, max_message_size=max_message_size,
+                          trusted=hs.authenticated or verified)
+    except BaseException:
+        transport.close()
+        raise
+    ch.authenticated = hs.authenticated or verified
+    return ch
+
+
+class AsyncListener:
+    """``await accept(timeout=)``, ``address``, ``close()``; wraps a sync listener's socket."""
+
+    def __init__(self, sync_listener: Any, *, kind: str = "socket") -> None:
+        self._sync = sync_listener
+        self.address = sync_listener.address
+        self._kind = kind
+        self._slots: asyncio.Semaphore | None = None
+        if kind == "pipe":
+            self._slots = asyncio.Semaphore(sync_listener.max_instances)
+
+    def __repr__(self) -> str:
+        return f"<AsyncListener {self.address}>"
+
+    async def accept(self, *, timeout: float | None = None) -> AsyncChannel:
+        try:
+            return await asyncio.wait_for(self._accept(), timeout)
+        except asyncio.TimeoutError:
+            raise Timeout(f"accept on {self.address} timed out") from None
+
+    async def _accept(self) -> AsyncChannel:
+        loop = asyncio.get_running_loop()
+        if self._slots is not None:
+            await self._slots.acquire()
+        try:
+            while True:
+                lsock = self._sync._sock
+                if lsock is None:
+                    raise ChannelClosed(f"listener {self.address} is closed")
+                conn, peer = await loop.sock_accept(lsock)
+                try:
+                    return await self._setup(conn, peer)
+                except ChannelClosed:
+                    continue
+        except BaseException:
+            if self._slots is not None:
+                self._slots.release()
+            raise
+
+    async def _setup(self, conn: socket.socket, peer: Any) -> AsyncChannel:
+        sync = self._sync
+        what = f"client of {self.address}"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + sync.handshake_timeout
+        creds = peer_credentials(conn) if conn.family == socket.AF_UNIX else None
+        if self._kind == "pipe":
+            refusal = sync._refuse(creds)
+            hs = ServerHandshake(kind="pipe", mode=sync.mode)
+            if refusal:
+                try:
+                    conn.send(_namedpipe._frame(hs.greeting("denied", refusal)))
+                finally:
+                    conn.close()
+                raise PermissionDenied(f"{self.address} refused pid {creds.pid}: {refusal}")
+            tls = None
+        else:
+            hs = ServerHandshake(kind="socket", authkey=sync.authkey)
+            tls = sync.ssl
+            if creds is None:
+                _sockets._tcp_options(conn)
+        try:
+            transport, proto = await _wrap(conn, ssl=tls, server_side=True, deadline=deadline)
+        except BaseException:
+            conn.close()
+            raise
+        try:
+            try:
+                await server_handshake(transport, proto, hs, deadline, what)
+            except Timeout:
+                raise ProtocolError(f"{what} did not complete the handshake in {sync.handshake_timeout}s") from None
+            verified = _sockets._tls_verified(tls)
+            trusted = hs.authenticated or verified or (creds is not None and creds.uid == os.getuid())
+            mode = getattr(sync, "mode", "message")
+            ch = AsyncChannel(transport, proto, name=f"{self.address} <- {creds.pid if creds else peer}",
+                              framed=mode == "message", codec=sync.codec, max_message_size=sync.max_message_size,
+                              trusted=trusted, on_close=self._slots.release if self._slots else None)
+        except BaseException:
+            transport.close()
+            raise
+        ch.peer_credentials, ch.authenticated, ch.mode = creds, hs.authenticated or verified, mode
+        return ch
+
+    def close(self) -> None:
+        self._sync.close()
+
+    async def __aenter__(self) -> "AsyncListener":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+
+async def listen_tcp(host: str = "127.0.0.1", port: int = 0, **kw: Any) -> AsyncListener:
+    """Like :func:`interproc.sockets.listen_tcp` (same arguments), for asyncio."""
+    return AsyncListener(_sockets.listen_tcp(host, port, **kw))
+
+
+async def listen_unix(path: str, **kw: Any) -> AsyncListener:
+    return AsyncListener(_sockets.listen_unix(path, **kw))
+
+
+# -- named pipes ------------------------------------------------------------------
+
+class NamedPipe:
+    """``await NamedPipe.serve(name)`` / ``await NamedPipe.connect(name)`` for asyncio."""
+
+    @staticmethod
+    async def serve(name: str, **kw: Any) -> AsyncListener:
+        return AsyncListener(_namedpipe.NamedPipe.serve(name, **kw), kind="pipe")
+
+    @staticmethod
+    async def connect(name: str, *, timeout: float | None = None, scope: Scope = "user", codec: Any = "json",
+                      max_message_size: int = DEFAULT_MAX_MESSAGE) -> AsyncChannel:
+        path = _namedpipe._pipe_path(name, scope)
+        what = f"pipe {name!r}"
+        deadline = _deadline(timeout)
+        sock = await _connect_unix_sock(path, deadline, timeout is not None, what)
+        creds = peer_credentials(sock)
+        if scope == "user" and creds.uid != os.getuid():
+            sock.close()
+            raise PermissionDenied(f"{what} is served by uid {creds.uid}, not by you")
+        transport, proto = await _wrap(sock)
+        try:
+            hs = ClientHandshake(kind="pipe", what=what)
+            try:
+                await client_handshake(transport, proto, hs, deadline, what)
+            except Timeout:
+                raise Timeout(f"{what}: no free instance within {timeout}s") from None
+            ch = AsyncChannel(transport, proto, name=what, framed=hs.mode == "message", codec=codec,
+                              max_message_size=max_message_size, trusted=creds.uid == os.getuid())
+        except BaseException:
+            transport.close()
+            raise
+        ch.peer_credentials, ch.mode = creds, hs.mode
+        return ch
+
+
+# -- anonymous pipes --------------------------------------------------------------
+
+async def from_pipe_end(end: Any, *, codec: Any = "json") -> AsyncChannel:
+    """Take over the descriptor of a sync PipeReader/PipeWriter for asyncio."""
+    loop = asyncio.get_running_loop()
+    io = end._io
+    reading = io.rfd >= 0
+    fd = io.rfd if reading else io.wfd
+    io.rfd = io.wfd = -1  # the asyncio transport owns it now
+    end.close()
+    fileobj = os.fdopen(fd, "rb" if reading else "wb", buffering=0)
+    if reading:
+        transport, proto = await loop.connect_read_pipe(_StreamProtocol, fileobj)
+    else:
+        transport, proto = await loop.connect_write_pipe(_StreamProtocol, fileobj)
+    return AsyncChannel(transport, proto, name=f"{end.name} (asyncio)", codec=codec,
+                        max_message_size=end.max_message_size)
+
+
+async def pipe(*, codec: Any = "json") -> tuple[AsyncChannel, AsyncChannel]:
+    """A new anonymous one-way pipe for asyncio: ``(reader, writer)``."""
+    from .._pipes import pipe as sync_pipe
+
+    r, w = sync_pipe()
+    return await from_pipe_end(r, codec=codec), await from_pipe_end(w, codec=codec)
+
+
+async def pipe_from_env(env_var: str = ENV_VAR, *, codec: Any = "json") -> AsyncChannel:
+    """In a child started by ``interproc.pipes.popen_with_pipe``: its end, for asyncio."""
+    return await from_pipe_end(_sync_pipe_from_env(env_var), codec=codec)
+
+
+# -- addresses (see interproc.aio._address) -------------------------------------------
+
+async def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> AsyncChannel:
+    if addr.scheme == "pipe":
+        opts = _namedpipe._options(addr, kw)
+        keep = {k: v for k, v in opts.items() if k in ("scope", "codec", "max_message_size")}
+        return await NamedPipe.connect(addr.name, timeout=timeout, **keep)
+    opts = _sockets._options(addr, kw)
+    for server_only in ("backlog", "handshake_timeout", "insecure"):
+        opts.pop(server_only, None)
+    if addr.scheme == "unix":
+        opts.pop("server_hostname", None)
+        return await connect_unix(addr.path, timeout=timeout, **opts)
+    return await connect_tcp(addr.host, addr.port, timeout=timeout, **opts)
+
+
+async def listen_address(addr: Any, **kw: Any) -> AsyncListener:
+    if addr.scheme == "pipe":
+        return AsyncListener(_namedpipe.listen_address(addr, **kw), kind="pipe")
+    return AsyncListener(_sockets.listen_address(addr, **kw))
