@@ -10,6 +10,7 @@ import time
 import pytest
 
 from conftest import wait_for_line
+import interproc
 from interproc import ChannelClosed, Timeout
 from interproc.aio import ShmChannel, ShmListener
 from interproc.aio import _shm as aio_shm
@@ -135,5 +136,25 @@ def test_async_accept_timeout_and_cancel(name):
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+
+    run(main())
+
+
+def test_aio_connect_dispatches_shm(spawn, name):
+    import interproc.aio
+
+    async def main():
+        lst = await interproc.aio.listen(f"shm://{name}")
+        async with lst:
+            child = spawn(ASYNC_ECHO, f"shm://{name}")
+            ch = await lst.accept(timeout=10)
+            async with ch:
+                await ch.send_obj({"n": 1})
+                assert await ch.recv_obj(timeout=10) == {"n": 1}
+            await asyncio.get_running_loop().run_in_executor(None, child.wait, 10)
+        c = None
+        with pytest.raises(interproc.NotFound):
+            c = await interproc.aio.connect(f"shm://{name}")
+        assert c is None
 
     run(main())
