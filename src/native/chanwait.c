@@ -12,12 +12,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static long
-futex(uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
-{
-    return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
-}
-
 /* Asymmetric Dekker fences.  Publishing an index and then checking the
  * other side's "I am going to sleep" flag needs a StoreLoad barrier; an
  * mfence/xchg on the line the peer is polling costs ~100 ns per message and
@@ -77,7 +71,7 @@ block(ChanObject *self, int for_space, uint64_t need, long long deadline,
             return W_TIMEOUT;
         if (self->policy == POLICY_SPIN || now < spin_until) {
             for (int i = 0; i < 64; i++) {
-                cpu_relax();
+                ip_cpu_relax();
                 if (ready(self, for_space, need, intr))
                     return W_READY;
             }
@@ -105,7 +99,7 @@ block(ChanObject *self, int for_space, uint64_t need, long long deadline,
         if (deadline >= 0 && deadline - now < span)
             span = deadline - now;
         struct timespec ts = {span / 1000000000LL, span % 1000000000LL};
-        long rc = futex(word, FUTEX_WAIT, seq, &ts);
+        long rc = ip_futex(word, FUTEX_WAIT, seq, &ts);
         int err = errno;
         __atomic_store_n(flag, 0, __ATOMIC_RELAXED);
         /* Back to Python after a signal, and after every slice: a signal
@@ -136,7 +130,7 @@ ip_chan_wait(ChanObject *self, int for_space, uint64_t need, long long deadline)
             for (int i = 0; i < 32; i++) {
                 if (ready(self, for_space, need, intr))
                     return 1;
-                cpu_relax();
+                ip_cpu_relax();
             }
             long long now = mono_ns();
             if (now >= gil_until || (deadline >= 0 && now >= deadline))
@@ -163,5 +157,5 @@ void
 ip_chan_wake(uint32_t *word)
 {
     __atomic_fetch_add(word, 1, __ATOMIC_SEQ_CST);
-    futex(word, FUTEX_WAKE, INT_MAX, NULL);
+    ip_futex(word, FUTEX_WAKE, INT_MAX, NULL);
 }

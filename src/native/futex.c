@@ -1,9 +1,4 @@
-/* futex wait / wake on a 32-bit word in shared memory.
- *
- * The words live in MAP_SHARED mappings used by several processes, so the
- * FUTEX_PRIVATE_FLAG must never be used here: private futexes are keyed by
- * the calling process's address space and would never see the other side.
- */
+/* futex wait / wake on a 32-bit word in shared memory (see ip_futex). */
 #include "native.h"
 
 #include <errno.h>
@@ -12,12 +7,6 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-
-static long
-sys_futex(uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
-{
-    return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
-}
 
 static PyObject *
 futex_wait(PyObject *self, PyObject *args, PyObject *kwargs)
@@ -50,7 +39,7 @@ futex_wait(PyObject *self, PyObject *args, PyObject *kwargs)
     long rc;
     int err;
     Py_BEGIN_ALLOW_THREADS
-    rc = sys_futex(word, FUTEX_WAIT, (uint32_t)expected, has_deadline ? &left : NULL);
+    rc = ip_futex(word, FUTEX_WAIT, (uint32_t)expected, has_deadline ? &left : NULL);
     err = errno;
     Py_END_ALLOW_THREADS
 
@@ -89,7 +78,7 @@ futex_wake(PyObject *self, PyObject *args, PyObject *kwargs)
         if (count < 1) {
             PyErr_SetString(PyExc_ValueError, "count must be >= 1");
         } else {
-            long rc = sys_futex(word, FUTEX_WAKE, (uint32_t)count, NULL);
+            long rc = ip_futex(word, FUTEX_WAKE, (uint32_t)count, NULL);
             result = rc < 0 ? PyErr_SetFromErrno(PyExc_OSError) : PyLong_FromLong(rc);
         }
     }
@@ -156,7 +145,7 @@ wait_take(PyObject *self, PyObject *args, PyObject *kwargs)
         int err;
         Py_BEGIN_ALLOW_THREADS
         __atomic_add_fetch(w + 2, 1, __ATOMIC_SEQ_CST);
-        rc = sys_futex(w, FUTEX_WAIT, 0, has_deadline ? &left : NULL);
+        rc = ip_futex(w, FUTEX_WAIT, 0, has_deadline ? &left : NULL);
         err = errno;
         __atomic_sub_fetch(w + 2, 1, __ATOMIC_SEQ_CST);
         Py_END_ALLOW_THREADS
@@ -212,7 +201,7 @@ post(PyObject *self, PyObject *args, PyObject *kwargs)
     /* seq_cst on both sides: the sleeper bumps the count before it checks
      * the value, we change the value before we read the count. */
     if (__atomic_load_n(w + 2, __ATOMIC_SEQ_CST))
-        sys_futex(w, FUTEX_WAKE, (uint32_t)wake, NULL);
+        ip_futex(w, FUTEX_WAKE, (uint32_t)wake, NULL);
     result = PyLong_FromUnsignedLong(prev);
 done:
     PyBuffer_Release(&view);

@@ -10,7 +10,30 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <linux/futex.h>
 #include <stdint.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* futex(2) on a word that several processes map.  Never with
+ * FUTEX_PRIVATE_FLAG: private futexes are keyed by the caller's address
+ * space and would never see the other process. */
+static inline long
+ip_futex(uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
+{
+    return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
+}
+
+/* The polite busy-wait hint of the CPU. */
+static inline void
+ip_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
 
 extern PyMethodDef ip_atomic_methods[];
 extern PyMethodDef ip_futex_methods[];

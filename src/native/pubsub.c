@@ -16,20 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
-static inline void
-cpu_relax(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
 static void
 wake_all(void *word)
 {
-    syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
+    ip_futex(word, FUTEX_WAKE, INT_MAX, NULL);
 }
 
 /* pubsub_publish(buffer, slot, seq, length, published, waiters) */
@@ -81,7 +71,7 @@ pubsub_spin(PyObject *self, PyObject *args)
             Py_BEGIN_ALLOW_THREADS
             clock_gettime(CLOCK_MONOTONIC, &start);
             for (unsigned i = 1;; i++) {
-                cpu_relax();
+                ip_cpu_relax();
                 v = __atomic_load_n(word, __ATOMIC_SEQ_CST);
                 if (v > after)
                     break;
