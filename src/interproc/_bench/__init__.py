@@ -18,7 +18,7 @@ import math
 import os
 import platform
 import statistics
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -36,6 +36,30 @@ def summarize(values: Iterable[float], *, higher_is_better: bool) -> tuple[float
     median = statistics.median(vals)
     tail = percentile(vals, 1 if higher_is_better else 99)
     return median, tail
+
+
+def fork_peer(child: Callable[..., Any], *args: Any) -> int:
+    """Run ``child(*args)`` in a forked process; it exits 1 (with a traceback) if it raises."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - runs in the forked peer
+        code = 0
+        try:
+            child(*args)
+        except BaseException:
+            import traceback
+
+            traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)
+    return pid
+
+
+def reap_peer(pid: int, what: str) -> None:
+    """Wait for a forked peer; RuntimeError if it failed."""
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"the {what} peer failed")
 
 
 def machine() -> dict[str, Any]:

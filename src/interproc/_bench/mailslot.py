@@ -16,33 +16,13 @@ import os
 import time
 from typing import Any
 
+from . import fork_peer, reap_peer
+
 SMALL = 64
 
 
 def _unique(tag: str) -> str:
     return f"bench.mailslot.{tag}.{os.getpid()}.{time.monotonic_ns()}"
-
-
-def _fork(child: Any, *args: Any) -> int:
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child
-        code = 0
-        try:
-            child(*args)
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-            code = 1
-        finally:
-            os._exit(code)
-    return pid
-
-
-def _reap(pid: int) -> None:
-    _, status = os.waitpid(pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError("mailslot benchmark peer failed")
 
 
 def _writer_child(name: str, n: int, connectionless: bool) -> None:
@@ -65,7 +45,7 @@ def _throughput(n: int, connectionless: bool) -> float:
 
     with Mailslot.create(_unique("tput"), max_message_size=SMALL) as slot:
         read = slot.read
-        pid = _fork(_writer_child, slot.name, n, connectionless)
+        pid = fork_peer(_writer_child, slot.name, n, connectionless)
         try:
             read(timeout=30)  # the clock starts with the first message
             t0 = time.perf_counter()
@@ -73,7 +53,7 @@ def _throughput(n: int, connectionless: bool) -> float:
                 read(timeout=30)
             elapsed = time.perf_counter() - t0
         finally:
-            _reap(pid)
+            reap_peer(pid, "mailslot benchmark")
     return (n - 1) / elapsed
 
 
@@ -92,7 +72,7 @@ def _round_trip(n: int) -> float:
 
     inbox, outbox = _unique("rtt-in"), _unique("rtt-out")
     with Mailslot.create(outbox, max_message_size=SMALL) as replies:
-        pid = _fork(_echo_child, inbox, outbox, n + 10)
+        pid = fork_peer(_echo_child, inbox, outbox, n + 10)
         try:
             with interproc.connect(f"mailslot://{inbox}", timeout=30) as ch:
                 msg = b"r" * SMALL
@@ -105,7 +85,7 @@ def _round_trip(n: int) -> float:
                     replies.read(timeout=30)
                 elapsed = time.perf_counter() - t0
         finally:
-            _reap(pid)
+            reap_peer(pid, "mailslot benchmark")
     return elapsed / n * 1e6
 
 

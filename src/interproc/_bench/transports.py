@@ -25,6 +25,8 @@ import tempfile
 import time
 from typing import Any, Callable
 
+from . import fork_peer, reap_peer
+
 SMALL = 64
 LARGE = 1024 * 1024
 
@@ -248,22 +250,6 @@ def _child_sink(ep: Any, n: int, size: int) -> None:
     ep.send(b"k" * SMALL)
 
 
-def _fork(child: Callable[[], None]) -> int:
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - runs in the forked peer
-        code = 0
-        try:
-            child()
-        except BaseException:
-            import traceback
-
-            traceback.print_exc()
-            code = 1
-        finally:
-            os._exit(code)
-    return pid
-
-
 def _one_run(name: str, test: str, n: int, tmp: str) -> float:
     build, _ = TRANSPORTS[name]
     open_parent, open_child, cleanup = build(tmp)
@@ -277,7 +263,7 @@ def _one_run(name: str, test: str, n: int, tmp: str) -> float:
             _child_sink(ep, n, size)
         ep.close()
 
-    pid = _fork(child)
+    pid = fork_peer(child)
     try:
         ep = open_parent()
         msg = os.urandom(size)
@@ -299,11 +285,14 @@ def _one_run(name: str, test: str, n: int, tmp: str) -> float:
             elapsed = time.perf_counter() - t0
             value = n / elapsed if test == "tput_64B" else n * size / elapsed / 2**20
         ep.close()
-    finally:
-        _, status = os.waitpid(pid, 0)
+    except BaseException:
+        os.waitpid(pid, 0)
         cleanup()
-    if status != 0:
-        raise RuntimeError(f"the {name} peer failed")
+        raise
+    try:
+        reap_peer(pid, name)
+    finally:
+        cleanup()
     return value
 
 
