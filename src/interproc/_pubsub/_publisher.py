@@ -138,24 +138,11 @@ class Publisher:
     def loan(self, n: int | None = None, *, timeout: float | None = None) -> Loan:
         """Lend the next slot: ``n`` bytes (default ``slot_size``) of writable memory."""
         self._check_open()
-        deadline = _check_timeout(timeout)
-        geo = self._geo
-        n = geo.slot_size if n is None else n
+        n = self._geo.slot_size if n is None else n
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise ValueError(f"loan size must be an int >= 0, got {n!r}")
-        if n > geo.slot_size:
-            raise MessageTooLarge(f"publisher {self.name!r}: {n} bytes do not fit a {geo.slot_size}-byte slot")
-        if self._loaned:
-            raise ValueError(f"publisher {self.name!r} already has a loan out; publish or discard it first")
-        seq = self._seq
-        self._wait_for_room(seq, deadline)
-        buf = self._buf
-        off = geo.slot(seq)
-        # Mark the slot before touching its bytes: a drop_oldest reader that
-        # copied the old sample sees the mark change and discards its copy.
-        _store(buf, off, WRITING)
-        self._loaned = True
-        return Loan(self, seq, n, buf[off + SLOT_HEADER: off + SLOT_HEADER + n])
+        seq, off = self._claim(n, timeout)
+        return Loan(self, seq, n, self._buf[off + SLOT_HEADER: off + SLOT_HEADER + n])
 
     def send(self, data: Any, *, timeout: float | None = None) -> None:
         """Publish a copy of ``data`` (any bytes-like object)."""
@@ -163,21 +150,30 @@ class Publisher:
         if not mv.c_contiguous:
             raise ValueError("send() needs a contiguous buffer")
         mv = mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
-        # loan() + publish() without the Loan object: the same steps, inline.
+        # loan() + publish() without the Loan object.
         self._check_open()
+        n = mv.nbytes
+        seq, off = self._claim(n, timeout)
+        start = off + SLOT_HEADER
+        self._buf[start: start + n] = mv
+        self._publish(seq, n)
+
+    def _claim(self, n: int, timeout: float | None) -> tuple[int, int]:
+        """Wait for the next slot and mark it being written; returns (seq, offset)."""
         deadline = _check_timeout(timeout)
-        n, geo = mv.nbytes, self._geo
+        geo = self._geo
         if n > geo.slot_size:
             raise MessageTooLarge(f"publisher {self.name!r}: {n} bytes do not fit a {geo.slot_size}-byte slot")
         if self._loaned:
             raise ValueError(f"publisher {self.name!r} already has a loan out; publish or discard it first")
         seq = self._seq
         self._wait_for_room(seq, deadline)
-        buf, off = self._buf, geo.slot(seq)
-        _store(buf, off, WRITING)
-        start = off + SLOT_HEADER
-        buf[start: start + n] = mv
-        self._publish(seq, n)
+        off = geo.slot(seq)
+        # Mark the slot before touching its bytes: a drop_oldest reader that
+        # copied the old sample sees the mark change and discards its copy.
+        _store(self._buf, off, WRITING)
+        self._loaned = True
+        return seq, off
 
     def _publish(self, seq: int, n: int) -> None:
         _c_publish(self._buf, self._geo.slot(seq), seq, n, OFF_PUBLISHED, OFF_SUB_WAITERS)
