@@ -422,3 +422,35 @@ def test_forked_child_closing_an_inherited_handle_leaves_the_parents_alone(name)
         assert os.path.exists(seg_path(name))
         with SharedMemory.open(name) as again:
             assert again.size == 64
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_garbage_over_the_header_lock_never_aborts(name, spawn, seed):
+    # glibc aborts on a mutex whose type word is garbage; the native core
+    # checks the type word first, so every use reports corruption instead.
+    import random
+
+    garbage = random.Random(seed).randbytes(64)
+    with SharedMemory.create(name, 64, persistent=True) as shm:
+        _corrupt(name, 64, garbage, spawn)  # only the header lock
+        with pytest.raises(ProtocolError, match="lock"):
+            SharedMemory.open(name)
+        shm.unlink()
+    # close() of the handle above met the same lock and survived
+
+
+def test_corrupted_mutex_is_an_error_not_a_crash(name, spawn):
+    from interproc.sync import Mutex
+
+    m = Mutex(name)
+    try:
+        _corrupt_kind = os.urandom(40)
+        spawn.run(f"""
+            import os
+            fd = os.open({seg_path(name, "mutex")!r}, os.O_RDWR)
+            os.pwrite(fd, {_corrupt_kind!r}, 8192); os.close(fd)
+        """)
+        with pytest.raises(ValueError, match="corrupted"):
+            m.acquire(timeout=1)
+    finally:
+        m.close()

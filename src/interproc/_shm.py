@@ -139,8 +139,8 @@ class _HeaderLock:
     def __enter__(self) -> None:
         try:
             got = _native.mutex_lock(self.buf, OFF_LOCK, LOCK_TIMEOUT)
-        except OSError as exc:
-            raise ProtocolError(f"{self.what}: header lock is corrupted ({exc.strerror})") from exc
+        except (OSError, ValueError) as exc:
+            raise ProtocolError(f"{self.what}: header lock is corrupted ({exc})") from exc
         if got < 0:
             raise ProtocolError(f"{self.what}: header lock held for over {LOCK_TIMEOUT:.0f} s; the header is corrupted or a process is stuck")
         # got == 1: a process died inside the lock; the slots are still
@@ -213,6 +213,8 @@ def _detach(m: _Mapping, slot: int, path: str, who: ProcessId) -> None:
         m.release()
         return
     try:
+        # Someone may have scribbled over the header since we opened it.
+        _validate_header(m.buf, len(m.buf), path, None)
         with _HeaderLock(m.buf, path):
             if _read_ident(m.buf, slot) == who:
                 _IDENT.pack_into(m.buf, slot, 0, 0)
@@ -591,8 +593,13 @@ class SharedMemory:
                 pass
             return
         self._check_open()
-        with _HeaderLock(self._map.buf, self._path):
-            _remove_name(self._map.buf, self._map.fd, self._path)
+        try:
+            with _HeaderLock(self._map.buf, self._path):
+                _remove_name(self._map.buf, self._map.fd, self._path)
+        except ProtocolError:
+            # A corrupted header cannot be locked, but its name can still go.
+            if _same_file(self._map.fd, self._path):
+                os.unlink(self._path)
 
     def __enter__(self) -> "SharedMemory":
         return self

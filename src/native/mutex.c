@@ -19,6 +19,58 @@
 
 #define SLICE_NS 50000000L /* 50 ms between signal checks */
 
+static int
+make_attr(pthread_mutexattr_t *attr)
+{
+    int rc = pthread_mutexattr_init(attr);
+    if (!rc) rc = pthread_mutexattr_setpshared(attr, PTHREAD_PROCESS_SHARED);
+    if (!rc) rc = pthread_mutexattr_setrobust(attr, PTHREAD_MUTEX_ROBUST);
+    if (!rc) rc = pthread_mutexattr_settype(attr, PTHREAD_MUTEX_RECURSIVE);
+    return rc;
+}
+
+#ifdef __GLIBC__
+/* The mutex lives in memory other processes can write, and glibc trusts
+ * its type word: a garbage type sends pthread_mutex_lock down paths that
+ * abort the process.  So before every use the type word must be exactly
+ * what mutex_init writes (learnt once from a reference mutex).  This turns
+ * random corruption into an error; it cannot stop a peer that writes a
+ * well-formed but hostile mutex -- writers of a segment are trusted. */
+static int expected_kind = -1;
+
+static int
+learn_kind(void)
+{
+    pthread_mutexattr_t attr;
+    pthread_mutex_t ref;
+    int rc = make_attr(&attr);
+    if (!rc) rc = pthread_mutex_init(&ref, &attr);
+    pthread_mutexattr_destroy(&attr);
+    if (rc)
+        return rc;
+    expected_kind = ref.__data.__kind;
+    pthread_mutex_destroy(&ref);
+    return 0;
+}
+#endif
+
+/* Locate the mutex at `offset` and check it looks like one of ours. */
+static pthread_mutex_t *
+locate_mutex(Py_buffer *view, Py_ssize_t offset, int initialised)
+{
+    pthread_mutex_t *m = ip_locate(view, offset, sizeof(pthread_mutex_t), 8);
+#ifdef __GLIBC__
+    if (m != NULL && initialised &&
+        __atomic_load_n(&m->__data.__kind, __ATOMIC_RELAXED) != expected_kind) {
+        PyErr_Format(PyExc_ValueError,
+                     "the mutex at offset %zd is corrupted (type word %d)",
+                     offset, m->__data.__kind);
+        return NULL;
+    }
+#endif
+    return m;
+}
+
 static PyObject *
 mutex_init(PyObject *self, PyObject *args)
 {
@@ -27,13 +79,10 @@ mutex_init(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "w*n", &view, &offset))
         return NULL;
     PyObject *result = NULL;
-    pthread_mutex_t *m = ip_locate(&view, offset, sizeof(pthread_mutex_t), 8);
+    pthread_mutex_t *m = locate_mutex(&view, offset, 0);
     if (m != NULL) {
         pthread_mutexattr_t attr;
-        int rc = pthread_mutexattr_init(&attr);
-        if (!rc) rc = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-        if (!rc) rc = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-        if (!rc) rc = pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE);
+        int rc = make_attr(&attr);
         if (!rc) {
             memset(m, 0, sizeof(*m));
             rc = pthread_mutex_init(m, &attr);
@@ -114,7 +163,7 @@ mutex_lock(PyObject *self, PyObject *args, PyObject *kwargs)
     PyObject *result = NULL;
     int has_deadline;
     struct timespec deadline;
-    pthread_mutex_t *m = ip_locate(&view, offset, sizeof(pthread_mutex_t), 8);
+    pthread_mutex_t *m = locate_mutex(&view, offset, 1);
     if (m != NULL && ip_deadline(timeout, &has_deadline, &deadline) == 0) {
         int got = lock_with_deadline(m, has_deadline, &deadline);
         if (got > -2)
@@ -132,7 +181,7 @@ mutex_unlock(PyObject *self, PyObject *args)
     if (!PyArg_ParseTuple(args, "w*n", &view, &offset))
         return NULL;
     PyObject *result = NULL;
-    pthread_mutex_t *m = ip_locate(&view, offset, sizeof(pthread_mutex_t), 8);
+    pthread_mutex_t *m = locate_mutex(&view, offset, 1);
     if (m != NULL) {
         int rc = pthread_mutex_unlock(m);
         if (rc) {
@@ -187,7 +236,7 @@ rm_init(RobustMutex *self, PyObject *args, PyObject *kwargs)
     }
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "w*|n", kw, &self->view, &offset))
         return -1;
-    self->m = ip_locate(&self->view, offset, sizeof(pthread_mutex_t), 8);
+    self->m = locate_mutex(&self->view, offset, 0);
     if (self->m == NULL) {
         PyBuffer_Release(&self->view);
         return -1;
@@ -218,6 +267,13 @@ rm_check(RobustMutex *self)
         PyErr_SetString(PyExc_ValueError, "the mutex handle is closed");
         return -1;
     }
+#ifdef __GLIBC__
+    if (__atomic_load_n(&self->m->__data.__kind, __ATOMIC_RELAXED) != expected_kind) {
+        PyErr_Format(PyExc_ValueError, "the mutex is corrupted (type word %d)",
+                     self->m->__data.__kind);
+        return -1;
+    }
+#endif
     return 0;
 }
 
@@ -358,6 +414,14 @@ ip_mutex_add_constants(PyObject *module)
 {
     if (PyModule_AddIntConstant(module, "MUTEX_SIZE", sizeof(pthread_mutex_t)) < 0)
         return -1;
+#ifdef __GLIBC__
+    int rc = learn_kind();
+    if (rc) {
+        errno = rc;
+        PyErr_SetFromErrno(PyExc_OSError);
+        return -1;
+    }
+#endif
     if (PyType_Ready(&RobustMutexType) < 0)
         return -1;
     Py_INCREF(&RobustMutexType);

@@ -191,7 +191,10 @@ class Queue:
 
     # -- the mutex -----------------------------------------------------
     def _lock(self, deadline: float | None) -> None:
-        rc = _native.mutex_lock(self.mm, _O_MUTEX, None if deadline is None else _remaining(deadline))
+        try:
+            rc = _native.mutex_lock(self.mm, _O_MUTEX, None if deadline is None else _remaining(deadline))
+        except ValueError as exc:  # the native core found the mutex corrupted
+            raise ProtocolError(f"{self.what}: {exc}") from None
         if rc < 0:
             raise Timeout(f"{self.what}: timed out waiting for the queue lock")
         if rc == 1:
