@@ -21,6 +21,7 @@ import struct
 from collections import deque
 from typing import Any
 
+from . import _native
 from ._errors import ChannelClosed, MessageTooLarge, ProtocolError
 
 HEADER = struct.Struct("!Q")
@@ -214,6 +215,10 @@ class FrameDecoder:
             return
         buf, start, end = self._buf, self._start, self._end
         unpack, frames, hold, limit = HEADER.unpack_from, self._frames, self._hold, self.max_size
+        if not hold:
+            # Every complete frame within the limit, in C; the loop below
+            # judges whatever it stopped at (too large, incomplete, big body).
+            start = _native.frame_scan(buf, start, end, limit, frames.append)
         while end - start >= HEADER_SIZE:
             if hold and frames:
                 break

@@ -39,6 +39,7 @@ extern PyMethodDef ip_atomic_methods[];
 extern PyMethodDef ip_futex_methods[];
 extern PyMethodDef ip_mutex_methods[];
 extern PyMethodDef ip_ring_methods[];
+extern PyMethodDef ip_framing_methods[];
 extern PyMethodDef ip_pubsub_methods[];
 
 /* Module-level constants added by each file's init hook. */
