@@ -13,6 +13,7 @@
 #include <linux/futex.h>
 #include <stdint.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 /* futex(2) on a word that several processes map.  Never with
@@ -22,6 +23,15 @@ static inline long
 ip_futex(uint32_t *addr, int op, uint32_t val, const struct timespec *ts)
 {
     return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
+}
+
+/* CLOCK_MONOTONIC in nanoseconds. */
+static inline long long
+mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
 /* The polite busy-wait hint of the CPU. */

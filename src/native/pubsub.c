@@ -66,10 +66,9 @@ pubsub_spin(PyObject *self, PyObject *args)
     if (word) {
         int64_t v = __atomic_load_n(word, __ATOMIC_SEQ_CST);
         if (v <= after && seconds > 0) {
-            struct timespec start, now;
             long long budget = (long long)(seconds * 1e9);
             Py_BEGIN_ALLOW_THREADS
-            clock_gettime(CLOCK_MONOTONIC, &start);
+            long long start = mono_ns();
             for (unsigned i = 1;; i++) {
                 ip_cpu_relax();
                 v = __atomic_load_n(word, __ATOMIC_SEQ_CST);
@@ -80,9 +79,7 @@ pubsub_spin(PyObject *self, PyObject *args)
                      * waker's CPU.  If the peer shares ours, spinning only
                      * delays it by the whole budget: yield so it can run. */
                     sched_yield();
-                    clock_gettime(CLOCK_MONOTONIC, &now);
-                    long long spent = (now.tv_sec - start.tv_sec) * 1000000000LL + (now.tv_nsec - start.tv_nsec);
-                    if (spent >= budget)
+                    if (mono_ns() - start >= budget)
                         break;
                 }
             }

@@ -107,14 +107,6 @@ void ip_chan_wake(uint32_t *word);
 
 /* -- small inline helpers (hot path) --------------------------------------- */
 
-static inline long long
-mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static inline uint64_t
 align8(uint64_t n)
 {
