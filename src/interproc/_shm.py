@@ -170,18 +170,15 @@ def _reap(buf: memoryview) -> list[ProcessId]:
 
 
 def _attach(buf: memoryview, who: ProcessId, what: str) -> int:
-    """Take a free slot (lock held); return its offset."""
-    for i in range(MAX_ATTACH):
-        off = OFF_SLOTS + i * _IDENT.size
-        if _IDENT.unpack_from(buf, off)[0] == 0:
-            _IDENT.pack_into(buf, off, who.pid, who.start)
-            return off
-    _reap(buf)
-    for i in range(MAX_ATTACH):
-        off = OFF_SLOTS + i * _IDENT.size
-        if _IDENT.unpack_from(buf, off)[0] == 0:
-            _IDENT.pack_into(buf, off, who.pid, who.start)
-            return off
+    """Take a free slot (lock held), clearing dead ones if none is; return its offset."""
+    for full_pass in (False, True):
+        if full_pass:
+            _reap(buf)
+        for i in range(MAX_ATTACH):
+            off = OFF_SLOTS + i * _IDENT.size
+            if _IDENT.unpack_from(buf, off)[0] == 0:
+                _IDENT.pack_into(buf, off, who.pid, who.start)
+                return off
     raise InterprocError(f"{what} already has {MAX_ATTACH} open handles, the most a segment records")
 
 
