@@ -121,7 +121,9 @@ def test_async_connect_address(cable, spawn):
     wait_for_line(proc, "READY")
 
     async def main():
-        ch = await connect_address(parse(f"serial://{cable.a}?baudrate=9600"))
+        import interproc.aio
+
+        ch = await interproc.aio.connect(f"serial://{cable.a}?baudrate=9600")  # the public entry
         async with ch:
             await ch.send(b"abc")
             assert await ch.recv(timeout=10) == b"cba"

@@ -18,6 +18,7 @@ ASYNC_SCHEMES: dict[str, str] = {
     "tcp": "interproc.aio._transports",
     "mailslot": "interproc.aio._mailslot",
     "shm": "interproc.aio._shm",
+    "serial": "interproc._serial_aio",
 }
 
 
