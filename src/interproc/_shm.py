@@ -103,6 +103,27 @@ class _Mapping:
         self.fd = -1
 
 
+_OPEN_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _map_segment(path: str) -> tuple[_Mapping | None, os.stat_result]:
+    """Open and map an existing segment file.
+
+    Returns ``(None, stat)`` for a file too small to hold a header; errors
+    of ``open()`` reach the caller, who knows what they mean there.
+    """
+    fd = os.open(path, _OPEN_FLAGS)
+    try:
+        st = os.fstat(fd)
+    except BaseException:
+        os.close(fd)
+        raise
+    if st.st_size < HEADER_SIZE:
+        os.close(fd)
+        return None, st
+    return _Mapping(fd, st.st_size), st
+
+
 def _read_ident(buf: memoryview, off: int) -> ProcessId:
     pid, start = _IDENT.unpack_from(buf, off)
     return ProcessId(pid, start)
@@ -356,23 +377,18 @@ class SharedMemory:
         seg, path = cls._names(name, scope)
         what = f"shm {name!r}"
         try:
-            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+            m, st = _map_segment(path)
         except FileNotFoundError:
             if init is not None:
                 return None  # vanished between link and open: create again
             raise NotFound(f"{what} does not exist") from None
         except OSError as exc:
             raise map_os_error(exc, what) from exc
-        try:
-            st = os.fstat(fd)
+        if m is None:
             check_private(st, what, scope)
-            if st.st_size < HEADER_SIZE:
-                raise ProtocolError(f"{what} is {st.st_size} bytes, smaller than an interproc header")
-        except BaseException:
-            os.close(fd)
-            raise
-        m = _Mapping(fd, st.st_size)
+            raise ProtocolError(f"{what} is {st.st_size} bytes, smaller than an interproc header")
         try:
+            check_private(st, what, scope)
             size = _validate_header(m.buf, st.st_size, what, cls.KIND)
             slot = 0
             with _HeaderLock(m.buf, what):
@@ -406,22 +422,15 @@ class SharedMemory:
     def _clear_if_dead(cls, path: str) -> bool:
         """Remove the segment at ``path`` if no live process holds it."""
         try:
-            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+            m, st = _map_segment(path)
         except FileNotFoundError:
             return True
         except OSError:
             return False
+        if m is None:
+            return False
         try:
-            size = os.fstat(fd).st_size
-            if size < HEADER_SIZE:
-                os.close(fd)
-                return False
-        except BaseException:
-            os.close(fd)
-            raise
-        m = _Mapping(fd, size)
-        try:
-            _validate_header(m.buf, size, path, None)
+            _validate_header(m.buf, st.st_size, path, None)
             with _HeaderLock(m.buf, path):
                 flags = struct.unpack_from("<I", m.buf, OFF_FLAGS)[0]
                 if flags & F_REMOVED:
@@ -509,7 +518,7 @@ class SharedMemory:
     def _open_raw(cls, name: str, scope: Scope) -> "SharedMemory":
         validate_name(name)
         try:
-            fd = os.open(shm_path(name), os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd = os.open(shm_path(name), _OPEN_FLAGS)
         except OSError as exc:
             raise map_os_error(exc, f"raw shm {name!r}") from exc
         try:
@@ -631,22 +640,15 @@ def _inspect(filename: str) -> ObjectInfo | None:
     scope, kind, name = parsed
     path = os.path.join(SHM_DIR, filename)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        m, st = _map_segment(path)
     except OSError:
         try:
             st = os.stat(path)
         except OSError:
             return None
         return ObjectInfo(kind, name, scope, None, st.st_size, st.st_mode, "unreadable", path)
-    try:
-        st = os.fstat(fd)
-        if st.st_size < HEADER_SIZE:
-            os.close(fd)
-            return ObjectInfo(kind, name, scope, None, st.st_size, st.st_mode, "corrupt", path)
-    except BaseException:
-        os.close(fd)
-        raise
-    m = _Mapping(fd, st.st_size)
+    if m is None:
+        return ObjectInfo(kind, name, scope, None, st.st_size, st.st_mode, "corrupt", path)
     try:
         size = _validate_header(m.buf, st.st_size, path, None)
         flags = struct.unpack_from("<I", m.buf, OFF_FLAGS)[0]
