@@ -8,6 +8,7 @@ package re-exports the error tree and the address entry points.
 from ._errors import (
     AlreadyExists as AlreadyExists,
     ChannelClosed as ChannelClosed,
+    HandleClosed as HandleClosed,
     InterprocError as InterprocError,
     MessageTooLarge as MessageTooLarge,
     NotFound as NotFound,
@@ -25,6 +26,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AlreadyExists",
     "ChannelClosed",
+    "HandleClosed",
     "InterprocError",
     "MessageTooLarge",
     "NotFound",

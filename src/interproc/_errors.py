@@ -6,6 +6,7 @@
     ├── PermissionDenied(PermissionError)   wrong owner, mode or peer credentials
     ├── Timeout(TimeoutError)               a blocking call ran out of time
     ├── ChannelClosed(ConnectionError)      the peer closed or died
+    ├── HandleClosed(ValueError)            this handle was used after its own close()
     ├── MessageTooLarge(ValueError)         a message over the transport's limit
     ├── ProtocolError(ValueError)           a peer sent bytes that do not parse
     ├── OwnerDied                           information: a mutex was abandoned
@@ -46,6 +47,11 @@ class ChannelClosed(InterprocError, ConnectionError):
     """The other end closed the channel or died."""
 
 
+class HandleClosed(InterprocError, ValueError):
+    """This handle was used after its own ``close()`` (the peer going away is
+    ``ChannelClosed`` instead).  A ``ValueError``, as for a closed file."""
+
+
 class MessageTooLarge(InterprocError, ValueError):
     """A message is larger than the transport or object accepts."""
 
@@ -70,6 +76,11 @@ class RemoteError(InterprocError):
         self.type_name = type_name
         self.message = message
         self.traceback_text = traceback_text
+
+    @property
+    def remote_type(self) -> str:
+        """The remote exception's type name, e.g. ``"KeyError"``."""
+        return self.type_name
 
 
 _BY_ERRNO: dict[int, type[InterprocError]] = {
