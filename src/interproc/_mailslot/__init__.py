@@ -505,7 +505,7 @@ def _list() -> list[_registry.ObjectInfo]:
     infos = []
     for scope, name, path in _segments():
         try:
-            queue = Queue.open(path, "global", f"mailslot {name!r}")
+            queue = Queue.open(path, scope, f"mailslot {name!r}")
         except (OSError, ProtocolError, PermissionDenied):
             continue
         try:
