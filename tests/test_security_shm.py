@@ -132,7 +132,13 @@ print("GARBLING", flush=True)
 i = 0
 while True:
     i += 1
-    os.pwrite(fd, struct.pack("<QQQQ", 0x4141414141414141 + i, 0xdead0000 + i, i, 0x4242424242424242), off)
+    # Pointer-like garbage where a glibc robust mutex keeps its robust-list
+    # links (+24, +32: what the pthread-mutex layout let an attacker steer) ...
+    os.pwrite(fd, struct.pack("<QQ", 0x4141414141414140 + 8 * i, 0x7f0000000000 + 8 * i), off + 24)
+    # ... and, now and then, garbage in the lock word, count and owner.
+    if i % 64 == 0:
+        os.pwrite(fd, struct.pack("<I", 0xdead0000 + i), off)
+        os.pwrite(fd, struct.pack("<II", i, 0x41414141), off + 8)
 """
 
 LOCKER = """
