@@ -165,7 +165,9 @@ wait_take(PyObject *self, PyObject *args, PyObject *kwargs)
         if (rc == 0 && ip_stop_after_wake)
             raise(SIGSTOP);
         Py_END_ALLOW_THREADS
-        if (rc < 0 && err == EINTR && PyErr_CheckSignals() < 0)
+        /* On every wake-up, not only EINTR: a signal that landed outside
+         * the system call left only Python's flag behind. */
+        if (PyErr_CheckSignals() < 0)
             goto done;
         if (rc < 0 && err != EINTR && err != EAGAIN && err != ETIMEDOUT) {
             errno = err;

@@ -227,12 +227,12 @@ lock_with_deadline(ip_lock *l, int has_deadline, const struct timespec *deadline
         rc = ip_futex(&l->word, FUTEX_WAIT, v, &left);
         err = errno;
         Py_END_ALLOW_THREADS
-        if (rc < 0 && err == ETIMEDOUT) {
+        if (rc < 0 && err == ETIMEDOUT)
             checked = 1;
-        } else if (rc < 0 && err == EINTR) {
-            if (PyErr_CheckSignals() < 0)
-                return -2;
-        }
+        /* On every wake-up, not only EINTR: a signal that landed outside
+         * the system call left only Python's flag behind. */
+        if (PyErr_CheckSignals() < 0)
+            return -2;
     }
 }
 
