@@ -550,7 +550,7 @@ class SharedMemory:
             raise map_os_error(exc, f"raw shm {name!r}") from exc
         try:
             st = os.fstat(fd)
-            check_private(st, f"raw shm {name!r}", scope)
+            check_segment_file(st, f"raw shm {name!r}", scope)
             if st.st_size == 0:
                 raise ProtocolError(f"raw shm {name!r} is empty")
         except BaseException:
