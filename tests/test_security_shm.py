@@ -179,6 +179,39 @@ def test_a_global_mutex_survives_an_attacker_rewriting_its_lock(spawn, name):
         keep.close()
 
 
+MAILSLOT_WRITER = """
+import sys, interproc
+from interproc.mailslot import Mailslot
+ok = fail = 0
+for i in range(1000):
+    try:
+        Mailslot.write(sys.argv[1], b"m%d" % i, scope="global", timeout=0.5)
+        ok += 1
+    except (interproc.ProtocolError, interproc.Timeout, interproc.ChannelClosed, interproc.NotFound):
+        fail += 1
+print("DONE", ok, fail, flush=True)
+"""
+
+
+def test_a_global_mailslot_writer_survives_another_writer_rewriting_the_queue_lock(spawn, name):
+    """Writers of a global mailslot share its queue lock; a hostile one among
+    them can garble it, but never crash the others."""
+    from interproc._mailslot._queue import _O_MUTEX
+    from interproc.mailslot import Mailslot
+
+    with Mailslot.create(name, scope="global", mode=0o666) as ms:
+        path = os.path.join("/dev/shm", segment_name("mailslot", name, "global"))
+        attacker = spawn(GARBLER, path, str(_O_MUTEX))
+        wait_for_line(attacker, "GARBLING")
+        victim = spawn(MAILSLOT_WRITER, name)
+        out, err = victim.communicate(timeout=50)
+        assert victim.returncode == 0, f"writer died (rc {victim.returncode}):\n{err}"
+        assert out.startswith("DONE")
+        attacker.kill()
+        attacker.wait(timeout=10)
+        assert ms.pending().count >= 0  # the owner still reads its queue
+
+
 # -- a woken waiter that dies must not strand the count ------------------------
 
 WAITER = """
