@@ -412,15 +412,19 @@ class Queue:
         # Writers only issue a futex wake when the waiter counter says someone
         # sleeps, so count ourselves in first.  Had the word already moved on
         # before that, futex_wait sees the new value and returns at once.
-        self._lock(None)
+        deadline = deadline_of(timeout)
+        try:
+            self._lock(deadline)
+        except Timeout:
+            return  # a holder sat on the lock for the whole timeout: the caller re-checks
         try:
             self._add32(counter, 1)
         finally:
             self._unlock()
         try:
-            _native.futex_wait(self.mm, word, seq, timeout)
+            _native.futex_wait(self.mm, word, seq, _remaining(deadline))
         finally:
-            self._deregister(counter)
+            self._deregister(counter, deadline)
 
     def wait_data(self, seq: int, timeout: float | None) -> None:
         """Sleep while no message was written since ``seq`` was read (for the asyncio waiter)."""
