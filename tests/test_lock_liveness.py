@@ -104,3 +104,21 @@ def test_a_forked_child_is_not_taken_for_its_parent(name):
         m.release()
     finally:
         m.close()
+
+
+def test_a_dead_holder_that_had_our_thread_id_is_not_taken_for_us(name):
+    """Thread ids are recycled: a lock recorded as held by our id with another
+    start time is an abandoned lock, not a recursive acquire."""
+    m = Mutex(name)
+    try:
+        assert m.acquire()
+        m.release()
+        me = threading.get_native_id()
+        start = struct.unpack_from("<Q", m._buf, 16)[0]
+        struct.pack_into("<IIIIQ", m._buf, 0, me, 0x4B4C5049, 1, me, start + 777)
+        assert m.acquire(timeout=10) and m.abandoned
+        m.release()
+        assert m.acquire(timeout=0) and not m.abandoned  # free again, and ours
+        m.release()
+    finally:
+        m.close()

@@ -171,7 +171,11 @@ lock_with_deadline(ip_lock *l, int has_deadline, const struct timespec *deadline
         took(l, me);
         return 0;
     }
-    if ((v & TID_MASK) == me) {
+    if ((v & TID_MASK) == me &&
+        !(__atomic_load_n(&l->owner, __ATOMIC_ACQUIRE) == me &&
+          __atomic_load_n(&l->start, __ATOMIC_RELAXED) != tls_start)) {
+        /* Ours already (an earlier thread with our id that died holding it
+         * recorded another start time, and is taken over below instead). */
         uint32_t c = __atomic_load_n(&l->count, __ATOMIC_RELAXED);
         if (c == UINT32_MAX) {
             PyErr_SetString(PyExc_OverflowError, "mutex recursion is too deep");
@@ -180,7 +184,8 @@ lock_with_deadline(ip_lock *l, int has_deadline, const struct timespec *deadline
         __atomic_store_n(&l->count, c + 1, __ATOMIC_RELAXED);
         return 0;
     }
-    int checked = 0;
+    /* An earlier holder with our very id is dead by definition: check at once. */
+    int checked = (v & TID_MASK) == me;
     for (;;) {
         v = __atomic_load_n(&l->word, __ATOMIC_RELAXED);
         if (v == 0) {
