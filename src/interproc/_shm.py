@@ -189,7 +189,11 @@ class _HeaderLock:
         # consistent (each update is one 16-byte record) so carry on.
 
     def __exit__(self, *exc: object) -> None:
-        _native.mutex_unlock(self.buf, OFF_LOCK)
+        try:
+            _native.mutex_unlock(self.buf, OFF_LOCK)
+        except (OSError, ValueError) as err:
+            # Someone rewrote the lock while we held it.
+            raise ProtocolError(f"{self.what}: header lock was overwritten while held ({err})") from err
 
 
 def _slots(buf: memoryview) -> Iterator[tuple[int, ProcessId]]:

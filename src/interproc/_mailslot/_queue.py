@@ -211,7 +211,11 @@ class Queue:
                 raise
 
     def _unlock(self) -> None:
-        _native.mutex_unlock(self.mm, _O_MUTEX)
+        try:
+            _native.mutex_unlock(self.mm, _O_MUTEX)
+        except (OSError, ValueError) as exc:
+            # Another writer of a global queue rewrote the lock while we held it.
+            raise ProtocolError(f"{self.what}: the queue lock was overwritten while held ({exc})") from None
 
     def _check_positions(self, head: int, tail: int) -> None:
         if head % 8 or tail % 8 or not 0 <= tail - head <= self.capacity:
