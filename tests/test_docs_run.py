@@ -103,3 +103,12 @@ def test_every_fence_says_what_it_is() -> None:
 def test_blocks_are_found() -> None:
     # The collector itself: README.md has python examples, so finding none is a parsing bug.
     assert any(b.path == ROOT / "README.md" for b in python_blocks())
+
+
+def test_api_reference_lists_every_public_module() -> None:
+    """docs/reference.md has one ``::: module`` line per public module (mkdocstrings)."""
+    from test_foundation import PUBLIC_MODULES
+
+    listed = set(re.findall(r"^::: (\S+)$", (ROOT / "docs" / "reference.md").read_text(), re.M))
+    missing = [m for m in PUBLIC_MODULES if m not in listed]
+    assert not missing, f"add to docs/reference.md: {', '.join(f'::: {m}' for m in missing)}"
