@@ -2,7 +2,15 @@
 
 from pathlib import Path
 
+import setuptools
 from setuptools import Extension, setup
+
+# pyproject.toml uses the PEP 639 licence fields; an older setuptools (run
+# directly, as in `python setup.py build_ext --inplace`) fails on them with a
+# schema dump that does not say this.  pip's isolated builds fetch a new one.
+if int(setuptools.__version__.split(".")[0]) < 77:
+    raise SystemExit(f"interproc needs setuptools >= 77 to build (this is {setuptools.__version__}): "
+                     "pip install -U 'setuptools>=77'")
 from setuptools.command.build_ext import build_ext
 from setuptools.errors import CCompilerError, CompileError, ExecError, PlatformError
 
