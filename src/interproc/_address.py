@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # for the annotations only; each transport imports its own classes
     from ._channel import Channel, Listener
@@ -89,10 +90,9 @@ def _module(addr: Address) -> Any:
 def connect(address: str, *, timeout: float | None = None, **options: Any) -> Channel:
     """Open a Channel to ``address``.  ``NotFound`` at once when nothing listens
     at a local address, unless ``timeout=`` is given: then wait that long for a
-    listener to appear.  (``mailslot://`` gives a send-only channel.)"""
+    listener to appear."""
     addr = parse(address)
-    channel: Channel = _module(addr).connect_address(addr, timeout=timeout, **options)
-    return channel
+    return _module(addr).connect_address(addr, timeout=timeout, **options)
 
 
 def listen(address: str, **options: Any) -> Listener:
@@ -101,5 +101,4 @@ def listen(address: str, **options: Any) -> Listener:
     mod = _module(addr)
     if not hasattr(mod, "listen_address"):
         raise ValueError(f"{addr.scheme}:// addresses cannot be listened on")
-    listener: Listener = mod.listen_address(addr, **options)
-    return listener
+    return mod.listen_address(addr, **options)

@@ -8,9 +8,10 @@ serve a scheme, imported on first use.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._address import parse
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the public names, whichever module defines them
     from . import AsyncChannel, AsyncListener
@@ -34,8 +35,7 @@ def _module(scheme: str, address: str) -> Any:
 async def connect(address: str, *, timeout: float | None = None, **options: Any) -> AsyncChannel:
     """Open an AsyncChannel to ``address`` (``NotFound`` at once unless ``timeout=``)."""
     addr = parse(address)
-    channel: AsyncChannel = await _module(addr.scheme, address).connect_address(addr, timeout=timeout, **options)
-    return channel
+    return await _module(addr.scheme, address).connect_address(addr, timeout=timeout, **options)
 
 
 async def listen(address: str, **options: Any) -> AsyncListener:
@@ -44,5 +44,4 @@ async def listen(address: str, **options: Any) -> AsyncListener:
     mod = _module(addr.scheme, address)
     if not hasattr(mod, "listen_address"):
         raise ValueError(f"{addr.scheme}:// addresses cannot be listened on")
-    listener: AsyncListener = await mod.listen_address(addr, **options)
-    return listener
+    return await mod.listen_address(addr, **options)
