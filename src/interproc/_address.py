@@ -17,9 +17,8 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # for the annotations only; each transport imports its own classes
     from ._channel import Channel, Listener

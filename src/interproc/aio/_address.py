@@ -8,10 +8,9 @@ serve a scheme, imported on first use.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._address import parse
-from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the public names, whichever module defines them
     from . import AsyncChannel, AsyncListener
