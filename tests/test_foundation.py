@@ -123,6 +123,8 @@ LAYERS = [
     {"pywin32"},  # compat: the pywin32 face over the protocols and resources
     {"cli", "_bench", "__init__", "__main__"},
 ]
+
+
 LAYERS[2].add("shmchannel")  # interproc.shmchannel: the shm:// transport's public classes
 
 
