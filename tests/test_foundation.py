@@ -97,6 +97,9 @@ PUBLIC_MODULES = ["interproc", "interproc.shm", "interproc.sync", "interproc.sha
                   "interproc.clipboard", "interproc.mailslot"]
 
 
+PUBLIC_MODULES += ["interproc.shmchannel"]
+
+
 @pytest.mark.parametrize("modname", PUBLIC_MODULES)
 def test_all_is_complete_and_sorted(modname):
     import importlib
@@ -120,6 +123,9 @@ LAYERS = [
     {"pywin32"},  # compat: the pywin32 face over the protocols and resources
     {"cli", "_bench", "__init__", "__main__"},
 ]
+
+
+LAYERS[2].add("shmchannel")  # interproc.shmchannel: the shm:// transport's public classes
 
 
 def _layer_of(top: str) -> int | None:
