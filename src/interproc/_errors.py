@@ -40,7 +40,13 @@ class PermissionDenied(InterprocError, PermissionError):
 
 
 class Timeout(InterprocError, TimeoutError):
-    """A blocking call did not complete within its ``timeout=``."""
+    """A blocking call did not complete within its ``timeout=``.
+
+    A write that timed out sets ``written``: the bytes that did go (0 for a
+    message write, which is all or nothing).
+    """
+
+    written: int | None = None
 
 
 class ChannelClosed(InterprocError, ConnectionError):
