@@ -28,6 +28,7 @@ import time
 import weakref
 from typing import Any
 
+from ._timeout import deadline_of
 from ._errors import ChannelClosed, NotFound, PermissionDenied, Timeout
 
 _DEFAULT: Any = object()  # "use the port's default timeout"
@@ -48,11 +49,7 @@ def _serial_module() -> Any:
 
 
 def _deadline(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if timeout < 0:
-        raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
-    return time.monotonic() + timeout
+    return deadline_of(timeout)
 
 
 def _remaining_ms(deadline: float | None) -> int | None:

@@ -40,6 +40,7 @@ import time
 import weakref
 from typing import Any, Callable, Iterator
 
+from ._timeout import deadline_of
 from . import _native
 from ._errors import AlreadyExists, InterprocError, NotFound, ProtocolError, Timeout, map_os_error
 from ._naming import Scope, check_private, parse_segment_name, segment_name, validate_name, validate_scope
@@ -284,7 +285,7 @@ class SharedMemory:
         """
         if raw:
             return cls._open_raw(name, scope)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_of(timeout)
         while True:
             handle = cls._try_open(name, scope, None, deadline)
             if handle is not None:
@@ -301,7 +302,7 @@ class SharedMemory:
         initializer dies first.  An existing segment keeps its own size:
         check ``handle.size``, and ``handle.created`` tells who created it.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_of(timeout)
         while True:
             handle = cls._make(name, size, scope, mode, persistent, init, exclusive=False, deadline=deadline)
             if handle is not None:

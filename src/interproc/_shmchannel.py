@@ -32,6 +32,7 @@ import struct
 import time
 from typing import Any
 
+from ._timeout import check_timeout
 from . import _native
 from ._address import Address
 from ._channel import Channel, Listener
@@ -259,8 +260,7 @@ class ShmListener(Listener):
     def accept(self, *, timeout: float | None = None, _cancellable: bool = False) -> ShmChannel:
         """Wait for a connection; ``Timeout`` after ``timeout`` seconds."""
         interrupts = self._interrupts
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
+        check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._closed:
@@ -378,8 +378,7 @@ def connect(name: str, *, timeout: float | None = None, capacity: Any = None, po
     validate_name(name)
     policy, spin = _check_policy(policy, spin_us)
     cap = None if capacity is None else _check_capacity(capacity)
-    if timeout is not None and timeout < 0:
-        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
+    check_timeout(timeout)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         try:

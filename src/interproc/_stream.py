@@ -28,6 +28,7 @@ from ._channel import Channel
 from ._errors import ChannelClosed, ProtocolError, Timeout, map_os_error
 from ._framing import DEFAULT_MAX_MESSAGE, HEADER, FrameDecoder, encode
 from ._handshake import MAX_HANDSHAKE_FRAME
+from ._timeout import deadline_of as deadline_of  # the one timeout= check, re-exported
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError)
 _NOWAIT = socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT
@@ -37,14 +38,6 @@ _pack = HEADER.pack
 _SIOCOUTQ = 0x5411          # = TIOCOUTQ: bytes (truesize) queued on a socket
 _F_GETPIPE_SZ = 1032
 _SLACK = 8192               # kernel bookkeeping per queued chunk, rounded up generously
-
-
-def deadline_of(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if timeout < 0:
-        raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
-    return time.monotonic() + timeout
 
 
 def wait_fd(fd: int, events: int, deadline: float | None, what: str) -> None:

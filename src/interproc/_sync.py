@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+from ._timeout import deadline_of
 from . import _native
 from ._errors import Timeout
 from ._naming import Scope
@@ -27,11 +28,7 @@ _SEMAPHORE, _EVENT = 0, 1  # kinds of _native.wait_take / _native.post
 
 
 def _deadline(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if timeout < 0:
-        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
-    return time.monotonic() + timeout
+    return deadline_of(timeout)
 
 
 def _left(deadline: float | None) -> float | None:

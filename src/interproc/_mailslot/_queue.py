@@ -36,6 +36,7 @@ import os
 import struct
 import time
 
+from .._timeout import deadline_of as _deadline_of
 from .. import _native
 from .._errors import MessageTooLarge, ProtocolError, Timeout
 from .._naming import check_private
@@ -85,11 +86,7 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 def deadline_of(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if timeout != timeout or timeout < 0:
-        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}")
-    return time.monotonic() + timeout
+    return _deadline_of(timeout)
 
 
 class Queue:

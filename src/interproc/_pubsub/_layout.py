@@ -8,6 +8,7 @@ from __future__ import annotations
 import struct
 import time
 
+from .._timeout import check_timeout
 from .. import _native
 from .._errors import ProtocolError
 from .._platform import ProcessId, is_alive
@@ -74,10 +75,8 @@ def _int_arg(value: object, what: str, low: int, high: int) -> int:
 
 
 def _check_timeout(timeout: float | None) -> float | None:
-    if timeout is None:
+    if check_timeout(timeout) is None:
         return None
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout != timeout or timeout < 0:
-        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}")
     return _now() + timeout
 
 

@@ -13,6 +13,7 @@ import socket
 import ssl as _ssl
 from typing import Any
 
+from .._timeout import check_timeout
 from .. import _namedpipe, _sockets
 from .._codec import get_codec
 from .._errors import ChannelClosed, NotFound, PermissionDenied, ProtocolError, Timeout
@@ -27,7 +28,7 @@ _RETRY_SLICE = 0.05  # connect(timeout=) looks again for a listener this often
 
 
 def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else asyncio.get_running_loop().time() + timeout
+    return None if check_timeout(timeout) is None else asyncio.get_running_loop().time() + timeout
 
 
 async def _connect_unix_sock(path: str, deadline: float | None, waiting: bool, what: str) -> socket.socket:
@@ -309,6 +310,11 @@ async def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any)
     if addr.scheme == "pipe":
         opts = _namedpipe._options(addr, kw)
         keep = {k: v for k, v in opts.items() if k in ("scope", "codec", "max_message_size")}
+        # Server-only options are dropped, as the blocking connect does; anything else is a typo.
+        unknown = set(kw) - set(keep) - {"mode", "max_instances", "file_mode", "allowed_uids", "handshake_timeout"}
+        if unknown:
+            raise TypeError(f"connect() got unexpected keyword argument(s) {', '.join(sorted(unknown))} "
+                            f"for {addr.text!r}")
         return await NamedPipe.connect(addr.name, timeout=timeout, **keep)
     opts = _sockets._options(addr, kw)
     for server_only in ("backlog", "handshake_timeout", "insecure"):
