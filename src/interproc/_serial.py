@@ -157,6 +157,25 @@ class SerialPort:
         if self._fd < 0:
             raise ChannelClosed(f"serial port {self.port}: closed")
 
+    # -- the line ------------------------------------------------------
+    def _no_line(self, what: str) -> None:
+        if _is_pty(os.fstat(self.fileno()).st_rdev):
+            raise OSError(errno.ENOTTY, f"serial port {self.port} is a pty: it has no {what} "
+                                        f"(pty_pair() carries the data lines only)")
+
+    @property
+    def modem_lines(self) -> dict[str, bool]:
+        """The input lines ``{"cts", "dsr", "ri", "cd"}``; ``OSError(ENOTTY)`` on a pty."""
+        self._no_line("modem lines")
+        ser = self.serial
+        return {"cts": ser.cts, "dsr": ser.dsr, "ri": ser.ri, "cd": ser.cd}
+
+    def send_break(self, duration: float = 0.25) -> None:
+        """Hold the line in break for ``duration`` seconds; ``OSError(ENOTTY)`` on a
+        pty, where the kernel would accept the request and do nothing."""
+        self._no_line("line to send a break on")
+        self.serial.send_break(duration)
+
     # -- I/O -----------------------------------------------------------
     def _wait(self, events: int, deadline: float | None, what: str) -> int:
         poller = select.poll()
@@ -341,9 +360,46 @@ def open(  # noqa: A001 - the Pythonic verb for a device
         raise _map_open_error(exc, path, exclusive) from exc
     except ValueError as exc:  # pyserial rejects a baud rate the driver refuses
         raise ValueError(f"serial port {path}: {exc}") from exc
+    except termios.error as exc:
+        # pyserial leaves the raw termios.error (and an open descriptor) behind.
+        _close_quietly(ser)
+        raise _refused(path, bytesize, parity, stopbits, exc.args[-1] if exc.args else str(exc)) from exc
+    # A pty's driver forces 8 data bits and no parity without saying so (or,
+    # on a second open, fails with EINVAL): check what the line really took.
+    cflag = termios.tcgetattr(ser.fd)[2]
+    if (cflag & termios.CSIZE) != _CSIZE[bytesize] or bool(cflag & termios.PARENB) != (parity != "N"):
+        _close_quietly(ser)
+        raise _refused(path, bytesize, parity, stopbits, "the driver did not apply them")
     if exclusive:
         _set_tiocexcl(ser.fd, True)
     return SerialPort(ser, exclusive=bool(exclusive), timeout=timeout, write_timeout=write_timeout)
+
+
+_CSIZE = {5: termios.CS5, 6: termios.CS6, 7: termios.CS7, 8: termios.CS8}
+
+
+def _close_quietly(ser: Any) -> None:
+    try:
+        ser.close()
+    except Exception:
+        pass
+
+
+def _refused(path: str, bytesize: int, parity: str, stopbits: float, why: str) -> ValueError:
+    hint = " (a pty has no line: it takes only 8 data bits and no parity)" if _is_pty_path(path) else ""
+    return ValueError(f"serial port {path} refuses {bytesize} data bits, parity {parity}, {stopbits} stop bits"
+                      f"{hint}: {why}")
+
+
+def _is_pty_path(path: str) -> bool:
+    try:
+        return _is_pty(os.stat(path).st_rdev)
+    except OSError:
+        return False
+
+
+def _is_pty(rdev: int) -> bool:
+    return 136 <= os.major(rdev) <= 143  # Unix98 pty slaves (/dev/pts/N)
 
 
 def _map_open_error(exc: Any, path: str, exclusive: bool) -> Exception:
