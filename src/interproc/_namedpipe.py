@@ -435,15 +435,17 @@ def _list_pipes() -> Iterable[_registry.ObjectInfo]:
 
 
 def _collect_pipes() -> Iterable[_registry.ObjectInfo]:
-    removed = []
-    for info in _list_pipes():
-        if info.state == _registry.STATE_STALE and info.details.get("uid") == os.getuid():
-            try:
-                os.unlink(info.path)
-                removed.append(info)
-            except OSError:
-                pass
-    return removed
+    return [info for info in _list_pipes() if info.state == _registry.STATE_STALE and _remove_pipe(info)]
 
 
-_registry.register(KIND, _list_pipes, _collect_pipes)
+def _remove_pipe(info: _registry.ObjectInfo) -> bool:
+    if info.details.get("uid") != os.getuid():
+        return False
+    try:
+        os.unlink(info.path)
+        return True
+    except OSError:
+        return False
+
+
+_registry.register(KIND, _list_pipes, _collect_pipes, remove=_remove_pipe)

@@ -731,4 +731,4 @@ def collect_segments() -> list[ObjectInfo]:
     return removed
 
 
-register("segments", list_segments, collect_segments)
+register("segments", list_segments, collect_segments, remove=lambda info: SharedMemory._clear_if_dead(info.path))

@@ -536,6 +536,7 @@ def _collect() -> list[_registry.ObjectInfo]:
     return removed
 
 
-_registry.register(KIND, _list, _collect)
+_registry.register(KIND, _list, _collect,
+                   remove=lambda info: _remove_if_stale(info.path, info.scope, f"mailslot {info.name!r}"))
 # Our segments have their own layout: the generic segment lister must leave them to us.
 register_foreign_kind(KIND)

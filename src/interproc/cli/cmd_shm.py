@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import sys
 
 from .._shm import SharedMemory, list_segments
 
@@ -65,7 +66,7 @@ def _find(name: str):
 def _info(args) -> int:
     info = _find(args.name)
     if info is None:
-        print(f"no shm segment named {args.name!r}")
+        print(f"interproc shm info: no shm segment named {args.name!r}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(info.as_dict(), indent=2))
