@@ -28,8 +28,8 @@ import time
 import weakref
 from typing import Any
 
+from ._errors import ChannelClosed, MissingDependency, NotFound, PermissionDenied, Timeout
 from ._timeout import deadline_of
-from ._errors import ChannelClosed, NotFound, PermissionDenied, Timeout
 
 _DEFAULT: Any = object()  # "use the port's default timeout"
 _CHUNK = 65536
@@ -43,8 +43,8 @@ STOPBITS = (1, 1.5, 2)
 def _serial_module() -> Any:
     try:
         import serial
-    except ImportError as exc:  # pragma: no cover - pyserial is installed here
-        raise ImportError("interproc.serial needs pyserial: pip install 'interproc[serial]'") from exc
+    except ImportError as exc:
+        raise MissingDependency("interproc.serial", "pyserial", "serial") from exc
     return serial
 
 
@@ -420,6 +420,7 @@ def _map_open_error(exc: Any, path: str, exclusive: bool) -> Exception:
 
 def ports() -> list[dict[str, Any]]:
     """The serial ports this machine has: device, name, description, hwid, USB ids."""
+    _serial_module()  # MissingDependency naming the extra, not a bare ModuleNotFoundError
     from serial.tools import list_ports
 
     out = []

@@ -40,12 +40,12 @@ import time
 import weakref
 from typing import Any, Callable, Iterator
 
-from ._timeout import deadline_of
 from . import _native
 from ._errors import AlreadyExists, InterprocError, NotFound, ProtocolError, Timeout, map_os_error
 from ._naming import Scope, check_private, parse_segment_name, segment_name, validate_name, validate_scope
 from ._platform import SHM_DIR, ProcessId, current_process, is_alive, shm_path
 from ._registry import STATE_ALIVE, STATE_PERSISTENT, STATE_STALE, ObjectInfo, register
+from ._timeout import deadline_of
 
 MAGIC = b"IPROCSHM"
 LAYOUT_VERSION = 1

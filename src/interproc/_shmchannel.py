@@ -32,7 +32,6 @@ import struct
 import time
 from typing import Any
 
-from ._timeout import check_timeout
 from . import _native
 from ._address import Address
 from ._channel import Channel, Listener
@@ -43,6 +42,7 @@ from ._naming import NAME_MAX, Scope, validate_name
 from ._platform import ProcessId, current_process, is_alive
 from ._registry import register
 from ._shm import F_PERSISTENT, OFF_FLAGS, SharedMemory, _HeaderLock, register_details
+from ._timeout import check_timeout
 
 _native.ring_set_errors(closed=ChannelClosed, timeout=Timeout, protocol=ProtocolError,
                         too_large=MessageTooLarge)

@@ -16,11 +16,11 @@ import threading
 import time
 from typing import Any
 
-from ._timeout import deadline_of
 from . import _native
 from ._errors import Timeout
 from ._naming import Scope
 from ._shm import SharedMemory, register_details
+from ._timeout import deadline_of
 
 _U32 = {"size": 4, "signed": False}
 CANCEL_SLICE = 1.0

@@ -17,8 +17,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Union
 
-from .._timeout import deadline_of as _deadline_of
 from .._errors import InterprocError, Timeout
+from .._timeout import deadline_of as _deadline_of
 
 TEXT = "text/plain"
 HTML = "text/html"

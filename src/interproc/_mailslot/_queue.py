@@ -36,11 +36,11 @@ import os
 import struct
 import time
 
-from .._timeout import deadline_of as _deadline_of
 from .. import _native
 from .._errors import MessageTooLarge, ProtocolError, Timeout
 from .._naming import check_private
 from .._platform import current_process, hold_owner_lock, make_anonymous_file, owner_alive, publish_file
+from .._timeout import deadline_of as _deadline_of
 
 MAGIC = b"IPMSLOT1"
 VERSION = 1

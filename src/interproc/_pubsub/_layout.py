@@ -8,11 +8,11 @@ from __future__ import annotations
 import struct
 import time
 
-from .._timeout import check_timeout
 from .. import _native
 from .._errors import ProtocolError
 from .._platform import ProcessId, is_alive
 from .._shm import SharedMemory
+from .._timeout import check_timeout
 
 MAGIC = b"IPPUBSUB"
 VERSION = 1

@@ -18,10 +18,10 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable
 
-from .._timeout import check_timeout
 from .. import _shmchannel
 from .._address import Address, parse
 from .._errors import ChannelClosed, Timeout
+from .._timeout import check_timeout
 
 
 class ShmChannel:

@@ -13,7 +13,6 @@ import socket
 import ssl as _ssl
 from typing import Any
 
-from .._timeout import check_timeout
 from .. import _namedpipe, _sockets
 from .._codec import get_codec
 from .._errors import ChannelClosed, NotFound, PermissionDenied, ProtocolError, Timeout
@@ -23,6 +22,7 @@ from .._naming import Scope
 from .._pipes import ENV_VAR, pipe_from_env as _sync_pipe_from_env
 from .._platform import peer_credentials
 from ._stream import AsyncChannel, _StreamProtocol, client_handshake, server_handshake
+from .._timeout import check_timeout
 
 _RETRY_SLICE = 0.05  # connect(timeout=) looks again for a listener this often
 
