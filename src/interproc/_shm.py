@@ -45,7 +45,7 @@ from ._errors import AlreadyExists, InterprocError, NotFound, ProtocolError, Tim
 from ._naming import Scope, check_private, parse_segment_name, segment_name, validate_name, validate_scope
 from ._platform import SHM_DIR, ProcessId, current_process, is_alive, shm_path
 from ._registry import STATE_ALIVE, STATE_PERSISTENT, STATE_STALE, ObjectInfo, register
-from ._timeout import deadline_of
+from ._timeout import deadline_of, nobody_came
 
 MAGIC = b"IPROCSHM"
 LAYOUT_VERSION = 1
@@ -279,15 +279,26 @@ class SharedMemory:
     @classmethod
     def open(cls, name: str, *, scope: Scope = "user", raw: bool = False,
              timeout: float | None = None) -> "SharedMemory":
-        """Open an existing segment; ``NotFound`` if there is none.
+        """Open an existing segment.
 
-        If its creator is still initialising it, wait up to ``timeout``.
+        ``NotFound`` at once if there is none, unless ``timeout`` is given:
+        then wait that long for it to appear (and for its creator to finish
+        initialising it), and raise ``Timeout`` if it does not.
         """
         if raw:
             return cls._open_raw(name, scope)
         deadline = deadline_of(timeout)
         while True:
-            handle = cls._try_open(name, scope, None, deadline)
+            try:
+                handle = cls._try_open(name, scope, None, deadline)
+            except NotFound:
+                if deadline is None:
+                    raise
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise nobody_came(f"shm {name!r}", timeout) from None
+                time.sleep(min(0.01, left))
+                continue
             if handle is not None:
                 return handle
 

@@ -42,7 +42,7 @@ from ._naming import NAME_MAX, Scope, validate_name
 from ._platform import ProcessId, current_process, is_alive
 from ._registry import register
 from ._shm import F_PERSISTENT, OFF_FLAGS, SharedMemory, _HeaderLock, register_details
-from ._timeout import check_timeout
+from ._timeout import check_timeout, nobody_came
 
 _native.ring_set_errors(closed=ChannelClosed, timeout=Timeout, protocol=ProtocolError,
                         too_large=MessageTooLarge)
@@ -385,9 +385,10 @@ def connect(name: str, *, timeout: float | None = None, capacity: Any = None, po
             lseg, owner, default_cap = _open_listener(name, scope)
             break
         except NotFound:
-            if deadline is None or time.monotonic() >= deadline:
-                raise NotFound(f"shm://{name}: nobody listens"
-                               + ("" if deadline is None else f" (waited {timeout} s)")) from None
+            if deadline is None:
+                raise NotFound(f"shm://{name}: nobody listens") from None
+            if time.monotonic() >= deadline:
+                raise nobody_came(f"shm://{name}", timeout) from None
             time.sleep(CONNECT_POLL)
     try:
         if cap is None:

@@ -25,6 +25,18 @@ def check_timeout(timeout: Any, what: str = "timeout") -> float | None:
     return timeout
 
 
+def nobody_came(what: str, timeout: float) -> Exception:
+    """The error after waiting ``timeout`` seconds for a name that never appeared.
+
+    The rule for every kind (pipe, unix, tcp, shm, mailslot, serial, pub/sub,
+    segments): ``timeout=None`` -> ``NotFound`` at once; a timeout -> wait that
+    long for the name to appear, then ``Timeout``.
+    """
+    from ._errors import Timeout
+
+    return Timeout(f"{what}: nothing appeared within {timeout} s")
+
+
 def deadline_of(timeout: Any, what: str = "timeout") -> float | None:
     """The ``time.monotonic()`` instant ``timeout`` ends at (None: never)."""
     timeout = check_timeout(timeout, what)

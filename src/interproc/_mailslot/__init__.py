@@ -42,6 +42,7 @@ from .._errors import (
 from .._naming import SCOPES, parse_segment_name, segment_name, segment_prefix, validate_name, validate_scope
 from .._platform import SHM_DIR, owner_alive, shm_path
 from .._shm import register_foreign_kind
+from .._timeout import nobody_came
 from ._queue import Gone, Queue, deadline_of
 
 KIND = "mailslot"
@@ -347,7 +348,8 @@ class Mailslot:
     @staticmethod
     def open(name: str, *, scope: str = "user", timeout: float | None = None, codec: str = "json") -> "MailslotWriter":
         """A write-only Channel to the server of ``name``.  ``NotFound`` at once if there is
-        none, unless ``timeout`` is given: then wait that long for a server to appear."""
+        none, unless ``timeout`` is given: then wait that long for a server to appear
+        (``Timeout`` if none did)."""
         validate_name(name)
         validate_scope(scope, None if scope == "user" else 0o600)
         deadline = deadline_of(timeout)
@@ -355,8 +357,10 @@ class Mailslot:
             try:
                 return MailslotWriter(_open_queue(name, scope), name, scope, codec=codec)
             except NotFound:
-                if deadline is None or time.monotonic() >= deadline:
+                if deadline is None:
                     raise
+                if time.monotonic() >= deadline:
+                    raise nobody_came(f"mailslot {name!r}", timeout) from None
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     # -- lifetime --------------------------------------------------------

@@ -17,6 +17,7 @@ from ._layout import (
     OFF_TABLE, POLICIES, SLICE, SLOT_HEADER, WRITING, _U32, _add, _c_release, _c_slot, _c_spin, _cas,
     _check_spin, _check_timeout, _Geometry, _load, _now, _PubSegment, _reap_dead, _store, _wait, _wake,
 )
+from .._timeout import nobody_came
 
 class Sample:
     """A received sample: ``buf`` is a read-only memoryview, valid until released.
@@ -93,7 +94,7 @@ class Subscriber:
         """Subscribe to publisher ``name``.
 
         ``NotFound`` at once when there is none, unless ``timeout`` is given:
-        then wait that long for it to appear.
+        then wait that long for it to appear (``Timeout`` if it does not).
         """
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(map(repr, POLICIES))}, not {policy!r}")
@@ -104,9 +105,13 @@ class Subscriber:
                 seg = _PubSegment.open(name, scope=scope, timeout=None if deadline is None else max(0.0, deadline - _now()))
                 break
             except NotFound:
-                if deadline is None or _now() >= deadline:
+                if deadline is None:
                     raise NotFound(f"no publisher {name!r}") from None
+                if _now() >= deadline:
+                    raise nobody_came(f"publisher {name!r}", timeout) from None
                 time.sleep(0.01)
+            except Timeout:  # SharedMemory.open waited for the segment: same rule, our name
+                raise nobody_came(f"publisher {name!r}", timeout) from None
         try:
             buf = seg.buf
             geo = _Geometry.read(buf, f"publisher {name!r}")
