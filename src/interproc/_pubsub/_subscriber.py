@@ -18,28 +18,34 @@ from ._layout import (
     _check_spin, _check_timeout, _Geometry, _load, _now, _PubSegment, _reap_dead, _store, _wait, _wake,
 )
 from .._timeout import nobody_came
+from ._lend import lend, take_back
 
 class Sample:
     """A received sample: ``buf`` is a read-only memoryview, valid until released.
 
     Use it as a context manager or call ``release()``; for *block*
-    subscribers the publisher cannot reuse the slot until then.
+    subscribers the publisher cannot reuse the slot until then.  ``release()``
+    releases ``buf``; a numpy array (or other export) still over it is a
+    ``BufferError``, and the sample stays held until the array is gone and
+    ``release()`` is called again, so the array never shows a rewritten slot.
     """
 
-    __slots__ = ("seq", "buf", "_sub")
+    __slots__ = ("seq", "buf", "_sub", "_exporter")
 
-    def __init__(self, sub: "Subscriber", seq: int, buf: memoryview) -> None:
-        self._sub, self.seq, self.buf = sub, seq, buf
+    def __init__(self, sub: "Subscriber", seq: int, buf: memoryview, exporter: Any = None) -> None:
+        self._sub, self.seq, self.buf, self._exporter = sub, seq, buf, exporter
 
     def release(self) -> None:
         sub = self._sub
         if sub is None:
             return
+        if self._exporter is None:
+            self.buf.release()  # a copy (drop_oldest): nothing in the slot to protect
+        elif not take_back(self._exporter, self.buf):
+            raise BufferError(
+                f"sample #{self.seq}'s buf is still exported (a numpy array or other view over it is "
+                f"alive): delete it before releasing the sample; the slot stays held until then") from None
         self._sub = None
-        try:
-            self.buf.release()
-        except BufferError:
-            pass  # an array over it is still alive; documented as invalid now
         sub._release(self.seq)
 
     @property
@@ -226,7 +232,8 @@ class Subscriber:
         self._held.add(r)
         self._received += 1
         start = off + SLOT_HEADER
-        return Sample(self, r, buf[start: start + n].toreadonly())
+        exporter, view = lend(buf, start, n, readonly=True)
+        return Sample(self, r, view, exporter)
 
     def _copy(self, r: int, published: int) -> Sample | None:
         """drop_oldest: copy the sample out under the seqlock; None to retry."""
