@@ -34,6 +34,7 @@ import socket
 import stat
 import threading
 import time
+import warnings
 from typing import Any, Iterable
 
 from . import _registry
@@ -41,6 +42,7 @@ from ._channel import Listener
 from ._errors import AlreadyExists, ChannelClosed, PermissionDenied, Timeout, map_os_error
 from ._framing import DEFAULT_MAX_MESSAGE
 from ._handshake import ClientHandshake, ServerHandshake
+from ._lifecycle import log
 from ._naming import GLOBAL_DIR, Scope, object_path, runtime_dir, validate_name, validate_scope
 from ._platform import PeerCredentials, peer_credentials, socket_owner, unix_listeners
 from ._sockets import HANDSHAKE_TIMEOUT, accept_with, bind_unix, connect_unix_socket
@@ -260,9 +262,14 @@ class PipeServer(Listener):
             while True:
                 conn = self._line.accept(lambda: self._sock, deadline, what)
                 try:
-                    return self._setup(conn)
+                    ch = self._setup(conn)
                 except ChannelClosed:
+                    log.debug("pipe %r: a client left before its handshake", self.name)
                     continue  # the client left before its handshake: wait for the next
+                log.debug("pipe %r: accepted pid %s (uid %s), %d/%d instances", self.name,
+                          ch.peer_credentials.pid, ch.peer_credentials.uid, self._instances.count,
+                          self.max_instances)
+                return ch
         except BaseException:
             self._instances.give_back()
             raise
@@ -286,6 +293,7 @@ class PipeServer(Listener):
                     io.send([_frame(hs.greeting("denied", refusal))])
                 except OSError:
                     pass
+                log.warning("pipe %r: refused pid %s: %s", self.name, creds.pid, refusal)
                 raise PermissionDenied(f"pipe {self.name!r} refused pid {creds.pid}: {refusal}")
             decoder = run_server_handshake(io, hs, self.handshake_timeout, what)
             ch = PipeChannel(io, name=f"pipe {self.name!r} <- pid {creds.pid}", framed=self.mode == "message",
@@ -313,6 +321,7 @@ class PipeServer(Listener):
 
     def __del__(self) -> None:
         if getattr(self, "_sock", None) is not None:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
             self.close()
 
 

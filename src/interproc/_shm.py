@@ -45,6 +45,7 @@ from ._errors import AlreadyExists, InterprocError, NotFound, ProtocolError, Tim
 from ._naming import Scope, check_private, parse_segment_name, segment_name, validate_name, validate_scope
 from ._platform import SHM_DIR, ProcessId, current_process, is_alive, shm_path
 from ._registry import STATE_ALIVE, STATE_PERSISTENT, STATE_STALE, ObjectInfo, register
+from ._lifecycle import finalizer, run_quietly
 from ._timeout import deadline_of, nobody_came
 
 MAGIC = b"IPROCSHM"
@@ -464,7 +465,8 @@ class SharedMemory:
         self._map = m
         self._path = cls._names(name, scope)[1]
         self._buf = m.buf[HEADER_SIZE : HEADER_SIZE + size]
-        self._finalizer = weakref.finalize(self, _detach, m, slot, self._path, current_process())
+        self._finalizer = finalizer(self, _detach, m, slot, self._path, current_process(),
+                                    what=f"{cls.__name__} {name!r}")
         return self
 
     # -- initialisation -----------------------------------------------------
@@ -600,7 +602,7 @@ class SharedMemory:
 
     def close(self) -> None:
         """Close this handle; the last one to close removes a non-persistent segment."""
-        self._finalizer()
+        run_quietly(self._finalizer)
 
     def unlink(self) -> None:
         """Remove the name now; open handles keep working until they close."""

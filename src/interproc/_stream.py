@@ -28,6 +28,7 @@ from ._channel import Channel
 from ._errors import ChannelClosed, ProtocolError, Timeout, map_os_error
 from ._framing import DEFAULT_MAX_MESSAGE, HEADER, FrameDecoder, encode
 from ._handshake import MAX_HANDSHAKE_FRAME
+from ._lifecycle import log
 from ._timeout import deadline_of as deadline_of  # the one timeout= check, re-exported
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError)
@@ -203,6 +204,7 @@ def write_all(io: Any, pieces: list[Any], deadline: float | None, what: str, on_
             continue
         except OSError as exc:
             if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
+                log.debug("%s: the peer has gone (%s)", what, errno.errorcode.get(exc.errno, exc.errno))
                 raise ChannelClosed(f"{what}: the peer has gone") from exc
             raise map_os_error(exc, what) from exc
         total += n
@@ -401,14 +403,16 @@ class StreamChannel(Channel):
                 n = read_some(self._io, dec.get_buffer(), deadline, f"recv on {self.name}")
                 if n == 0:
                     self._eof = True
+                    log.debug("%s: the peer closed the channel", self.name)
                     dec.eof()
                     raise ChannelClosed(f"{self.name}: the peer closed the channel")
                 dec.buffer_updated(n)
                 frame = dec.next_frame()
                 if frame is not None:
                     return frame
-        except ProtocolError:
+        except ProtocolError as exc:
             # The stream cannot be resynchronised after a bad frame.
+            log.warning("%s: protocol error, channel closed: %s", self.name, exc)
             self.close()
             raise
 
@@ -480,7 +484,11 @@ def run_server_handshake(io: Any, hs: Any, handshake_timeout: float, what: str) 
             if reply is not None:
                 write_all(io, encode(reply), deadline, what)
     except Timeout:
+        log.warning("%s: handshake not completed within %ss", what, handshake_timeout)
         raise ProtocolError(f"{what} did not complete the interproc handshake within {handshake_timeout}s") from None
+    except (ProtocolError, PermissionError) as exc:
+        log.warning("%s: handshake failed: %s", what, exc)
+        raise
     return decoder
 
 

@@ -78,7 +78,7 @@ def _info(args) -> int:
 
 
 def _dump(args) -> int:
-    with SharedMemory.open(args.name, raw=args.raw, timeout=5) as shm:
+    with SharedMemory.open(args.name, raw=args.raw) as shm:  # NotFound at once if absent
         view = shm.view(args.offset, min(args.length, shm.size - args.offset))
         for row in range(0, len(view), 16):
             chunk = bytes(view[row : row + 16])
