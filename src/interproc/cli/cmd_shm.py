@@ -90,7 +90,7 @@ def _dump(args) -> int:
 
 
 def _rm(args) -> int:
-    with SharedMemory.open(args.name, timeout=5) as shm:
+    with SharedMemory.open(args.name) as shm:  # NotFound at once if absent
         shm.unlink()
     print(f"removed {args.name!r}")
     return 0
