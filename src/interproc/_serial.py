@@ -29,7 +29,7 @@ import weakref
 from typing import Any
 
 from ._errors import ChannelClosed, MissingDependency, NotFound, PermissionDenied, Timeout
-from ._timeout import deadline_of
+from ._timeout import check_timeout, deadline_of
 
 _DEFAULT: Any = object()  # "use the port's default timeout"
 _CHUNK = 65536
@@ -67,11 +67,11 @@ def _byte_view(data: Any) -> memoryview:
 
 
 def _check_timeout(value: Any, what: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{what} must be a number of seconds >= 0 or None, not {value!r}")
-    return float(value)
+    try:
+        value = check_timeout(value, what)
+    except TypeError as exc:  # open()'s settings errors are all ValueError (as pyserial's)
+        raise ValueError(str(exc)) from None
+    return None if value is None else float(value)
 
 
 def _validate(port: Any, baudrate: Any, bytesize: Any, parity: Any, stopbits: Any) -> tuple[str, int, int, str, float]:
