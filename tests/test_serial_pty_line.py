@@ -33,3 +33,19 @@ def test_pty_has_no_modem_lines_and_no_break():
         with pytest.raises(OSError, match="is a pty: it has no line to send a break on") as info:
             port.send_break()
         assert info.value.errno == errno.ENOTTY
+
+
+def test_a_port_dropped_unclosed_warns():
+    import gc
+    import warnings
+
+    with serial.pty_pair() as cable:
+        with warnings.catch_warnings(record=True) as got:
+            warnings.simplefilter("always", ResourceWarning)
+            serial.open(cable.a)
+            gc.collect()
+            with serial.open(cable.a):  # the dropped one was released: the port opens again
+                pass
+            gc.collect()
+        msgs = [str(w.message) for w in got if issubclass(w.category, ResourceWarning)]
+        assert msgs == [f"unclosed SerialPort {cable.a!r}"]

@@ -25,10 +25,10 @@ import os
 import select
 import termios
 import time
-import weakref
 from typing import Any
 
 from ._errors import ChannelClosed, MissingDependency, NotFound, PermissionDenied, Timeout
+from ._lifecycle import finalizer, run_quietly
 from ._timeout import check_timeout, deadline_of
 
 _DEFAULT: Any = object()  # "use the port's default timeout"
@@ -134,7 +134,8 @@ class SerialPort:
         self._fd: int = ser.fd
         # close() from another thread wakes a blocked read/write through this pipe.
         self._wake = os.pipe()
-        self._finalizer = weakref.finalize(self, _close_serial, ser, exclusive, self._wake)
+        self._finalizer = finalizer(self, _close_serial, ser, exclusive, self._wake,
+                                    what=f"SerialPort {ser.port!r}")
 
     # -- settings ------------------------------------------------------
     @property
@@ -308,7 +309,7 @@ class SerialPort:
                 os.write(self._wake[1], b"x")
             except OSError:
                 pass
-            self._finalizer()
+            run_quietly(self._finalizer)
 
     def __enter__(self) -> "SerialPort":
         return self
