@@ -226,7 +226,9 @@ def test_longest_waiting_accept_gets_the_next_client(spawn, name):
             t = threading.Thread(target=waiter, args=(label,))
             t.start()
             threads.append(t)
-            time.sleep(0.2)  # let this thread block in accept() before the next one
+            deadline = time.monotonic() + 10
+            while len(srv._line) < len(threads) and time.monotonic() < deadline:
+                time.sleep(0.01)  # let this thread queue in accept() before the next one starts
         for i in range(4):
             out = spawn.run(CLIENT, name, f"client{i}")
             assert out == ""
