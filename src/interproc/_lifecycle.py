@@ -39,6 +39,11 @@ def finalizer(obj: object, release: Callable[..., Any], *args: Any, what: str) -
 def run_quietly(fin: weakref.finalize) -> None:
     """Run a :func:`finalizer` now, for ``close()``: release, no warning."""
     info = fin.detach()
-    if info is not None:
-        release, args, _what = info[2]
+    if info is None:
+        return
+    _obj, func, args, kwargs = info
+    if func is _dropped:
+        release, args, _what = args
         release(*args)
+    else:  # a plain weakref.finalize (a handle kind that does not warn)
+        func(*args, **kwargs)
