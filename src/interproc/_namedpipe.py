@@ -27,6 +27,7 @@ Win32 behaviour kept:
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import hashlib
 import os
@@ -35,7 +36,7 @@ import stat
 import threading
 import time
 import warnings
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from . import _registry
 from ._channel import Listener
@@ -159,8 +160,9 @@ class _Instances:
 class _AcceptLine:
     """Threads blocked in ``accept()`` queue here, so the one that has waited
     longest gets the next client, as Win32 hands a client to the instance
-    that has waited longest in ConnectNamedPipe.  Only the head of the line
-    polls the listening socket; the others wait for their turn."""
+    that has waited longest in ConnectNamedPipe.  Only the thread at the head
+    of the line accepts (``with line.turn(deadline, what): ...``); the others
+    wait for their turn."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
@@ -169,7 +171,8 @@ class _AcceptLine:
     def __len__(self) -> int:
         return len(self._line)
 
-    def accept(self, get_sock: Any, deadline: float | None, what: str) -> socket.socket:
+    @contextlib.contextmanager
+    def turn(self, deadline: float | None, what: str) -> Iterator[None]:
         me = object()
         with self._cond:
             self._line.append(me)
@@ -183,7 +186,7 @@ class _AcceptLine:
                 self._leave(me)
                 raise
         try:
-            return accept_with(get_sock, lambda conn, peer: conn, deadline, what)
+            yield
         finally:
             with self._cond:
                 self._leave(me)
@@ -260,7 +263,8 @@ class PipeServer(Listener):
         self._instances.take(deadline, f"accept on {what}")
         try:
             while True:
-                conn = self._line.accept(lambda: self._sock, deadline, what)
+                with self._line.turn(deadline, what):
+                    conn = accept_with(lambda: self._sock, lambda conn, peer: conn, deadline, what)
                 try:
                     ch = self._setup(conn)
                 except ChannelClosed:
