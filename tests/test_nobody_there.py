@@ -68,3 +68,35 @@ def test_shared_memory_open_waits_for_the_name_to_appear(name, spawn):
     proc.stdin.write("done\n")
     proc.stdin.flush()
     proc.wait(10)
+
+
+AIO_KINDS = ["pipe", "unix", "tcp", "shm://", "mailslot", "serial"]
+
+
+def _aio_address(name, kind):
+    runtime = os.environ["INTERPROC_RUNTIME_DIR"]
+    return {
+        "pipe": f"pipe://{name}", "unix": f"unix://{runtime}/{name}.sock", "tcp": f"tcp://127.0.0.1:{_free_port()}",
+        "shm://": f"shm://{name}", "mailslot": f"mailslot://{name}",
+        "serial": f"serial:///dev/interproc-nonexistent-{name}",
+    }[kind]
+
+
+@pytest.mark.parametrize("kind", AIO_KINDS)
+def test_asyncio_connect_follows_the_same_rule(name, kind):
+    import asyncio
+
+    import interproc.aio
+
+    if kind == "serial":
+        pytest.importorskip("serial")
+    address = _aio_address(name, kind)
+
+    async def attempt(timeout):
+        return await asyncio.wait_for(interproc.aio.connect(address, timeout=timeout), 20)
+
+    with pytest.raises(interproc.NotFound):
+        asyncio.run(attempt(None))
+    with pytest.raises(interproc.Timeout) as info:
+        asyncio.run(attempt(0.2))
+    assert not isinstance(info.value, interproc.NotFound)

@@ -22,7 +22,7 @@ from .._naming import Scope
 from .._pipes import ENV_VAR, pipe_from_env as _sync_pipe_from_env
 from .._platform import peer_credentials
 from ._stream import AsyncChannel, _StreamProtocol, client_handshake, server_handshake
-from .._timeout import check_timeout
+from .._timeout import check_timeout, nobody_came
 
 _RETRY_SLICE = 0.05  # connect(timeout=) looks again for a listener this often
 
@@ -117,8 +117,10 @@ async def connect_tcp(host: str, port: int, *, timeout: float | None = None, aut
                                            deadline=deadline)
             break
         except NotFound:
-            if timeout is None or loop.time() >= deadline:  # type: ignore[operator]
+            if timeout is None:
                 raise
+            if loop.time() >= deadline:  # type: ignore[operator]
+                raise nobody_came(f"tcp://{host}:{port}", timeout) from None
             await asyncio.sleep(_RETRY_SLICE)
     try:
         sock = transport.get_extra_info("socket")
