@@ -14,7 +14,9 @@ import interproc
 from conftest import wait_for_line
 from interproc._naming import object_path
 from interproc.pipes import NamedPipe
+from interproc.mailslot import Mailslot
 from interproc.shm import SharedMemory
+from interproc.sync import Mutex
 
 CLIENT = """
 import sys
@@ -74,6 +76,13 @@ def test_dropped_handles_warn_closed_ones_do_not(name, spawn):
         NamedPipe.serve(name)
 
     assert any("unclosed <PipeServer" in w for w in _warnings_of(drop_server))
+
+    def drop_mailslot_and_mutex():
+        Mailslot.create(name)
+        Mutex(name + ".m")
+
+    warned = _warnings_of(drop_mailslot_and_mutex)
+    assert f"unclosed Mailslot {name!r}" in warned and f"unclosed mutex {name + '.m'!r}" in warned, warned
 
 
 def test_accept_and_peer_gone_are_logged(name, spawn, caplog):

@@ -466,7 +466,7 @@ class SharedMemory:
         self._path = cls._names(name, scope)[1]
         self._buf = m.buf[HEADER_SIZE : HEADER_SIZE + size]
         self._finalizer = finalizer(self, _detach, m, slot, self._path, current_process(),
-                                    what=f"{cls.__name__} {name!r}")
+                                    what=f"{'SharedMemory' if cls.KIND == 'shm' else cls.KIND} {name!r}")
         return self
 
     # -- initialisation -----------------------------------------------------

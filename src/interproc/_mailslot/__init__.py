@@ -22,7 +22,6 @@ import os
 import stat
 import threading
 import time
-import weakref
 from collections import deque
 from typing import Any, NamedTuple
 
@@ -42,6 +41,7 @@ from .._errors import (
 from .._naming import SCOPES, parse_segment_name, segment_name, segment_prefix, validate_name, validate_scope
 from .._platform import SHM_DIR, owner_alive, shm_path
 from .._shm import register_foreign_kind
+from .._lifecycle import finalizer, run_quietly
 from .._timeout import nobody_came
 from ._queue import Gone, Queue, deadline_of
 
@@ -185,7 +185,8 @@ class Mailslot:
         self._receiver = None
         self._local: deque[bytes] = deque()  # taken from the segment in one batch, not yet read
         self._closed = False
-        self._finalizer = weakref.finalize(self, Mailslot._finalize, queue, path, [None], os.getpid())
+        self._finalizer = finalizer(self, Mailslot._finalize, queue, path, [None], os.getpid(),
+                                    what=f"Mailslot {name!r}")
         if domain:
             try:
                 # The thread must not hold the Mailslot itself, or a dropped
@@ -203,7 +204,8 @@ class Mailslot:
                 self.close()
                 raise map_os_error(exc, f"{what}: joining multicast group {group}:{port}") from exc
             self._finalizer.detach()
-            self._finalizer = weakref.finalize(self, Mailslot._finalize, queue, path, [self._receiver], os.getpid())
+            self._finalizer = finalizer(self, Mailslot._finalize, queue, path, [self._receiver], os.getpid(),
+                                        what=f"Mailslot {name!r}")
         return self
 
     @staticmethod
@@ -377,7 +379,7 @@ class Mailslot:
         if not self._closed:
             self._closed = True
             self._local.clear()
-            self._finalizer()
+            run_quietly(self._finalizer)
 
     def __enter__(self) -> "Mailslot":
         return self
