@@ -36,8 +36,8 @@ from . import _native
 from ._address import Address
 from ._channel import Channel, Listener
 from ._codec import Codec
-from ._errors import (AlreadyExists, ChannelClosed, InterprocError, MessageTooLarge, NotFound,
-                      ProtocolError, Timeout)
+from ._errors import (AlreadyExists, ChannelClosed, HandleClosed, InterprocError, MessageTooLarge,
+                      NotFound, ProtocolError, Timeout)
 from ._naming import NAME_MAX, Scope, validate_name
 from ._platform import ProcessId, current_process, is_alive
 from ._registry import register
@@ -181,6 +181,23 @@ class ShmChannel(Channel):
 
     def _recv_bytes(self, timeout: float | None) -> bytes:
         return self._core.recv(timeout=timeout)
+
+    def fileno(self) -> int:
+        """A descriptor that polls readable when ``recv`` may not block.
+
+        It also becomes readable when the peer closes or dies.  Readiness may
+        be spurious: re-check with ``recv(timeout=0)`` (``Timeout`` = nothing
+        yet).  Each call drains and re-arms the doorbell behind it, so call
+        ``fileno()`` before every wait (``select.select`` does); a
+        ``recv`` that finds the ring empty re-arms it too.  The spin fast
+        path does not change: the sender writes to the doorbell only while
+        this end is armed, as it would futex-wake a sleeper.  Both ends must
+        run as the same user.  The descriptor belongs to the channel: do not
+        close it; it is closed with the channel.
+        """
+        if self._closed:
+            raise HandleClosed(f"{self.address}: fileno() on a closed channel")
+        return self._core.fileno()
 
     @property
     def capacity(self) -> int:

@@ -323,7 +323,8 @@ next_message(ChanObject *self, PyObject *timeout, char **ptr, uint64_t *len, uin
             if (r < 0)
                 return -1;
             if (r == 0 && __atomic_load_n(&self->rx->head, __ATOMIC_ACQUIRE) == self->rpos &&
-                !__atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE) && !self->peer_dead) {
+                !__atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE) && !self->peer_dead &&
+                !ip_bell_rearm(self)) { /* a recv that finds nothing re-arms the doorbell */
                 PyErr_SetString(exc(err_timeout, PyExc_TimeoutError),
                                 "shm channel: recv timed out");
                 return -1;
@@ -569,6 +570,9 @@ chan_close(ChanObject *self, PyObject *unused)
             ip_chan_wake(&self->rx->space_seq); /* a peer waiting for space */
             ip_chan_wake(&self->rx->data_seq);  /* our own threads (they see `closed`) */
             ip_chan_wake(&self->tx->space_seq);
+            ip_bell_ring_peer(self);            /* a peer polling its doorbell */
+            ip_bell_ring_self(self);            /* our own pollers */
+            ip_bell_close(self);
         }
         if (self->pidfd >= 0) {
             close(self->pidfd);
@@ -676,6 +680,7 @@ chan_dealloc(ChanObject *self)
         chan_close(self, NULL);
     if (self->pidfd >= 0)
         close(self->pidfd);
+    ip_bell_close(self);
     if (self->has_view)
         PyBuffer_Release(&self->view);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -685,8 +690,10 @@ static PyObject *
 chan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     ChanObject *self = (ChanObject *)type->tp_alloc(type, 0);
-    if (self)
+    if (self) {
         self->pidfd = -1;
+        ip_bell_init(self);
+    }
     return (PyObject *)self;
 }
 
@@ -766,6 +773,14 @@ static PyMethodDef chan_methods[] = {
      "or interrupt()."},
     {"wait_send", (PyCFunction)(void (*)(void))chan_wait_send, FASTKW,
      "wait_send(nbytes, timeout=None)\n--\n\nWait until send() of nbytes would not block."},
+    {"fileno", (PyCFunction)ip_bell_fileno, METH_NOARGS,
+     "fileno()\n--\n\nA descriptor that polls readable when recv() may not block, or the\n"
+     "peer closed or died (spurious readiness is possible: re-check with a\n"
+     "non-blocking recv).  Each call drains and re-arms it: call it before every wait."},
+    {"arm_recv", (PyCFunction)ip_bell_arm_recv, METH_NOARGS,
+     "arm_recv()\n--\n\nDrain and re-arm fileno() for recv; True if recv would not block now."},
+    {"arm_send", (PyCFunction)ip_bell_arm_send, METH_O,
+     "arm_send(nbytes)\n--\n\nArm fileno() for space for nbytes; True if send would not block now."},
     {"interrupt", (PyCFunction)chan_interrupt, METH_NOARGS,
      "interrupt()\n--\n\nWake this process's threads waiting in wait_recv/wait_send."},
     {"close", (PyCFunction)chan_close, METH_NOARGS,
