@@ -182,19 +182,36 @@ fail:
     return -1;
 }
 
-/* Drain, announce, fence, re-check.  Returns 1 when ready now (and then the
- * bell rings so that a poll returns at once), 0 when the caller may poll. */
+static int
+drain(ChanObject *self)
+{
+    char buf[64];
+    int any = 0;
+    while (read(self->bell_r, buf, sizeof buf) > 0)
+        any = 1;
+    return any;
+}
+
+/* Announce, fence, re-check: 1 when ready now, 0 when the caller may poll
+ * (the other side then rings us once it publishes). */
 static int
 arm(ChanObject *self, int for_space, uint64_t need)
 {
-    char buf[64];
-    while (read(self->bell_r, buf, sizeof buf) > 0)
-        ;
     uint32_t *fw = for_space ? &self->tx->space_fdwait : &self->rx->data_fdwait;
     __atomic_store_n(fw, 1, __ATOMIC_SEQ_CST);
     ip_heavy_fence(self->asym);
-    int r = self->closed || self->broken ||
-            (for_space ? tx_ready(self, need) : rx_ready(self)) || ip_peer_gone(self);
+    return self->closed || self->broken ||
+           (for_space ? tx_ready(self, need) : rx_ready(self)) || ip_peer_gone(self);
+}
+
+/* fileno()'s arming: drain first, then arm, and ring our own bell when
+ * ready, so that a poll right after returns at once (level-triggered for
+ * callers that re-arm before every wait). */
+static int
+rearm(ChanObject *self)
+{
+    drain(self);
+    int r = arm(self, 0, 0);
     if (r)
         ip_bell_ring_self(self);
     return r;
@@ -203,7 +220,7 @@ arm(ChanObject *self, int for_space, uint64_t need)
 int
 ip_bell_rearm(ChanObject *self)
 {
-    return self->bell_ep >= 0 && !self->closed ? arm(self, 0, 0) : 0;
+    return self->bell_ep >= 0 && !self->closed ? rearm(self) : 0;
 }
 
 PyObject *
@@ -211,7 +228,7 @@ ip_bell_fileno(ChanObject *self, PyObject *unused)
 {
     if (bell_setup(self) < 0)
         return NULL;
-    arm(self, 0, 0);
+    rearm(self);
     return PyLong_FromLong(self->bell_ep);
 }
 
@@ -234,4 +251,12 @@ ip_bell_arm_send(ChanObject *self, PyObject *arg)
     if (n < 0 || (uint64_t)n + 8 > self->cap / 2)
         return Py_NewRef(Py_True); /* send() itself reports the problem */
     return PyBool_FromLong(arm(self, 1, tx_need(self, (uint64_t)n)));
+}
+
+PyObject *
+ip_bell_drain(ChanObject *self, PyObject *unused)
+{
+    if (self->bell_r < 0)
+        return Py_NewRef(Py_False);
+    return PyBool_FromLong(drain(self));
 }

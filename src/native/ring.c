@@ -778,9 +778,11 @@ static PyMethodDef chan_methods[] = {
      "peer closed or died (spurious readiness is possible: re-check with a\n"
      "non-blocking recv).  Each call drains and re-arms it: call it before every wait."},
     {"arm_recv", (PyCFunction)ip_bell_arm_recv, METH_NOARGS,
-     "arm_recv()\n--\n\nDrain and re-arm fileno() for recv; True if recv would not block now."},
+     "arm_recv()\n--\n\nArm fileno() for recv (no draining); True if recv would not block now."},
     {"arm_send", (PyCFunction)ip_bell_arm_send, METH_O,
      "arm_send(nbytes)\n--\n\nArm fileno() for space for nbytes; True if send would not block now."},
+    {"drain_bell", (PyCFunction)ip_bell_drain, METH_NOARGS,
+     "drain_bell()\n--\n\nEmpty fileno()'s doorbell (before re-checking); True if it had rung."},
     {"interrupt", (PyCFunction)chan_interrupt, METH_NOARGS,
      "interrupt()\n--\n\nWake this process's threads waiting in wait_recv/wait_send."},
     {"close", (PyCFunction)chan_close, METH_NOARGS,

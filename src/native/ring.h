@@ -126,6 +126,7 @@ int ip_bell_rearm(ChanObject *self);
 PyObject *ip_bell_fileno(ChanObject *self, PyObject *unused);
 PyObject *ip_bell_arm_recv(ChanObject *self, PyObject *unused);
 PyObject *ip_bell_arm_send(ChanObject *self, PyObject *arg);
+PyObject *ip_bell_drain(ChanObject *self, PyObject *unused);
 
 /* -- small inline helpers (hot path) --------------------------------------- */
 
