@@ -43,8 +43,8 @@ from ._platform import ProcessId, current_process, is_alive
 from ._registry import register
 from ._shm import F_PERSISTENT, OFF_FLAGS, SharedMemory, _HeaderLock, register_details
 
-_native.ring_set_errors(closed=ChannelClosed, timeout=Timeout, protocol=ProtocolError,
-                        too_large=MessageTooLarge)
+_native.set_errors(closed=ChannelClosed, timeout=Timeout, protocol=ProtocolError,
+                   too_large=MessageTooLarge, handle_closed=HandleClosed)
 
 DEFAULT_CAPACITY = 4 << 20  # per direction: messages up to 2 MiB - 8 bytes
 MIN_CAPACITY = _native.CHAN_MIN_CAPACITY

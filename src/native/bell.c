@@ -22,6 +22,7 @@
  * (fileno()) before every wait.  Peer death shows through the pidfd in the
  * epoll set; the peer's close rings the bell; our own close rings it too. */
 #include "ring.h"
+#include "pubsub.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -71,6 +72,32 @@ peer_pid(ChanObject *self)
                            __ATOMIC_RELAXED);
 }
 
+int
+ip_bell_open(uint32_t pid, uint32_t fd, uint64_t ino)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%u/fd/%u", pid, fd);
+    /* O_PATH first: opening a device or file for real could have side
+     * effects; only a FIFO with the published inode is reopened. */
+    int p = open(path, O_PATH | O_CLOEXEC);
+    struct stat st;
+    if (p < 0 || fstat(p, &st) < 0 || !S_ISFIFO(st.st_mode) || st.st_ino != ino) {
+        if (p >= 0)
+            close(p);
+        return -1;
+    }
+    snprintf(path, sizeof path, "/proc/self/fd/%d", p);
+    int w = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+    close(p);
+    return w;
+}
+
+void
+ip_bell_write(int fd)
+{
+    ring_fd(fd);
+}
+
 void
 ip_bell_ring_peer(ChanObject *self)
 {
@@ -82,26 +109,11 @@ ip_bell_ring_peer(ChanObject *self)
         uint32_t fd = __atomic_load_n(&s->fd, __ATOMIC_RELAXED);
         if (ino == 0)
             return; /* the peer has no doorbell */
-        char path[64];
-        snprintf(path, sizeof path, "/proc/%u/fd/%u", peer_pid(self), fd);
-        /* O_PATH first: opening a device or file for real could have side
-         * effects; only a FIFO with the published inode is reopened. */
-        int p = open(path, O_PATH | O_CLOEXEC);
-        struct stat st;
-        if (p < 0 || fstat(p, &st) < 0 || !S_ISFIFO(st.st_mode) || st.st_ino != ino) {
-            if (p >= 0)
-                close(p);
-            self->peer_bell_failed = errno != ENOENT || p >= 0;
-            return;
-        }
-        snprintf(path, sizeof path, "/proc/self/fd/%d", p);
-        int w = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
-        close(p);
-        if (w < 0) {
+        self->peer_bell = ip_bell_open(peer_pid(self), fd, ino);
+        if (self->peer_bell < 0) {
             self->peer_bell_failed = 1;
             return;
         }
-        self->peer_bell = w;
     }
     ring_fd(self->peer_bell);
 }

@@ -18,8 +18,11 @@ typedef struct {
 static PyTypeObject Chan_Type;
 static PyTypeObject Loan_Type;
 
-/* Exceptions given meaning by Python (interproc._errors), set at import. */
-static PyObject *err_closed, *err_timeout, *err_protocol, *err_too_large;
+/* Exceptions given meaning by Python (interproc._errors): the module state. */
+#define err_closed ip_error(IP_ERR_CLOSED, NULL)
+#define err_timeout ip_error(IP_ERR_TIMEOUT, NULL)
+#define err_protocol ip_error(IP_ERR_PROTOCOL, NULL)
+#define err_too_large ip_error(IP_ERR_TOO_LARGE, NULL)
 
 static PyObject *
 exc(PyObject *cls, PyObject *fallback)
@@ -27,17 +30,8 @@ exc(PyObject *cls, PyObject *fallback)
     return cls ? cls : fallback;
 }
 
-/* Deadline from a Python timeout: -1 for none, else absolute monotonic ns. */
-static int
-deadline_ns(PyObject *timeout, long long *out)
-{
-    int has;
-    struct timespec ts;
-    if (ip_deadline(timeout, &has, &ts) < 0)
-        return -1;
-    *out = has ? (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec : -1;
-    return 0;
-}
+#define deadline_ns ip_deadline_ns
+#define parse_args ip_parse_timeout_args
 
 static PyObject *
 protocol_error(ChanObject *self, const char *what)
@@ -87,38 +81,6 @@ static uint64_t
 max_message(ChanObject *self)
 {
     return self->cap / 2 - 8;
-}
-
-/* Parse (obj, timeout) from a vectorcall with keywords "timeout". */
-static int
-parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-           PyObject *kwnames, int npos, PyObject **pos, PyObject **timeout)
-{
-    *timeout = Py_None;
-    if (nargs != npos) {
-        if (nargs == npos + 1) {
-            *timeout = args[npos];
-        } else {
-            PyErr_Format(PyExc_TypeError, "%s() takes %d positional argument%s (%zd given)",
-                         fname, npos, npos == 1 ? "" : "s", nargs);
-            return -1;
-        }
-    }
-    for (int i = 0; i < npos; i++)
-        pos[i] = args[i];
-    if (kwnames) {
-        Py_ssize_t nk = PyTuple_GET_SIZE(kwnames);
-        for (Py_ssize_t i = 0; i < nk; i++) {
-            PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-            if (PyUnicode_CompareWithASCIIString(k, "timeout") != 0 || nargs > npos) {
-                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R",
-                             fname, k);
-                return -1;
-            }
-            *timeout = args[nargs + i];
-        }
-    }
-    return 0;
 }
 
 static PyObject *
@@ -869,10 +831,13 @@ static PyTypeObject Loan_Type = {
 static PyObject *
 ring_set_errors(PyObject *mod, PyObject *args, PyObject *kwargs)
 {
+    /* Kept for callers of the old name: the same as set_errors() without
+     * handle_closed (which then stays unset: closed is used). */
     static char *kw[] = {"closed", "timeout", "protocol", "too_large", NULL};
     PyObject *c, *t, *p, *l;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOO", kw, &c, &t, &p, &l))
         return NULL;
+    ip_state *st = ip_get_state();
     PyObject *all[] = {c, t, p, l};
     for (int i = 0; i < 4; i++) {
         if (!PyExceptionClass_Check(all[i])) {
@@ -880,10 +845,12 @@ ring_set_errors(PyObject *mod, PyObject *args, PyObject *kwargs)
             return NULL;
         }
     }
-    Py_XSETREF(err_closed, Py_NewRef(c));
-    Py_XSETREF(err_timeout, Py_NewRef(t));
-    Py_XSETREF(err_protocol, Py_NewRef(p));
-    Py_XSETREF(err_too_large, Py_NewRef(l));
+    if (!st)
+        Py_RETURN_NONE;
+    Py_XSETREF(st->closed, Py_NewRef(c));
+    Py_XSETREF(st->timeout, Py_NewRef(t));
+    Py_XSETREF(st->protocol, Py_NewRef(p));
+    Py_XSETREF(st->too_large, Py_NewRef(l));
     Py_RETURN_NONE;
 }
 
@@ -891,7 +858,7 @@ PyMethodDef ip_ring_methods[] = {
     {"ring_set_errors", (PyCFunction)(void (*)(void))ring_set_errors,
      METH_VARARGS | METH_KEYWORDS,
      "ring_set_errors($module, *, closed, timeout, protocol, too_large)\n--\n\n"
-     "Tell the shm channel which exceptions to raise (interproc's error tree)."},
+     "Older spelling of set_errors() (without handle_closed)."},
     {NULL, NULL, 0, NULL},
 };
 
