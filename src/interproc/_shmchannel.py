@@ -63,12 +63,18 @@ class _ListenSegment(SharedMemory):
     KIND = "chanlisten"
 
 
-# -- connection segment control block (the rings themselves are C's business)
+# -- connection segment control block (the rings themselves are C's business;
+# the layout numbers come from C, src/native/ring.h)
+_LAYOUT = _native.CHAN_LAYOUT
 CHAN_MAGIC = _native.CHAN_MAGIC
 _CTRL = struct.Struct("<IIQII")  # magic, version, capacity, flags, pad
 _IDENT = struct.Struct("<I4xQ")
-OFF_SIDE = (24, 40)  # ident of side A (accepter), side B (connector)
-OFF_CLOSED = 64
+OFF_CHAN_FLAGS = _LAYOUT["OFF_FLAGS"]  # (OFF_FLAGS is the segment header's)
+OFF_SIDE = (_LAYOUT["OFF_SIDE_A"], _LAYOUT["OFF_SIDE_B"])  # accepter, connector
+OFF_CLOSED = _LAYOUT["OFF_CLOSED"]
+OFF_RINGS = (_LAYOUT["OFF_RING0"], _LAYOUT["OFF_RING1"])
+RING_HEAD, RING_TAIL = _LAYOUT["RING_HEAD"], _LAYOUT["RING_TAIL"]
+RING_WORDS = (_LAYOUT["RING_DATA_SEQ"], _LAYOUT["RING_SPACE_SEQ"])  # futex words
 F_ACCEPTED = 1
 
 # -- listener segment
@@ -312,7 +318,7 @@ class ShmListener(Listener):
             peer = _read_ident(buf, OFF_SIDE[1])
             me = current_process()
             _IDENT.pack_into(buf, OFF_SIDE[0], me.pid, me.start)
-            _native.atomic_store(buf, 16, flags | F_ACCEPTED, **_U32)
+            _native.atomic_store(buf, OFF_CHAN_FLAGS, flags | F_ACCEPTED, **_U32)
             return ShmChannel(seg, 0, peer, policy=self._policy, spin_us=self._spin_us,
                               codec=self._codec, address=self.address)
         except BaseException:
@@ -344,8 +350,8 @@ class ShmListener(Listener):
                 continue
             try:
                 _native.atomic_store(seg.buf, OFF_CLOSED, 1, **_U32)
-                for ring in (256, 512):
-                    for word in (128, 192):
+                for ring in OFF_RINGS:
+                    for word in RING_WORDS:
                         _native.atomic_add(seg.buf, ring + word, 1, **_U32)
                         _native.futex_wake(seg.buf, ring + word)
                 _make_ephemeral(seg)
@@ -494,8 +500,9 @@ def _chan_details(buf: memoryview) -> dict:
     a, b = _read_ident(buf, OFF_SIDE[0]), _read_ident(buf, OFF_SIDE[1])
     closed = struct.unpack_from("<II", buf, OFF_CLOSED)
     queued = []
-    for ring in (256, 512):
-        head, tail = struct.unpack_from("<Q", buf, ring)[0], struct.unpack_from("<Q", buf, ring + 64)[0]
+    for ring in OFF_RINGS:
+        head = struct.unpack_from("<Q", buf, ring + RING_HEAD)[0]
+        tail = struct.unpack_from("<Q", buf, ring + RING_TAIL)[0]
         queued.append(head - tail if head >= tail else -1)
     return {"capacity": cap, "accepted": bool(flags & F_ACCEPTED),
             "server_pid": a.pid, "client_pid": b.pid,

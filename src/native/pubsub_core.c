@@ -226,8 +226,10 @@ claim(CoreObject *self, uint64_t n, PyObject *timeout)
         return -1;
     Py_ssize_t off = (Py_ssize_t)(self->slots_off + (uint64_t)(seq % self->slots) * self->stride);
     /* Mark the slot before touching its bytes: a drop_oldest reader that
-     * copied the old sample sees the mark change and discards its copy. */
-    __atomic_store_n(AT(self, off, int64_t), (int64_t)PS_WRITING, __ATOMIC_SEQ_CST);
+     * copied the old sample sees the mark change and discards its copy.  A
+     * seqlock writer: the mark, then a store-store barrier (free on x86). */
+    __atomic_store_n(AT(self, off, int64_t), (int64_t)PS_WRITING, __ATOMIC_RELAXED);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
     self->loaned = 1;
     return off;
 }
@@ -237,11 +239,21 @@ publish(CoreObject *self, Py_ssize_t off, uint64_t n)
 {
     int64_t *hdr = AT(self, off, int64_t);
     int64_t seq = self->seq;
-    __atomic_store_n(&hdr[1], (int64_t)n, __ATOMIC_SEQ_CST);
-    __atomic_store_n(&hdr[0], seq, __ATOMIC_SEQ_CST);
-    /* seq_cst store, then the load of the waiter count: pairs with the
-     * subscriber's increment-then-recheck, so a sleeper is never missed. */
-    __atomic_store_n(AT(self, PS_OFF_PUBLISHED, int64_t), seq + 1, __ATOMIC_SEQ_CST);
+    /* Release stores: the payload before the header before `published`;
+     * readers load them with acquire (seq_cst) loads. */
+    __atomic_store_n(&hdr[1], (int64_t)n, __ATOMIC_RELEASE);
+    __atomic_store_n(&hdr[0], seq, __ATOMIC_RELEASE);
+    /* Store, then load the waiter count: Dekker with the subscriber's
+     * increment-then-recheck, so a sleeper is never missed.  That needs a
+     * StoreLoad barrier; as on shm:// rings it is asymmetric when this
+     * process is registered for membarrier: the sleeper (slow path) runs
+     * heavy_fence(), which fences our CPU, and we use a compiler barrier. */
+    if (ip_asym_ok == 1) {
+        __atomic_store_n(AT(self, PS_OFF_PUBLISHED, int64_t), seq + 1, __ATOMIC_RELEASE);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    } else {
+        __atomic_store_n(AT(self, PS_OFF_PUBLISHED, int64_t), seq + 1, __ATOMIC_SEQ_CST);
+    }
     if (load64(self, PS_OFF_SUB_WAITERS) != 0) {
         ip_futex(AT(self, PS_OFF_PUBLISHED, uint32_t), FUTEX_WAKE, INT_MAX, NULL);
         ring_subscribers(self, 0);
@@ -428,7 +440,7 @@ copy_out(CoreObject *self, int64_t r, int64_t published)
     }
     self->cursor = r + 1;
     self->received++;
-    __atomic_store_n(AT(self, self->entry + PS_E_READ, int64_t), r + 1, __ATOMIC_SEQ_CST);
+    __atomic_store_n(AT(self, self->entry + PS_E_READ, int64_t), r + 1, __ATOMIC_RELEASE);
     PyObject *mv = PyMemoryView_FromObject(data);
     Py_DECREF(data);
     return mv ? new_sample(self, r, mv) : NULL;
@@ -518,7 +530,13 @@ sub_release(CoreObject *self, int64_t seq)
         return; /* an older sample is still held */
     while (self->read_pos < self->cursor && !self->held[self->read_pos % self->slots])
         self->read_pos++;
-    __atomic_store_n(AT(self, self->entry + PS_E_READ, int64_t), self->read_pos, __ATOMIC_SEQ_CST);
+    /* Dekker with a publisher waiting for room: asymmetric as in publish(). */
+    if (ip_asym_ok == 1) {
+        __atomic_store_n(AT(self, self->entry + PS_E_READ, int64_t), self->read_pos, __ATOMIC_RELEASE);
+        __atomic_signal_fence(__ATOMIC_SEQ_CST);
+    } else {
+        __atomic_store_n(AT(self, self->entry + PS_E_READ, int64_t), self->read_pos, __ATOMIC_SEQ_CST);
+    }
     if (load64(self, PS_OFF_PUB_WAITING) != 0) {
         __atomic_fetch_add(AT(self, PS_OFF_SPACE, uint32_t), 1, __ATOMIC_SEQ_CST);
         ip_futex(AT(self, PS_OFF_SPACE, uint32_t), FUTEX_WAKE, INT_MAX, NULL);
@@ -626,6 +644,7 @@ core_init(CoreObject *self, PyObject *args, PyObject *kwargs)
     self->spin_ns = (long long)(spin * 1e9);
     self->slow_wait = Py_NewRef(slow);
     self->gen = -1;
+    ip_asym_register();
     if (is_pub) {
         self->bells = PyMem_Malloc(max_subs * sizeof(int));
         self->bell_inos = PyMem_Calloc(max_subs, sizeof(uint64_t));
@@ -803,7 +822,10 @@ sample_release_impl(SampleObject *self)
     PyObject *base = PyMemoryView_GET_BASE(self->buf);
     if (base && Py_IS_TYPE(base, &SlotView_Type))
         ((SlotViewObject *)base)->done = 1; /* no new exports of the slot */
-    PyObject *r = PyObject_CallMethod(self->buf, "release", NULL);
+    static PyObject *name_release;
+    if (!name_release)
+        name_release = PyUnicode_InternFromString("release");
+    PyObject *r = name_release ? PyObject_CallMethodNoArgs(self->buf, name_release) : NULL;
     if (r)
         Py_DECREF(r);
     else
@@ -941,20 +963,33 @@ ip_pubsub_init(PyObject *module)
     if (PyModule_AddObjectRef(module, "PubSubCore", (PyObject *)&Core_Type) < 0 ||
         PyModule_AddObjectRef(module, "PubSubSample", (PyObject *)&Sample_Type) < 0)
         return -1;
-    struct { const char *name; long value; } k[] = {
-        {"PUBSUB_OFF_PUBLISHED", PS_OFF_PUBLISHED}, {"PUBSUB_OFF_SUB_WAITERS", PS_OFF_SUB_WAITERS},
-        {"PUBSUB_OFF_CLOSED", PS_OFF_CLOSED}, {"PUBSUB_OFF_PUB_PID", PS_OFF_PUB_PID},
-        {"PUBSUB_OFF_HWM", PS_OFF_HWM}, {"PUBSUB_OFF_SPACE", PS_OFF_SPACE},
-        {"PUBSUB_OFF_PUB_WAITING", PS_OFF_PUB_WAITING}, {"PUBSUB_OFF_GEN", PS_OFF_GEN},
-        {"PUBSUB_OFF_PUB_BELL", PS_OFF_PUB_BELL}, {"PUBSUB_OFF_TABLE", PS_OFF_TABLE},
-        {"PUBSUB_ENTRY", PS_ENTRY}, {"PUBSUB_E_WORD", PS_E_WORD}, {"PUBSUB_E_PID", PS_E_PID},
-        {"PUBSUB_E_POLICY", PS_E_POLICY}, {"PUBSUB_E_START", PS_E_START},
-        {"PUBSUB_E_READ", PS_E_READ}, {"PUBSUB_E_DROPPED", PS_E_DROPPED},
-        {"PUBSUB_E_RECEIVED", PS_E_RECEIVED}, {"PUBSUB_E_BELL", PS_E_BELL},
-        {"PUBSUB_SLOT_HEADER", PS_SLOT_HEADER}, {"PUBSUB_WRITING", PS_WRITING},
+    /* The layout, written once (pubsub.h): Python reads it from here. */
+    ip_layout_entry k[] = {
+        {"OFF_PUBLISHED", PS_OFF_PUBLISHED}, {"OFF_SUB_WAITERS", PS_OFF_SUB_WAITERS},
+        {"OFF_CLOSED", PS_OFF_CLOSED}, {"OFF_PUB_PID", PS_OFF_PUB_PID},
+        {"OFF_HWM", PS_OFF_HWM}, {"OFF_SPACE", PS_OFF_SPACE},
+        {"OFF_PUB_WAITING", PS_OFF_PUB_WAITING}, {"OFF_GEN", PS_OFF_GEN},
+        {"OFF_PUB_BELL", PS_OFF_PUB_BELL}, {"OFF_TABLE", PS_OFF_TABLE},
+        {"ENTRY", PS_ENTRY}, {"E_WORD", PS_E_WORD}, {"E_PID", PS_E_PID},
+        {"E_POLICY", PS_E_POLICY}, {"E_START", PS_E_START},
+        {"E_READ", PS_E_READ}, {"E_DROPPED", PS_E_DROPPED},
+        {"E_RECEIVED", PS_E_RECEIVED}, {"E_BELL", PS_E_BELL},
+        {"SLOT_HEADER", PS_SLOT_HEADER}, {"WRITING", PS_WRITING},
     };
-    for (size_t i = 0; i < sizeof k / sizeof k[0]; i++)
-        if (PyModule_AddIntConstant(module, k[i].name, k[i].value) < 0)
-            return -1;
-    return 0;
+    return ip_add_layout(module, "PUBSUB_LAYOUT", k, sizeof k / sizeof k[0]);
 }
+
+static PyObject *
+heavy_fence(PyObject *mod, PyObject *unused)
+{
+    ip_heavy_fence(ip_asym_register() == 1);
+    Py_RETURN_NONE;
+}
+
+PyMethodDef ip_pubsub_core_methods[] = {
+    {"heavy_fence", heavy_fence, METH_NOARGS,
+     "heavy_fence($module)\n--\n\n"
+     "The sleeping side's barrier of an asymmetric Dekker handshake: after\n"
+     "announcing a waiter and before re-checking (membarrier, or a full fence)."},
+    {NULL, NULL, 0, NULL},
+};

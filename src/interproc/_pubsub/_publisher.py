@@ -14,7 +14,7 @@ from ._layout import (
     ACTIVE, BLOCK, CLAIMING, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_SPIN, E_POLICY, E_READ, E_WORD, ENTRY, FREE,
     MAGIC, MAX_SLOT_SIZE, MAX_SLOTS, MAX_SUBSCRIBERS, OFF_HWM, OFF_PUB_PID, OFF_PUB_WAITING, OFF_SPACE,
     OFF_TABLE, SLICE, SLOT_HEADER, VERSION, WRITING, _GEOM, _U32, _add, _check_spin, _Geometry, _int_arg,
-    _live_entries, _load, _now, _PubSegment, _reap_dead, _store, _wait, PubSubCore,
+    _live_entries, _load, _now, _PubSegment, _reap_dead, _store, _wait, PubSubCore, _heavy_fence,
 )
 
 class Loan:
@@ -186,6 +186,7 @@ def _room_waiter(buf: memoryview, geo: _Geometry, name: str):
         while True:
             _add(buf, OFF_PUB_WAITING, 1)
             try:
+                _heavy_fence()  # subscribers release without a full fence
                 space = _load(buf, OFF_SPACE, **_U32)
                 if _scan(buf, geo, name, seq) >= need:
                     return

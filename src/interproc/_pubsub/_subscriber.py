@@ -15,7 +15,7 @@ from ._layout import (
     ACTIVE, CLAIMING, DEFAULT_SPIN, E_PID, E_READ, E_START, E_WORD, ENTRY, FREE, OFF_CLOSED, OFF_GEN,
     OFF_HWM, OFF_PUB_PID, OFF_PUB_WAITING, OFF_PUBLISHED, OFF_SPACE, OFF_SUB_WAITERS, OFF_TABLE,
     POLICIES, SLICE, _U32, _add, _cas, _check_spin, _check_timeout, _Geometry, _load, _now,
-    _PubSegment, _reap_dead, _store, _wait, _wake, PubSubCore,
+    _PubSegment, _reap_dead, _store, _wait, _wake, PubSubCore, _heavy_fence,
 )
 from .. import _native
 
@@ -105,6 +105,7 @@ class Subscriber:
                 _store(buf, e + E_READ, max(0, first - geo.history))
                 _store(buf, e + E_WORD, claimed & ~0xFF | ACTIVE)
                 _add(buf, OFF_GEN, 1)
+                _heavy_fence()  # Dekker with the publisher's store of published, then load of gen
                 # Samples published meanwhile may have overwritten the oldest
                 # history; start no earlier than the oldest slot not in reuse.
                 now = _load(buf, OFF_PUBLISHED)
@@ -188,6 +189,7 @@ def _data_waiter(buf: memoryview, name: str, pub: ProcessId):
         while True:
             _add(buf, OFF_SUB_WAITERS, 1)
             try:
+                _heavy_fence()  # the publisher publishes without a full fence
                 published = _load(buf, OFF_PUBLISHED)
                 if published > r:
                     return
