@@ -201,7 +201,8 @@ claim(CoreObject *self, uint64_t n, PyObject *timeout)
     int64_t seq = self->seq;
     int r = room(self, seq);
     if (r == 0) {
-        long long spin_until = mono_ns() + self->spin_ns;
+        /* No spinning for a caller that does not want to wait (asyncio). */
+        long long spin_until = deadline >= 0 && mono_ns() >= deadline ? 0 : mono_ns() + self->spin_ns;
         for (unsigned i = 1; (r = room(self, seq)) == 0; i++) {
             ip_cpu_relax();
             if ((i & 63) == 0 && mono_ns() >= spin_until) {
@@ -495,7 +496,7 @@ sub_recv(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kw
         int64_t r = self->cursor;
         int64_t published = load64(self, PS_OFF_PUBLISHED);
         if (published <= r) {
-            if (spin_for(self, r) > r)
+            if ((deadline < 0 || mono_ns() < deadline) && spin_for(self, r) > r)
                 continue;
             /* Python sleeps on the futex and raises Timeout/ChannelClosed. */
             PyObject *left = remaining(deadline);

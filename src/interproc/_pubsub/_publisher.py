@@ -181,6 +181,11 @@ def _room_waiter(buf: memoryview, geo: _Geometry, name: str):
 
     def wait(seq: int, timeout: float | None) -> None:
         need = seq - slots + 1
+        if timeout is not None and timeout <= 0:  # a poll (asyncio): no sleeper handshake
+            if _scan(buf, geo, name, seq) >= need or (_reap_dead(buf, geo) and _scan(buf, geo, name, seq) >= need):
+                return
+            raise Timeout(f"publisher {name!r}: a subscriber has not released its samples "
+                          f"(all {slots} slots are in use)")
         deadline = None if timeout is None else _now() + timeout
         last_reap = _now()
         while True:

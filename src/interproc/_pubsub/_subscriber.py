@@ -185,6 +185,16 @@ def _data_waiter(buf: memoryview, name: str, pub: ProcessId):
     Subscriber, so no reference cycle."""
 
     def wait(r: int, timeout: float | None) -> None:
+        if timeout is not None and timeout <= 0:  # a poll (asyncio): no sleeper handshake
+            if _load(buf, OFF_PUBLISHED) > r:
+                return
+            if _load(buf, OFF_CLOSED, **_U32):
+                raise ChannelClosed(f"publisher {name!r} has closed")
+            if not is_alive(pub):
+                if _load(buf, OFF_PUBLISHED) > r:
+                    return
+                raise ChannelClosed(f"publisher {name!r} (pid {pub.pid}) died")
+            raise Timeout(f"no sample from publisher {name!r} in time")
         deadline = None if timeout is None else _now() + timeout
         while True:
             _add(buf, OFF_SUB_WAITERS, 1)
