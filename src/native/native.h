@@ -50,7 +50,6 @@ extern PyMethodDef ip_futex_methods[];
 extern PyMethodDef ip_mutex_methods[];
 extern PyMethodDef ip_ring_methods[];
 extern PyMethodDef ip_framing_methods[];
-extern PyMethodDef ip_pubsub_methods[];
 extern PyMethodDef ip_pubsub_core_methods[];
 
 /* Module-level constants and types added by each file's init hook. */
