@@ -105,6 +105,7 @@ typedef struct {
     /* Doorbell (bell.c), made by the first fileno(): our pipe, the epoll fd
      * handed out (pipe + pidfd), and the peer's pipe once opened. */
     int bell_r, bell_w, bell_ep, peer_bell, peer_bell_failed;
+    uint64_t peer_bell_ino;
 } ChanObject;
 
 enum { W_READY, W_TIMEOUT, W_CHECK, W_DEAD };
