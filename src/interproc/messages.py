@@ -38,12 +38,12 @@ from ._messages._window import (
 )
 
 __all__ = [
-    "DEFAULT_QUEUE_LIMIT",
-    "WM_COPYDATA",
-    "WM_USER",
     "AsyncWindow",
+    "DEFAULT_QUEUE_LIMIT",
     "Message",
     "QueueFull",
+    "WM_COPYDATA",
+    "WM_USER",
     "Window",
     "abroadcast_message",
     "acopy_data",

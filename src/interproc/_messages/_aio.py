@@ -214,7 +214,7 @@ async def _acall(name: str, kind: int, msg: int, wparam: int, lparam: int, *, da
         if link is None:
             try:
                 ch = await interproc.aio.connect(f"unix://{window_path(name, scope)}")
-            except NotFound:
+            except (NotFound, ChannelClosed):
                 raise missing_window(name) from None
             if scope == "user" and ch.peer_credentials is not None and ch.peer_credentials.uid != os.getuid():
                 ch.close()

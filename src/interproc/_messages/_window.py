@@ -266,7 +266,7 @@ def _open_link(name: str, host: str | None, authkey: bytes | None, scope: Scope,
     try:
         ch = interproc.connect(_target(name, host, scope), timeout=timeout if host else None,
                                **({"authkey": authkey} if authkey is not None else {}))
-    except NotFound:
+    except (NotFound, ChannelClosed):  # nobody listens, or its owner is dying
         raise missing_window(name) from None
     creds = getattr(ch, "peer_credentials", None)
     if creds is not None and scope == "user" and creds.uid != os.getuid():
