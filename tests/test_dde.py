@@ -1,0 +1,180 @@
+"""DDE between real processes: a price server, client processes, links, poke/execute, a killed server."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+
+import interproc
+from interproc import dde
+
+# A client process: argv = service, mode ("plain", "slow", "ack" or "poker").  It
+# reports a cold request, then follows ACME on a hot and a warm link until the
+# hot link has seen "FINAL", and prints a JSON summary.
+CLIENT = """
+import json, sys, threading, time
+from interproc import dde
+service, mode = sys.argv[1], sys.argv[2]
+conv = dde.connect(service, "Stocks", timeout=10)
+out = {"cold": conv.request("ACME")}
+hot_values, warm = [], []
+done = threading.Event()
+def on_hot(item, value):
+    if mode == "slow":
+        time.sleep(0.002)
+    hot_values.append(value)
+    if value == "FINAL":
+        done.set()
+hot = conv.advise("ACME", hot=True, callback=on_hot, ack=(mode == "ack"))
+wlink = conv.advise("ACME", hot=False, callback=lambda item: warm.append(item))
+if mode == "poker":
+    try:
+        conv.poke("ORDER", "42")
+        out["poke"] = "ok"
+    except Exception as exc:
+        out["poke"] = type(exc).__name__
+    try:
+        out["execute"] = conv.execute("[Reset]")
+    except Exception as exc:
+        out["execute"] = type(exc).__name__
+print("linked", flush=True)
+assert done.wait(30), "the final value never arrived"
+out.update(hot=hot_values, hot_dropped=hot.dropped, warm=len(warm), warm_item=warm[-1] if warm else None)
+hot.close(); wlink.close(); conv.close()
+print(json.dumps(out), flush=True)
+"""
+
+
+def run_clients(spawn, service: str, modes: list[str]) -> list:
+    procs = [spawn(CLIENT, service, mode) for mode in modes]
+    for p in procs:
+        line = p.stdout.readline().strip()
+        assert line == "linked", p.stderr.read()
+    return procs
+
+
+def results(procs) -> list[dict]:
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=40)
+        assert p.returncode == 0, err
+        outs.append(json.loads(out.strip().splitlines()[-1]))
+    return outs
+
+
+def test_price_server_with_three_clients_cold_warm_hot_poke_execute(spawn, name):
+    with dde.Server(name) as srv:
+        srv.set("Stocks", "ACME", "100")
+        pokes, commands = [], []
+        srv.on_poke = lambda topic, item, value: pokes.append((topic, item, value))
+        srv.on_execute = lambda topic, command: commands.append(command) or f"done {command}"
+        srv.start()
+        assert (name, ["System", "Stocks"]) in dde.services()
+        procs = run_clients(spawn, name, ["poker", "slow", "ack"])
+        assert pokes == [("Stocks", "ORDER", "42")] and commands == ["[Reset]"]
+        for i in range(300):
+            srv.set("Stocks", "ACME", str(i))
+        srv.set("Stocks", "ACME", "FINAL")
+        poker, slow, acked = results(procs)
+    for out in (poker, slow, acked):
+        assert out["cold"] == "100"
+        assert out["hot"][-1] == "FINAL"  # the final value always arrives
+        numbers = [int(v) for v in out["hot"][:-1]]
+        assert numbers == sorted(numbers)  # in order, perhaps with superseded values skipped
+        assert out["warm"] >= 1 and out["warm_item"] == "ACME"
+    assert poker["poke"] == "ok" and poker["execute"] == "done [Reset]"
+    assert acked["hot"] == [str(i) for i in range(300)] + ["FINAL"] and acked["hot_dropped"] == 0
+    assert len(slow["hot"]) + slow["hot_dropped"] == 301  # each value delivered or counted as dropped
+
+
+def test_poke_and_execute_are_refused_without_handlers(spawn, name):
+    with dde.Server(name) as srv:
+        srv.set("Stocks", "ACME", "7")
+        srv.start()
+        procs = run_clients(spawn, name, ["poker"])
+        srv.set("Stocks", "ACME", "FINAL")
+        (out,) = results(procs)
+        assert out["poke"] == "PermissionDenied" and out["execute"] == "PermissionDenied"
+        assert srv.get("Stocks", "ACME") == "FINAL"
+
+
+SERVER = """
+import itertools, sys, time
+from interproc import dde
+srv = dde.Server(sys.argv[1], **({"host": "tcp://127.0.0.1:0", "authkey": b"netdde"} if len(sys.argv) > 2 else {}))
+srv.set("Stocks", "ACME", "0")
+srv.start()
+print(srv.address, flush=True)
+for i in itertools.count(1):
+    srv.set("Stocks", "ACME", str(i))
+    time.sleep(0.001)
+"""
+
+
+def test_server_killed_mid_advise_ends_links_and_clients_reconnect(spawn, name):
+    server = spawn(SERVER, name)
+    server.stdout.readline()
+    conv = dde.connect(name, "Stocks", timeout=10)
+    seen = []
+    link = conv.advise("ACME", hot=True, callback=lambda item, value: seen.append(int(value)))
+    deadline = time.monotonic() + 20
+    while len(seen) < 20:
+        assert time.monotonic() < deadline, "no updates arrived"
+        time.sleep(0.01)
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait(timeout=10)
+    with pytest.raises(interproc.ChannelClosed):
+        conv.request("ACME", timeout=10)
+    assert conv.closed and link.closed
+    assert seen == sorted(seen)
+    with pytest.raises(interproc.NotFound):
+        dde.connect(name, "Stocks")  # not running: NotFound at once
+    again = spawn(SERVER, name)
+    conv2 = dde.connect(name, "Stocks", timeout=10)
+    assert int(conv2.request("ACME")) >= 0
+    conv2.close()
+    conv.close()
+    again.send_signal(signal.SIGTERM)
+    again.wait(timeout=10)
+    os.unlink(os.path.join(os.environ["INTERPROC_RUNTIME_DIR"], f"dde.{name}.sock"))
+
+
+def test_netdde_over_tcp_with_authkey(spawn, name):
+    server = spawn(SERVER, name, "tcp")
+    address = server.stdout.readline().strip()
+    assert address.startswith("tcp://127.0.0.1:")
+    with dde.connect(name, "Stocks", host=address, authkey=b"netdde", timeout=10) as conv:
+        assert int(conv.request("ACME")) >= 0
+        assert conv.request("TopicItemList") == "ACME"
+    with pytest.raises(interproc.PermissionDenied):
+        dde.connect(name, "Stocks", host=address, authkey=b"wrong", timeout=10)
+    with pytest.raises(interproc.PermissionDenied):
+        dde.connect(name, "Stocks", host=address, timeout=10)  # no key: the server demands one
+    server.send_signal(signal.SIGTERM)
+    server.wait(timeout=10)
+    path = os.path.join(os.environ["INTERPROC_RUNTIME_DIR"], f"dde.{name}.sock")
+    if os.path.exists(path):
+        os.unlink(path)
+
+
+def test_unknown_topic_item_and_system_topic(name):
+    with dde.Server(name) as srv:
+        srv.set("Stocks", "ACME", b"\x00\x01", format="MyApp.Tick")
+        srv.start()
+        with pytest.raises(interproc.NotFound):
+            dde.connect(name, "Bonds", timeout=5)
+        with dde.connect(name, "Stocks", timeout=5) as conv:
+            assert conv.request("ACME") == b"\x00\x01"
+            with pytest.raises(interproc.NotFound):
+                conv.request("NOPE")
+        with dde.connect(name, "System", timeout=5) as sysconv:
+            assert sysconv.request("Topics").split("\t") == ["System", "Stocks"]
+            assert set(sysconv.request("SysItems").split("\t")) >= {"Topics", "SysItems", "Formats", "Status"}
+            assert "MyApp.Tick" in sysconv.request("Formats").split("\t")
+            assert sysconv.request("Status") == "Ready"
+        with pytest.raises(ValueError):
+            srv.set("System", "X", "1")
