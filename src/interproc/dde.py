@@ -18,12 +18,12 @@ from ._dde._protocol import BINARY as BINARY, SYSTEM as SYSTEM, TEXT as TEXT
 from ._dde._server import Server as Server
 
 __all__ = [
-    "BINARY",
-    "SYSTEM",
-    "TEXT",
     "AdviseLink",
+    "BINARY",
     "Conversation",
+    "SYSTEM",
     "Server",
+    "TEXT",
     "connect",
     "services",
 ]
