@@ -178,3 +178,78 @@ def test_unknown_topic_item_and_system_topic(name):
             assert sysconv.request("Status") == "Ready"
         with pytest.raises(ValueError):
             srv.set("System", "X", "1")
+
+
+def test_a_plain_socket_client_written_from_the_docs_holds_a_conversation(spawn, name):
+    """Only what docs/dde.md says: the socket path, 8-byte frames, the handshake, JSON objects."""
+    client = """
+import json, os, socket, struct, sys
+service = sys.argv[1]
+path = os.path.join(os.environ["INTERPROC_RUNTIME_DIR"], f"dde.{service}.sock")
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(path)
+def recv_exact(n):
+    buf = b""
+    while len(buf) < n:
+        chunk = s.recv(n - len(buf))
+        if not chunk:
+            raise SystemExit("server closed")
+        buf += chunk
+    return buf
+def send(obj):
+    body = json.dumps(obj).encode()
+    s.sendall(struct.pack(">Q", len(body)) + body)
+def recv():
+    (n,) = struct.unpack(">Q", recv_exact(8))
+    return json.loads(recv_exact(n))
+greeting = recv()
+assert greeting["status"] == "ok", greeting
+send({"proto": "interproc/1", "kind": "socket"})
+send({"id": 1, "op": "initiate", "service": service, "topic": "Stocks"})
+out = {"initiate": recv()}
+send({"id": 2, "op": "request", "item": "ACME"})
+out["request"] = recv()
+send({"id": 3, "op": "advise", "item": "ACME", "hot": True, "ack": True})
+out["advise"] = recv()
+send({"id": 4, "op": "poke", "item": "Order", "format": "TEXT", "value": "buy 10"})
+msgs = [recv()]
+while "id" not in msgs[-1]:
+    msgs.append(recv())
+out["poke"] = msgs[-1]
+send({"id": 5, "op": "request", "item": "NOPE"})
+out["missing"] = recv()
+print("ready", flush=True)
+updates = []
+while len(updates) < 3:
+    m = recv()
+    if m.get("op") == "data":
+        updates.append(m["value"])
+        send({"op": "ack", "link": m["link"]})
+out["updates"] = updates
+send({"id": 6, "op": "execute", "command": "[Reset]"})
+while "id" not in (m := recv()):
+    pass
+out["execute"] = m
+print(json.dumps(out), flush=True)
+s.close()
+"""
+    with dde.Server(name) as srv:
+        srv.set("Stocks", "ACME", "101.5")
+        srv.on_poke = lambda topic, item, value: None
+        srv.start()
+        proc = spawn(client, name)
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        assert srv.get("Stocks", "Order") == "buy 10"
+        for price in ("102", "103", "104"):
+            srv.set("Stocks", "ACME", price)
+        out, err = proc.communicate(timeout=20)
+        assert proc.returncode == 0, err
+    got = json.loads(out)
+    assert got["initiate"]["ok"] is True
+    assert got["request"] == {"id": 2, "ok": True, "format": "TEXT", "value": "101.5"}
+    assert got["advise"]["ok"] is True and isinstance(got["advise"]["link"], int)
+    assert got["poke"]["ok"] is True
+    assert got["missing"]["ok"] is False and got["missing"]["error"] == "NotFound"
+    assert got["updates"] == ["102", "103", "104"]  # acknowledged link: every value
+    assert got["execute"]["ok"] is False and got["execute"]["error"] == "PermissionDenied"
