@@ -81,3 +81,23 @@ def test_dde_services_request_poke_execute_advise(name):
             if p is not None:
                 p.communicate()
     assert server.returncode == 0
+
+
+def test_ls_shows_windows_and_dde_services_and_gc_removes_dead_ones(spawn, name_factory):
+    from interproc import dde, messages
+
+    win_name, svc_name = name_factory(), name_factory()
+    with messages.Window(win_name), dde.Server(svc_name):
+        rows = json.loads(cli("ls", "--json").stdout)
+        mine = {(r["kind"], r["name"]): r for r in rows}
+        assert mine[("msgwin", win_name)]["owner_pid"] == os.getpid()
+        assert mine[("dde", svc_name)]["state"] == "alive"
+    dead = spawn(f"from interproc import messages; w = messages.Window({win_name!r}); print('up', flush=True); input()",
+                 stdin=subprocess.PIPE)
+    assert dead.stdout.readline().strip() == "up"
+    dead.kill()
+    dead.wait(timeout=10)
+    rows = json.loads(cli("ls", "--json", "--kind", "msgwin").stdout)
+    assert [r["state"] for r in rows if r["name"] == win_name] == ["stale"]
+    assert win_name in cli("gc").stdout
+    assert messages.find_window(win_name) is None

@@ -18,6 +18,8 @@ import interproc
 
 from .._errors import HandleClosed, InterprocError, ProtocolError, Timeout
 from .._naming import Scope, object_path, runtime_dir, validate_name
+from .. import _registry
+from .._messages._names import collect_endpoint_sockets, list_endpoint_sockets
 from ._protocol import SYSTEM, Execute, Poke, ServerConversation, Store, decode_value, encode_value
 
 KIND = "dde"
@@ -211,8 +213,8 @@ class Server:
                 ch = lst.accept(timeout=_ACCEPT_SLICE)
             except Timeout:
                 continue
-            except (ProtocolError, interproc.PermissionDenied):
-                continue
+            except (ProtocolError, interproc.PermissionDenied, interproc.ChannelClosed):
+                continue  # a stranger, a wrong key, or a probe that left: keep serving the others
             except Exception:
                 if self._closed:
                     return
@@ -266,3 +268,6 @@ class Server:
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):
             self.close()
+
+
+_registry.register(KIND, lambda: list_endpoint_sockets(KIND), lambda: collect_endpoint_sockets(KIND))

@@ -79,7 +79,7 @@ class AsyncWindow:
         while not self._closed:
             try:
                 ch = await self._listener.accept()
-            except (ProtocolError, interproc.PermissionDenied):
+            except (ProtocolError, interproc.PermissionDenied, ChannelClosed):
                 continue
             except Exception:
                 return  # the listener was closed

@@ -15,6 +15,7 @@ import os
 import threading
 
 from .._naming import Scope, object_path, runtime_dir, validate_name
+from .._registry import ObjectInfo, register as _register_lister
 from ._protocol import REGISTERED_FIRST, REGISTERED_LAST
 
 KIND = "msgwin"
@@ -84,3 +85,59 @@ def register_message(text: str) -> int:
     with _cache_lock:
         _cache[key] = REGISTERED_FIRST + index
     return REGISTERED_FIRST + index
+
+
+def list_endpoint_sockets(kind: str) -> list[ObjectInfo]:
+    """``interproc ls`` rows for one kind of endpoint socket (``msgwin``, ``dde``) of this user.
+
+    Liveness and the owner come from a bare connect and SO_PEERCRED (no
+    handshake: the endpoint sees a client that leaves at once).
+    """
+    import socket
+    import stat as _stat
+
+    from .._platform import peer_credentials
+    from .._registry import STATE_ALIVE, STATE_STALE
+
+    rows = []
+    directory = runtime_dir("user")
+    for entry in sorted(os.listdir(directory)):
+        if not (entry.startswith(kind + ".") and entry.endswith(_SUFFIX)):
+            continue
+        path = os.path.join(directory, entry)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not _stat.S_ISSOCK(st.st_mode):
+            continue
+        pid = None
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            s.settimeout(1)
+            s.connect(path)
+            pid = peer_credentials(s).pid
+        except OSError:
+            pass
+        finally:
+            s.close()
+        rows.append(ObjectInfo(kind=kind, name=entry[len(kind) + 1 : -len(_SUFFIX)], scope="user", owner_pid=pid,
+                               size=None, mode=_stat.S_IMODE(st.st_mode),
+                               state=STATE_ALIVE if pid else STATE_STALE, path=path, details={}))
+    return rows
+
+
+def collect_endpoint_sockets(kind: str) -> list[ObjectInfo]:
+    """Remove the socket files of endpoints whose owners died (``interproc gc``)."""
+    removed = []
+    for info in list_endpoint_sockets(kind):
+        if info.state == "stale":
+            try:
+                os.unlink(info.path)
+                removed.append(info)
+            except OSError:
+                pass
+    return removed
+
+
+_register_lister(KIND, lambda: list_endpoint_sockets(KIND), lambda: collect_endpoint_sockets(KIND))

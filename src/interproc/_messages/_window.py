@@ -170,8 +170,8 @@ class Window:
                 ch = lst.accept(timeout=_ACCEPT_SLICE)
             except Timeout:
                 continue
-            except (ProtocolError, interproc.PermissionDenied):
-                continue  # a stranger or a wrong key; keep serving the others
+            except (ProtocolError, interproc.PermissionDenied, interproc.ChannelClosed):
+                continue  # a stranger, a wrong key, or a probe that left: keep serving the others
             except Exception:
                 if self._closed:
                     return

@@ -10,6 +10,8 @@ KIND_MODULES = (
     "interproc._namedpipe",
     "interproc._mailslot",
     "interproc._shmchannel",
+    "interproc._messages._names",
+    "interproc._dde._server",
 )
 
 
