@@ -253,3 +253,38 @@ s.close()
     assert got["missing"]["ok"] is False and got["missing"]["error"] == "NotFound"
     assert got["updates"] == ["102", "103", "104"]  # acknowledged link: every value
     assert got["execute"]["ok"] is False and got["execute"]["error"] == "PermissionDenied"
+
+
+def test_asyncio_client_cold_hot_ack_and_server_death(spawn, name):
+    import asyncio
+
+    server = spawn(SERVER, name)
+    server.stdout.readline()
+
+    async def main():
+        conv = await dde.aconnect(name, "Stocks", timeout=10)
+        assert int(await conv.request("ACME")) >= 0
+        seen: list[int] = []
+        got = asyncio.Event()
+
+        async def on_hot(item, value):
+            seen.append(int(value))
+            if len(seen) >= 30:
+                got.set()
+
+        link = await conv.advise("ACME", hot=True, callback=on_hot, ack=True)
+        await asyncio.wait_for(got.wait(), 20)
+        assert seen == list(range(seen[0], seen[0] + len(seen)))  # acknowledged: every value, in order
+        with pytest.raises(interproc.PermissionDenied):
+            await conv.execute("[Reset]")
+        os.kill(server.pid, signal.SIGKILL)
+        with pytest.raises(interproc.ChannelClosed):
+            for _ in range(100):
+                await conv.request("ACME", timeout=10)
+                await asyncio.sleep(0.05)
+        assert link.closed
+        await conv.close()
+
+    asyncio.run(main())
+    server.wait(timeout=10)
+    os.unlink(os.path.join(os.environ["INTERPROC_RUNTIME_DIR"], f"dde.{name}.sock"))

@@ -8,6 +8,11 @@
 See docs/dde.md (it also documents the wire format).
 """
 
+from ._dde._aio import (
+    AsyncAdviseLink as AsyncAdviseLink,
+    AsyncConversation as AsyncConversation,
+    aconnect as aconnect,
+)
 from ._dde._client import (
     AdviseLink as AdviseLink,
     Conversation as Conversation,
@@ -19,11 +24,14 @@ from ._dde._server import Server as Server
 
 __all__ = [
     "AdviseLink",
+    "AsyncAdviseLink",
+    "AsyncConversation",
     "BINARY",
     "Conversation",
     "SYSTEM",
     "Server",
     "TEXT",
+    "aconnect",
     "connect",
     "services",
 ]

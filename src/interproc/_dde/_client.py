@@ -82,6 +82,7 @@ class Conversation:
         self._waiters: dict[int, _Waiter] = {}
         self._links: dict[int, AdviseLink] = {}
         self._ready: deque[AdviseLink] = deque()
+        self._orphans: dict[int, list[Update]] = {}
         self._closed = False
         self._user_closed = False
         self._error: BaseException | None = None
@@ -137,6 +138,8 @@ class Conversation:
         link = AdviseLink(self, int(body["link"]), item, hot, ack, callback)
         with self._lock:
             self._links[link.id] = link
+            for event in self._orphans.pop(link.id, []):
+                self._queue(link, event)
         return link
 
     def poke(self, item: str, value: str | bytes, *, format: str | None = None,
@@ -162,18 +165,24 @@ class Conversation:
                         continue
                     link = self._links.get(event.link)
                     if link is None:
-                        continue  # an update that crossed our unadvise
-                    if not link.ack and link._pending:
-                        link.dropped += 1 + link._pending[-1].dropped
-                        link._pending.clear()
-                    link._pending.append(event)
-                    if link not in self._ready:
-                        self._ready.append(link)
-                    self._lock.notify_all()
+                        # an update can overtake the advise() call that is about to register its link
+                        self._orphans.setdefault(event.link, []).append(event)
+                        continue
+                    self._queue(link, event)
         except Exception as exc:
             self._error = exc if not isinstance(exc, ChannelClosed) else ChannelClosed("the service went away")
         finally:
             self._end()
+
+    def _queue(self, link: AdviseLink, event: Update) -> None:
+        """Hand an update to the dispatcher (called with the lock held)."""
+        if not link.ack and link._pending:
+            link.dropped += 1 + link._pending[-1].dropped  # the newest value wins
+            link._pending.clear()
+        link._pending.append(event)
+        if link not in self._ready:
+            self._ready.append(link)
+        self._lock.notify_all()
 
     def _end(self) -> None:
         with self._lock:
