@@ -19,7 +19,8 @@ import interproc
 
 from .._errors import ChannelClosed, HandleClosed, InterprocError, NotFound, Timeout
 from .._naming import Scope
-from ._protocol import SYSTEM, ClientConversation, Reply, Update, decode_value
+from ..shm import Subscriber
+from ._protocol import SYSTEM, ClientConversation, Reply, Update, decode_sample, decode_value
 from ._server import service_names, service_path
 
 _UNSET: Any = object()
@@ -38,6 +39,7 @@ class AdviseLink:
         self.last_value: Any = None
         self.closed = False
         self._pending: deque[Update] = deque()
+        self._thread: threading.Thread | None = None  # the shared-memory reader of a local hot link
 
     def __repr__(self) -> str:
         kind = "hot" if self.hot else "warm"
@@ -55,6 +57,8 @@ class AdviseLink:
                 conv._call(conv._proto.unadvise(self.id), timeout)
             except (ChannelClosed, HandleClosed):
                 pass
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=2)
 
     def __enter__(self) -> "AdviseLink":
         return self
@@ -74,8 +78,10 @@ class _Waiter:
 class Conversation:
     """A DDE conversation with one service and topic (DdeConnect's HCONV)."""
 
-    def __init__(self, ch: Any, service: str, topic: str, timeout: float | None) -> None:
+    def __init__(self, ch: Any, service: str, topic: str, timeout: float | None, *, local: bool = False) -> None:
         self._ch, self.service, self.topic, self.timeout = ch, service, topic, timeout
+        #: on this machine: hot links without ack read the server's shared-memory publisher
+        self.local = local
         self._proto = ClientConversation(service, topic)
         self._send_lock = threading.Lock()
         self._lock = threading.Condition()
@@ -134,8 +140,24 @@ class Conversation:
         warm (``hot=False``): ``callback(item)``, then ``request`` if you want the value.
         ``ack=True`` (XTYPF_ACKREQ) delivers every value, pacing the server; without it the
         newest value wins and superseded ones are counted in ``link.dropped``."""
-        body = self._call(self._proto.advise(item, hot, ack), timeout).body
+        body = self._call(self._proto.advise(item, hot, ack, shm=hot and not ack and self.local), timeout).body
         link = AdviseLink(self, int(body["link"]), item, hot, ack, callback)
+        if isinstance(body.get("shm"), str):
+            try:
+                sub = Subscriber.open(body["shm"], policy="drop_oldest", timeout=5)
+            except (InterprocError, OSError, ValueError):
+                link.close()  # the publisher is full or gone: the same link over the socket instead
+                self.local = False
+                try:
+                    return self.advise(item, hot=hot, callback=callback, ack=ack, timeout=timeout)
+                finally:
+                    self.local = True
+            with self._lock:
+                self._links[link.id] = link  # so that the conversation's end ends it too
+            link._thread = threading.Thread(target=self._shm_loop, args=(link, sub), daemon=True,
+                                            name="interproc dde hot link")
+            link._thread.start()
+            return link
         with self._lock:
             self._links[link.id] = link
             for event in self._orphans.pop(link.id, []):
@@ -195,6 +217,39 @@ class Conversation:
                 link.closed = True
             self._lock.notify_all()
         self._ch.close()
+
+    def _shm_loop(self, link: AdviseLink, sub: Any) -> None:
+        """A local hot link: samples straight from the server's publisher (newest wins: a
+        reader that falls behind skips the oldest, counted in ``link.dropped``)."""
+        try:
+            while not link.closed:
+                try:
+                    sample = sub.recv_bytes(timeout=0.25)
+                except Timeout:
+                    continue
+                except ChannelClosed:
+                    break  # the server closed or died, and everything it published was read
+                got = decode_sample(sample)
+                if got is None:  # too big for a slot: fetch it
+                    try:
+                        value: Any = self.request(link.item)
+                    except InterprocError:
+                        continue
+                else:
+                    value = got[1]
+                link.received += 1
+                link.dropped = sub.dropped
+                link.last_value = value
+                try:
+                    if link.callback is not None and not link.closed:
+                        link.callback(link.item, value)
+                except Exception:
+                    import traceback
+
+                    traceback.print_exc()
+        finally:
+            link.closed = True
+            sub.close()
 
     def _dispatch_loop(self) -> None:
         while True:
@@ -261,7 +316,7 @@ def connect(service: str, topic: str, *, timeout: float | None = None, host: str
         ch = interproc.connect(address, timeout=timeout, **connect_options)
     except NotFound:
         raise NotFound(f"no DDE service {service!r} is running") from None
-    conv = Conversation(ch, service, topic, timeout)
+    conv = Conversation(ch, service, topic, timeout, local=host is None)
     try:
         conv._call(conv._proto.initiate())
     except BaseException:

@@ -6,7 +6,7 @@ the whole wire, enough to write a client with a plain socket)::
 
     client -> server  {"id": n, "op": "initiate", "service": S, "topic": T}
                       {"id": n, "op": "request",  "item": I}
-                      {"id": n, "op": "advise",   "item": I, "hot": bool, "ack": bool}
+                      {"id": n, "op": "advise",   "item": I, "hot": bool, "ack": bool, "shm"?: true}
                       {"id": n, "op": "unadvise", "link": L}
                       {"id": n, "op": "poke",     "item": I, "format": F, "value": V}
                       {"id": n, "op": "execute",  "command": C}
@@ -132,6 +132,7 @@ class _ServerLink:
     dropped: int = 0
     queue: deque = field(default_factory=deque)  # every unsent value (ack links)
     awaiting_ack: bool = False
+    shm: bool = False  # fed through a shared-memory publisher, not this socket
 
 
 # events the server driver acts on
@@ -159,6 +160,8 @@ class ServerConversation:
         self._links: dict[int, _ServerLink] = {}
         self._next_link = 0
         self._turn = 0
+        #: the driver's hook for local hot links: (topic, item) -> publisher segment name, or None
+        self.fast_path: Any = lambda topic, item: None
 
     def receive(self, frame: bytes) -> list[Poke | Execute]:
         """Take one frame; replies queue up for :meth:`next_frame`; poke/execute come back as events."""
@@ -195,8 +198,10 @@ class ServerConversation:
             if not isinstance(hot, bool) or not isinstance(ack, bool):
                 raise ProtocolError("'hot' and 'ack' of a DDE advise are booleans")
             self._next_link += 1
-            self._links[self._next_link] = _ServerLink(self._next_link, _str(msg, "item"), hot, ack)
-            self._reply(rid, link=self._next_link)
+            item = _str(msg, "item")
+            shm = self.fast_path(self.topic, item) if msg.get("shm") is True and hot and not ack else None
+            self._links[self._next_link] = _ServerLink(self._next_link, item, hot, ack, shm=shm is not None)
+            self._reply(rid, link=self._next_link, **({"shm": shm} if shm else {}))
         elif op == "unadvise":
             if self._links.pop(_int(msg, "link"), None) is None:
                 self._error(rid, "NotFound", f"no advise link {msg['link']}")
@@ -241,7 +246,7 @@ class ServerConversation:
             return False
         touched = False
         for link in self._links.values():
-            if link.item != item:
+            if link.item != item or link.shm:
                 continue
             touched = True
             if link.ack:
@@ -312,8 +317,8 @@ class ClientConversation:
     def request(self, item: str) -> tuple[int, bytes]:
         return self._frame("request", item=item)
 
-    def advise(self, item: str, hot: bool, ack: bool) -> tuple[int, bytes]:
-        return self._frame("advise", item=item, hot=hot, ack=ack)
+    def advise(self, item: str, hot: bool, ack: bool, shm: bool = False) -> tuple[int, bytes]:
+        return self._frame("advise", item=item, hot=hot, ack=ack, **({"shm": True} if shm else {}))
 
     def unadvise(self, link: int) -> tuple[int, bytes]:
         return self._frame("unadvise", link=link)
@@ -354,3 +359,23 @@ class ClientConversation:
         if cls is not None:
             raise cls(f"{what}: {message}")
         raise RemoteError(error, message, str(reply.body.get("traceback", "")))
+
+
+# -- hot links through shared memory (local clients that ask with "shm": true) ------
+def encode_sample(value: tuple[str, str], slot_size: int) -> bytes:
+    """A publisher sample: format, NUL, the raw value; or b"" when it does not fit (then request it)."""
+    fmt, text = value
+    raw = text.encode() if fmt == TEXT else base64.b64decode(text)
+    sample = fmt.encode() + b"\0" + raw
+    return sample if len(sample) <= slot_size else b""
+
+
+def decode_sample(sample: bytes) -> tuple[str, str | bytes] | None:
+    """(format, value) of a sample, or None for "too big: request the item"."""
+    if not sample:
+        return None
+    fmt, sep, raw = sample.partition(b"\0")
+    if not sep:
+        raise ProtocolError("a DDE shared-memory sample has no format")
+    f = fmt.decode("utf-8", "replace")
+    return f, (raw.decode() if f == TEXT else raw)

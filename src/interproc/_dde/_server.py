@@ -20,11 +20,17 @@ from .._errors import HandleClosed, InterprocError, ProtocolError, Timeout
 from .._naming import Scope, object_path, runtime_dir, validate_name
 from .. import _registry
 from .._messages._names import collect_endpoint_sockets, list_endpoint_sockets
-from ._protocol import SYSTEM, Execute, Poke, ServerConversation, Store, decode_value, encode_value
+from ..shm import Publisher
+from ._protocol import SYSTEM, Execute, Poke, ServerConversation, Store, decode_value, encode_sample, encode_value
 
 KIND = "dde"
 _SUFFIX = ".sock"
 _ACCEPT_SLICE = 0.25
+#: Shared-memory hot links: one publisher per advised item, values up to this size inline
+#: (a bigger one is announced empty and the client requests it), this many in flight.
+FAST_SLOT_SIZE = 16 * 1024
+FAST_SLOTS = 64
+FAST_MAX_CLIENTS = 64
 
 
 def service_path(service: str, scope: Scope = "user") -> str:
@@ -51,6 +57,8 @@ class _Conv:
         self.server = server
         self.ch = ch
         self.proto = ServerConversation(server._store)
+        if getattr(ch, "peer_credentials", None) is not None:  # a local client may take hot links from shm
+            self.proto.fast_path = server._fast_path
         self.cond = threading.Condition(server._lock)
         self.closed = False
 
@@ -135,6 +143,7 @@ class Server:
         self._store = Store(service)
         self._lock = threading.Lock()
         self._convs: set[_Conv] = set()
+        self._pubs: dict[tuple[str, str], Publisher] = {}
         self.on_poke = None
         self.on_execute = None
         self._closed = False
@@ -165,9 +174,27 @@ class Server:
         wire = encode_value(value, format)
         with self._lock:
             self._store.topics.setdefault(topic, {})[item] = wire
+            pub = self._pubs.get((topic, item))
+            if pub is not None:
+                try:
+                    pub.send(encode_sample(wire, FAST_SLOT_SIZE), timeout=0)  # drop_oldest readers never stall it
+                except Timeout:
+                    pass
             for conv in self._convs:
                 if conv.proto.changed(topic, item, wire):
                     conv.cond.notify()
+
+    def _fast_path(self, topic: str, item: str) -> str | None:
+        """The publisher of (topic, item) for local hot links (called with the lock held)."""
+        pub = self._pubs.get((topic, item))
+        if pub is None:
+            try:
+                pub = Publisher.create(f"ddehot.{os.getpid()}.{len(self._pubs)}.{os.urandom(4).hex()}",
+                                       FAST_SLOT_SIZE, FAST_SLOTS, max_subscribers=FAST_MAX_CLIENTS, scope=self.scope)
+            except (InterprocError, OSError):
+                return None  # no shared memory to spare: the link goes over the socket
+            self._pubs[(topic, item)] = pub
+        return pub.name
 
     def get(self, topic: str, item: str) -> str | bytes:
         with self._lock:
@@ -255,6 +282,10 @@ class Server:
                 pass
         for conv in convs:
             conv.close()
+        with self._lock:
+            pubs, self._pubs = list(self._pubs.values()), {}
+        for pub in pubs:
+            pub.close()  # local hot-link subscribers drain what was published, then see ChannelClosed
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(timeout=2)
