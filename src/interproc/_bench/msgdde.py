@@ -242,10 +242,11 @@ s.close(); ctx.term()
 """
 
 
-def _collect(procs: list, seconds: float, what: str, n: int) -> dict:
+def _collect(procs: list, seconds: float, what: str, n: int, rate: float | None, sent: int) -> dict:
     outs = [json.loads(_finish(p, 60).strip().splitlines()[-1]) for p in procs]
     lat = [x for o in outs for x in o["lat"]]
-    row = {"transport": what, "metric": f"fanout_{n}", "unit": "updates/s",
+    row = {"transport": what, "metric": f"fanout_{n}" + (f"_paced{int(rate)}" if rate else ""), "unit": "updates/s",
+           "published": sent, "delivered_fraction": round(sum(o["count"] for o in outs) / max(1, sent * n), 3),
            "value": sum(o["count"] for o in outs) / seconds, "higher_is_better": True,
            "p50_us": round(percentile(lat, 50), 1) if lat else None,
            "p99_us": round(percentile(lat, 99), 1) if lat else None}
@@ -254,7 +255,21 @@ def _collect(procs: list, seconds: float, what: str, n: int) -> dict:
     return row
 
 
-def _fanout_dde(n: int, seconds: float) -> dict:
+def _pace(rate: float | None):
+    """A publisher loop's clock: without a rate, as fast as possible; with one, on a fixed schedule."""
+    if rate is None:
+        return lambda i: None
+    start = time.monotonic()
+
+    def wait(i: int) -> None:
+        delay = start + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    return wait
+
+
+def _fanout_dde(n: int, seconds: float, rate: float | None = None) -> dict:
     from interproc import dde
 
     service = _unique("dde")
@@ -266,11 +281,13 @@ def _fanout_dde(n: int, seconds: float) -> dict:
             procs = [_spawn(_DDE_CLIENT, service) for _ in range(n)]
             for p in procs:
                 _ready(p, "a DDE client", 60)
-            end = time.monotonic() + seconds
+            end, pace, i = time.monotonic() + seconds, _pace(rate), 0
             while time.monotonic() < end:
+                pace(i)
                 srv.set("T", "X", str(time.monotonic_ns()))
+                i += 1
             srv.set("T", "X", "END")
-            return _collect(procs, seconds, "dde hot link", n)
+            return _collect(procs, seconds, "dde hot link", n, rate, i)
         finally:
             for p in procs:
                 if p.poll() is None:
@@ -278,7 +295,7 @@ def _fanout_dde(n: int, seconds: float) -> dict:
                     p.communicate()
 
 
-def _fanout_zmq(n: int, seconds: float) -> dict:
+def _fanout_zmq(n: int, seconds: float, rate: float | None = None) -> dict:
     import zmq
 
     procs: list = []
@@ -294,16 +311,18 @@ def _fanout_zmq(n: int, seconds: float) -> dict:
             for _ in range(50):  # let the subscriptions arrive (the slow-joiner rule)
                 pub.send(b"HELLO")
                 time.sleep(0.01)
-            end = time.monotonic() + seconds
+            end, pace, i = time.monotonic() + seconds, _pace(rate), 0
             send = pub.send
             while time.monotonic() < end:
+                pace(i)
                 send(str(time.monotonic_ns()).encode())
+                i += 1
             for _ in range(100):  # END may meet a full queue: repeat until every SUB has left
                 pub.send(b"END")
                 time.sleep(0.02)
                 if all(p.poll() is not None for p in procs):
                     break
-            return _collect(procs, seconds, "pyzmq PUB/SUB ipc://", n)
+            return _collect(procs, seconds, "pyzmq PUB/SUB ipc://", n, rate, i)
         finally:
             for p in procs:
                 if p.poll() is None:
@@ -313,7 +332,8 @@ def _fanout_zmq(n: int, seconds: float) -> dict:
             ctx.term()
 
 
-def bench_fanout(quick: bool, counts: tuple[int, ...] = (1, 4, 16)) -> list[dict]:
+def bench_fanout(quick: bool, counts: tuple[int, ...] = (1, 4, 16), rate: float | None = None) -> list[dict]:
+    """Hot-link fan-out; ``rate=None`` publishes flat out, a rate paces the publisher (latency)."""
     seconds = 1.0 if quick else 3.0
     out = []
     try:
@@ -322,17 +342,17 @@ def bench_fanout(quick: bool, counts: tuple[int, ...] = (1, 4, 16)) -> list[dict
     except ImportError:
         have_zmq = False
     for n in counts:
-        d = _fanout_dde(n, seconds)
+        d = _fanout_dde(n, seconds, rate)
         out.append(d)
         if have_zmq:
-            z = _fanout_zmq(n, seconds)
+            z = _fanout_zmq(n, seconds, rate)
             out.append(z)
             d["x_pyzmq"] = round(d["value"] / z["value"], 2) if z["value"] else None
     return out
 
 
 def run(quick: bool = True) -> list[dict]:
-    return bench_messages(quick) + bench_fanout(quick)
+    return bench_messages(quick) + bench_fanout(quick) + bench_fanout(quick, rate=1000.0)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -28,8 +28,8 @@ _SUFFIX = ".sock"
 _ACCEPT_SLICE = 0.25
 #: Shared-memory hot links: one publisher per advised item, values up to this size inline
 #: (a bigger one is announced empty and the client requests it), this many in flight.
-FAST_SLOT_SIZE = 16 * 1024
-FAST_SLOTS = 64
+FAST_SLOT_SIZE = 4096
+FAST_SLOTS = 256
 FAST_MAX_CLIENTS = 64
 
 
