@@ -212,3 +212,89 @@ def test_window_core_rejects_garbage_and_orders_sends_first():
     first = core.pop()
     assert first is not None and (first.msg, first.data) == (6, b"d")
     assert core.pop().msg == 5 and core.pop() is None
+
+
+NOBODY = 65534
+OTHER_USER = """
+import os, socket, sys
+from interproc import messages, dde
+import interproc
+name, path, dde_path = sys.argv[1], sys.argv[2], sys.argv[3]
+out = []
+out.append("windows:" + ",".join(n for n, _ in messages.windows()))
+try:
+    messages.send_message(name, 0x400, timeout=2)
+    out.append("send:reached")
+except interproc.NotFound:
+    out.append("send:NotFound")
+for p in (path, dde_path):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(p)
+        out.append("raw:connected")
+    except PermissionError:
+        out.append("raw:EACCES")
+    finally:
+        s.close()
+print(" ".join(out))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/python3"), reason="needs root to be another user")
+def test_another_users_processes_cannot_see_or_reach_windows_or_services(spawn, name):
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    from interproc import dde
+
+    probe = subprocess.run(["/usr/bin/python3", "-c", "import sys; print(sys.version_info[:2])"],
+                           capture_output=True, text=True)
+    if probe.stdout.strip() != str(tuple(sys.version_info[:2])):
+        pytest.skip("the system python is not this python's version (the C extension would not load)")
+    own = tempfile.mkdtemp(prefix="interproc-nobody-")  # a runtime dir of the other user's own
+    os.chown(own, NOBODY, NOBODY)
+    proc = start_window(spawn, name)
+    try:
+        with dde.Server(name):
+            rt = os.environ["INTERPROC_RUNTIME_DIR"]
+            env = dict(os.environ, INTERPROC_RUNTIME_DIR=str(own),
+                       PYTHONPATH=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+
+            def demote() -> None:
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+
+            other = subprocess.run(["/usr/bin/python3", "-c", OTHER_USER, name, os.path.join(rt, f"msgwin.{name}.sock"),
+                                    os.path.join(rt, f"dde.{name}.sock")],
+                                   capture_output=True, text=True, env=env, preexec_fn=demote, timeout=30, cwd="/")
+            if "Permission denied" in other.stderr and "interproc" not in other.stderr:
+                pytest.skip(f"nobody cannot run python here: {other.stderr[-200:]}")
+            assert other.returncode == 0, other.stderr
+            assert other.stdout.split() == ["windows:", "send:NotFound", "raw:EACCES", "raw:EACCES"]
+    finally:
+        stop_window(proc, name)
+        shutil.rmtree(own, ignore_errors=True)
+
+
+def test_window_over_tcp_with_authkey(spawn, name):
+    code = """
+import sys
+from interproc import messages
+win = messages.Window(sys.argv[1], host="tcp://127.0.0.1:0", authkey=b"k")
+win.handler(messages.WM_COPYDATA)(lambda m: [len(m.data), m.sender_pid])
+win.handler(0x404)(lambda m: win.quit())
+print(win.address, flush=True)
+win.run()
+win.close()
+"""
+    proc = spawn(code, name)
+    address = proc.stdout.readline().strip()
+    assert address.startswith("tcp://127.0.0.1:")
+    length, pid = messages.copy_data(name, b"z" * (1 << 20), host=address, authkey=b"k", timeout=10)
+    assert length == 1 << 20 and pid == 0  # no SO_PEERCRED over TCP: the pid is unknown
+    with pytest.raises(interproc.PermissionDenied):
+        messages.send_message(name, 0x404, host=address, authkey=b"wrong", timeout=10)
+    messages.send_message(name, 0x404, host=address, authkey=b"k", timeout=10)
+    proc.wait(timeout=10)

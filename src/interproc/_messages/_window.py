@@ -281,7 +281,7 @@ def _call(name: str, kind: int, msg: int, wparam: int, lparam: int, *, data: Any
     check_msg(msg)
     check_param(wparam, "wparam")
     check_param(lparam, "lparam")
-    key = (name, host, scope)
+    key = (name, host, scope, authkey)  # a connection made with one key is never reused for another
     deadline = None if timeout is None else time.monotonic() + timeout
     for attempt in (0, 1):
         with _links_lock:
