@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import interproc
 
-from .._errors import ChannelClosed, HandleClosed, InterprocError, NotFound, Timeout
+from .._errors import ChannelClosed, HandleClosed, InterprocError, NotFound, ProtocolError, Timeout
 from .._naming import Scope
 from ..shm import Subscriber
 from ._protocol import SYSTEM, ClientConversation, Reply, Update, decode_sample, decode_value
@@ -126,7 +126,9 @@ class Conversation:
         ClientConversation.raise_for(waiter.reply, f"{self.service}|{self.topic}")
         return waiter.reply
 
-    def _gone(self) -> ChannelClosed:
+    def _gone(self) -> Exception:
+        if isinstance(self._error, ProtocolError):
+            return self._error  # the server (or we) could not parse a frame: say so, not just "closed"
         return ChannelClosed(f"the DDE service {self.service!r} ended the conversation ({self._error})")
 
     def request(self, item: str, *, timeout: float | None = _UNSET) -> str | bytes:

@@ -343,6 +343,8 @@ class ClientConversation:
         if op in ("data", "changed"):
             value = decode_value(msg.get("format"), msg.get("value")) if op == "data" else None
             return Update(_int(msg, "link"), _str(msg, "item"), value, _int(msg, "seq"), _int(msg, "dropped"))
+        if op == "error":
+            raise ProtocolError(f"the DDE server ended the conversation: {msg.get('message')}")
         if op is not None:
             raise ProtocolError(f"unknown DDE server frame {op!r}")
         ok = msg.get("ok")

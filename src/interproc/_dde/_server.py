@@ -21,7 +21,7 @@ from .._naming import Scope, object_path, runtime_dir, validate_name
 from .. import _registry
 from .._messages._names import collect_endpoint_sockets, list_endpoint_sockets
 from ..shm import Publisher
-from ._protocol import SYSTEM, Execute, Poke, ServerConversation, Store, decode_value, encode_sample, encode_value
+from ._protocol import SYSTEM, Execute, Poke, ServerConversation, Store, decode_value, dump, encode_sample, encode_value
 
 KIND = "dde"
 _SUFFIX = ".sock"
@@ -75,8 +75,15 @@ class _Conv:
                     self.cond.notify()
                 for event in events:
                     self._handle(event)
+        except ProtocolError as exc:
+            # tell the client why before hanging up (this conversation only; the server goes on)
+            self.server.protocol_errors += 1
+            try:
+                self.ch.send(dump({"op": "error", "error": "ProtocolError", "message": str(exc)}), timeout=1)
+            except Exception:
+                pass
         except Exception:
-            pass  # the client left, died, or spoke garbage (ProtocolError): end this conversation only
+            pass  # the client left or died: end this conversation only
         finally:
             self.close()
 
@@ -144,6 +151,8 @@ class Server:
         self._lock = threading.Lock()
         self._convs: set[_Conv] = set()
         self._pubs: dict[tuple[str, str], Publisher] = {}
+        #: conversations ended because the client sent a frame that does not parse
+        self.protocol_errors = 0
         self.on_poke = None
         self.on_execute = None
         self._closed = False

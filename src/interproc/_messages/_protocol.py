@@ -34,7 +34,7 @@ SEND, POST, REPLY = 1, 2, 0x81
 # request flags
 F_INLINE, F_SHM, F_ABORT_IF_HUNG = 1, 2, 4
 # reply status (in the flags byte of a REPLY)
-OK, ERROR, FULL, HUNG, REFUSED = 0, 1, 2, 3, 4
+OK, ERROR, FULL, HUNG, REFUSED, BAD_FRAME = 0, 1, 2, 3, 4, 5
 _SHM_SIZE = struct.Struct("!Q")
 
 WM_COPYDATA = 0x004A
@@ -207,9 +207,11 @@ class SenderCore:
 
     @staticmethod
     def reply_id(frame: bytes) -> int:
-        kind, _, req_id, *_ = parse_header(frame)
+        kind, status, req_id, *_ = parse_header(frame)
         if kind != REPLY:
             raise ProtocolError(f"a window answered with frame kind {kind}, not a reply")
+        if status == BAD_FRAME:
+            SenderCore.result(frame, "")  # raises ProtocolError: the window hangs up after this
         return req_id
 
     @staticmethod
@@ -231,6 +233,8 @@ class SenderCore:
         if status == HUNG:
             raise Timeout(f"window {window!r} is hung: its owner has not pumped messages for "
                           f"{info.get('idle')} s (abort_if_hung=True)")
+        if status == BAD_FRAME:
+            raise ProtocolError(f"window {window!r} could not parse our frame: {info.get('message')}")
         if status == REFUSED:
             raise PermissionDenied(f"window {window!r} refused the message: {info.get('message')}")
         raise ProtocolError(f"window {window!r} sent an unknown reply status {status}")

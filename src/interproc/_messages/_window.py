@@ -27,8 +27,8 @@ from .._naming import Scope
 from ..shm import SharedMemory
 from ._names import window_names, window_path
 from ._protocol import (
-    DEFAULT_QUEUE_LIMIT, POST, SEND, WM_COPYDATA, Message, SenderCore, WindowCore, check_msg, check_param,
-    encode_request, missing_window,
+    BAD_FRAME, DEFAULT_QUEUE_LIMIT, POST, SEND, WM_COPYDATA, Message, SenderCore, WindowCore, check_msg, check_param,
+    encode_reply, encode_request, missing_window,
 )
 
 Handler = Callable[[Message], Any]
@@ -65,6 +65,8 @@ class Window:
         self._peers: set[_Peer] = set()
         self._closed = False
         self._quit = False
+        #: senders dropped because a frame of theirs did not parse
+        self.protocol_errors = 0
         mode = 0o600 if scope == "user" else listen_options.pop("mode", 0o660)
         self._listeners = [interproc.listen(f"unix://{window_path(name, scope)}", mode=mode)]
         if host is not None:
@@ -198,8 +200,14 @@ class Window:
                     self._cond.notify_all()
                 if reply is not None:
                     peer.send(reply)
+        except ProtocolError as exc:
+            self.protocol_errors += 1  # garbage from this sender: tell it why, then drop it only
+            try:
+                peer.send(encode_reply(0, BAD_FRAME, {"message": str(exc)}))
+            except Exception:
+                pass
         except Exception:
-            pass  # closed, died or spoke garbage (ProtocolError): drop this sender only
+            pass  # the sender closed or died
         finally:
             with self._cond:
                 self._core.drop_connection(peer)
