@@ -43,6 +43,10 @@ if mode == "poker":
         out["execute"] = type(exc).__name__
 print("linked", flush=True)
 assert done.wait(30), "the final value never arrived"
+for _ in range(300):  # the warm link travels separately (the socket; hot links may use shared memory)
+    if warm:
+        break
+    time.sleep(0.02)
 out.update(hot=hot_values, hot_dropped=hot.dropped, warm=len(warm), warm_item=warm[-1] if warm else None)
 hot.close(); wlink.close(); conv.close()
 print(json.dumps(out), flush=True)
