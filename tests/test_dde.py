@@ -292,3 +292,47 @@ def test_asyncio_client_cold_hot_ack_and_server_death(spawn, name):
     asyncio.run(main())
     server.wait(timeout=10)
     os.unlink(os.path.join(os.environ["INTERPROC_RUNTIME_DIR"], f"dde.{name}.sock"))
+
+
+def test_asyncio_server_with_client_processes(spawn, name):
+    """The asyncio server: a blocking client process (hot link through shared memory) and an async client."""
+    import asyncio
+    import sys
+
+    async def main():
+        async with dde.AsyncServer(name) as srv:
+            srv.set("Stocks", "ACME", "100")
+
+            async def on_execute(topic, command):
+                await asyncio.sleep(0)
+                return command.lower()
+
+            srv.on_execute = on_execute
+            env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(os.path.dirname(
+                os.path.abspath(__file__))), "src"))
+            procs = [await asyncio.create_subprocess_exec(sys.executable, "-c", CLIENT, name, mode,
+                                                          stdout=asyncio.subprocess.PIPE, env=env)
+                     for mode in ("ack", "plain")]
+            try:
+                for proc in procs:
+                    assert (await asyncio.wait_for(proc.stdout.readline(), 30)).strip() == b"linked"
+                conv = await dde.aconnect(name, "Stocks", timeout=5)
+                assert await conv.execute("[RESET]") == "[reset]"
+                for i in range(50):
+                    srv.set("Stocks", "ACME", str(i))
+                    await asyncio.sleep(0)
+                srv.set("Stocks", "ACME", "FINAL")
+                outs = [json.loads((await asyncio.wait_for(p.stdout.read(), 30)).strip().splitlines()[-1])
+                        for p in procs]
+                await conv.close()
+            finally:
+                for proc in procs:
+                    if proc.returncode is None:
+                        proc.kill()
+                    await proc.wait()
+        return outs
+
+    acked, plain = asyncio.run(main())
+    assert acked["cold"] == plain["cold"] == "100"
+    assert acked["hot"] == [str(i) for i in range(50)] + ["FINAL"]  # acknowledged: every value
+    assert plain["hot"][-1] == "FINAL" and len(plain["hot"]) + plain["hot_dropped"] == 51  # shared-memory link

@@ -11,6 +11,7 @@ See docs/dde.md (it also documents the wire format).
 from ._dde._aio import (
     AsyncAdviseLink as AsyncAdviseLink,
     AsyncConversation as AsyncConversation,
+    AsyncServer as AsyncServer,
     aconnect as aconnect,
 )
 from ._dde._client import (
@@ -26,6 +27,7 @@ __all__ = [
     "AdviseLink",
     "AsyncAdviseLink",
     "AsyncConversation",
+    "AsyncServer",
     "BINARY",
     "Conversation",
     "SYSTEM",
