@@ -124,6 +124,7 @@ def _row(transport: str, metric: str, unit: str, values: list[float], higher: bo
 def bench_messages(quick: bool) -> list[dict]:
     budget = 0.5 if quick else 2.0
     out: list[dict] = []
+    import interproc
     from interproc import messages
 
     name = _unique("win")
@@ -139,6 +140,10 @@ def bench_messages(quick: bool) -> list[dict]:
         out.append(_row("messages post_message", "throughput", "msg/s", [n / (time.perf_counter() - t0)], True))
         messages.post_message(name, 0x402, timeout=10)
         _finish(win)
+    except interproc.InterprocError as exc:
+        if win.poll() is None:
+            win.kill()
+        raise RuntimeError(f"{exc}; the window process said: {win.communicate()[1][-800:]!r}") from exc
     finally:
         if win.poll() is None:
             win.kill()
@@ -151,11 +156,14 @@ def bench_messages(quick: bool) -> list[dict]:
 
         _ready(echo, "the shm:// echo process")
         with interproc.connect(f"shm://{chan}", timeout=10) as ch:
-            payload = b"\x00" * 26  # the size of a window-message frame
+            counter = [0]
 
             def call() -> None:
+                counter[0] += 1
+                payload = counter[0].to_bytes(26, "little")  # the size of a window-message frame
                 ch.send(payload)
-                ch.recv(timeout=10)
+                if ch.recv(timeout=10) != payload:
+                    raise RuntimeError("the shm:// echo answered something else")
 
             shm_rtt = _latencies(call, budget, 500_000)
         _finish(echo)
