@@ -298,3 +298,28 @@ win.close()
         messages.send_message(name, 0x404, host=address, authkey=b"wrong", timeout=10)
     messages.send_message(name, 0x404, host=address, authkey=b"k", timeout=10)
     proc.wait(timeout=10)
+
+
+def test_asyncio_window_over_tcp(spawn, name):
+    code = """
+import asyncio, sys
+from interproc import messages
+async def main():
+    async with messages.AsyncWindow(sys.argv[1], host="tcp://127.0.0.1:0", authkey=b"k") as win:
+        win.handler(0x400)(lambda m: m.wparam + 1)
+        win.handler(0x404)(lambda m: win.quit())
+        print(win.address, flush=True)
+        await win.run()
+asyncio.run(main())
+"""
+    proc = spawn(code, name)
+    address = proc.stdout.readline().strip()
+    assert address.startswith("tcp://"), proc.stderr.read()
+
+    async def main():
+        assert await messages.asend_message(name, 0x400, 41, host=address, authkey=b"k") == 42
+        assert await messages.acopy_data(name, b"q" * 300_000, host=address, authkey=b"k") == 0  # unhandled: 0
+        await messages.apost_message(name, 0x404, host=address, authkey=b"k")
+
+    asyncio.run(main())
+    proc.wait(timeout=10)

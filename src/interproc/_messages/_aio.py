@@ -39,13 +39,17 @@ class _APeer:
 class AsyncWindow:
     """``async with AsyncWindow("editor") as win: await win.run()``; handlers may be ``async def``."""
 
-    def __init__(self, name: str, *, max_queue: int = DEFAULT_QUEUE_LIMIT, scope: Scope = "user") -> None:
+    def __init__(self, name: str, *, max_queue: int = DEFAULT_QUEUE_LIMIT, scope: Scope = "user",
+                 host: str | None = None, authkey: bytes | None = None, **listen_options: Any) -> None:
         self.name = name
         self.scope: Scope = scope
         self._max_queue = max_queue
         self._handlers: dict[int, Callable[[Message], Any]] = {}
         self._core = WindowCore(max_queue=max_queue, now=time.monotonic())
         self._listener: Any = None
+        self._net: Any = None
+        self._host, self._net_options = host, dict(listen_options, **({"authkey": authkey} if authkey else {}))
+        self.address = ""
         self._tasks: set[asyncio.Task] = set()
         self._peers: set[_APeer] = set()
         self._wake: asyncio.Event | None = None
@@ -58,7 +62,12 @@ class AsyncWindow:
         if self._listener is None:
             self._wake = asyncio.Event()
             self._listener = await interproc.aio.listen(f"unix://{window_path(self.name, self.scope)}")
-            self._spawn(self._accept_loop())
+            self.address = self._listener.address
+            self._spawn(self._accept_loop(self._listener))
+            if self._host is not None:
+                self._net = await interproc.aio.listen(self._host, **self._net_options)
+                self.address = self._net.address
+                self._spawn(self._accept_loop(self._net))
         return self
 
     def _spawn(self, coro: Any) -> None:
@@ -75,10 +84,10 @@ class AsyncWindow:
 
         return register
 
-    async def _accept_loop(self) -> None:
+    async def _accept_loop(self, listener: Any) -> None:
         while not self._closed:
             try:
-                ch = await self._listener.accept()
+                ch = await listener.accept()
             except (ProtocolError, interproc.PermissionDenied, ChannelClosed):
                 continue
             except Exception:
@@ -173,8 +182,9 @@ class AsyncWindow:
         self._closed = True
         if self._wake is not None:
             self._wake.set()
-        if self._listener is not None:
-            self._listener.close()
+        for lst in (self._listener, self._net):
+            if lst is not None:
+                lst.close()
         for peer in list(self._peers):
             peer.ch.close()
         for task in list(self._tasks):
@@ -191,8 +201,8 @@ class AsyncWindow:
 # -- async senders ----------------------------------------------------------------
 
 class _ALink:
-    def __init__(self, ch: Any) -> None:
-        self.ch = ch
+    def __init__(self, ch: Any, local: bool) -> None:
+        self.ch, self.local = ch, local
         self.lock = asyncio.Lock()
         self.core = SenderCore()
 
@@ -201,25 +211,28 @@ _alinks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, _ALin
 
 
 async def _acall(name: str, kind: int, msg: int, wparam: int, lparam: int, *, data: Any = None,
-                 timeout: float | None, abort_if_hung: bool = False, scope: Scope = "user") -> Any:
+                 timeout: float | None, abort_if_hung: bool = False, scope: Scope = "user",
+                 host: str | None = None, authkey: bytes | None = None) -> Any:
     check_msg(msg)
     check_param(wparam, "wparam")
     check_param(lparam, "lparam")
     links = _alinks.setdefault(asyncio.get_running_loop(), {})
-    key = (name, scope)
+    key = (name, scope, host, authkey)
     deadline = None if timeout is None else time.monotonic() + timeout
     for attempt in (0, 1):
         link = links.get(key)
         fresh = link is None
         if link is None:
             try:
-                ch = await interproc.aio.connect(f"unix://{window_path(name, scope)}")
+                ch = await interproc.aio.connect(host or f"unix://{window_path(name, scope)}",
+                                                 timeout=timeout if host else None,
+                                                 **({"authkey": authkey} if authkey is not None else {}))
             except (NotFound, ChannelClosed):
                 raise missing_window(name) from None
             if scope == "user" and ch.peer_credentials is not None and ch.peer_credentials.uid != os.getuid():
                 ch.close()
                 raise missing_window(name)
-            link = links[key] = _ALink(ch)
+            link = links[key] = _ALink(ch, host is None)
         try:
             return await _aexchange(link, name, kind, msg, wparam, lparam, data, deadline, abort_if_hung, scope)
         except ChannelClosed:
@@ -238,7 +251,7 @@ async def _aexchange(link: _ALink, name: str, kind: int, msg: int, wparam: int, 
         try:
             req_id = link.core.next_id()
             shm = None
-            if data is not None and len(memoryview(data).cast("B")) > SHM_THRESHOLD:
+            if data is not None and link.local and len(memoryview(data).cast("B")) > SHM_THRESHOLD:
                 view = memoryview(data).cast("B")
                 seg = SharedMemory.create(f"msgcd.{os.getpid()}.{next(_seg_counter)}.{os.urandom(4).hex()}",
                                           len(view), scope=scope)
@@ -263,23 +276,26 @@ async def _aexchange(link: _ALink, name: str, kind: int, msg: int, wparam: int, 
 
 
 async def asend_message(name: str, msg: int, wparam: int = 0, lparam: int = 0, *, data: Any = None,
-                        timeout: float | None = 5.0, abort_if_hung: bool = False, scope: Scope = "user") -> Any:
+                        timeout: float | None = 5.0, abort_if_hung: bool = False, scope: Scope = "user",
+                        host: str | None = None, authkey: bytes | None = None) -> Any:
     """The asyncio form of :func:`send_message`."""
     return await _acall(name, SEND, msg, wparam, lparam, data=data, timeout=timeout, abort_if_hung=abort_if_hung,
-                        scope=scope)
+                        scope=scope, host=host, authkey=authkey)
 
 
 async def apost_message(name: str, msg: int, wparam: int = 0, lparam: int = 0, *, data: Any = None,
-                        timeout: float | None = 5.0, scope: Scope = "user") -> None:
+                        timeout: float | None = 5.0, scope: Scope = "user", host: str | None = None,
+                        authkey: bytes | None = None) -> None:
     """The asyncio form of :func:`post_message`."""
-    await _acall(name, POST, msg, wparam, lparam, data=data, timeout=timeout, scope=scope)
+    await _acall(name, POST, msg, wparam, lparam, data=data, timeout=timeout, scope=scope, host=host, authkey=authkey)
 
 
 async def acopy_data(name: str, data: Any, tag: int = 0, *, timeout: float | None = 5.0,
-                     scope: Scope = "user") -> Any:
+                     scope: Scope = "user", host: str | None = None, authkey: bytes | None = None) -> Any:
     """The asyncio form of :func:`copy_data`."""
     memoryview(data)
-    return await _acall(name, SEND, WM_COPYDATA, 0, tag, data=data, timeout=timeout, scope=scope)
+    return await _acall(name, SEND, WM_COPYDATA, 0, tag, data=data, timeout=timeout, scope=scope, host=host,
+                        authkey=authkey)
 
 
 async def abroadcast_message(msg: int, wparam: int = 0, lparam: int = 0, *, timeout: float | None = 1.0,
