@@ -14,7 +14,6 @@ import pytest
 
 import interproc
 from interproc import messages
-from interproc._messages._names import table_path
 from interproc._messages._protocol import HEADER, SEND, WindowCore, encode_request
 
 # A child that owns window argv[1]: it answers REPORT with the posted wparams
@@ -128,7 +127,7 @@ def test_full_queue_not_pumping_and_hung(spawn, name):
 
 
 def test_register_message_agrees_across_five_concurrent_processes(spawn):
-    texts = [f"App{i}.Event" for i in range(20)]
+    texts = [f"App{i}.Event" for i in range(8)]
     code = """
 import json, random, sys
 from interproc import messages
@@ -136,19 +135,18 @@ texts = json.loads(sys.argv[1])
 random.shuffle(texts)
 print(json.dumps({t: messages.register_message(t) for t in texts}))
 """
+    # new to the (persistent, session-wide) table, so the first registrations race
+    texts = [f"{t}.{os.getpid()}.{time.monotonic_ns()}" for t in texts]
     procs = [spawn(code, json.dumps(texts)) for _ in range(5)]
-    try:
-        tables = []
-        for p in procs:
-            out, err = p.communicate(timeout=30)
-            assert p.returncode == 0, err
-            tables.append(json.loads(out))
-        assert all(t == tables[0] for t in tables)
-        ids = list(tables[0].values())
-        assert len(set(ids)) == 20 and all(0xC000 <= i <= 0xFFFF for i in ids)
-        assert messages.register_message("APP3.EVENT") == tables[0]["App3.Event"]  # case-insensitive, as atoms
-    finally:
-        os.unlink(table_path())
+    tables = []
+    for p in procs:
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        tables.append(json.loads(out))
+    assert all(t == tables[0] for t in tables)
+    ids = list(tables[0].values())
+    assert len(set(ids)) == 8 and all(0xC000 <= i <= 0xFFFF for i in ids)
+    assert messages.register_message(texts[3].upper()) == tables[0][texts[3]]  # case-insensitive, as atoms
     with pytest.raises(ValueError):
         messages.register_message("two\nlines")
 

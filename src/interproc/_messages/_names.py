@@ -2,25 +2,27 @@
 
 A window called NAME listens at ``<runtime dir>/msgwin.NAME.sock`` (mode
 0600 in the 0700 runtime dir: another user can neither see nor reach it).
-``register_message`` keeps its text -> id table in ``<runtime dir>/msgatom.table``,
-one text per line, id = 0xC000 + line number, read and extended under an
+``register_message`` keeps its text -> id table in the shared-memory segment
+``msgatom.table`` (entry i is id 0xC000 + i), read and extended under an
 exclusive ``flock`` so concurrent first registrations in many processes agree.
-The table lives as long as the runtime dir (a login session, as Win32's atoms).
+The table is a persistent segment: it lasts until reboot (Win32: the login session).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import struct
 import threading
 
 from .._naming import Scope, object_path, runtime_dir, validate_name
 from .._registry import ObjectInfo, register as _register_lister
+from .._errors import ProtocolError
+from ..shm import SharedMemory
 from ._protocol import REGISTERED_FIRST, REGISTERED_LAST
 
 KIND = "msgwin"
 _SUFFIX = ".sock"
-_TABLE = ("msgatom", "table")
 _cache: dict[str, int] = {}
 _cache_lock = threading.Lock()
 
@@ -39,10 +41,6 @@ def window_names(scope: Scope = "user") -> list[str]:
     return sorted(f[len(prefix) : -len(_SUFFIX)] for f in files if f.startswith(prefix) and f.endswith(_SUFFIX))
 
 
-def table_path() -> str:
-    return object_path(*_TABLE)
-
-
 def _check_text(text: object) -> str:
     if not isinstance(text, str):
         raise TypeError(f"message text must be a str, not {type(text).__name__}")
@@ -51,6 +49,26 @@ def _check_text(text: object) -> str:
     if "\n" in text or "\r" in text or "\0" in text:
         raise ValueError(f"message text {text!r} contains a line break or NUL")
     return text
+
+
+#: The registered-message table: a shared-memory segment of fixed entries
+#: (u32 length + the casefolded text in UTF-8), entry i is id 0xC000 + i.
+TABLE_NAME = "msgatom.table"
+_HEADER = 64  # u32 count, then reserved
+_ENTRY = 1024
+_CAPACITY = REGISTERED_LAST - REGISTERED_FIRST + 1
+_table: SharedMemory | None = None
+
+
+def _open_table() -> SharedMemory:
+    global _table
+    if _table is None:
+        # Persistent, as Win32's atom table lasts the login session: ids handed out stay
+        # valid even while no process holds the table (``/dev/shm`` is emptied at reboot;
+        # ``interproc gc`` leaves persistent segments alone, ``shm rm msgatom.table`` resets).
+        _table = SharedMemory.create_or_open(TABLE_NAME, _HEADER + _CAPACITY * _ENTRY, init=lambda buf: None,
+                                             persistent=True)
+    return _table
 
 
 def register_message(text: str) -> int:
@@ -62,29 +80,34 @@ def register_message(text: str) -> int:
     with _cache_lock:
         if key in _cache:
             return _cache[key]
-    path = table_path()
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)  # released by close
-        with os.fdopen(os.dup(fd), "r+", encoding="utf-8", newline="\n") as f:
-            known = f.read().split("\n")
-            if known and known[-1] == "":
-                known.pop()
-            lowered = [k.casefold() for k in known]
-            if key in lowered:
-                index = lowered.index(key)
+        seg = _open_table()
+        raw = key.encode()
+        # flock on the segment's own file: whole-table exclusion between processes, released
+        # by the kernel if a holder dies (the threads of this process are serialised by _cache_lock).
+        fd = os.open(seg._path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            buf = seg.buf
+            (count,) = struct.unpack_from("<I", buf, 0)
+            if count > _CAPACITY:
+                raise ProtocolError(f"the registered-message table claims {count} entries (at most {_CAPACITY})")
+            for index in range(count):
+                off = _HEADER + index * _ENTRY
+                (n,) = struct.unpack_from("<I", buf, off)
+                if n == len(raw) and buf[off + 4 : off + 4 + n] == raw:
+                    break
             else:
-                index = len(known)
-                if REGISTERED_FIRST + index > REGISTERED_LAST:
+                index = count
+                if index >= _CAPACITY:
                     raise OverflowError("the registered-message table is full (16,384 texts)")
-                f.seek(0, os.SEEK_END)
-                f.write(text + "\n")
-                f.flush()
-    finally:
-        os.close(fd)
-    with _cache_lock:
+                off = _HEADER + index * _ENTRY
+                struct.pack_into("<I", buf, off, len(raw))
+                buf[off + 4 : off + 4 + len(raw)] = raw
+                struct.pack_into("<I", buf, 0, count + 1)  # published last, under the lock
+        finally:
+            os.close(fd)
         _cache[key] = REGISTERED_FIRST + index
-    return REGISTERED_FIRST + index
+        return REGISTERED_FIRST + index
 
 
 def list_endpoint_sockets(kind: str) -> list[ObjectInfo]:
