@@ -1,0 +1,317 @@
+"""The blocking driver: one :class:`Endpoint` per channel moves the protocol's bytes.
+
+Threads share a connection leader/follower style: whichever thread needs a
+message next (a caller waiting for its reply, or a serving thread) takes the
+*reader* role and receives; replies for other callers are handed to them.
+A thread that receives a call gives the reader role up before it runs the
+method (waking an idle thread, or starting one, up to ``workers``), so a slow
+method never holds up the replies and calls behind it — replies leave out of
+order.  One caller alone on a connection therefore sends and receives on its
+own thread with no hand-off at all, which is what makes small calls fast.
+
+The channel is any interproc Channel (``send(bytes)``, ``recv(timeout=)``);
+a peer that dies makes ``recv`` raise ``ChannelClosed``, and every waiting
+caller gets it at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from typing import Any, Callable
+
+from .._errors import ChannelClosed, HandleClosed, ProtocolError, RemoteError, Timeout
+from ._dispatch import Exposed
+from ._protocol import INTERNAL_ERROR, METHOD_NOT_FOUND, Call, Failure, Fault, Protocol, Result, Send
+
+_UNSET: Any = object()
+
+
+class Pending:
+    """A call in flight: ``result(timeout=)``, ``done()``, ``cancel()``."""
+
+    __slots__ = ("_ep", "id", "method", "_value", "_error")
+
+    def __init__(self, ep: Endpoint, rid: Any, method: str) -> None:
+        self._ep, self.id, self.method = ep, rid, method
+        self._value: Any = _UNSET
+        self._error: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._value is not _UNSET or self._error is not None
+
+    def result(self, timeout: float | None = _UNSET) -> Any:
+        """The call's result; ``RemoteError`` if it raised remotely; ``Timeout`` (the call
+        is then cancelled: its late reply is discarded); ``ChannelClosed`` if the peer died."""
+        if not self.done():
+            self._ep._wait(self, self._ep.timeout if timeout is _UNSET else timeout)
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def cancel(self) -> bool:
+        """Stop waiting: the reply, if it comes, is discarded.  False if already done."""
+        if self.done():
+            return False
+        self._ep._cancel(self, HandleClosed(f"call {self.method}() was cancelled"))
+        return True
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "pending"
+        return f"<Pending {self.method}() id={self.id} {state}>"
+
+
+class Endpoint:
+    """Calls out, and (with ``exposed``) calls in, over one channel."""
+
+    def __init__(self, channel: Any, *, exposed: Exposed | None = None, protocol: Protocol | None = None,
+                 timeout: float | None = None, workers: int = 16, on_close: Callable[[], None] | None = None) -> None:
+        self.channel = channel
+        self.proto = protocol or Protocol()
+        self.exposed = exposed
+        self.timeout = timeout
+        self.workers = max(0, workers)
+        self._lock = threading.Lock()  # the protocol state and the channel's send side
+        self._cond = threading.Condition(threading.Lock())
+        self._reading = False
+        self._idle = 0
+        self._threads = 0
+        self._waiting: dict[Any, Pending] = {}
+        self._closed: BaseException | None = None
+        self._on_close = on_close
+
+    # -- sending ------------------------------------------------------------------
+    def _send(self, data: bytes) -> None:
+        try:
+            self.channel.send(data)
+        except (ChannelClosed, HandleClosed, OSError) as exc:
+            self._fail_all(exc if isinstance(exc, (ChannelClosed, HandleClosed)) else ChannelClosed(f"send failed: {exc}"))
+            raise self._closed from exc  # type: ignore[misc]
+
+    def _check_open(self) -> None:
+        if self._closed is not None:
+            raise self._closed
+
+    def submit(self, method: str, args: Any = (), kwargs: dict[str, Any] | None = None) -> Pending:
+        with self._lock:
+            self._check_open()
+            rid, data = self.proto.request(method, args, kwargs)
+            fut = self._waiting[rid] = Pending(self, rid, method)
+            self._send(data)
+        return fut
+
+    def call(self, method: str, args: Any = (), kwargs: dict[str, Any] | None = None,
+             timeout: float | None = _UNSET) -> Any:
+        return self.submit(method, args, kwargs).result(timeout)
+
+    def notify(self, method: str, args: Any = (), kwargs: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            self._check_open()
+            self._send(self.proto.notification(method, args, kwargs))
+
+    def batch(self, calls: list[tuple[str, Any, dict[str, Any] | None, bool]]) -> list[Pending | None]:
+        with self._lock:
+            self._check_open()
+            ids, data = self.proto.batch(calls)
+            futs = [None if rid is None else Pending(self, rid, c[0]) for rid, c in zip(ids, calls)]
+            for f in futs:
+                if f is not None:
+                    self._waiting[f.id] = f
+            self._send(data)
+        return futs
+
+    def hello(self, timeout: float | None) -> str:
+        """Agree on a codec with the peer (one round trip)."""
+        with self._lock:
+            rid, data = self.proto.hello()
+            fut = self._waiting[rid] = Pending(self, rid, "rpc.hello")
+            self._send(data)
+        fut.result(timeout)
+        return self.proto.codec
+
+    # -- waiting: leader / follower --------------------------------------------------
+    def _wait(self, fut: Pending, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        cond = self._cond
+        while True:
+            with cond:
+                while not fut.done() and self._reading:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        break
+                    cond.wait(left)
+                if fut.done():
+                    return
+                if self._reading:  # timed out while another thread reads
+                    self._cancel(fut, Timeout(f"call {fut.method}() timed out after {timeout} s"))
+                    return
+                self._reading = True
+            holding = True
+            try:
+                while not fut.done():
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        self._cancel(fut, Timeout(f"call {fut.method}() timed out after {timeout} s"))
+                        return
+                    if not self._read_one(left):
+                        holding = False  # gave the reader role away to run a call; wait again
+                        break
+                else:
+                    return
+            finally:
+                if holding:
+                    self._release_reader()
+
+    def _release_reader(self) -> None:
+        with self._cond:
+            self._reading = False
+            self._cond.notify_all()
+
+    def _read_one(self, timeout: float | None) -> bool:
+        """Receive and handle one message as the reader.  False when the role was given up
+        (calls arrived; they ran on this thread)."""
+        try:
+            data = self.channel.recv(timeout=timeout)
+        except Timeout:
+            return True
+        except (ChannelClosed, HandleClosed, OSError) as exc:
+            self._fail_all(exc if isinstance(exc, ChannelClosed) else ChannelClosed(f"{exc}"))
+            raise self._closed from None  # type: ignore[misc]
+        with self._lock:
+            events = self.proto.receive(data)
+        calls: list[Call] = []
+        for ev in events:
+            if type(ev) is Result:
+                fut = self._waiting.pop(ev.id, None)
+                if fut is not None:
+                    fut._value = ev.value
+            elif type(ev) is Failure:
+                fut = self._waiting.pop(ev.id, None) if ev.id is not None else None
+                if fut is not None:
+                    fut._error = ev.error
+            elif type(ev) is Send:
+                with self._lock:
+                    self._send(ev.data)
+            else:
+                calls.append(ev)  # type: ignore[arg-type]
+        if len(events) > len(calls) and (self._waiting or self._idle):
+            with self._cond:
+                self._cond.notify_all()  # someone's reply may have come
+        if not calls:
+            return True
+        self._hand_over()
+        for call in calls:
+            self._run(call)
+        return False
+
+    def _hand_over(self) -> None:
+        """Give the reader role to an idle thread (or a new one) before running calls."""
+        with self._cond:
+            self._reading = False
+            if self._idle:
+                self._cond.notify()
+            elif self._threads < self.workers and self._closed is None:
+                self._threads += 1
+                threading.Thread(target=self._serve_thread, name="interproc-rpc", daemon=True).start()
+
+    # -- answering calls ---------------------------------------------------------------
+    def _run(self, call: Call) -> None:
+        try:
+            if self.exposed is None:
+                raise Fault(METHOD_NOT_FOUND, "this end exposes no object")
+            entry = self.exposed.resolve(call.method, call.args, call.kwargs)
+            value = entry.fn(*call.args, **call.kwargs)
+            if entry.is_async:  # a coroutine method served by the blocking driver
+                import asyncio
+
+                value = asyncio.run(value)
+        except Fault as exc:
+            with self._lock:
+                data = self.proto.fail(call, exc)
+        except Exception as exc:  # a bug in the method never stops the server
+            tb = traceback.format_exc()
+            with self._lock:
+                data = self.proto.fail(call, exc, tb)
+        else:
+            with self._lock:
+                data = self.proto.reply(call, value)
+        if data is not None:
+            with self._lock:
+                try:
+                    self._send(data)
+                except (ChannelClosed, HandleClosed):
+                    pass  # the caller went away (or we closed): nobody to tell
+
+    def _serve_thread(self) -> None:
+        try:
+            self.serve()
+        except ChannelClosed:
+            pass
+        finally:
+            with self._cond:
+                self._threads -= 1
+
+    def serve(self) -> None:
+        """Answer calls until the peer closes (then ``ChannelClosed``) or ``close()``."""
+        cond = self._cond
+        while True:
+            with cond:
+                while self._reading and self._closed is None:
+                    self._idle += 1
+                    try:
+                        cond.wait()
+                    finally:
+                        self._idle -= 1
+                if self._closed is not None:
+                    raise self._closed
+                self._reading = True
+            try:
+                while self._read_one(None):
+                    pass
+            except BaseException:
+                self._release_reader()
+                raise
+
+    # -- ending ----------------------------------------------------------------------
+    def _cancel(self, fut: Pending, error: BaseException) -> None:
+        with self._lock:
+            self.proto.cancel(fut.id)
+            self._waiting.pop(fut.id, None)
+        if not fut.done():
+            fut._error = error
+
+    def _fail_all(self, error: BaseException) -> None:
+        with self._cond:
+            if self._closed is None:
+                self._closed = error
+            waiting, self._waiting = self._waiting, {}
+            self.proto.abandon()
+            for fut in waiting.values():
+                if not fut.done():
+                    fut._error = ChannelClosed(f"call {fut.method}() lost: {error}")
+            self._cond.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed is not None
+
+    def close(self) -> None:
+        self._fail_all(HandleClosed("the RPC connection was closed"))
+        try:
+            self.channel.close()
+        except Exception:
+            pass
+        if self._on_close is not None:
+            self._on_close()
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, RemoteError):
+        return f"{exc.remote_type}: {exc.message}"
+    if isinstance(exc, ProtocolError):
+        return f"protocol error: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+__all__ = ["Endpoint", "Pending", "INTERNAL_ERROR"]
