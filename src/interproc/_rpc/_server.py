@@ -18,6 +18,31 @@ from ._lines import LineListener, is_line_address
 from ._protocol import AVAILABLE, Protocol
 
 
+class _PointToPoint:
+    """A serial line has no listener: its one channel is the one connection."""
+
+    def __init__(self, address: str, options: dict[str, Any]) -> None:
+        from .._address import connect
+
+        self.address = address
+        self._channel: Any = connect(address, **options)
+        self._given = False
+        self._closed = threading.Event()
+
+    def accept(self, *, timeout: float | None = None) -> Any:
+        if not self._given:
+            self._given = True
+            return self._channel
+        if self._closed.wait(timeout):
+            raise HandleClosed("the server was closed")
+        raise Timeout("a serial line carries one connection")
+
+    def close(self) -> None:
+        self._closed.set()
+        if not self._given:
+            self._channel.close()
+
+
 class Server:
     """Expose ``obj``'s public methods at ``address`` (``**options`` go to ``interproc.listen``)."""
 
@@ -27,7 +52,12 @@ class Server:
         self.workers = workers
         self._plain = is_line_address(address)
         self._codecs = ("json",) if self._plain else (codecs or AVAILABLE)
-        self._listener: Any = LineListener(address, **options) if self._plain else _listen(address, **options)
+        if self._plain:
+            self._listener: Any = LineListener(address, **options)
+        elif address.lower().startswith("serial://"):
+            self._listener = _PointToPoint(address, options)
+        else:
+            self._listener = _listen(address, **options)
         self.address: str = self._listener.address
         self._lock = threading.Lock()
         self._endpoints: set[Endpoint] = set()
