@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import traceback
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Callable, Generic, TypeVar, overload
 
 from .._errors import ChannelClosed, HandleClosed, InterprocError, Timeout
 from ._client import interface_methods
@@ -159,6 +159,19 @@ class AsyncEndpoint:
             pass
 
 
+def _copy_to(mine: asyncio.Future[Any]) -> Any:
+    def done(theirs: asyncio.Future[Any]) -> None:
+        if mine.done():
+            return
+        if theirs.cancelled():
+            mine.cancel()
+        elif theirs.exception() is not None:
+            mine.set_exception(theirs.exception())  # type: ignore[arg-type]
+        else:
+            mine.set_result(theirs.result())
+    return done
+
+
 class AsyncBatch:
     """``async with p.batch() as b: f = b.add(1, 2)`` then ``await f``."""
 
@@ -192,8 +205,7 @@ class AsyncBatch:
             if theirs is None:
                 mine.set_result(None)
             else:
-                theirs[1].add_done_callback(lambda f, m=mine: m.set_exception(f.exception()) if f.exception()
-                                            else m.set_result(f.result()))
+                theirs[1].add_done_callback(_copy_to(mine))
 
     async def __aenter__(self) -> AsyncBatch:
         return self
@@ -206,7 +218,7 @@ class AsyncBatch:
 class AsyncProxy(Generic[T]):
     """The asyncio proxy: ``await p.add(1, 2)``."""
 
-    def __init__(self, ep: AsyncEndpoint, address: str, interface: type | None = None) -> None:
+    def __init__(self, ep: AsyncEndpoint, address: str, interface: Any = None) -> None:
         self._ep, self.address, self._interface = ep, address, interface
         self._sigs = interface_methods(interface) if interface is not None else None
 
@@ -245,7 +257,7 @@ class AsyncProxy(Generic[T]):
     def batch(self) -> AsyncBatch:
         return AsyncBatch(self)
 
-    def as_(self, interface: type[T]) -> T:
+    def as_(self, interface: Callable[..., T]) -> T:
         return AsyncProxy(self._ep, self.address, interface)  # type: ignore[return-value]
 
     @property
@@ -263,12 +275,12 @@ class AsyncProxy(Generic[T]):
 
 
 @overload
-async def connect(address: str, *, interface: type[T], timeout: float | None = ..., codec: str | None = ...,
+async def connect(address: str, *, interface: Callable[..., T], timeout: float | None = ..., codec: str | None = ...,
                   **options: Any) -> T: ...
 @overload
 async def connect(address: str, *, interface: None = ..., timeout: float | None = ..., codec: str | None = ...,
                   **options: Any) -> AsyncProxy[Any]: ...
-async def connect(address: str, *, interface: type[T] | None = None, timeout: float | None = None,
+async def connect(address: str, *, interface: Callable[..., T] | None = None, timeout: float | None = None,
                   codec: str | None = None, **options: Any) -> Any:
     """asyncio twin of :func:`interproc.rpc.connect` (interproc addresses)."""
     from ..aio import connect as aio_connect
@@ -322,7 +334,10 @@ class AsyncServer:
                 continue  # one peer's failed handshake
             ep = AsyncEndpoint(channel, exposed=self.exposed, protocol=Protocol(codecs=self._codecs))
             self._endpoints.add(ep)
-            ep._reader.add_done_callback(lambda _t, ep=ep: self._endpoints.discard(ep))
+            ep._reader.add_done_callback(self._forget(ep))
+
+    def _forget(self, ep: AsyncEndpoint) -> Any:
+        return lambda _task: self._endpoints.discard(ep)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Callable, Generic, TypeVar, overload
 
 from .._address import connect as _connect_channel
 from .._errors import HandleClosed
@@ -14,7 +14,7 @@ from ._protocol import AVAILABLE, Protocol
 T = TypeVar("T")
 
 
-def interface_methods(interface: type) -> dict[str, inspect.Signature]:
+def interface_methods(interface: Any) -> dict[str, inspect.Signature]:
     """The public methods a ``typing.Protocol`` (or any class) declares, with their signatures
     (``self`` dropped)."""
     found = {}
@@ -117,7 +117,7 @@ class _BatchFuture:
 class Proxy(Generic[T]):
     """The client end of an RPC connection.  Remote methods are attributes: ``p.add(1, 2)``."""
 
-    def __init__(self, ep: Endpoint, address: str, interface: type | None = None) -> None:
+    def __init__(self, ep: Endpoint, address: str, interface: Any = None) -> None:
         self._ep = ep
         self.address = address
         self._interface = interface
@@ -177,7 +177,7 @@ class Proxy(Generic[T]):
         """Several calls in one message and one round trip."""
         return Batch(self)
 
-    def as_(self, interface: type[T]) -> T:
+    def as_(self, interface: Callable[..., T]) -> T:
         """This connection, typed and checked as ``interface`` (a ``typing.Protocol``)."""
         return Proxy(self._ep, self.address, interface)  # type: ignore[return-value]
 
@@ -203,12 +203,12 @@ class Proxy(Generic[T]):
 
 
 @overload
-def connect(address: str, *, interface: type[T], timeout: float | None = ..., codec: str | None = ...,
+def connect(address: str, *, interface: Callable[..., T], timeout: float | None = ..., codec: str | None = ...,
             **options: Any) -> T: ...
 @overload
 def connect(address: str, *, interface: None = ..., timeout: float | None = ..., codec: str | None = ...,
             **options: Any) -> Proxy[Any]: ...
-def connect(address: str, *, interface: type[T] | None = None, timeout: float | None = None,
+def connect(address: str, *, interface: Callable[..., T] | None = None, timeout: float | None = None,
             codec: str | None = None, **options: Any) -> Any:
     """Connect to an RPC server at ``address`` and return a proxy.
 

@@ -88,7 +88,7 @@ def _codecs() -> dict[str, tuple[Callable[[Any], bytes], Callable[[bytes], Any],
     found["json"] = (lambda o: json.dumps(o, separators=(",", ":"), ensure_ascii=False).encode(),
                      json.loads, (ValueError, UnicodeDecodeError))
     try:
-        import msgpack
+        import msgpack  # type: ignore[import-untyped]
 
         def unpack(data: bytes) -> Any:
             return msgpack.unpackb(data, raw=False, strict_map_key=False)
@@ -112,12 +112,9 @@ def decode(data: bytes) -> Any:
     if not data:
         raise ValueError("empty message")
     name = "json" if data[0] in _JSON_START or "msgpack" not in CODECS else "msgpack"
-    loads = CODECS[name][1]
     try:
-        return loads(data)
-    except CODECS[name][2] as exc:
-        raise ValueError(str(exc)) from None
-    except Exception as exc:  # msgpack raises a variety of errors on junk
+        return CODECS[name][1](data)
+    except Exception as exc:  # each decoder has its own errors (msgpack several) on junk
         raise ValueError(str(exc)) from None
 
 
