@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+from time import monotonic as _monotonic
 import traceback
 from typing import Any, Callable
 
@@ -35,20 +36,26 @@ _UNSET: Any = object()
 class Pending:
     """A call in flight: ``result(timeout=)``, ``done()``, ``cancel()``."""
 
-    __slots__ = ("_ep", "id", "method", "_value", "_error")
+    __slots__ = ("_ep", "id", "method", "_value", "_error", "_done")
 
     def __init__(self, ep: Endpoint, rid: Any, method: str) -> None:
         self._ep, self.id, self.method = ep, rid, method
-        self._value: Any = _UNSET
+        self._value: Any = None
         self._error: BaseException | None = None
+        self._done = False
 
     def done(self) -> bool:
-        return self._value is not _UNSET or self._error is not None
+        return self._done
+
+    def _fail(self, error: BaseException) -> None:
+        if not self._done:
+            self._error = error
+            self._done = True
 
     def result(self, timeout: float | None = _UNSET) -> Any:
         """The call's result; ``RemoteError`` if it raised remotely; ``Timeout`` (the call
         is then cancelled: its late reply is discarded); ``ChannelClosed`` if the peer died."""
-        if not self.done():
+        if not self._done:
             self._ep._wait(self, self._ep.timeout if timeout is _UNSET else timeout)
         if self._error is not None:
             raise self._error
@@ -56,7 +63,7 @@ class Pending:
 
     def cancel(self) -> bool:
         """Stop waiting: the reply, if it comes, is discarded.  False if already done."""
-        if self.done():
+        if self._done:
             return False
         self._ep._cancel(self, HandleClosed(f"call {self.method}() was cancelled"))
         return True
@@ -79,7 +86,8 @@ class Endpoint:
         self._lock = threading.Lock()  # the protocol state and the channel's send side
         self._cond = threading.Condition(threading.Lock())
         self._reading = False
-        self._idle = 0
+        self._idle = 0  # serving threads waiting for the reader role
+        self._sleepers = 0  # threads in cond.wait (idle ones and callers waiting for replies)
         self._threads = 0
         self._waiting: dict[Any, Pending] = {}
         self._closed: BaseException | None = None
@@ -138,30 +146,43 @@ class Endpoint:
 
     # -- waiting: leader / follower --------------------------------------------------
     def _wait(self, fut: Pending, timeout: float | None) -> None:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else _monotonic() + timeout
         cond = self._cond
         while True:
             with cond:
-                while not fut.done() and self._reading:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        break
-                    cond.wait(left)
-                if fut.done():
+                if self._reading and not fut._done:
+                    self._sleepers += 1
+                    try:
+                        while not fut._done and self._reading:
+                            if deadline is None:
+                                cond.wait()
+                                continue
+                            left = deadline - _monotonic()
+                            if left <= 0:
+                                break
+                            cond.wait(left)
+                    finally:
+                        self._sleepers -= 1
+                if fut._done:
                     return
-                if self._reading:  # timed out while another thread reads
-                    self._cancel(fut, Timeout(f"call {fut.method}() timed out after {timeout} s"))
-                    return
-                self._reading = True
+                timed_out = self._reading  # still someone else's turn: the deadline passed
+                if not timed_out:
+                    self._reading = True
+            if timed_out:
+                self._cancel(fut, Timeout(f"call {fut.method}() timed out after {timeout} s"))
+                return
             holding = True
             try:
-                while not fut.done():
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        self._cancel(fut, Timeout(f"call {fut.method}() timed out after {timeout} s"))
-                        return
+                while not fut._done:
+                    if deadline is None:
+                        left = None
+                    else:
+                        left = deadline - _monotonic()
+                        if left <= 0:
+                            self._cancel(fut, Timeout(f"call {fut.method}() timed out after {timeout} s"))
+                            return
                     if not self._read_one(left):
-                        holding = False  # gave the reader role away to run a call; wait again
+                        holding = False  # the role went to another thread while a call ran here
                         break
                 else:
                     return
@@ -172,7 +193,8 @@ class Endpoint:
     def _release_reader(self) -> None:
         with self._cond:
             self._reading = False
-            self._cond.notify_all()
+            if self._sleepers:
+                self._cond.notify_all()
 
     def _read_one(self, timeout: float | None) -> bool:
         """Receive and handle one message as the reader.  False when the role was given up
@@ -190,18 +212,19 @@ class Endpoint:
         for ev in events:
             if type(ev) is Result:
                 fut = self._waiting.pop(ev.id, None)
-                if fut is not None:
+                if fut is not None and not fut._done:
                     fut._value = ev.value
+                    fut._done = True
             elif type(ev) is Failure:
                 fut = self._waiting.pop(ev.id, None) if ev.id is not None else None
                 if fut is not None:
-                    fut._error = ev.error
+                    fut._fail(ev.error)
             elif type(ev) is Send:
                 with self._lock:
                     self._send(ev.data)
             else:
                 calls.append(ev)  # type: ignore[arg-type]
-        if len(events) > len(calls) and (self._waiting or self._idle):
+        if self._sleepers and len(events) > len(calls):
             with self._cond:
                 self._cond.notify_all()  # someone's reply may have come
         if not calls:
@@ -285,10 +308,12 @@ class Endpoint:
             with cond:
                 while self._reading and self._closed is None:
                     self._idle += 1
+                    self._sleepers += 1
                     try:
                         cond.wait()
                     finally:
                         self._idle -= 1
+                        self._sleepers -= 1
                 if self._closed is not None:
                     raise self._closed
                 self._reading = True
@@ -304,8 +329,7 @@ class Endpoint:
         with self._lock:
             self.proto.cancel(fut.id)
             self._waiting.pop(fut.id, None)
-        if not fut.done():
-            fut._error = error
+        fut._fail(error)
 
     def _fail_all(self, error: BaseException) -> None:
         with self._cond:
@@ -314,8 +338,7 @@ class Endpoint:
             waiting, self._waiting = self._waiting, {}
             self.proto.abandon()
             for fut in waiting.values():
-                if not fut.done():
-                    fut._error = ChannelClosed(f"call {fut.method}() lost: {error}")
+                fut._fail(ChannelClosed(f"call {fut.method}() lost: {error}"))
             self._cond.notify_all()
 
     @property

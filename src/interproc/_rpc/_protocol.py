@@ -283,6 +283,9 @@ class Protocol:
             msg = decode(data)
         except ValueError:
             return [Send(self._dumps(self._error_msg(None, PARSE_ERROR)))]
+        if type(msg) is dict and "method" not in msg:  # the common case: one reply
+            ev = self._response(msg) if ("result" in msg or "error" in msg) else self._one(msg, None, -1)
+            return [] if ev is None else [ev]
         if isinstance(msg, list):
             if not msg:
                 return [Send(self._dumps(self._error_msg(None, INVALID_REQUEST)))]
