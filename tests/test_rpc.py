@@ -241,3 +241,22 @@ def test_json_codec_can_be_forced(transport):
     with rpc.connect(address, timeout=20, codec="json") as p:
         assert p.codec == "json"
         assert p.add([1], [2]) == [1, 2]
+
+
+@pytest.mark.parametrize("transport", ["unix"], indirect=True)
+def test_junk_from_a_peer_gets_error_answers_and_the_server_goes_on(transport):
+    import json as _json
+
+    kind, srv, address, opts, mode, _ = transport
+    with interproc.connect(address, timeout=10) as raw:
+        for junk, code in [(b"not json at all", -32700), (b"\xc1\xc1", -32700), (b"[]", -32600),
+                           (b'{"jsonrpc": "2.0", "method": 7, "id": 1}', -32600),
+                           (b'{"jsonrpc": "2.0", "method": "__class__", "id": 2}', -32601),
+                           (b'{"jsonrpc": "2.0", "method": "add", "params": [1], "id": 3}', -32602)]:
+            raw.send(junk)
+            answer = _json.loads(raw.recv(timeout=10))
+            assert answer["error"]["code"] == code, junk
+        raw.send(b'{"jsonrpc": "2.0", "method": "add", "params": [40, 2], "id": "x"}')
+        assert _json.loads(raw.recv(timeout=10)) == {"jsonrpc": "2.0", "result": 42, "id": "x"}
+    with rpc.connect(address, timeout=10) as p:  # and other clients are served as before
+        assert p.add(1, 2) == 3

@@ -206,6 +206,10 @@ class Endpoint:
         except (ChannelClosed, HandleClosed, OSError) as exc:
             self._fail_all(exc if isinstance(exc, ChannelClosed) else ChannelClosed(f"{exc}"))
             raise self._closed from None  # type: ignore[misc]
+        except ProtocolError as exc:  # a broken frame: the stream cannot be trusted any more
+            self._fail_all(ChannelClosed(f"the peer broke the framing: {exc}"))
+            self.close()
+            raise
         with self._lock:
             events = self.proto.receive(data)
         calls: list[Call] = []
@@ -295,7 +299,7 @@ class Endpoint:
     def _serve_thread(self) -> None:
         try:
             self.serve()
-        except ChannelClosed:
+        except (ChannelClosed, HandleClosed, ProtocolError):
             pass
         finally:
             with self._cond:

@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from .._address import listen as _listen
-from .._errors import ChannelClosed, HandleClosed, InterprocError, Timeout
+from .._errors import ChannelClosed, HandleClosed, InterprocError, ProtocolError, Timeout
 from ._dispatch import Exposed
 from ._endpoint import Endpoint
 from ._lines import LineListener, is_line_address
@@ -106,8 +106,8 @@ class Server:
     def _serve(self, ep: Endpoint) -> None:
         try:
             ep.serve()
-        except (ChannelClosed, HandleClosed):
-            pass
+        except (ChannelClosed, HandleClosed, ProtocolError):
+            pass  # the peer went away, or broke the framing: only its connection ends
         finally:
             ep.close()
             with self._lock:
