@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import time
+from threading import get_ident as _get_ident
 from time import monotonic as _monotonic
 import traceback
 from typing import Any, Callable
@@ -85,14 +86,13 @@ class Endpoint:
         self.workers = max(0, workers)
         self._lock = threading.Lock()  # the protocol state and the channel's send side
         self._cond = threading.Condition(threading.Lock())
-        self._reading = False
+        self._owner: int | None = None
         self._idle = 0  # serving threads waiting for the reader role
         self._sleepers = 0  # threads in cond.wait (idle ones and callers waiting for replies)
         self._threads = 0
         self._waiting: dict[Any, Pending] = {}
         self._closed: BaseException | None = None
         self._on_close = on_close
-        self._promoted = False
         self._inline_tick = 0
 
     # -- sending ------------------------------------------------------------------
@@ -145,15 +145,37 @@ class Endpoint:
         return self.proto.codec
 
     # -- waiting: leader / follower --------------------------------------------------
+    # ``_owner`` is the thread holding the reader role (None: free).  Only the
+    # owner calls channel.recv; the promoter may take the role from an owner
+    # that is running a call inline, and the owner then finds it gone.
     def _wait(self, fut: Pending, timeout: float | None) -> None:
         deadline = None if timeout is None else _monotonic() + timeout
         cond = self._cond
+        me = _get_ident()
+        if self._owner == me:
+            # A call made from inside a call this thread runs inline (a callback
+            # calling back): it already holds the role, so it reads for itself.
+            with cond:
+                nested = self._owner == me
+                if nested:
+                    _PROMOTER.busy.discard(self)  # reading, not running: nothing to promote
+            if nested:
+                try:
+                    while not fut._done and self._owner == me:
+                        if not self._read_some(fut, deadline, timeout):
+                            return
+                finally:
+                    if self._owner == me:  # back to the outer call, which runs on
+                        self._inline_tick = _PROMOTER.tick
+                        _PROMOTER.watch(self)
+                if fut._done:
+                    return
         while True:
             with cond:
-                if self._reading and not fut._done:
+                if self._owner is not None and not fut._done:
                     self._sleepers += 1
                     try:
-                        while not fut._done and self._reading:
+                        while not fut._done and self._owner is not None:
                             if deadline is None:
                                 cond.wait()
                                 continue
@@ -165,40 +187,43 @@ class Endpoint:
                         self._sleepers -= 1
                 if fut._done:
                     return
-                timed_out = self._reading  # still someone else's turn: the deadline passed
+                timed_out = self._owner is not None  # still someone else's turn: the deadline passed
                 if not timed_out:
-                    self._reading = True
+                    self._owner = me
             if timed_out:
                 self._cancel(fut, Timeout(f"call {fut.method}() timed out after {timeout} s"))
                 return
-            holding = True
             try:
-                while not fut._done:
-                    if deadline is None:
-                        left = None
-                    else:
-                        left = deadline - _monotonic()
-                        if left <= 0:
-                            self._cancel(fut, Timeout(f"call {fut.method}() timed out after {timeout} s"))
-                            return
-                    if not self._read_one(left):
-                        holding = False  # the role went to another thread while a call ran here
-                        break
-                else:
-                    return
+                while not fut._done and self._owner == me:
+                    if not self._read_some(fut, deadline, timeout):
+                        return
             finally:
-                if holding:
-                    self._release_reader()
+                self._release_reader(me)
+            if fut._done:
+                return
 
-    def _release_reader(self) -> None:
+    def _read_some(self, fut: Pending, deadline: float | None, timeout: float | None) -> bool:
+        """One message as the owner; False (and the call cancelled) at its deadline."""
+        if deadline is None:
+            left = None
+        else:
+            left = deadline - _monotonic()
+            if left <= 0:
+                self._cancel(fut, Timeout(f"call {fut.method}() timed out after {timeout} s"))
+                return False
+        self._read_one(left)
+        return True
+
+    def _release_reader(self, me: int) -> None:
         with self._cond:
-            self._reading = False
-            if self._sleepers:
-                self._cond.notify_all()
+            if self._owner == me:
+                self._owner = None
+                if self._sleepers:
+                    self._cond.notify_all()
 
     def _read_one(self, timeout: float | None) -> bool:
-        """Receive and handle one message as the reader.  False when the role was given up
-        (calls arrived; they ran on this thread)."""
+        """Receive and handle one message as the reader.  False when the role was taken
+        away while calls ran on this thread."""
         try:
             data = self.channel.recv(timeout=timeout)
         except Timeout:
@@ -240,33 +265,32 @@ class Endpoint:
         # Run the calls right here, still holding the reader role: no thread
         # hand-off for the common quick call.  If they last longer than a tick
         # of the promoter (about a millisecond), it passes the role on.
+        me = _get_ident()
         self._inline_tick = _PROMOTER.tick
         _PROMOTER.watch(self)
         try:
             for call in calls:
                 self._run(call)
         finally:
-            _PROMOTER.busy.discard(self)
             with self._cond:
-                promoted, self._promoted = self._promoted, False
-        return not promoted
+                _PROMOTER.busy.discard(self)
+                still = self._owner == me
+        return still
 
     def _promote(self) -> None:
         """(Promoter thread) a call runs long: let another thread take the reader role."""
         with self._cond:
-            if self._promoted or self._closed is not None or self not in _PROMOTER.busy:
+            if self._owner is None or self._closed is not None or self not in _PROMOTER.busy:
                 return
-            self._promoted = True
-            self._hand_over_locked()
-
-    def _hand_over_locked(self) -> None:
-        """Give the reader role to an idle thread (or a new one); ``_cond`` is held."""
-        self._reading = False
-        if self._idle:
-            self._cond.notify()
-        elif self._threads < self.workers and self._closed is None:
-            self._threads += 1
-            threading.Thread(target=self._serve_thread, name="interproc-rpc", daemon=True).start()
+            _PROMOTER.busy.discard(self)
+            self._owner = None
+            if self._idle:
+                self._cond.notify_all()  # the idle threads compete; callers waiting may take it too
+            elif self._threads < self.workers:
+                self._threads += 1
+                threading.Thread(target=self._serve_thread, name="interproc-rpc", daemon=True).start()
+            elif self._sleepers:
+                self._cond.notify_all()
 
     # -- answering calls ---------------------------------------------------------------
     def _run(self, call: Call) -> None:
@@ -308,9 +332,10 @@ class Endpoint:
     def serve(self) -> None:
         """Answer calls until the peer closes (then ``ChannelClosed``) or ``close()``."""
         cond = self._cond
+        me = _get_ident()
         while True:
             with cond:
-                while self._reading and self._closed is None:
+                while self._owner is not None and self._closed is None:
                     self._idle += 1
                     self._sleepers += 1
                     try:
@@ -320,13 +345,12 @@ class Endpoint:
                         self._sleepers -= 1
                 if self._closed is not None:
                     raise self._closed
-                self._reading = True
+                self._owner = me
             try:
                 while self._read_one(None):
                     pass
-            except BaseException:
-                self._release_reader()
-                raise
+            finally:
+                self._release_reader(me)
 
     # -- ending ----------------------------------------------------------------------
     def _cancel(self, fut: Pending, error: BaseException) -> None:
