@@ -204,10 +204,13 @@ def _cases(quick: bool) -> list[tuple[str, str, str]]:
             ("Pyro5", "tcp", ""), ("RPyC", "tcp", ""), ("gRPC", "tcp (HTTP/2)", "")]
 
 
-def run(quick: bool = True, clients: tuple[int, ...] = (1, 8)) -> list[dict[str, Any]]:
-    seconds = 1.5 if quick else 4.0
+def run(quick: bool = True, clients: tuple[int, ...] = (1, 8), *, seconds: float | None = None,
+        systems: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    seconds = seconds or (1.5 if quick else 4.0)
     rows: list[dict[str, Any]] = []
     for system, over, address in _cases(quick):
+        if systems is not None and system not in systems:
+            continue
         name = f"rpc {system} {over}"
         why = _available(system)
         if why:
