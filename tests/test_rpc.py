@@ -260,3 +260,26 @@ def test_junk_from_a_peer_gets_error_answers_and_the_server_goes_on(transport):
         assert _json.loads(raw.recv(timeout=10)) == {"jsonrpc": "2.0", "result": 42, "id": "x"}
     with rpc.connect(address, timeout=10) as p:  # and other clients are served as before
         assert p.add(1, 2) == 3
+
+
+@pytest.mark.parametrize("transport", ["unix", "shm"], indirect=True)
+def test_large_arguments_from_many_threads_do_not_deadlock(transport):
+    kind, srv, address, opts, mode, _ = transport
+    errors: list[BaseException] = []
+    with rpc.connect(address, timeout=30, **opts) as p:
+        assert p.codec == "msgpack"  # bytes travel as they are
+
+        def work(t: int) -> None:
+            try:
+                for i in range(5):
+                    a, b = bytes([t]) * 200_000, bytes([i]) * 200_000
+                    assert p.add(a, b) == a + b
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert not errors

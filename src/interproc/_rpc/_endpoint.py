@@ -84,7 +84,11 @@ class Endpoint:
         self.exposed = exposed
         self.timeout = timeout
         self.workers = max(0, workers)
-        self._lock = threading.Lock()  # the protocol state and the channel's send side
+        # Two locks, never held together: protocol state (no I/O under it), and the
+        # channel's send side.  A sender blocked on a full channel must never stop
+        # the reader from handling replies, or two busy peers could deadlock.
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
         self._cond = threading.Condition(threading.Lock())
         self._owner: int | None = None
         self._idle = 0  # serving threads waiting for the reader role
@@ -98,7 +102,8 @@ class Endpoint:
     # -- sending ------------------------------------------------------------------
     def _send(self, data: bytes) -> None:
         try:
-            self.channel.send(data)
+            with self._send_lock:
+                self.channel.send(data)
         except (ChannelClosed, HandleClosed, OSError) as exc:
             self._fail_all(exc if isinstance(exc, (ChannelClosed, HandleClosed)) else ChannelClosed(f"send failed: {exc}"))
             raise self._closed from exc  # type: ignore[misc]
@@ -112,7 +117,7 @@ class Endpoint:
             self._check_open()
             rid, data = self.proto.request(method, args, kwargs)
             fut = self._waiting[rid] = Pending(self, rid, method)
-            self._send(data)
+        self._send(data)
         return fut
 
     def call(self, method: str, args: Any = (), kwargs: dict[str, Any] | None = None,
@@ -122,7 +127,8 @@ class Endpoint:
     def notify(self, method: str, args: Any = (), kwargs: dict[str, Any] | None = None) -> None:
         with self._lock:
             self._check_open()
-            self._send(self.proto.notification(method, args, kwargs))
+            data = self.proto.notification(method, args, kwargs)
+        self._send(data)
 
     def batch(self, calls: list[tuple[str, Any, dict[str, Any] | None, bool]]) -> list[Pending | None]:
         with self._lock:
@@ -132,7 +138,7 @@ class Endpoint:
             for f in futs:
                 if f is not None:
                     self._waiting[f.id] = f
-            self._send(data)
+        self._send(data)
         return futs
 
     def hello(self, timeout: float | None) -> str:
@@ -140,7 +146,7 @@ class Endpoint:
         with self._lock:
             rid, data = self.proto.hello()
             fut = self._waiting[rid] = Pending(self, rid, "rpc.hello")
-            self._send(data)
+        self._send(data)
         fut.result(timeout)
         return self.proto.codec
 
@@ -249,8 +255,7 @@ class Endpoint:
                 if fut is not None:
                     fut._fail(ev.error)
             elif type(ev) is Send:
-                with self._lock:
-                    self._send(ev.data)
+                self._send(ev.data)
             else:
                 calls.append(ev)  # type: ignore[arg-type]
         if self._sleepers and len(events) > len(calls):
@@ -314,11 +319,10 @@ class Endpoint:
             with self._lock:
                 data = self.proto.reply(call, value)
         if data is not None:
-            with self._lock:
-                try:
-                    self._send(data)
-                except (ChannelClosed, HandleClosed):
-                    pass  # the caller went away (or we closed): nobody to tell
+            try:
+                self._send(data)
+            except (ChannelClosed, HandleClosed):
+                pass  # the caller went away (or we closed): nobody to tell
 
     def _serve_thread(self) -> None:
         try:
