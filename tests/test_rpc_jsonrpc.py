@@ -194,3 +194,35 @@ def test_interproc_proxy_speaks_it_too(plain_server):
 def test_plain_json_rpc_beyond_loopback_needs_tls():
     with pytest.raises(interproc.PermissionDenied, match="loopback"):
         rpc.Server(object(), "jsonrpc+tcp://0.0.0.0:0")
+
+
+def test_plain_json_rpc_over_tls(spawn, tmp_path):
+    import ssl
+
+    from transport_helpers import make_tls_contexts
+
+    if make_tls_contexts(str(tmp_path)) is None:
+        pytest.skip("openssl is not installed")
+    code = SERVER.replace('srv = rpc.Server(Spec(), sys.argv[1])', '''import ssl
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+srv = rpc.Server(Spec(), sys.argv[1], ssl=ctx)''')
+    proc = spawn(code, "jsonrpc+tcp://127.0.0.1:0", str(tmp_path / "cert.pem"), str(tmp_path / "key.pem"))
+    address = wait_for_line(proc, "ADDRESS").split()[1]
+    host, port = address.removeprefix("jsonrpc+tcp://").rsplit(":", 1)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(tmp_path / "cert.pem"))
+    # a silent client that never handshakes does not hold up the others
+    idle = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        with ctx.wrap_socket(socket.create_connection((host, int(port)), timeout=10), server_hostname="localhost") as s:
+            f = s.makefile("rwb")
+            f.write(b'{"jsonrpc": "2.0", "method": "subtract", "params": [42, 23], "id": 1}\n')
+            f.flush()
+            assert json.loads(f.readline()) == {"jsonrpc": "2.0", "result": 19, "id": 1}
+        with rpc.connect(address, timeout=10, ssl=ctx, server_hostname="localhost") as p:
+            assert p.get_data() == ["hello", 5]
+    finally:
+        idle.close()
+    proc.kill()
+    proc.wait(10)

@@ -105,8 +105,12 @@ class LineChannel:
                 with self._tls_lock:
                     n = self._sock.send(view)
                 view = view[n:]
-            except (BlockingIOError, _ssl.SSLWantWriteError, _ssl.SSLWantReadError):
+            except _ssl.SSLWantReadError:
+                self._poll(select.POLLIN, deadline, "send")
+            except (BlockingIOError, _ssl.SSLWantWriteError):
                 self._poll(select.POLLOUT, deadline, "send")
+            except _ssl.SSLError as exc:
+                raise ProtocolError(f"{self.address}: TLS failed: {exc}") from exc
             except OSError as exc:
                 if self._closed:
                     raise HandleClosed(f"send on a closed {self.address}") from None
@@ -118,9 +122,16 @@ class LineChannel:
             try:
                 with self._tls_lock:
                     chunk = self._sock.recv(65536)
-            except (BlockingIOError, _ssl.SSLWantReadError, _ssl.SSLWantWriteError):
+            except _ssl.SSLWantWriteError:
+                self._poll(select.POLLOUT, deadline, "recv")
+                continue
+            except (BlockingIOError, _ssl.SSLWantReadError):
                 self._poll(select.POLLIN, deadline, "recv")
                 continue
+            except (_ssl.SSLEOFError, _ssl.SSLZeroReturnError):
+                raise ChannelClosed(f"{self.address}: the peer closed the TLS connection") from None
+            except _ssl.SSLError as exc:
+                raise ProtocolError(f"{self.address}: bad TLS data from the peer: {exc}") from exc
             except OSError as exc:
                 if self._closed:
                     raise HandleClosed(f"recv on a closed {self.address}") from None
@@ -202,13 +213,10 @@ class LineListener:
         if conn.family != socket.AF_UNIX:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self._ssl is not None:
-            conn.setblocking(True)
-            conn.settimeout(10)
-            try:
-                conn = self._ssl.wrap_socket(conn, server_side=True)
-            except (OSError, _ssl.SSLError) as exc:
-                conn.close()
-                raise ProtocolError(f"TLS handshake failed: {exc}") from exc
+            # The handshake happens in the channel's first reads and writes (on the
+            # connection's own thread), so a slow or silent client never holds up accept().
+            conn.setblocking(False)
+            conn = self._ssl.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         return LineChannel(conn, self.address)
 
     def close(self) -> None:
