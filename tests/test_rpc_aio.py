@@ -115,3 +115,40 @@ def test_asyncio_proxy_against_a_blocking_server(spawn, name, kind):
     asyncio.run(main())
     srv.wait(10)
     _gc(kind)
+
+
+def test_asyncio_plain_json_rpc_both_ends(spawn):
+    """An asyncio server on jsonrpc+tcp:// answers raw lines; the asyncio proxy speaks it too."""
+    import json
+    import socket
+
+    async def main() -> None:
+        class Spec:
+            def subtract(self, minuend, subtrahend):
+                return minuend - subtrahend
+
+            async def later(self, x):
+                await asyncio.sleep(0.05)
+                return x
+
+        async with rpc_aio.Server(Spec(), "jsonrpc+tcp://127.0.0.1:0") as srv:
+            assert srv.address.startswith("jsonrpc+tcp://127.0.0.1:")
+            host, port = srv.address.removeprefix("jsonrpc+tcp://").rsplit(":", 1)
+
+            def raw() -> list:
+                with socket.create_connection((host, int(port)), timeout=10) as s:
+                    f = s.makefile("rwb")
+                    f.write(b'[{"jsonrpc":"2.0","method":"subtract","params":[42,23],"id":1},'
+                            b'{"jsonrpc":"2.0","method":"subtract","params":{"subtrahend":1,"minuend":2}}]\n')
+                    f.flush()
+                    return json.loads(f.readline())
+
+            assert await asyncio.to_thread(raw) == [{"jsonrpc": "2.0", "result": 19, "id": 1}]
+            p = await rpc_aio.connect(srv.address, timeout=10)
+            try:
+                assert p.codec == "json"
+                assert await asyncio.gather(p.later(1), p.subtract(5, 3)) == [1, 2]
+            finally:
+                await p.close()
+
+    asyncio.run(main())

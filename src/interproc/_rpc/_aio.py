@@ -15,6 +15,7 @@ from typing import Any, Callable, Generic, TypeVar, overload
 from .._errors import ChannelClosed, HandleClosed, InterprocError, Timeout
 from ._client import interface_methods
 from ._dispatch import Exposed
+from ._lines import aio_connect_lines, aio_listen_lines, is_line_address
 from ._protocol import AVAILABLE, METHOD_NOT_FOUND, Call, Failure, Fault, Protocol, Result, Send
 
 T = TypeVar("T")
@@ -285,6 +286,10 @@ async def connect(address: str, *, interface: Callable[..., T] | None = None, ti
     """asyncio twin of :func:`interproc.rpc.connect` (interproc addresses)."""
     from ..aio import connect as aio_connect
 
+    if is_line_address(address):
+        channel: Any = await aio_connect_lines(address, timeout=timeout, **options)
+        ep = AsyncEndpoint(channel, protocol=Protocol(codecs=("json",)), timeout=timeout)
+        return AsyncProxy(ep, address, interface)
     channel = await aio_connect(address, timeout=timeout, **options)
     offer = AVAILABLE if codec is None else (codec,)
     ep = AsyncEndpoint(channel, protocol=Protocol(codecs=offer), timeout=timeout)
@@ -306,6 +311,7 @@ class AsyncServer:
         self._options = options
         self._codecs = codecs or AVAILABLE
         self._listener: Any = None
+        self._plain: Any = None  # the asyncio server of a jsonrpc+ address
         self._task: asyncio.Task[None] | None = None
         self._endpoints: set[AsyncEndpoint] = set()
 
@@ -313,14 +319,24 @@ class AsyncServer:
         """Listen and serve in a task; returns the server (``address`` then has the real port)."""
         from ..aio import listen as aio_listen
 
-        if self._listener is None:
+        if self._listener is None and self._plain is None and is_line_address(self.address):
+            self._plain, self.address = await aio_listen_lines(self.address, self._adopt, **self._options)
+        elif self._listener is None and self._plain is None:
             self._listener = await aio_listen(self.address, **self._options)
             self.address = self._listener.address
             self._task = asyncio.get_running_loop().create_task(self._accept_loop())
         return self
 
+    def _adopt(self, channel: Any) -> None:
+        codecs = ("json",) if self._plain is not None else self._codecs
+        ep = AsyncEndpoint(channel, exposed=self.exposed, protocol=Protocol(codecs=codecs))
+        self._endpoints.add(ep)
+        ep._reader.add_done_callback(self._forget(ep))
+
     async def serve_forever(self) -> None:
         await self.start()
+        if self._plain is not None:
+            await self._plain.serve_forever()
         assert self._task is not None
         await self._task
 
@@ -332,9 +348,7 @@ class AsyncServer:
                 return
             except (InterprocError, OSError):
                 continue  # one peer's failed handshake
-            ep = AsyncEndpoint(channel, exposed=self.exposed, protocol=Protocol(codecs=self._codecs))
-            self._endpoints.add(ep)
-            ep._reader.add_done_callback(self._forget(ep))
+            self._adopt(channel)
 
     def _forget(self, ep: AsyncEndpoint) -> Any:
         return lambda _task: self._endpoints.discard(ep)
@@ -348,6 +362,8 @@ class AsyncServer:
                 pass
         if self._listener is not None:
             self._listener.close()
+        if self._plain is not None:
+            self._plain.close()
         for ep in list(self._endpoints):
             await ep.close()
 

@@ -265,3 +265,102 @@ def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> Li
 
 def listen_address(addr: Any, **kw: Any) -> LineListener:
     return LineListener(str(addr), **kw)
+
+
+# -- asyncio -------------------------------------------------------------------------
+class AsyncLineChannel:
+    """asyncio twin of :class:`LineChannel` over a StreamReader/StreamWriter pair."""
+
+    def __init__(self, reader: Any, writer: Any, address: str) -> None:
+        self._reader, self._writer, self.address = reader, writer, address
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def send(self, data: Any, *, timeout: float | None = None) -> None:
+        import asyncio
+
+        if self._closed:
+            raise HandleClosed(f"send on a closed {self.address}")
+        try:
+            self._writer.write(bytes(data) + b"\n")
+            await asyncio.wait_for(self._writer.drain(), timeout)
+        except asyncio.TimeoutError:
+            raise Timeout(f"send on {self.address} timed out") from None
+        except (ConnectionError, OSError) as exc:
+            raise ChannelClosed(f"{self.address}: {exc}") from exc
+
+    async def recv(self, *, timeout: float | None = None) -> bytes:
+        import asyncio
+
+        while True:
+            if self._closed:
+                raise HandleClosed(f"recv on a closed {self.address}")
+            try:
+                line = await asyncio.wait_for(self._reader.readuntil(b"\n"), timeout)
+            except asyncio.TimeoutError:
+                raise Timeout(f"recv on {self.address} timed out") from None
+            except asyncio.IncompleteReadError:
+                raise ChannelClosed(f"{self.address}: the peer closed the connection") from None
+            except asyncio.LimitOverrunError:
+                raise ProtocolError(f"a JSON-RPC line longer than {MAX_LINE} bytes") from None
+            except (ConnectionError, OSError) as exc:
+                raise ChannelClosed(f"{self.address}: {exc}") from exc
+            if line.strip():
+                return line[:-1]
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._writer.close()
+
+
+async def aio_connect_lines(address: str, *, timeout: float | None = None, ssl: _ssl.SSLContext | None = None,
+                            server_hostname: str | None = None) -> AsyncLineChannel:
+    import asyncio
+
+    scheme, host, port, path = _split(address)
+    try:
+        if scheme == "tcp":
+            opened = asyncio.open_connection(host, port, ssl=ssl, limit=MAX_LINE,
+                                             server_hostname=(server_hostname or host) if ssl else None)
+        else:
+            opened = asyncio.open_unix_connection(path, limit=MAX_LINE)
+        reader, writer = await asyncio.wait_for(opened, timeout)
+    except (ConnectionRefusedError, FileNotFoundError) as exc:
+        raise NotFound(f"nothing listens at {address}") from exc
+    except asyncio.TimeoutError:
+        raise Timeout(f"connecting to {address} timed out") from None
+    return AsyncLineChannel(reader, writer, address)
+
+
+async def aio_listen_lines(address: str, on_channel: Any, *, ssl: _ssl.SSLContext | None = None,
+                           insecure: bool = False, mode: int = 0o600) -> tuple[Any, str]:
+    """Start an asyncio server calling ``on_channel(AsyncLineChannel)`` per connection;
+    returns (server, real address)."""
+    import asyncio
+
+    scheme, host, port, path = _split(address)
+
+    def connected(reader: Any, writer: Any) -> None:
+        on_channel(AsyncLineChannel(reader, writer, real))
+
+    if scheme == "tcp":
+        from .._sockets import _is_loopback
+
+        if not (ssl or insecure or _is_loopback(host)):
+            raise PermissionDenied(f"refusing plain JSON-RPC on {host!r} beyond loopback: no authentication "
+                                   "on this wire; pass ssl= (TLS), or insecure=True if this network is trusted")
+        server = await asyncio.start_server(connected, host, port, ssl=ssl, limit=MAX_LINE)
+        h, p = server.sockets[0].getsockname()[:2]
+        real = f"{PREFIX}tcp://{'[' + h + ']' if ':' in h else h}:{p}"
+    else:
+        old = os.umask(0o777 & ~mode)
+        try:
+            server = await asyncio.start_unix_server(connected, path, limit=MAX_LINE)
+        finally:
+            os.umask(old)
+        real = f"{PREFIX}unix://{path}"
+    return server, real
