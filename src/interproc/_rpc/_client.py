@@ -156,6 +156,7 @@ class Proxy(Generic[T]):
                 if sig is None:
                     raise AttributeError(f"{self._interface.__name__} has no method {name!r}")  # type: ignore[union-attr]
             method = self._methods[name] = _Method(self._ep, name, sig)
+            self.__dict__[name] = method  # next time a plain attribute hit, no __getattr__
         return method
 
     def call(self, method: str, *args: Any, timeout: float | None = _UNSET, **kwargs: Any) -> Any:
