@@ -283,3 +283,16 @@ def test_large_arguments_from_many_threads_do_not_deadlock(transport):
         for t in threads:
             t.join(60)
     assert not errors
+
+
+@pytest.mark.parametrize("transport", ["pipe"], indirect=True)
+def test_own_close_is_handle_closed(transport):
+    kind, srv, address, opts, mode, _ = transport
+    p = rpc.connect(address, timeout=20, **opts)
+    waiting = p.submit("sleep", 5)
+    threading.Timer(0.2, p.close).start()
+    with pytest.raises(interproc.HandleClosed):
+        waiting.result()
+    with pytest.raises(interproc.HandleClosed):
+        p.add(1, 2)
+    assert p.closed

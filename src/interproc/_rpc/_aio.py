@@ -39,7 +39,7 @@ class AsyncEndpoint:
 
     async def _send(self, data: bytes) -> None:
         if self._closed is not None:
-            raise self._closed
+            raise type(self._closed)(str(self._closed))
         async with self._send_lock:
             try:
                 await self.channel.send(data)
@@ -66,7 +66,7 @@ class AsyncEndpoint:
     async def call(self, method: str, args: Any = (), kwargs: dict[str, Any] | None = None,
                    timeout: float | None = _UNSET) -> Any:
         if self._closed is not None:
-            raise self._closed
+            raise type(self._closed)(str(self._closed))
         rid, data = self.proto.request(method, args, kwargs)
         fut = self._new(rid)
         await self._send(data)
@@ -139,7 +139,8 @@ class AsyncEndpoint:
         self.proto.abandon()
         for fut in waiting.values():
             if not fut.done():
-                fut.set_exception(ChannelClosed(f"call lost: {error}"))
+                lost = HandleClosed if isinstance(error, HandleClosed) else ChannelClosed
+                fut.set_exception(lost(f"call lost: {error}"))
 
     @property
     def closed(self) -> bool:

@@ -110,7 +110,7 @@ class Endpoint:
 
     def _check_open(self) -> None:
         if self._closed is not None:
-            raise self._closed
+            raise type(self._closed)(str(self._closed))  # a fresh one: no stacked tracebacks
 
     def submit(self, method: str, args: Any = (), kwargs: dict[str, Any] | None = None) -> Pending:
         with self._lock:
@@ -241,6 +241,12 @@ class Endpoint:
             self._fail_all(ChannelClosed(f"the peer broke the framing: {exc}"))
             self.close()
             raise
+        except Exception as exc:
+            # close() from another thread tore the handle down under this recv; some
+            # transports then fail with whatever their dropped handle raises.
+            if self._closed is not None:
+                raise type(self._closed)(str(self._closed)) from exc
+            raise
         with self._lock:
             events = self.proto.receive(data)
         calls: list[Call] = []
@@ -370,7 +376,8 @@ class Endpoint:
             waiting, self._waiting = self._waiting, {}
             self.proto.abandon()
             for fut in waiting.values():
-                fut._fail(ChannelClosed(f"call {fut.method}() lost: {error}"))
+                lost = HandleClosed if isinstance(error, HandleClosed) else ChannelClosed
+                fut._fail(lost(f"call {fut.method}() lost: {error}"))
             self._cond.notify_all()
 
     @property
