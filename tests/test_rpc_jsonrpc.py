@@ -226,3 +226,15 @@ srv = rpc.Server(Spec(), sys.argv[1], ssl=ctx)''')
         idle.close()
     proc.kill()
     proc.wait(10)
+
+
+def test_tracebacks_can_be_kept_home():
+    class Boom:
+        def boom(self):
+            raise ValueError("secret detail in a traceback")
+
+    with rpc.Server(Boom(), "jsonrpc+tcp://127.0.0.1:0", tracebacks=False).start() as srv:
+        with rpc.connect(srv.address, timeout=10) as p:
+            with pytest.raises(interproc.RemoteError) as info:
+                p.boom()
+    assert info.value.remote_type == "ValueError" and info.value.traceback_text == ""

@@ -31,6 +31,7 @@ class AsyncEndpoint:
         self.proto = protocol or Protocol()
         self.exposed = exposed
         self.timeout = timeout
+        self.tracebacks = True  # send the remote traceback text with an error
         self._waiting: dict[Any, asyncio.Future[Any]] = {}
         self._send_lock = asyncio.Lock()
         self._closed: BaseException | None = None
@@ -123,7 +124,7 @@ class AsyncEndpoint:
         except Fault as exc:
             data = self.proto.fail(call, exc)
         except Exception as exc:  # a bug in the method never stops the server
-            data = self.proto.fail(call, exc, traceback.format_exc())
+            data = self.proto.fail(call, exc, traceback.format_exc() if self.tracebacks else "")
         else:
             data = self.proto.reply(call, value)
         if data is not None:
@@ -306,8 +307,10 @@ async def connect(address: str, *, interface: Callable[..., T] | None = None, ti
 class AsyncServer:
     """asyncio twin of :class:`interproc.rpc.Server`: ``await srv.start()``, ``await srv.close()``."""
 
-    def __init__(self, obj: Any, address: str, *, codecs: tuple[str, ...] | None = None, **options: Any) -> None:
+    def __init__(self, obj: Any, address: str, *, codecs: tuple[str, ...] | None = None, tracebacks: bool = True,
+                 **options: Any) -> None:
         self.exposed = Exposed(obj)
+        self.tracebacks = tracebacks
         self.address = address
         self._options = options
         self._codecs = codecs or AVAILABLE
@@ -331,6 +334,7 @@ class AsyncServer:
     def _adopt(self, channel: Any) -> None:
         codecs = ("json",) if self._plain is not None else self._codecs
         ep = AsyncEndpoint(channel, exposed=self.exposed, protocol=Protocol(codecs=codecs))
+        ep.tracebacks = self.tracebacks
         self._endpoints.add(ep)
         ep._reader.add_done_callback(self._forget(ep))
 

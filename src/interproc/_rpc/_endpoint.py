@@ -78,12 +78,14 @@ class Endpoint:
     """Calls out, and (with ``exposed``) calls in, over one channel."""
 
     def __init__(self, channel: Any, *, exposed: Exposed | None = None, protocol: Protocol | None = None,
-                 timeout: float | None = None, workers: int = 16, on_close: Callable[[], None] | None = None) -> None:
+                 timeout: float | None = None, workers: int = 16, on_close: Callable[[], None] | None = None,
+                 tracebacks: bool = True) -> None:
         self.channel = channel
         self.proto = protocol or Protocol()
         self.exposed = exposed
         self.timeout = timeout
         self.workers = max(0, workers)
+        self.tracebacks = tracebacks  # send the remote traceback text with an error
         # Two locks, never held together: protocol state (no I/O under it), and the
         # channel's send side.  A sender blocked on a full channel must never stop
         # the reader from handling replies, or two busy peers could deadlock.
@@ -318,7 +320,7 @@ class Endpoint:
             with self._lock:
                 data = self.proto.fail(call, exc)
         except Exception as exc:  # a bug in the method never stops the server
-            tb = traceback.format_exc()
+            tb = traceback.format_exc() if self.tracebacks else ""
             with self._lock:
                 data = self.proto.fail(call, exc, tb)
         else:

@@ -44,12 +44,19 @@ class _PointToPoint:
 
 
 class Server:
-    """Expose ``obj``'s public methods at ``address`` (``**options`` go to ``interproc.listen``)."""
+    """Expose ``obj``'s public methods at ``address`` (``**options`` go to ``interproc.listen``).
+
+    ``workers`` bounds the threads per connection that run overlapping calls (0: one
+    call at a time, in order); ``tracebacks=False`` keeps the server's traceback text
+    out of error answers (the type and message still go); ``codecs`` limits what
+    a client may negotiate (default: msgpack when installed, and json).
+    """
 
     def __init__(self, obj: Any, address: str, *, workers: int = 16, codecs: tuple[str, ...] | None = None,
-                 **options: Any) -> None:
+                 tracebacks: bool = True, **options: Any) -> None:
         self.exposed = Exposed(obj)
         self.workers = workers
+        self.tracebacks = tracebacks
         self._plain = is_line_address(address)
         self._codecs = ("json",) if self._plain else (codecs or AVAILABLE)
         if self._plain:
@@ -95,7 +102,7 @@ class Server:
                     return
                 continue  # one peer's failed handshake: go on accepting others
             ep = Endpoint(channel, exposed=self.exposed, protocol=Protocol(codecs=self._codecs),
-                          workers=self.workers)
+                          workers=self.workers, tracebacks=self.tracebacks)
             with self._lock:
                 if self._closed:
                     ep.close()
