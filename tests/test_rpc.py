@@ -124,10 +124,17 @@ def transport(request, name, spawn):
     finally:
         srv.kill()
         srv.wait(10)
-        if kind in ("shm", "pipe"):  # what `interproc gc` does: a dead listener's name goes
+        if kind in ("shm", "pipe"):  # what `interproc gc` does: a dead server's names go
             from interproc import _registry
 
-            _registry.collect()
+            deadline = time.monotonic() + 5
+            while True:
+                _registry.collect()
+                left = [f for d in ("/dev/shm", os.environ["INTERPROC_RUNTIME_DIR"]) for f in os.listdir(d)
+                        if name in f]
+                if not left or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)  # our own side's handles may still be closing
         if cable is not None:
             cable.close()
 
