@@ -251,6 +251,16 @@ class Endpoint:
             raise
         with self._lock:
             events = self.proto.receive(data)
+        if len(events) == 1 and type(events[0]) is Result:  # the common case: one reply
+            ev = events[0]
+            fut = self._waiting.pop(ev.id, None)
+            if fut is not None and not fut._done:
+                fut._value = ev.value
+                fut._done = True
+            if self._sleepers:
+                with self._cond:
+                    self._cond.notify_all()
+            return True
         calls: list[Call] = []
         for ev in events:
             if type(ev) is Result:
