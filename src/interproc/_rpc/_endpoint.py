@@ -251,11 +251,11 @@ class Endpoint:
             raise
         with self._lock:
             events = self.proto.receive(data)
-        if len(events) == 1 and type(events[0]) is Result:  # the common case: one reply
-            ev = events[0]
-            fut = self._waiting.pop(ev.id, None)
+        first = events[0] if len(events) == 1 else None
+        if type(first) is Result:  # the common case: one reply
+            fut = self._waiting.pop(first.id, None)
             if fut is not None and not fut._done:
-                fut._value = ev.value
+                fut._value = first.value
                 fut._done = True
             if self._sleepers:
                 with self._cond:
