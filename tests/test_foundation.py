@@ -110,7 +110,7 @@ def test_all_is_complete_and_sorted(modname):
 # Layers, lowest first; a module may import only from its own layer or below.
 LAYERS = [
     {"_native", "_errors", "_platform", "_naming", "_registry"},
-    {"_shm", "shm", "_sync", "sync", "_shared", "shared", "_codec", "_channel",
+    {"_shm", "shm", "_sync", "sync", "_shared", "shared", "_codec", "_channel", "_contract",
      "_pubsub"},  # Publisher/Subscriber: built on _shm alone, re-exported by interproc.shm
     {"_framing", "_handshake", "_stream", "_namedpipe",
      "_pipes", "pipes", "_sockets", "sockets", "_mailslot", "mailslot", "_shmchannel",

@@ -36,7 +36,7 @@ from typing import Any, Iterable
 
 from . import _registry
 from ._channel import Listener
-from ._errors import AlreadyExists, ChannelClosed, PermissionDenied, Timeout, map_os_error
+from ._errors import AlreadyExists, ChannelClosed, HandleClosed, PermissionDenied, Timeout, map_os_error
 from ._framing import DEFAULT_MAX_MESSAGE
 from ._handshake import ClientHandshake, ServerHandshake
 from ._naming import GLOBAL_DIR, Scope, object_path, runtime_dir, validate_name, validate_scope
@@ -150,7 +150,7 @@ class PipeServer(Listener):
 
     def fileno(self) -> int:
         if self._sock is None:
-            raise ChannelClosed(f"pipe server {self.name!r} is closed")
+            raise HandleClosed(f"pipe server {self.name!r} was used after its close()")
         return self._sock.fileno()
 
     def accept(self, *, timeout: float | None = None) -> PipeChannel:

@@ -28,7 +28,7 @@ import time
 import weakref
 from typing import Any
 
-from ._errors import ChannelClosed, NotFound, PermissionDenied, Timeout
+from ._errors import ChannelClosed, HandleClosed, NotFound, PermissionDenied, Timeout
 
 _DEFAULT: Any = object()  # "use the port's default timeout"
 _CHUNK = 65536
@@ -158,7 +158,7 @@ class SerialPort:
 
     def _check_open(self) -> None:
         if self._fd < 0:
-            raise ChannelClosed(f"serial port {self.port}: closed")
+            raise HandleClosed(f"serial port {self.port} was used after its close()")
 
     # -- I/O -----------------------------------------------------------
     def _wait(self, events: int, deadline: float | None, what: str) -> int:
@@ -170,11 +170,11 @@ class SerialPort:
             # poll() is interrupted by signals: Ctrl-C raises KeyboardInterrupt here.
             ready = dict(poller.poll(ms))
             if self._fd < 0 or self._wake[0] in ready:
-                raise ChannelClosed(f"serial port {self.port}: closed")
+                raise HandleClosed(f"serial port {self.port} was closed while waiting")
             if ready:
                 revents = ready[self._fd]
                 if revents & select.POLLNVAL:
-                    raise ChannelClosed(f"serial port {self.port}: closed")
+                    raise HandleClosed(f"serial port {self.port} was closed while waiting")
                 if revents & (select.POLLHUP | select.POLLERR) and not revents & events:
                     raise ChannelClosed(f"serial port {self.port}: hung up (device gone or pty closed)")
                 return revents

@@ -22,8 +22,9 @@ import time
 from collections import deque
 from typing import Any
 
+from . import _contract
 from ._codec import Codec, get_codec
-from ._errors import ChannelClosed, MessageTooLarge, NotFound, ProtocolError, Timeout
+from ._errors import ChannelClosed, HandleClosed, MessageTooLarge, NotFound, ProtocolError, Timeout
 from ._framing_cobs import CLOSE, DATA, DEFAULT_MAX_PAYLOAD, FrameDecoder, encode_frame
 from ._serial import _CHUNK, SerialPort, _byte_view
 from ._serial import open as _open_port
@@ -33,7 +34,7 @@ _HIGH_FRAMES = 256  # stop reading when this many frames wait unread
 _LOW_FRAMES = 32
 
 
-class AsyncSerialChannel:
+class AsyncSerialChannel(_contract.AsyncChannel):
     """Messages over a serial line for asyncio; same frames and rules as ``SerialChannel``."""
 
     trusted = False  # the far end of a cable is not authenticated: no pickle
@@ -123,7 +124,7 @@ class AsyncSerialChannel:
     async def recv(self, *, timeout: float | None = None) -> bytes:
         """One whole message; ``Timeout``, or ``ChannelClosed`` once the peer closed."""
         if self.closed:
-            raise ChannelClosed("recv on a closed channel")
+            raise HandleClosed(f"recv on serial port {self.port.port} after its close()")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self.on_bad_frame == "raise" and self._bad_pending:
@@ -139,7 +140,7 @@ class AsyncSerialChannel:
             if self._error is not None:
                 raise self._error
             if self.closed:
-                raise ChannelClosed(f"serial port {self.port.port}: closed")
+                raise HandleClosed(f"serial port {self.port.port} was closed while receiving")
             self._waiter = self._loop.create_future()
             try:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -157,7 +158,7 @@ class AsyncSerialChannel:
         """Send one message.  A send cut short by its timeout may leave half a
         frame on the line; the peer drops and counts it, later frames are fine."""
         if self.closed:
-            raise ChannelClosed("send on a closed channel")
+            raise HandleClosed(f"send on serial port {self.port.port} after its close()")
         if self._peer_closed:
             raise ChannelClosed(f"serial port {self.port.port}: the peer closed the channel")
         view = _byte_view(data)

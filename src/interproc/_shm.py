@@ -41,7 +41,7 @@ import weakref
 from typing import Any, Callable, Iterator
 
 from . import _native
-from ._errors import AlreadyExists, InterprocError, NotFound, ProtocolError, Timeout, map_os_error
+from ._errors import AlreadyExists, HandleClosed, InterprocError, NotFound, ProtocolError, Timeout, map_os_error
 from ._naming import Scope, check_private, parse_segment_name, segment_name, validate_name, validate_scope
 from ._platform import SHM_DIR, ProcessId, current_process, is_alive, shm_path
 from ._registry import STATE_ALIVE, STATE_PERSISTENT, STATE_STALE, ObjectInfo, register
@@ -584,7 +584,7 @@ class SharedMemory:
 
     def _check_open(self) -> None:
         if self.closed:
-            raise ValueError(f"shm {self.name!r} is closed")
+            raise HandleClosed(f"shm {self.name!r} is closed (used after its close())")
 
     def close(self) -> None:
         """Close this handle; the last one to close removes a non-persistent segment."""

@@ -36,7 +36,7 @@ from . import _native
 from ._address import Address
 from ._channel import Channel, Listener
 from ._codec import Codec
-from ._errors import (AlreadyExists, ChannelClosed, InterprocError, MessageTooLarge, NotFound,
+from ._errors import (AlreadyExists, ChannelClosed, HandleClosed, InterprocError, MessageTooLarge, NotFound,
                       ProtocolError, Timeout)
 from ._naming import NAME_MAX, Scope, validate_name
 from ._platform import ProcessId, current_process, is_alive
@@ -182,6 +182,21 @@ class ShmChannel(Channel):
     def _recv_bytes(self, timeout: float | None) -> bytes:
         return self._core.recv(timeout=timeout)
 
+    # After close() the bound C methods are dropped from the instance, so these
+    # Python methods (and SendChannelBase.send / recv) raise HandleClosed.
+    _HOT = ("send", "recv", "recv_into", "recv_view")
+
+    def recv_into(self, buffer: Any, *, timeout: float | None = None) -> int:  # type: ignore[no-redef]
+        raise self._handle_closed("recv_into")
+
+    def recv_view(self, *, timeout: float | None = None) -> memoryview:  # type: ignore[no-redef]
+        raise self._handle_closed("recv_view")
+
+    def close(self) -> None:
+        for name in self._HOT:
+            self.__dict__.pop(name, None)
+        super().close()
+
     @property
     def capacity(self) -> int:
         """Ring size in bytes, per direction."""
@@ -264,7 +279,7 @@ class ShmListener(Listener):
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._closed:
-                raise ChannelClosed(f"{self.address}: the listener is closed")
+                raise HandleClosed(f"accept on {self.address} after the listener's close()")
             seq = _native.atomic_load(self._buf, OFF_ASEQ, **_U32)
             conn = self._take()
             if conn is not None:

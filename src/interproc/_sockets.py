@@ -27,6 +27,7 @@ from ._codec import get_codec
 from ._errors import (
     AlreadyExists,
     ChannelClosed,
+    HandleClosed,
     InterprocError,
     MessageTooLarge,
     NotFound,
@@ -116,7 +117,7 @@ def accept_with(get_sock: Any, setup: Any, deadline: float | None, what: str) ->
     while True:
         sock = get_sock()
         if sock is None:
-            raise ChannelClosed(f"{what} is closed")
+            raise HandleClosed(f"accept on {what} after its close()")
         try:
             conn, peer = sock.accept()
         except (BlockingIOError, InterruptedError):
@@ -165,7 +166,7 @@ class SocketListener(Listener):
 
     def fileno(self) -> int:
         if self._sock is None:
-            raise ChannelClosed(f"listener {self.address} is closed")
+            raise HandleClosed(f"listener {self.address} was used after its close()")
         return self._sock.fileno()
 
     def accept(self, *, timeout: float | None = None) -> SocketChannel:

@@ -22,8 +22,8 @@ import threading
 import time
 from typing import Any
 
-from ._channel import Channel
-from ._errors import ChannelClosed, ProtocolError, Timeout, map_os_error
+from ._channel import Channel, ReceiveChannelBase, SendChannelBase
+from ._errors import ChannelClosed, HandleClosed, ProtocolError, Timeout, map_os_error
 from ._framing import DEFAULT_MAX_MESSAGE, HEADER, FrameDecoder, encode
 from ._handshake import MAX_HANDSHAKE_FRAME
 
@@ -213,8 +213,14 @@ def read_some(io: Any, buf: memoryview, deadline: float | None, what: str) -> in
             raise map_os_error(exc, what) from exc
 
 
-class StreamChannel(Channel):
-    """A Channel over a byte stream, framed (message mode) or raw (byte mode)."""
+class StreamEnd:
+    """What both halves of a byte-stream channel share: the I/O object, the
+    decoder, the hot-path functions, ``fileno()`` and the finalizer.
+
+    :class:`StreamChannel` is duplex; a one-way end (``PipeReader``,
+    ``PipeWriter``) combines this with :class:`StreamReceiver` or
+    :class:`StreamSender` alone, so it has no method that only refuses.
+    """
 
     kind = "stream"
 
@@ -278,8 +284,17 @@ class StreamChannel(Channel):
     def fileno(self) -> int:
         """The descriptor to wait on: the read end if there is one."""
         if self._closed:
-            raise ChannelClosed(f"{self.name} is closed")
+            raise HandleClosed(f"fileno() of {self.name} after its close()")
         return self._io.rfd if self._io.rfd >= 0 else self._io.wfd
+
+    def ready(self) -> bool:
+        """True when a message is already buffered, so ``recv()`` returns at once
+        (``interproc.wait`` asks this before it sleeps on ``fileno()``)."""
+        return bool(self._decoder._frames) or (not self.framed and bool(self._raw))
+
+
+class StreamSender(SendChannelBase):
+    """Sending on a byte stream (mixed with :class:`StreamEnd`)."""
 
     # -- messages --------------------------------------------------------
     def _send_bytes(self, data: Any, timeout: float | None) -> None:
@@ -295,9 +310,24 @@ class StreamChannel(Channel):
             except OSError:
                 n = 0  # write_all below retries and reports the error properly
             if n != len(frame):  # a signal can cut a blocking write short
-                write_all(self._io, [memoryview(frame)[n:]], None, f"send on {self.name}", self.close)
+                write_all(self._io, [memoryview(frame)[n:]], None, f"send on {self.name}", self._cut)
             return
-        write_all(self._io, encode(data, self.max_message_size), deadline_of(timeout), f"send on {self.name}", self.close)
+        write_all(self._io, encode(data, self.max_message_size), deadline_of(timeout), f"send on {self.name}", self._cut)
+
+    def _cut(self) -> None:
+        self._abort("a send timed out in the middle of a message")
+
+    def write(self, data: Any, *, timeout: float | None = None) -> int:
+        """Write all of ``data`` to the raw stream; returns its length."""
+        if self._closed:
+            raise self._handle_closed("write")
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+        write_all(self._io, [view], deadline_of(timeout), f"write on {self.name}")
+        return len(view)
+
+
+class StreamReceiver(ReceiveChannelBase):
+    """Receiving on a byte stream (mixed with :class:`StreamEnd`)."""
 
     def _recv_bytes(self, timeout: float | None) -> bytes:
         if not self.framed:
@@ -338,16 +368,16 @@ class StreamChannel(Channel):
                 frame = dec.next_frame()
                 if frame is not None:
                     return frame
-        except ProtocolError:
+        except ProtocolError as exc:
             # The stream cannot be resynchronised after a bad frame.
-            self.close()
+            self._abort(f"a protocol error ({exc})")
             raise
 
     # -- byte stream -----------------------------------------------------
     def read(self, n: int = -1, *, timeout: float | None = None) -> bytes:
         """Up to ``n`` bytes of the raw stream (``b""`` at end of stream)."""
         if self._closed:
-            raise ChannelClosed(f"read on closed {self.name}")
+            raise self._handle_closed("read")
         if n < 0:
             n = _CHUNK
         if self.framed and not self._raw:
@@ -365,13 +395,9 @@ class StreamChannel(Channel):
             self._eof = True
         return view[:got].tobytes()
 
-    def write(self, data: Any, *, timeout: float | None = None) -> int:
-        """Write all of ``data`` to the raw stream; returns its length."""
-        if self._closed:
-            raise ChannelClosed(f"write on closed {self.name}")
-        view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
-        write_all(self._io, [view], deadline_of(timeout), f"write on {self.name}")
-        return len(view)
+
+class StreamChannel(StreamEnd, StreamSender, StreamReceiver, Channel):
+    """A Channel over a byte stream, framed (message mode) or raw (byte mode)."""
 
 
 def _handshake_decoder() -> FrameDecoder:

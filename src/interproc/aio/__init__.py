@@ -8,12 +8,16 @@ Each line below re-exports one part's asyncio names.
 """
 
 from ._address import connect as connect, listen as listen
+from .._contract import (
+    AsyncChannel as AsyncChannel,
+    AsyncListener as AsyncListener,
+    AsyncReceiveChannel as AsyncReceiveChannel,
+    AsyncSendChannel as AsyncSendChannel,
+)
 from ._mailslot import Mailslot as Mailslot, MailslotWriter as MailslotWriter
 from ._shm import ShmChannel as ShmChannel, ShmListener as ShmListener
-from ._stream import AsyncChannel as AsyncChannel
 from ._sync import Event as Event, Semaphore as Semaphore
 from ._transports import (
-    AsyncListener as AsyncListener,
     NamedPipe as NamedPipe,
     connect_tcp as connect_tcp,
     connect_unix as connect_unix,
@@ -27,6 +31,8 @@ from ._transports import (
 __all__ = [
     "AsyncChannel",
     "AsyncListener",
+    "AsyncReceiveChannel",
+    "AsyncSendChannel",
     "Event",
     "Mailslot",
     "MailslotWriter",

@@ -18,12 +18,12 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable
 
-from .. import _shmchannel
+from .. import _contract, _shmchannel
 from .._address import Address, parse
-from .._errors import ChannelClosed, Timeout
+from .._errors import ChannelClosed, HandleClosed, Timeout
 
 
-class ShmChannel:
+class ShmChannel(_contract.AsyncChannel):
     """``async`` twin of :class:`interproc._shmchannel.ShmChannel`."""
 
     def __init__(self, channel: _shmchannel.ShmChannel) -> None:
@@ -58,7 +58,12 @@ class ShmChannel:
         return asyncio.get_running_loop().time() + timeout
 
     # -- the channel ------------------------------------------------------
+    def _check_open(self, what: str) -> None:
+        if self.channel.closed:
+            raise HandleClosed(f"{what} on {self.channel.address} after its close()")
+
     async def send(self, data: Any, *, timeout: float | None = None) -> None:
+        self._check_open("send")
         core = self._core
         n = memoryview(data).nbytes
         deadline = self._deadline(timeout)
@@ -76,6 +81,7 @@ class ShmChannel:
         return await self._recv(self._core.recv_view, timeout)
 
     async def _recv(self, take: Callable[..., Any], timeout: float | None) -> Any:
+        self._check_open("recv")
         core = self._core
         deadline = self._deadline(timeout)
         while not core.wait_recv(timeout=0):
@@ -123,7 +129,7 @@ class ShmChannel:
         return getattr(self.channel, name)
 
 
-class ShmListener:
+class ShmListener(_contract.AsyncListener):
     """``async`` twin of :class:`interproc._shmchannel.ShmListener`."""
 
     def __init__(self, listener: _shmchannel.ShmListener) -> None:
@@ -139,6 +145,10 @@ class ShmListener:
         except asyncio.CancelledError:
             self.listener._interrupt()
             raise
+
+    @property
+    def closed(self) -> bool:
+        return self.listener.closed
 
     def close(self) -> None:
         self.listener.close()

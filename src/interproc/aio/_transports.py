@@ -13,15 +13,16 @@ import socket
 import ssl as _ssl
 from typing import Any
 
-from .. import _namedpipe, _sockets
+from .. import _contract, _namedpipe, _sockets
 from .._codec import get_codec
-from .._errors import ChannelClosed, NotFound, PermissionDenied, ProtocolError, Timeout
+from .._errors import ChannelClosed, HandleClosed, NotFound, PermissionDenied, ProtocolError, Timeout
 from .._framing import DEFAULT_MAX_MESSAGE
 from .._handshake import ClientHandshake, ServerHandshake
 from .._naming import Scope
 from .._pipes import ENV_VAR, pipe_from_env as _sync_pipe_from_env
 from .._platform import peer_credentials
-from ._stream import AsyncChannel, _StreamProtocol, client_handshake, server_handshake
+from ._stream import (AsyncChannel, AsyncStreamEnd, AsyncStreamReceiver, AsyncStreamSender, _StreamProtocol,
+                      client_handshake, server_handshake)
 
 _RETRY_SLICE = 0.05  # connect(timeout=) looks again for a listener this often
 
@@ -134,7 +135,7 @@ async def connect_tcp(host: str, port: int, *, timeout: float | None = None, aut
     return ch
 
 
-class AsyncListener:
+class StreamAsyncListener(_contract.AsyncListener):
     """``await accept(timeout=)``, ``address``, ``close()``; wraps a sync listener's socket."""
 
     def __init__(self, sync_listener: Any, *, kind: str = "socket") -> None:
@@ -146,7 +147,14 @@ class AsyncListener:
             self._slots = asyncio.Semaphore(sync_listener.max_instances)
 
     def __repr__(self) -> str:
-        return f"<AsyncListener {self.address}>"
+        return f"<AsyncListener {self.address}{' closed' if self.closed else ''}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._sync._sock is None
+
+    def fileno(self) -> int:
+        return self._sync.fileno()
 
     async def accept(self, *, timeout: float | None = None) -> AsyncChannel:
         try:
@@ -162,7 +170,7 @@ class AsyncListener:
             while True:
                 lsock = self._sync._sock
                 if lsock is None:
-                    raise ChannelClosed(f"listener {self.address} is closed")
+                    raise HandleClosed(f"accept on listener {self.address} after its close()")
                 conn, peer = await loop.sock_accept(lsock)
                 try:
                     return await self._setup(conn, peer)
@@ -219,11 +227,8 @@ class AsyncListener:
     def close(self) -> None:
         self._sync.close()
 
-    async def __aenter__(self) -> "AsyncListener":
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
+AsyncListener = StreamAsyncListener  # the old private name, used by other modules
 
 
 async def listen_tcp(host: str = "127.0.0.1", port: int = 0, **kw: Any) -> AsyncListener:
@@ -273,7 +278,15 @@ class NamedPipe:
 
 # -- anonymous pipes --------------------------------------------------------------
 
-async def from_pipe_end(end: Any, *, codec: Any = "json") -> AsyncChannel:
+class AsyncPipeReader(AsyncStreamEnd, AsyncStreamReceiver):
+    """The read end of a one-way pipe for asyncio: an AsyncReceiveChannel."""
+
+
+class AsyncPipeWriter(AsyncStreamEnd, AsyncStreamSender):
+    """The write end of a one-way pipe for asyncio: an AsyncSendChannel."""
+
+
+async def from_pipe_end(end: Any, *, codec: Any = "json") -> AsyncPipeReader | AsyncPipeWriter:
     """Take over the descriptor of a sync PipeReader/PipeWriter for asyncio."""
     loop = asyncio.get_running_loop()
     io = end._io
@@ -286,19 +299,19 @@ async def from_pipe_end(end: Any, *, codec: Any = "json") -> AsyncChannel:
         transport, proto = await loop.connect_read_pipe(_StreamProtocol, fileobj)
     else:
         transport, proto = await loop.connect_write_pipe(_StreamProtocol, fileobj)
-    return AsyncChannel(transport, proto, name=f"{end.name} (asyncio)", codec=codec,
-                        max_message_size=end.max_message_size)
+    cls = AsyncPipeReader if reading else AsyncPipeWriter
+    return cls(transport, proto, name=f"{end.name} (asyncio)", codec=codec, max_message_size=end.max_message_size)
 
 
-async def pipe(*, codec: Any = "json") -> tuple[AsyncChannel, AsyncChannel]:
+async def pipe(*, codec: Any = "json") -> tuple[AsyncPipeReader, AsyncPipeWriter]:
     """A new anonymous one-way pipe for asyncio: ``(reader, writer)``."""
     from .._pipes import pipe as sync_pipe
 
     r, w = sync_pipe()
-    return await from_pipe_end(r, codec=codec), await from_pipe_end(w, codec=codec)
+    return await from_pipe_end(r, codec=codec), await from_pipe_end(w, codec=codec)  # type: ignore[return-value]
 
 
-async def pipe_from_env(env_var: str = ENV_VAR, *, codec: Any = "json") -> AsyncChannel:
+async def pipe_from_env(env_var: str = ENV_VAR, *, codec: Any = "json") -> AsyncPipeReader | AsyncPipeWriter:
     """In a child started by ``interproc.pipes.popen_with_pipe``: its end, for asyncio."""
     return await from_pipe_end(_sync_pipe_from_env(env_var), codec=codec)
 
