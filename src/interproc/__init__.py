@@ -20,6 +20,7 @@ from ._errors import (
 )
 
 from ._address import connect as connect, listen as listen
+from ._serve import Server as Server, serve as serve
 from ._contract import (
     AsyncChannel as AsyncChannel,
     AsyncListener as AsyncListener,
@@ -52,7 +53,9 @@ __all__ = [
     "ReceiveChannel",
     "RemoteError",
     "SendChannel",
+    "Server",
     "Timeout",
     "connect",
     "listen",
+    "serve",
 ]

@@ -116,6 +116,8 @@ class SockIO:
         self.rfd = self.wfd = sock.fileno()
 
     def recv_into(self, buf: memoryview, block: bool = False) -> int:
+        if self.sock is None:  # closed by another thread while this one waited
+            return 0
         if not self.tls:
             return self.sock.recv_into(buf, 0, 0 if block else socket.MSG_DONTWAIT)
         try:
@@ -132,6 +134,8 @@ class SockIO:
             raise ProtocolError(f"bad TLS data from the peer: {exc}") from exc
 
     def send(self, pieces: list[Any], block: bool = False) -> int:
+        if self.sock is None:  # closed by another thread while this one waited
+            raise OSError(errno.EBADF, "the channel was closed")
         if self.tls:
             try:
                 with self._tls_lock:
@@ -361,6 +365,8 @@ class StreamReceiver(ReceiveChannelBase):
             while True:
                 n = read_some(self._io, dec.get_buffer(), deadline, f"recv on {self.name}")
                 if n == 0:
+                    if self._closed:  # close() from another thread woke this recv
+                        raise self._handle_closed("recv")
                     self._eof = True
                     dec.eof()
                     raise ChannelClosed(f"{self.name}: the peer closed the channel")

@@ -14,6 +14,7 @@ from .._contract import (
     AsyncReceiveChannel as AsyncReceiveChannel,
     AsyncSendChannel as AsyncSendChannel,
 )
+from ._serve import AsyncServer as AsyncServer, serve as serve
 from ._mailslot import Mailslot as Mailslot, MailslotWriter as MailslotWriter
 from ._shm import ShmChannel as ShmChannel, ShmListener as ShmListener
 from ._sync import Event as Event, Semaphore as Semaphore
@@ -33,6 +34,7 @@ __all__ = [
     "AsyncListener",
     "AsyncReceiveChannel",
     "AsyncSendChannel",
+    "AsyncServer",
     "Event",
     "Mailslot",
     "MailslotWriter",
@@ -49,4 +51,5 @@ __all__ = [
     "listen_unix",
     "pipe",
     "pipe_from_env",
+    "serve",
 ]
