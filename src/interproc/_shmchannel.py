@@ -36,15 +36,15 @@ from . import _native
 from ._address import Address
 from ._channel import Channel, Listener
 from ._codec import Codec
-from ._errors import (AlreadyExists, ChannelClosed, HandleClosed, InterprocError, MessageTooLarge, NotFound,
-                      ProtocolError, Timeout)
+from ._errors import (AlreadyExists, ChannelClosed, HandleClosed, InterprocError, MessageTooLarge,
+                      NotFound, ProtocolError, Timeout)
 from ._naming import NAME_MAX, Scope, validate_name
 from ._platform import ProcessId, current_process, is_alive
 from ._registry import register
 from ._shm import F_PERSISTENT, OFF_FLAGS, SharedMemory, _HeaderLock, register_details
 
-_native.ring_set_errors(closed=ChannelClosed, timeout=Timeout, protocol=ProtocolError,
-                        too_large=MessageTooLarge)
+_native.set_errors(closed=ChannelClosed, timeout=Timeout, protocol=ProtocolError,
+                   too_large=MessageTooLarge, handle_closed=HandleClosed)
 
 DEFAULT_CAPACITY = 4 << 20  # per direction: messages up to 2 MiB - 8 bytes
 MIN_CAPACITY = _native.CHAN_MIN_CAPACITY
@@ -196,6 +196,23 @@ class ShmChannel(Channel):
         for name in self._HOT:
             self.__dict__.pop(name, None)
         super().close()
+
+    def fileno(self) -> int:
+        """A descriptor that polls readable when ``recv`` may not block.
+
+        It also becomes readable when the peer closes or dies.  Readiness may
+        be spurious: re-check with ``recv(timeout=0)`` (``Timeout`` = nothing
+        yet).  Each call drains and re-arms the doorbell behind it, so call
+        ``fileno()`` before every wait (``select.select`` does); a
+        ``recv`` that finds the ring empty re-arms it too.  The spin fast
+        path does not change: the sender writes to the doorbell only while
+        this end is armed, as it would futex-wake a sleeper.  Both ends must
+        run as the same user.  The descriptor belongs to the channel: do not
+        close it; it is closed with the channel.
+        """
+        if self._closed:
+            raise HandleClosed(f"{self.address}: fileno() on a closed channel")
+        return self._core.fileno()
 
     @property
     def capacity(self) -> int:

@@ -18,8 +18,11 @@ typedef struct {
 static PyTypeObject Chan_Type;
 static PyTypeObject Loan_Type;
 
-/* Exceptions given meaning by Python (interproc._errors), set at import. */
-static PyObject *err_closed, *err_timeout, *err_protocol, *err_too_large;
+/* Exceptions given meaning by Python (interproc._errors): the module state. */
+#define err_closed ip_error(IP_ERR_CLOSED, NULL)
+#define err_timeout ip_error(IP_ERR_TIMEOUT, NULL)
+#define err_protocol ip_error(IP_ERR_PROTOCOL, NULL)
+#define err_too_large ip_error(IP_ERR_TOO_LARGE, NULL)
 
 static PyObject *
 exc(PyObject *cls, PyObject *fallback)
@@ -27,17 +30,8 @@ exc(PyObject *cls, PyObject *fallback)
     return cls ? cls : fallback;
 }
 
-/* Deadline from a Python timeout: -1 for none, else absolute monotonic ns. */
-static int
-deadline_ns(PyObject *timeout, long long *out)
-{
-    int has;
-    struct timespec ts;
-    if (ip_deadline(timeout, &has, &ts) < 0)
-        return -1;
-    *out = has ? (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec : -1;
-    return 0;
-}
+#define deadline_ns ip_deadline_ns
+#define parse_args ip_parse_timeout_args
 
 static PyObject *
 protocol_error(ChanObject *self, const char *what)
@@ -87,38 +81,6 @@ static uint64_t
 max_message(ChanObject *self)
 {
     return self->cap / 2 - 8;
-}
-
-/* Parse (obj, timeout) from a vectorcall with keywords "timeout". */
-static int
-parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-           PyObject *kwnames, int npos, PyObject **pos, PyObject **timeout)
-{
-    *timeout = Py_None;
-    if (nargs != npos) {
-        if (nargs == npos + 1) {
-            *timeout = args[npos];
-        } else {
-            PyErr_Format(PyExc_TypeError, "%s() takes %d positional argument%s (%zd given)",
-                         fname, npos, npos == 1 ? "" : "s", nargs);
-            return -1;
-        }
-    }
-    for (int i = 0; i < npos; i++)
-        pos[i] = args[i];
-    if (kwnames) {
-        Py_ssize_t nk = PyTuple_GET_SIZE(kwnames);
-        for (Py_ssize_t i = 0; i < nk; i++) {
-            PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-            if (PyUnicode_CompareWithASCIIString(k, "timeout") != 0 || nargs > npos) {
-                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R",
-                             fname, k);
-                return -1;
-            }
-            *timeout = args[nargs + i];
-        }
-    }
-    return 0;
 }
 
 static PyObject *
@@ -323,7 +285,8 @@ next_message(ChanObject *self, PyObject *timeout, char **ptr, uint64_t *len, uin
             if (r < 0)
                 return -1;
             if (r == 0 && __atomic_load_n(&self->rx->head, __ATOMIC_ACQUIRE) == self->rpos &&
-                !__atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE) && !self->peer_dead) {
+                !__atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE) && !self->peer_dead &&
+                !ip_bell_rearm(self)) { /* a recv that finds nothing re-arms the doorbell */
                 PyErr_SetString(exc(err_timeout, PyExc_TimeoutError),
                                 "shm channel: recv timed out");
                 return -1;
@@ -569,6 +532,9 @@ chan_close(ChanObject *self, PyObject *unused)
             ip_chan_wake(&self->rx->space_seq); /* a peer waiting for space */
             ip_chan_wake(&self->rx->data_seq);  /* our own threads (they see `closed`) */
             ip_chan_wake(&self->tx->space_seq);
+            ip_bell_ring_peer(self);            /* a peer polling its doorbell */
+            ip_bell_ring_self(self);            /* our own pollers */
+            ip_bell_close(self);
         }
         if (self->pidfd >= 0) {
             close(self->pidfd);
@@ -676,6 +642,7 @@ chan_dealloc(ChanObject *self)
         chan_close(self, NULL);
     if (self->pidfd >= 0)
         close(self->pidfd);
+    ip_bell_close(self);
     if (self->has_view)
         PyBuffer_Release(&self->view);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -685,8 +652,10 @@ static PyObject *
 chan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     ChanObject *self = (ChanObject *)type->tp_alloc(type, 0);
-    if (self)
+    if (self) {
         self->pidfd = -1;
+        ip_bell_init(self);
+    }
     return (PyObject *)self;
 }
 
@@ -766,6 +735,16 @@ static PyMethodDef chan_methods[] = {
      "or interrupt()."},
     {"wait_send", (PyCFunction)(void (*)(void))chan_wait_send, FASTKW,
      "wait_send(nbytes, timeout=None)\n--\n\nWait until send() of nbytes would not block."},
+    {"fileno", (PyCFunction)ip_bell_fileno, METH_NOARGS,
+     "fileno()\n--\n\nA descriptor that polls readable when recv() may not block, or the\n"
+     "peer closed or died (spurious readiness is possible: re-check with a\n"
+     "non-blocking recv).  Each call drains and re-arms it: call it before every wait."},
+    {"arm_recv", (PyCFunction)ip_bell_arm_recv, METH_NOARGS,
+     "arm_recv()\n--\n\nArm fileno() for recv (no draining); True if recv would not block now."},
+    {"arm_send", (PyCFunction)ip_bell_arm_send, METH_O,
+     "arm_send(nbytes)\n--\n\nArm fileno() for space for nbytes; True if send would not block now."},
+    {"drain_bell", (PyCFunction)ip_bell_drain, METH_NOARGS,
+     "drain_bell()\n--\n\nEmpty fileno()'s doorbell (before re-checking); True if it had rung."},
     {"interrupt", (PyCFunction)chan_interrupt, METH_NOARGS,
      "interrupt()\n--\n\nWake this process's threads waiting in wait_recv/wait_send."},
     {"close", (PyCFunction)chan_close, METH_NOARGS,
@@ -852,10 +831,13 @@ static PyTypeObject Loan_Type = {
 static PyObject *
 ring_set_errors(PyObject *mod, PyObject *args, PyObject *kwargs)
 {
+    /* Kept for callers of the old name: the same as set_errors() without
+     * handle_closed (which then stays unset: closed is used). */
     static char *kw[] = {"closed", "timeout", "protocol", "too_large", NULL};
     PyObject *c, *t, *p, *l;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOO", kw, &c, &t, &p, &l))
         return NULL;
+    ip_state *st = ip_get_state();
     PyObject *all[] = {c, t, p, l};
     for (int i = 0; i < 4; i++) {
         if (!PyExceptionClass_Check(all[i])) {
@@ -863,10 +845,12 @@ ring_set_errors(PyObject *mod, PyObject *args, PyObject *kwargs)
             return NULL;
         }
     }
-    Py_XSETREF(err_closed, Py_NewRef(c));
-    Py_XSETREF(err_timeout, Py_NewRef(t));
-    Py_XSETREF(err_protocol, Py_NewRef(p));
-    Py_XSETREF(err_too_large, Py_NewRef(l));
+    if (!st)
+        Py_RETURN_NONE;
+    Py_XSETREF(st->closed, Py_NewRef(c));
+    Py_XSETREF(st->timeout, Py_NewRef(t));
+    Py_XSETREF(st->protocol, Py_NewRef(p));
+    Py_XSETREF(st->too_large, Py_NewRef(l));
     Py_RETURN_NONE;
 }
 
@@ -874,7 +858,7 @@ PyMethodDef ip_ring_methods[] = {
     {"ring_set_errors", (PyCFunction)(void (*)(void))ring_set_errors,
      METH_VARARGS | METH_KEYWORDS,
      "ring_set_errors($module, *, closed, timeout, protocol, too_large)\n--\n\n"
-     "Tell the shm channel which exceptions to raise (interproc's error tree)."},
+     "Older spelling of set_errors() (without handle_closed)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,26 +1,33 @@
 """asyncio face of the ``shm://`` channel.
 
-Shared memory has no file descriptor to put in the event loop, so a wait is
-handed to a small thread pool whose thread blocks in the C wait of
-``_native.ShmChannel`` (spin, then futex sleep, GIL released) and resolves the
-asyncio future through ``call_soon_threadsafe`` (what ``run_in_executor``
-does).  Nothing polls: when no message comes, the thread sleeps in the kernel.
-A cancelled wait is woken at once with ``interrupt()``.
+A wait that cannot be satisfied at once goes on the event loop itself: the
+channel's doorbell descriptor (``fileno()``, a pipe the peer writes to only
+while we are armed, plus the peer's pidfd, in one epoll set) is watched with
+``loop.add_reader``, so one loop serves any number of shm:// channels beside
+sockets with no thread per channel.  A waiter arms (``arm_recv`` /
+``arm_send``: announce, fence, re-check the ring) and awaits; the reader
+callback drains the doorbell and wakes every waiter of the channel, which
+re-check and re-arm.  Draining happens before the re-check, so no wake-up is
+lost, and nothing polls: with no message the loop sleeps in the kernel.
 
-Messages that are already there never touch the pool: ``recv`` first checks
-the ring without blocking.
+Messages that are already there never touch the loop's selector: ``recv``
+first checks the ring without blocking.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable
 
 from .. import _contract, _shmchannel
 from .._address import Address, parse
 from .._errors import ChannelClosed, HandleClosed, Timeout
+
+
+def _wake(fut: "asyncio.Future[None]") -> None:
+    if not fut.done():
+        fut.set_result(None)
 
 
 class ShmChannel(_contract.AsyncChannel):
@@ -29,25 +36,47 @@ class ShmChannel(_contract.AsyncChannel):
     def __init__(self, channel: _shmchannel.ShmChannel) -> None:
         self.channel = channel
         self._core = channel._core
-        # Two workers: one task may wait to send while another waits to receive.
-        self._pool: ThreadPoolExecutor | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+        self._reader: tuple[asyncio.AbstractEventLoop, int] | None = None
 
     # -- waiting ----------------------------------------------------------
-    async def _wait(self, fn: Callable[..., bool], *args: Any, deadline: float | None, what: str) -> None:
+    def _on_bell(self) -> None:
+        self._core.drain_bell()  # before the woken waiters re-check
+        for fut in self._waiters:
+            _wake(fut)
+
+    def _unwatch(self) -> None:
+        if self._reader is not None:
+            loop, fd = self._reader
+            self._reader = None
+            if not loop.is_closed():
+                loop.remove_reader(fd)
+
+    async def _wait(self, arm: Callable[..., bool], *args: Any, deadline: float | None, what: str) -> None:
+        """Sleep until the doorbell rings or the deadline passes (the caller re-checks)."""
         loop = asyncio.get_running_loop()
-        left = None
-        if deadline is not None:
-            left = deadline - loop.time()
-            if left <= 0:
-                raise Timeout(f"shm channel: {what} timed out")
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(2, thread_name_prefix="interproc-shm-wait")
-        fut = loop.run_in_executor(self._pool, functools.partial(fn, *args, timeout=left))
+        if deadline is not None and loop.time() >= deadline:
+            raise Timeout(f"shm channel: {what} timed out")
+        if self._reader is None or self._reader[0] is not loop:
+            self._unwatch()
+            fd = self._core.fileno()
+            loop.add_reader(fd, self._on_bell)
+            self._reader = (loop, fd)
+        if arm(*args):
+            if not self._waiters:
+                self._unwatch()
+            return  # ready after all
+        fut = loop.create_future()
+        timer = None if deadline is None else loop.call_at(deadline, _wake, fut)
+        self._waiters.append(fut)
         try:
             await fut
-        except asyncio.CancelledError:
-            self._core.interrupt()  # the worker thread returns at once
-            raise
+        finally:
+            self._waiters.remove(fut)
+            if timer is not None:
+                timer.cancel()
+            if not self._waiters:
+                self._unwatch()  # an idle channel costs the selector nothing
 
     @staticmethod
     def _deadline(timeout: float | None) -> float | None:
@@ -68,7 +97,7 @@ class ShmChannel(_contract.AsyncChannel):
         n = memoryview(data).nbytes
         deadline = self._deadline(timeout)
         while not core.wait_send(n, timeout=0):
-            await self._wait(core.wait_send, n, deadline=deadline, what="send")
+            await self._wait(core.arm_send, n, deadline=deadline, what="send")
         core.send(data, timeout=0)
 
     async def recv(self, *, timeout: float | None = None) -> bytes:
@@ -85,7 +114,7 @@ class ShmChannel(_contract.AsyncChannel):
         core = self._core
         deadline = self._deadline(timeout)
         while not core.wait_recv(timeout=0):
-            await self._wait(core.wait_recv, deadline=deadline, what="recv")
+            await self._wait(core.arm_recv, deadline=deadline, what="recv")
         return take(timeout=0)
 
     async def send_obj(self, obj: Any, *, timeout: float | None = None) -> None:
@@ -99,11 +128,10 @@ class ShmChannel(_contract.AsyncChannel):
         return self.channel.closed
 
     def close(self) -> None:
-        self._core.interrupt()
+        self._unwatch()  # before the descriptor goes with the channel
+        for fut in self._waiters:
+            _wake(fut)  # they re-check and find the channel closed
         self.channel.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
 
     async def aclose(self) -> None:
         self.close()
