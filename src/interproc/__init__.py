@@ -21,6 +21,7 @@ from ._errors import (
 
 from ._address import connect as connect, listen as listen
 from ._serve import Server as Server, serve as serve
+from ._wait import wait as wait
 from ._contract import (
     AsyncChannel as AsyncChannel,
     AsyncListener as AsyncListener,
@@ -58,4 +59,5 @@ __all__ = [
     "connect",
     "listen",
     "serve",
+    "wait",
 ]

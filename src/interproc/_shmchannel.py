@@ -214,6 +214,14 @@ class ShmChannel(Channel):
             raise HandleClosed(f"{self.address}: fileno() on a closed channel")
         return self._core.fileno()
 
+    def ready(self) -> bool:
+        """True when ``recv()`` would not wait: a message is queued or the peer
+        has gone (``interproc.wait`` confirms a doorbell ring with this)."""
+        try:
+            return bool(self._core.wait_recv(timeout=0)) or self._core.peer_closed
+        except ChannelClosed:
+            return True
+
     @property
     def capacity(self) -> int:
         """Ring size in bytes, per direction."""

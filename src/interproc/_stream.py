@@ -292,9 +292,19 @@ class StreamEnd:
         return self._io.rfd if self._io.rfd >= 0 else self._io.wfd
 
     def ready(self) -> bool:
-        """True when a message is already buffered, so ``recv()`` returns at once
-        (``interproc.wait`` asks this before it sleeps on ``fileno()``)."""
-        return bool(self._decoder._frames) or (not self.framed and bool(self._raw))
+        """True when ``recv()`` would not wait for the peer: a message is
+        buffered already (read ahead with an earlier one), or bytes or the end
+        of the stream are waiting in the kernel (``interproc.wait`` asks this)."""
+        if self._decoder._frames or (not self.framed and self._raw) or self._eof:
+            return True
+        io = self._io
+        if io.rfd < 0:
+            return False
+        if getattr(io, "tls", False) and io.sock is not None and io.sock.pending():
+            return True
+        poller = select.poll()
+        poller.register(io.rfd, select.POLLIN)
+        return bool(poller.poll(0))
 
 
 class StreamSender(SendChannelBase):
