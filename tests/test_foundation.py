@@ -115,7 +115,7 @@ LAYERS = [
     {"_framing", "_handshake", "_stream", "_namedpipe",
      "_pipes", "pipes", "_sockets", "sockets", "_mailslot", "mailslot", "_shmchannel",
      "_serial", "serial", "_serial_channel", "_serial_aio", "_framing_cobs", "_ptypair", "_ptyrelay",
-     "_parallel", "parallel", "_framing", "_address", "_serve", "_wait", "aio", "_clipboard", "clipboard"},
+     "_parallel", "parallel", "_framing", "_address", "_schemes", "_serve", "_wait", "aio", "_clipboard", "clipboard"},
     {"rpc", "_rpc", "objects", "_objects", "dde", "_dde", "messages", "_messages"},
     {"pywin32"},  # compat: the pywin32 face over the protocols and resources
     {"cli", "_bench", "__init__", "__main__"},

@@ -23,7 +23,6 @@ from ._ptypair import PtyPair as PtyPair, pty_pair as pty_pair
 from ._serial import SerialPort as SerialPort, open as open, ports as ports
 from ._serial_channel import (
     SerialChannel as SerialChannel,
-    connect_address as connect_address,
     open_channel as open_channel,
 )
 
@@ -33,7 +32,6 @@ __all__ = [
     "PtyPair",
     "SerialChannel",
     "SerialPort",
-    "connect_address",
     "encode_frame",
     "open",
     "open_channel",

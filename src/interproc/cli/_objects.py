@@ -1,16 +1,19 @@
-"""Modules that own named objects; importing them registers their listers."""
+"""Modules that own named objects; importing them registers their listers.
+
+The core resources are listed here; each transport's modules come from its
+scheme record (:func:`interproc._schemes.kind_modules`).
+"""
 
 import importlib
+
+from .._schemes import kind_modules
 
 KIND_MODULES = (
     "interproc._shm",
     "interproc._sync",
     "interproc._shared",
     "interproc._pubsub",
-    "interproc._namedpipe",
-    "interproc._mailslot",
-    "interproc._shmchannel",
-)
+) + tuple(m for m in kind_modules() if m not in ("interproc._shm", "interproc._sync", "interproc._shared"))
 
 
 def load_kinds() -> None:
