@@ -303,9 +303,11 @@ class ShmListener(Listener):
             raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            # Load the word before looking at _closed: close() sets _closed and
+            # then bumps the word, so one of the two is always seen (no lost wake-up).
+            seq = _native.atomic_load(self._buf, OFF_ASEQ, **_U32)
             if self._closed:
                 raise HandleClosed(f"accept on {self.address} after the listener's close()")
-            seq = _native.atomic_load(self._buf, OFF_ASEQ, **_U32)
             conn = self._take()
             if conn is not None:
                 ch = self._open(conn)

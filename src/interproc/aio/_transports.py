@@ -14,10 +14,10 @@ import ssl as _ssl
 from typing import Any
 
 from .. import _contract, _namedpipe, _sockets
-from .._codec import get_codec
 from .._errors import ChannelClosed, HandleClosed, NotFound, PermissionDenied, ProtocolError, Timeout
 from .._framing import DEFAULT_MAX_MESSAGE
-from .._handshake import ClientHandshake, ServerHandshake
+from .._setup import ClientSetup, ServerSetup
+from .._trust import refuse_pickle_early
 from .._naming import Scope
 from .._pipes import ENV_VAR, pipe_from_env as _sync_pipe_from_env
 from .._platform import peer_credentials
@@ -91,24 +91,22 @@ async def connect_unix(path: str, *, timeout: float | None = None, authkey: byte
     creds = peer_credentials(sock)
     transport, proto = await _wrap(sock)
     try:
-        hs = ClientHandshake(kind="socket", authkey=authkey, what=what)
-        await client_handshake(transport, proto, hs, deadline, what)
-        ch = AsyncChannel(transport, proto, name=what, codec=codec, max_message_size=max_message_size,
-                          trusted=hs.authenticated or creds.uid == os.getuid())
+        setup = ClientSetup("socket", what, authkey=authkey)
+        await client_handshake(transport, proto, setup.handshake, deadline, what)
+        out = setup.outcome(creds)
+        ch = AsyncChannel(transport, proto, name=out.name, codec=codec, max_message_size=max_message_size,
+                          trusted=out.trusted)
     except BaseException:
         transport.close()
         raise
-    ch.peer_credentials, ch.authenticated = creds, hs.authenticated
-    return ch
+    return out.apply(ch)
 
 
 async def connect_tcp(host: str, port: int, *, timeout: float | None = None, authkey: bytes | None = None,
                       ssl: _ssl.SSLContext | None = None, server_hostname: str | None = None,
                       codec: Any = "json", max_message_size: int = DEFAULT_MAX_MESSAGE) -> AsyncChannel:
     what = _sockets._format_tcp(host, port)
-    verified = _sockets._tls_verified(ssl)
-    if codec == "pickle" and not (authkey or verified):
-        get_codec("pickle", trusted=False)  # the same refusal as the sync side, before connecting
+    refuse_pickle_early(codec, authkey=authkey, tls=ssl)  # the same refusal as the sync side, before connecting
     deadline = _deadline(timeout)
     loop = asyncio.get_running_loop()
     while True:
@@ -124,15 +122,15 @@ async def connect_tcp(host: str, port: int, *, timeout: float | None = None, aut
         sock = transport.get_extra_info("socket")
         if sock is not None:
             _sockets._tcp_options(sock)
-        hs = ClientHandshake(kind="socket", authkey=authkey, what=what)
-        await client_handshake(transport, proto, hs, deadline, what)
-        ch = AsyncChannel(transport, proto, name=what, codec=codec, max_message_size=max_message_size,
-                          trusted=hs.authenticated or verified)
+        setup = ClientSetup("socket", what, authkey=authkey, tls=ssl)
+        await client_handshake(transport, proto, setup.handshake, deadline, what)
+        out = setup.outcome(peer=(host, port))
+        ch = AsyncChannel(transport, proto, name=out.name, codec=codec, max_message_size=max_message_size,
+                          trusted=out.trusted)
     except BaseException:
         transport.close()
         raise
-    ch.authenticated = hs.authenticated or verified
-    return ch
+    return out.apply(ch)
 
 
 class StreamAsyncListener(_contract.AsyncListener):
@@ -183,25 +181,25 @@ class StreamAsyncListener(_contract.AsyncListener):
 
     async def _setup(self, conn: socket.socket, peer: Any) -> AsyncChannel:
         sync = self._sync
-        what = f"client of {self.address}"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + sync.handshake_timeout
         creds = peer_credentials(conn) if conn.family == socket.AF_UNIX else None
         if self._kind == "pipe":
-            refusal = sync._refuse(creds)
-            hs = ServerHandshake(kind="pipe", mode=sync.mode)
+            setup = ServerSetup("pipe", f"pipe {sync.name!r}", mode=sync.mode, refuse=sync._refuse)
+            refusal = setup.check_peer(creds)
             if refusal:
                 try:
-                    conn.send(_namedpipe._frame(hs.greeting("denied", refusal)))
+                    conn.send(refusal)
                 finally:
                     conn.close()
-                raise PermissionDenied(f"{self.address} refused pid {creds.pid}: {refusal}")
+                raise setup.refused(creds)
             tls = None
         else:
-            hs = ServerHandshake(kind="socket", authkey=sync.authkey)
             tls = sync.ssl
+            setup = ServerSetup("socket", self.address, authkey=sync.authkey, tls=tls)
             if creds is None:
                 _sockets._tcp_options(conn)
+        what = setup.what
         try:
             transport, proto = await _wrap(conn, ssl=tls, server_side=True, deadline=deadline)
         except BaseException:
@@ -209,20 +207,17 @@ class StreamAsyncListener(_contract.AsyncListener):
             raise
         try:
             try:
-                await server_handshake(transport, proto, hs, deadline, what)
+                await server_handshake(transport, proto, setup.handshake, deadline, what)
             except Timeout:
                 raise ProtocolError(f"{what} did not complete the handshake in {sync.handshake_timeout}s") from None
-            verified = _sockets._tls_verified(tls)
-            trusted = hs.authenticated or verified or (creds is not None and creds.uid == os.getuid())
-            mode = getattr(sync, "mode", "message")
-            ch = AsyncChannel(transport, proto, name=f"{self.address} <- {creds.pid if creds else peer}",
-                              framed=mode == "message", codec=sync.codec, max_message_size=sync.max_message_size,
-                              trusted=trusted, on_close=self._slots.release if self._slots else None)
+            out = setup.outcome(creds, peer)
+            ch = AsyncChannel(transport, proto, name=out.name, framed=out.framed, codec=sync.codec,
+                              max_message_size=sync.max_message_size, trusted=out.trusted,
+                              on_close=self._slots.release if self._slots else None)
         except BaseException:
             transport.close()
             raise
-        ch.peer_credentials, ch.authenticated, ch.mode = creds, hs.authenticated or verified, mode
-        return ch
+        return out.apply(ch)
 
     def close(self) -> None:
         self._sync.close()
@@ -257,23 +252,25 @@ class NamedPipe:
         deadline = _deadline(timeout)
         sock = await _connect_unix_sock(path, deadline, timeout is not None, what)
         creds = peer_credentials(sock)
-        if scope == "user" and creds.uid != os.getuid():
+        setup = ClientSetup("pipe", what, scope=scope)
+        try:
+            setup.check_peer(creds)
+        except BaseException:
             sock.close()
-            raise PermissionDenied(f"{what} is served by uid {creds.uid}, not by you")
+            raise
         transport, proto = await _wrap(sock)
         try:
-            hs = ClientHandshake(kind="pipe", what=what)
             try:
-                await client_handshake(transport, proto, hs, deadline, what)
+                await client_handshake(transport, proto, setup.handshake, deadline, what)
             except Timeout:
                 raise Timeout(f"{what}: no free instance within {timeout}s") from None
-            ch = AsyncChannel(transport, proto, name=what, framed=hs.mode == "message", codec=codec,
-                              max_message_size=max_message_size, trusted=creds.uid == os.getuid())
+            out = setup.outcome(creds, name=f"pipe {name!r} -> pid {creds.pid}")
+            ch = AsyncChannel(transport, proto, name=out.name, framed=out.framed, codec=codec,
+                              max_message_size=max_message_size, trusted=out.trusted)
         except BaseException:
             transport.close()
             raise
-        ch.peer_credentials, ch.mode = creds, hs.mode
-        return ch
+        return out.apply(ch)
 
 
 # -- anonymous pipes --------------------------------------------------------------
