@@ -28,6 +28,7 @@ import time
 import weakref
 from typing import Any
 
+from ._deadline import deadline_of as _deadline, poll_ms as _remaining_ms
 from ._errors import ChannelClosed, HandleClosed, NotFound, PermissionDenied, Timeout
 
 _DEFAULT: Any = object()  # "use the port's default timeout"
@@ -45,20 +46,6 @@ def _serial_module() -> Any:
     except ImportError as exc:  # pragma: no cover - pyserial is installed here
         raise ImportError("interproc.serial needs pyserial: pip install 'interproc[serial]'") from exc
     return serial
-
-
-def _deadline(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if timeout < 0:
-        raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
-    return time.monotonic() + timeout
-
-
-def _remaining_ms(deadline: float | None) -> int | None:
-    if deadline is None:
-        return None
-    return max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
 
 
 def _byte_view(data: Any) -> memoryview:

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from ._channel import Channel, ReceiveChannelBase, SendChannelBase
+from ._deadline import deadline_of as deadline_of, poll_ms
 from ._errors import ChannelClosed, HandleClosed, ProtocolError, Timeout, map_os_error
 from ._framing import DEFAULT_MAX_MESSAGE, HEADER, FrameDecoder, encode
 from ._handshake import MAX_HANDSHAKE_FRAME
@@ -34,26 +35,14 @@ _SMALL = 4096
 _pack = HEADER.pack
 
 
-def deadline_of(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if timeout < 0:
-        raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
-    return time.monotonic() + timeout
-
-
 def wait_fd(fd: int, events: int, deadline: float | None, what: str) -> None:
     """Wait until ``fd`` is ready for ``events`` or raise ``Timeout``."""
     poller = select.poll()
     poller.register(fd, events)
     while True:
-        if deadline is None:
-            ms = None
-        else:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Timeout(f"{what} timed out")
-            ms = max(1, int(left * 1000 + 0.999))
+        ms = poll_ms(deadline)
+        if ms == 0:
+            raise Timeout(f"{what} timed out")
         if poller.poll(ms):
             return
 

@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from . import _native
+from ._deadline import deadline_of as _deadline
 from ._errors import Timeout
 from ._naming import Scope
 from ._shm import SharedMemory, register_details
@@ -24,14 +25,6 @@ from ._shm import SharedMemory, register_details
 _U32 = {"size": 4, "signed": False}
 CANCEL_SLICE = 1.0
 _SEMAPHORE, _EVENT = 0, 1  # kinds of _native.wait_take / _native.post
-
-
-def _deadline(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if timeout < 0:
-        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
-    return time.monotonic() + timeout
 
 
 def _left(deadline: float | None) -> float | None:

@@ -17,6 +17,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Union
 
+from .._deadline import deadline_of as deadline_of
 from .._errors import InterprocError, Timeout
 
 TEXT = "text/plain"
@@ -93,12 +94,6 @@ def formats_from_targets(targets: list[str]) -> list[str]:
             continue
         out.append(name)
     return out
-
-
-def deadline_of(timeout: float | None) -> float | None:
-    if timeout is not None and timeout < 0:
-        raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
-    return None if timeout is None else time.monotonic() + timeout
 
 
 def remaining(deadline: float | None, what: str) -> float | None:

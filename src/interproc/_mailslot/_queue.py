@@ -37,6 +37,7 @@ import struct
 import time
 
 from .. import _native
+from .._deadline import deadline_of as deadline_of, time_left as _remaining
 from .._errors import MessageTooLarge, ProtocolError, Timeout
 from .._naming import check_private
 from .._platform import current_process, hold_owner_lock, make_anonymous_file, owner_alive, publish_file
@@ -76,20 +77,6 @@ class Gone(Exception):
 
 def record_size(n: int) -> int:
     return 8 + ((n + 7) & ~7)
-
-
-def _remaining(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    return max(0.0, deadline - time.monotonic())
-
-
-def deadline_of(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if timeout != timeout or timeout < 0:
-        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}")
-    return time.monotonic() + timeout
 
 
 class Queue:

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from .. import _mailslot as _sync
 from .._codec import get_codec
 from .._contract import AsyncReceiveChannel, AsyncSendChannel
+from .._deadline import time_left as _left
 from .._errors import ChannelClosed, HandleClosed, NotFound, Timeout
 from .._mailslot import Pending, _as_view, _cache, _open_queue
 from .._mailslot._queue import _LIVENESS_SLICE, Gone, Queue, deadline_of
@@ -53,10 +54,6 @@ async def _sleep_on(wait: Callable[[float | None], None], wake: Callable[[], Non
     finally:
         if thread.is_alive():  # cancelled (``done`` counts as done then): free the thread
             wake()
-
-
-def _left(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
 
 
 class Mailslot(AsyncReceiveChannel):

@@ -15,6 +15,7 @@ from typing import Any
 
 from .. import _contract
 from .._codec import Codec, get_codec
+from .._deadline import deadline_of, now as _now
 from .._errors import ChannelClosed, HandleClosed, ProtocolError, Timeout
 from .._framing import DEFAULT_MAX_MESSAGE, FrameDecoder, encode
 from .._handshake import MAX_HANDSHAKE_FRAME
@@ -99,7 +100,7 @@ class _StreamProtocol(asyncio.BufferedProtocol):
             if deadline is None:
                 await self._waiter
             else:
-                left = deadline - loop.time()
+                left = deadline - _now()
                 if left <= 0:
                     raise Timeout(f"{what} timed out")
                 try:
@@ -234,8 +235,7 @@ class AsyncStreamReceiver(_contract.AsyncReceiveChannel):
             if not data:
                 raise ChannelClosed(f"{self.name}: the peer closed the stream")
             return data
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = deadline_of(timeout)
         proto = self._proto
         while True:
             try:
@@ -256,8 +256,7 @@ class AsyncStreamReceiver(_contract.AsyncReceiveChannel):
         if self._closed:
             raise self._handle_closed("read")
         proto = self._proto
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = deadline_of(timeout)
         while not proto.raw and not proto.eof:
             await proto.wait_data(deadline, f"read on {self.name}")
         n = len(proto.raw) if n < 0 else n

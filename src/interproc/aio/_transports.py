@@ -16,6 +16,7 @@ from typing import Any
 from .. import _contract, _namedpipe, _sockets
 from .._errors import ChannelClosed, HandleClosed, NotFound, PermissionDenied, ProtocolError, Timeout
 from .._framing import DEFAULT_MAX_MESSAGE
+from .._deadline import deadline_of as _deadline, now as _now
 from .._setup import ClientSetup, ServerSetup
 from .._trust import refuse_pickle_early
 from .._naming import Scope
@@ -25,10 +26,6 @@ from ._stream import (AsyncChannel, AsyncStreamEnd, AsyncStreamReceiver, AsyncSt
                       client_handshake, server_handshake)
 
 _RETRY_SLICE = 0.05  # connect(timeout=) looks again for a listener this often
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else asyncio.get_running_loop().time() + timeout
 
 
 async def _connect_unix_sock(path: str, deadline: float | None, waiting: bool, what: str) -> socket.socket:
@@ -48,7 +45,7 @@ async def _connect_unix_sock(path: str, deadline: float | None, waiting: bool, w
             raise
         # Waiting for a listener to appear: there is no event for "someone
         # bound this path", so look again after a short sleep.
-        if deadline is not None and loop.time() >= deadline:
+        if deadline is not None and _now() >= deadline:
             raise Timeout(f"nothing listened at {what} in time")
         await asyncio.sleep(_RETRY_SLICE)
 
@@ -57,7 +54,7 @@ async def _wrap(sock: socket.socket | None, *, ssl: Any = None, server_side: boo
                 server_hostname: str | None = None, host_port: tuple | None = None,
                 deadline: float | None = None) -> tuple[Any, _StreamProtocol]:
     loop = asyncio.get_running_loop()
-    left = None if deadline is None else max(0.001, deadline - loop.time())
+    left = None if deadline is None else max(0.001, deadline - _now())
     kw: dict[str, Any] = {}
     if ssl is not None:
         kw["ssl"] = ssl
@@ -108,14 +105,13 @@ async def connect_tcp(host: str, port: int, *, timeout: float | None = None, aut
     what = _sockets._format_tcp(host, port)
     refuse_pickle_early(codec, authkey=authkey, tls=ssl)  # the same refusal as the sync side, before connecting
     deadline = _deadline(timeout)
-    loop = asyncio.get_running_loop()
     while True:
         try:
             transport, proto = await _wrap(None, ssl=ssl, server_hostname=server_hostname, host_port=(host, port),
                                            deadline=deadline)
             break
         except NotFound:
-            if timeout is None or loop.time() >= deadline:  # type: ignore[operator]
+            if timeout is None or _now() >= deadline:  # type: ignore[operator]
                 raise
             await asyncio.sleep(_RETRY_SLICE)
     try:
@@ -181,8 +177,7 @@ class StreamAsyncListener(_contract.AsyncListener):
 
     async def _setup(self, conn: socket.socket, peer: Any) -> AsyncChannel:
         sync = self._sync
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + sync.handshake_timeout
+        deadline = _now() + sync.handshake_timeout
         creds = peer_credentials(conn) if conn.family == socket.AF_UNIX else None
         if self._kind == "pipe":
             setup = ServerSetup("pipe", f"pipe {sync.name!r}", mode=sync.mode, refuse=sync._refuse)
