@@ -1,17 +1,14 @@
 """asyncio mailslots: ``await slot.read()`` and ``await Mailslot.write(...)``.
 
 The queue lives in shared memory and is signalled by futex words, which an
-event loop cannot watch.  So a wait hands the futex to a short-lived waiter
-thread that sleeps in ``futex_wait`` (no polling, the GIL released) and
-completes an asyncio future with ``call_soon_threadsafe`` when a writer bumps
-the word.  Cancelling the read wakes the thread with a spurious futex wake
-(every sleeper re-checks its condition, so nobody else is disturbed).
+event loop cannot watch: a wait goes through the one asyncio waiter for
+futex-based objects, :func:`interproc.aio._futex.futex_wait` (a waiter thread
+asleep in ``futex_wait``, woken with a spurious futex wake on cancel).
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from typing import Any, Callable
 
@@ -23,6 +20,7 @@ from .._errors import ChannelClosed, HandleClosed, NotFound, Timeout
 from .._mailslot import Pending, _as_view, _cache, _open_queue
 from .._mailslot._queue import _LIVENESS_SLICE, Gone, Queue, deadline_of
 from .._naming import validate_name
+from ._futex import futex_wait
 
 # A lock wait this short never blocks the event loop noticeably; the mutex is
 # only held for the copy of one message.
@@ -30,30 +28,8 @@ _LOCK_WAIT = 0.05
 
 
 async def _sleep_on(wait: Callable[[float | None], None], wake: Callable[[], None], timeout: float | None) -> None:
-    """Run ``wait(timeout)`` (a futex sleep) in a waiter thread; ``wake()`` frees it on cancel."""
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-
-    def resolve() -> None:
-        if not done.done():
-            done.set_result(None)
-
-    def waiter() -> None:
-        try:
-            wait(timeout)
-        finally:
-            try:
-                loop.call_soon_threadsafe(resolve)
-            except RuntimeError:  # the loop closed meanwhile
-                pass
-
-    thread = threading.Thread(target=waiter, name="interproc-aio-mailslot", daemon=True)
-    thread.start()
-    try:
-        await done
-    finally:
-        if thread.is_alive():  # cancelled (``done`` counts as done then): free the thread
-            wake()
+    """Run ``wait(timeout)`` (a futex sleep) in the common waiter; ``wake()`` frees it on cancel."""
+    await futex_wait(lambda _cancel: wait(timeout), wake, name="interproc-aio-mailslot")
 
 
 class Mailslot(AsyncReceiveChannel):
