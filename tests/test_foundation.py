@@ -114,7 +114,7 @@ LAYERS = [
      "_pubsub"},  # Publisher/Subscriber: built on _shm alone, re-exported by interproc.shm
     {"_framing", "_handshake", "_setup", "_stream", "_namedpipe",
      "_pipes", "pipes", "_sockets", "sockets", "_mailslot", "mailslot", "_shmchannel",
-     "_serial", "serial", "_serial_channel", "_serial_aio", "_framing_cobs", "_ptypair", "_ptyrelay",
+     "_serial", "serial", "_serial_channel", "_serial_aio", "_serial_core", "_framing_cobs", "_ptypair", "_ptyrelay",
      "_parallel", "parallel", "_framing", "_address", "_schemes", "_serve", "_wait", "aio", "_clipboard", "clipboard"},
     {"rpc", "_rpc", "objects", "_objects", "dde", "_dde", "messages", "_messages"},
     {"pywin32"},  # compat: the pywin32 face over the protocols and resources
