@@ -228,3 +228,53 @@ def test_serve_checks_its_arguments(name):
             interproc.serve(lst, "not a function")
         with pytest.raises(ValueError, match="max_workers"):
             interproc.serve(lst, print, max_workers=0)
+
+
+def test_one_loop_serves_shm_and_socket_clients_without_a_thread_per_shm_channel(spawn, name, tmp_path):
+    """8 shm:// clients and 8 socket clients (real processes) on one event loop;
+    the shm waits go through the doorbell descriptor, so idle shm connections
+    cost no threads."""
+    client = """
+import sys, interproc
+ch = interproc.connect(sys.argv[1], timeout=20)
+ch.send(b"hello"); assert ch.recv(timeout=20) == b"HELLO"
+print("CONNECTED", flush=True)
+sys.stdin.readline()                       # stay connected (the server waits in recv)
+ch.send(b"bye"); assert ch.recv(timeout=20) == b"BYE"
+print("DONE", flush=True)
+"""
+    import subprocess
+    import threading
+
+    async def handler(ch):
+        async for msg in ch:
+            await ch.send(msg.upper())
+
+    async def main():
+        base = threading.active_count()
+        shm = await interproc.aio.serve(await interproc.aio.listen(f"shm://{name}"), handler)
+        unix = await interproc.aio.serve(await interproc.aio.listen(f"unix://{tmp_path}/{name}.sock"), handler)
+        tcp = await interproc.aio.serve(await interproc.aio.listen("tcp://127.0.0.1:0"), handler)
+        addrs = [shm.address] * 8 + [unix.address] * 4 + [tcp.address] * 4
+        procs = [spawn(client, a, stdin=subprocess.PIPE) for a in addrs]
+        loop = asyncio.get_running_loop()
+        for p in procs:
+            assert await loop.run_in_executor(None, wait_for_line, p, "CONNECTED")
+        while shm.connections < 8:
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)  # every handler is now waiting in recv
+        extra = threading.active_count() - base
+        assert extra < 8, f"{extra} threads for 8 idle shm:// connections"
+        for p in procs:
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        for p in procs:
+            assert await loop.run_in_executor(None, wait_for_line, p, "DONE")
+        for server in (shm, unix, tcp):
+            await server.aclose()
+        assert (shm.served, unix.served, tcp.served) == (8, 4, 4)
+        for p in procs:
+            p.stdin.close()
+            assert await loop.run_in_executor(None, p.wait, 10) == 0
+
+    asyncio.run(main())
