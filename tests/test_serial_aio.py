@@ -12,7 +12,7 @@ import interproc
 from conftest import wait_for_line
 from interproc import ChannelClosed, ProtocolError, Timeout
 from interproc._address import parse
-from interproc._serial_aio import connect_address
+from interproc._serial._aio import connect_address
 from interproc.serial import encode_frame
 
 ECHO = """

@@ -105,8 +105,8 @@ register(Scheme("tcp", "host", f"{_SK}:connect_address", f"{_SK}:listen_address"
 register(Scheme("shm", "name", "interproc._shmchannel:connect_address", "interproc._shmchannel:listen_address",
                 "interproc.aio._shm:connect_address", "interproc.aio._shm:listen_address",
                 kinds=("interproc._shmchannel",), summary="shared-memory channel"))
-register(Scheme("serial", "path", "interproc._serial_channel:connect_address", None,
-                "interproc._serial_aio:connect_address", None, summary="framed serial line"))
+register(Scheme("serial", "path", "interproc._serial._channel:connect_address", None,
+                "interproc._serial._aio:connect_address", None, summary="framed serial line"))
 register(Scheme("mailslot", "name", "interproc._mailslot:connect_address", None,
                 "interproc.aio._mailslot:connect_address", None, kinds=("interproc._mailslot",),
                 summary="one-way: connect() gives a write-only channel"))

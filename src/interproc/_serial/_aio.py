@@ -1,13 +1,13 @@
 """asyncio version of the framed serial channel, on the same sans-I/O core
-(:class:`~interproc._serial_core.SerialSession`) as the blocking one.
+(:class:`~interproc._serial._core.SerialSession`) as the blocking one.
 
 The port's non-blocking fd is watched with ``loop.add_reader`` /
-``add_writer``: bytes go through :class:`~interproc._framing_cobs.FrameDecoder`
+``add_writer``: bytes go through :class:`~interproc._serial._cobs.FrameDecoder`
 as they arrive, and ``recv()`` awaits a future completed by the reader
 callback; nothing polls.  Reading stops while many frames wait unread (flow
 control reaches the sender through the tty buffers).
 
-    ch = await interproc._serial_aio.open_channel("/dev/ttyUSB0", 115200)
+    ch = await interproc._serial._aio.open_channel("/dev/ttyUSB0", 115200)
     await ch.send(b"hi"); await ch.recv(timeout=1)
     async for msg in ch: ...
 
@@ -22,15 +22,15 @@ import os
 import time
 from typing import Any
 
-from . import _contract
-from ._codec import Codec, get_codec
-from ._deadline import deadline_of, time_left
-from ._errors import ChannelClosed, HandleClosed, NotFound, Timeout
-from ._framing_cobs import DEFAULT_MAX_PAYLOAD
-from ._serial import _CHUNK, SerialPort
-from ._serial import open as _open_port
-from ._serial_core import SerialSession
-from ._serial_channel import _QUERY_KEYS, _query_value
+from .. import _contract
+from .._codec import Codec, get_codec
+from .._deadline import deadline_of, time_left
+from .._errors import ChannelClosed, HandleClosed, NotFound, Timeout
+from ._cobs import DEFAULT_MAX_PAYLOAD
+from . import _CHUNK, SerialPort
+from . import open as _open_port
+from ._core import SerialSession
+from ._channel import _QUERY_KEYS, _query_value
 
 _HIGH_FRAMES = 256  # stop reading when this many frames wait unread
 _LOW_FRAMES = 32

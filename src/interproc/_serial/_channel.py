@@ -1,6 +1,6 @@
 """The framed message channel on a serial port, and ``serial://`` addresses.
 
-:class:`SerialChannel` puts the COBS + CRC-32 frames of ``_framing_cobs``
+:class:`SerialChannel` puts the COBS + CRC-32 frames of ``_serial._cobs``
 on a :class:`~interproc._serial.SerialPort`; see ``docs/serial.md`` for the
 wire format and what happens to bad frames.
 """
@@ -12,12 +12,12 @@ import threading
 import time
 from typing import Any
 
-from ._channel import Channel
-from ._deadline import deadline_of, time_left
-from ._errors import NotFound, Timeout
-from ._framing_cobs import CLOSE, DEFAULT_MAX_PAYLOAD, encode_frame
-from ._serial import _CHUNK, SerialPort, open as _open_port
-from ._serial_core import SerialSession
+from .._channel import Channel
+from .._deadline import deadline_of, time_left
+from .._errors import NotFound, Timeout
+from ._cobs import CLOSE, DEFAULT_MAX_PAYLOAD, encode_frame
+from . import _CHUNK, SerialPort, open as _open_port
+from ._core import SerialSession
 
 
 def _finalize_channel(port: SerialPort) -> None:
@@ -31,7 +31,7 @@ def _finalize_channel(port: SerialPort) -> None:
 
 
 class SerialChannel(Channel):
-    """Messages over a serial line: COBS frames with a CRC-32 (see ``_framing_cobs``).
+    """Messages over a serial line: COBS frames with a CRC-32 (see ``_serial._cobs``).
 
     A corrupted or truncated frame is dropped and counted in
     ``dropped_frames`` (``on_bad_frame="raise"`` makes ``recv`` raise

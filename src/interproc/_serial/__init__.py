@@ -1,4 +1,8 @@
-"""Serial ports as byte streams (:class:`SerialPort`); the framed channel is in ``_serial_channel``.
+"""Serial ports as byte streams (:class:`SerialPort`); the framed channel is in ``_serial._channel``.
+
+The serial transport's folder: ``_cobs`` (COBS + CRC-32 frames, sans I/O), ``_core``
+(the channel's rules, sans I/O), ``_channel`` (blocking driver), ``_aio`` (asyncio
+driver), ``_ptypair``/``_ptyrelay`` (virtual null-modems).
 
 pyserial opens and configures the port (termios, custom baud rates, flock);
 the reads and writes are ours, on the port's non-blocking fd with ``poll``,
@@ -28,8 +32,8 @@ import time
 import weakref
 from typing import Any
 
-from ._deadline import deadline_of as _deadline, poll_ms as _remaining_ms
-from ._errors import ChannelClosed, HandleClosed, NotFound, PermissionDenied, Timeout
+from .._deadline import deadline_of as _deadline, poll_ms as _remaining_ms
+from .._errors import ChannelClosed, HandleClosed, NotFound, PermissionDenied, Timeout
 
 _DEFAULT: Any = object()  # "use the port's default timeout"
 _CHUNK = 65536

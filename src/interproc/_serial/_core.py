@@ -15,9 +15,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-from ._errors import ChannelClosed, MessageTooLarge, ProtocolError
-from ._framing_cobs import CLOSE, DATA, FrameDecoder, encode_frame
-from ._serial import _byte_view as byte_view
+from .._errors import ChannelClosed, MessageTooLarge, ProtocolError
+from ._cobs import CLOSE, DATA, FrameDecoder, encode_frame
+from . import _byte_view as byte_view
 
 
 class SerialSession:
