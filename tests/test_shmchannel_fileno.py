@@ -167,3 +167,24 @@ def test_fileno_after_close(name):
             assert _readable(fd, 5)  # the peer's close rings the bell
         with pytest.raises(HandleClosed):
             srv.fileno()
+
+
+def test_listener_fileno_wakes_on_a_connect_from_another_process(spawn, name):
+    code = """
+import sys, interproc
+ch = interproc.connect(sys.argv[1], timeout=10)
+ch.send(b"hi")
+print("SENT", flush=True)
+sys.stdin.readline()
+"""
+    with interproc.listen(f"shm://{name}") as lst:
+        assert not _readable(lst.fileno(), 0.05)
+        child = spawn(code, f"shm://{name}", stdin=subprocess.PIPE)
+        assert _readable(lst.fileno(), 10)
+        with lst.accept(timeout=0) as ch:
+            assert ch.recv(timeout=10) == b"hi"
+        assert not _readable(lst.fileno(), 0.05)  # drained, re-armed, nothing queued
+        _cmd(child, "bye")
+        child.wait(timeout=10)
+    with pytest.raises(HandleClosed):
+        lst.fileno()

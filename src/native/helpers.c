@@ -112,3 +112,23 @@ ip_parse_timeout_args(const char *fname, PyObject *const *args, Py_ssize_t nargs
     }
     return 0;
 }
+
+int
+ip_add_layout(PyObject *module, const char *name, const ip_layout_entry *entries, size_t n)
+{
+    PyObject *d = PyDict_New();
+    if (!d)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        PyObject *v = PyLong_FromLong(entries[i].value);
+        if (!v || PyDict_SetItemString(d, entries[i].name, v) < 0) {
+            Py_XDECREF(v);
+            Py_DECREF(d);
+            return -1;
+        }
+        Py_DECREF(v);
+    }
+    int r = PyModule_AddObjectRef(module, name, d);
+    Py_DECREF(d);
+    return r;
+}

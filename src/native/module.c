@@ -90,7 +90,8 @@ native_exec(PyObject *m)
 {
     PyMethodDef *tables[] = {ip_atomic_methods, ip_futex_methods,
                              ip_mutex_methods, ip_ring_methods,
-                             ip_pubsub_methods, ip_framing_methods};
+                             ip_pubsub_core_methods,
+                             ip_framing_methods};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         if (PyModule_AddFunctions(m, tables[i]) < 0)
             return -1;

@@ -50,7 +50,7 @@ extern PyMethodDef ip_futex_methods[];
 extern PyMethodDef ip_mutex_methods[];
 extern PyMethodDef ip_ring_methods[];
 extern PyMethodDef ip_framing_methods[];
-extern PyMethodDef ip_pubsub_methods[];
+extern PyMethodDef ip_pubsub_core_methods[];
 
 /* Module-level constants and types added by each file's init hook. */
 int ip_mutex_add_constants(PyObject *module);
@@ -67,7 +67,23 @@ ip_state *ip_get_state(void);
 /* The class for `which`, or `fallback` before set_errors() ran. */
 PyObject *ip_error(int which, PyObject *fallback);
 
+/* chanwait.c: asymmetric Dekker fences (see there).  ip_asym_ok is 1 once
+ * this process registered for membarrier(GLOBAL_EXPEDITED); the side about
+ * to sleep calls ip_heavy_fence(1), the hot side then needs no fence. */
+extern int ip_asym_ok;
+int ip_asym_register(void);
+void ip_heavy_fence(int asym);
+
 /* helpers.c */
+
+/* Add a dict `name` of layout numbers to the module (Python reads offsets
+ * from C instead of repeating them). */
+typedef struct {
+    const char *name;
+    long value;
+} ip_layout_entry;
+int ip_add_layout(PyObject *module, const char *name, const ip_layout_entry *entries, size_t n);
+
 
 /* Resolve `offset` inside `view` for an object of `size` bytes aligned to
  * `align`; sets ValueError and returns NULL when it does not fit. */

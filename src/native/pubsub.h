@@ -47,4 +47,71 @@ void ip_bell_write(int fd);
 
 int ip_pubsub_init(PyObject *module);
 
+/* -- the C core (pubsub_core.c, pubsub_pub.c, pubsub_sub.c) -------------- */
+
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view;
+    int has_view, closed;
+    char *base;
+    uint32_t max_subs, slots, history;
+    uint64_t slot_size, stride, slots_off;
+    PyObject *slow_wait; /* slow_wait(seq, timeout): returns once there may be room */
+    long long spin_ns;
+    /* publisher */
+    int64_t seq, gen, min_read;
+    int loaned;
+    int *bells;           /* per entry: our write end of its doorbell, or -1 */
+    uint64_t *bell_inos;
+    /* subscriber */
+    Py_ssize_t entry;
+    int policy;
+    int64_t cursor, read_pos, received, dropped;
+    uint8_t *held;        /* samples held, by seq % slots */
+    Py_ssize_t live;      /* slot views still exported */
+    int pub_bell;
+    uint64_t pub_bell_ino;
+} CoreObject;
+
+typedef struct {
+    PyObject_HEAD
+    CoreObject *core; /* NULL once released */
+    int64_t seq;
+    PyObject *buf;
+} SampleObject;
+
+typedef struct {
+    PyObject_HEAD
+    CoreObject *core;
+    char *ptr;
+    Py_ssize_t len;
+    int exports, done;
+} SlotViewObject;
+
+extern PyTypeObject ps_sample_type, ps_slotview_type;
+
+#define AT(self, off, T) ((T *)((self)->base + (off)))
+
+static inline int64_t
+load64(CoreObject *self, Py_ssize_t off)
+{
+    return __atomic_load_n(AT(self, off, int64_t), __ATOMIC_SEQ_CST);
+}
+
+/* pubsub_core.c */
+int ps_closed_check(CoreObject *self, const char *who);
+PyObject *ps_remaining(long long deadline);
+void ps_ring(int *cache, uint64_t *cache_ino, ps_bell *b, uint32_t pid, int force);
+void ps_ring_subscribers(CoreObject *self, int force);
+void ps_drop_view(CoreObject *self);
+/* pubsub_pub.c */
+PyObject *ps_pub_send(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *ps_pub_claim(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *ps_pub_publish(CoreObject *self, PyObject *const *args, Py_ssize_t nargs);
+PyObject *ps_pub_discard(CoreObject *self, PyObject *unused);
+PyObject *ps_pub_has_room(CoreObject *self, PyObject *arg);
+/* pubsub_sub.c */
+PyObject *ps_sub_recv(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+void ps_sub_release(CoreObject *self, int64_t seq);
+
 #endif

@@ -3,6 +3,7 @@
 #include "ring.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -875,5 +876,16 @@ ip_ring_init(PyObject *module)
         PyModule_AddIntConstant(module, "CHAN_MIN_CAPACITY", MIN_CAPACITY) < 0 ||
         PyModule_AddIntConstant(module, "CHAN_MAX_CAPACITY", (long)MAX_CAPACITY) < 0)
         return -1;
-    return 0;
+    /* The control block and ring header layout (ring.h), for Python's
+     * connection set-up, listener close and `interproc ls`. */
+    ip_layout_entry k[] = {
+        {"OFF_MAGIC", 0}, {"OFF_VERSION", 4}, {"OFF_CAPACITY", 8}, {"OFF_FLAGS", 16},
+        {"OFF_SIDE_A", 24}, {"OFF_SIDE_B", 40}, {"OFF_CLOSED", OFF_CLOSED}, {"OFF_ASYM", OFF_ASYM},
+        {"OFF_BELL", OFF_BELL}, {"OFF_RING0", OFF_RING0}, {"OFF_RING1", OFF_RING1},
+        {"OFF_DATA", CHAN_DATA},
+        {"RING_HEAD", offsetof(ring_hdr, head)}, {"RING_TAIL", offsetof(ring_hdr, tail)},
+        {"RING_DATA_SEQ", offsetof(ring_hdr, data_seq)},
+        {"RING_SPACE_SEQ", offsetof(ring_hdr, space_seq)},
+    };
+    return ip_add_layout(module, "CHAN_LAYOUT", k, sizeof k / sizeof k[0]);
 }

@@ -109,10 +109,7 @@ typedef struct {
 enum { W_READY, W_TIMEOUT, W_CHECK, W_DEAD };
 
 /* chanwait.c */
-extern int ip_asym_ok;
-int ip_asym_register(void);
 int ip_peer_gone(ChanObject *self);
-void ip_heavy_fence(int asym);
 int ip_chan_wait(ChanObject *self, int for_space, uint64_t need, long long deadline);
 void ip_chan_wake(uint32_t *word);
 

@@ -18,24 +18,16 @@ MAGIC = b"IPPUBSUB"
 VERSION = 1
 _GEOM = struct.Struct("<8sIIQII")  # magic, version, max_subs, slot_size, slots, history
 
-# The offsets are written once, in C (src/native/pubsub.h), and read here.
-OFF_PUBLISHED = _native.PUBSUB_OFF_PUBLISHED
-OFF_SUB_WAITERS = _native.PUBSUB_OFF_SUB_WAITERS
-OFF_CLOSED = _native.PUBSUB_OFF_CLOSED
-OFF_PUB_PID = _native.PUBSUB_OFF_PUB_PID
-OFF_HWM = _native.PUBSUB_OFF_HWM
-OFF_SPACE = _native.PUBSUB_OFF_SPACE
-OFF_PUB_WAITING = _native.PUBSUB_OFF_PUB_WAITING
-OFF_GEN = _native.PUBSUB_OFF_GEN
-OFF_PUB_BELL = _native.PUBSUB_OFF_PUB_BELL
-OFF_TABLE = _native.PUBSUB_OFF_TABLE
-ENTRY = _native.PUBSUB_ENTRY
-E_WORD, E_PID, E_POLICY, E_START = (_native.PUBSUB_E_WORD, _native.PUBSUB_E_PID,
-                                    _native.PUBSUB_E_POLICY, _native.PUBSUB_E_START)
-E_READ, E_DROPPED, E_RECEIVED, E_BELL = (_native.PUBSUB_E_READ, _native.PUBSUB_E_DROPPED,
-                                         _native.PUBSUB_E_RECEIVED, _native.PUBSUB_E_BELL)
-SLOT_HEADER = _native.PUBSUB_SLOT_HEADER
-WRITING = _native.PUBSUB_WRITING  # a slot's seq while the publisher fills it
+# The layout is written once, in C (src/native/pubsub.h), and read here.
+_L = _native.PUBSUB_LAYOUT
+OFF_PUBLISHED, OFF_SUB_WAITERS, OFF_CLOSED = _L["OFF_PUBLISHED"], _L["OFF_SUB_WAITERS"], _L["OFF_CLOSED"]
+OFF_PUB_PID, OFF_HWM, OFF_SPACE = _L["OFF_PUB_PID"], _L["OFF_HWM"], _L["OFF_SPACE"]
+OFF_PUB_WAITING, OFF_GEN, OFF_PUB_BELL = _L["OFF_PUB_WAITING"], _L["OFF_GEN"], _L["OFF_PUB_BELL"]
+OFF_TABLE, ENTRY = _L["OFF_TABLE"], _L["ENTRY"]
+E_WORD, E_PID, E_POLICY, E_START = _L["E_WORD"], _L["E_PID"], _L["E_POLICY"], _L["E_START"]
+E_READ, E_DROPPED, E_RECEIVED, E_BELL = _L["E_READ"], _L["E_DROPPED"], _L["E_RECEIVED"], _L["E_BELL"]
+SLOT_HEADER = _L["SLOT_HEADER"]
+WRITING = _L["WRITING"]  # a slot's seq while the publisher fills it
 
 FREE, CLAIMING, ACTIVE = 0, 1, 2
 BLOCK, DROP_OLDEST = 0, 1
@@ -62,6 +54,7 @@ _wait = _native.futex_wait
 _wake = _native.futex_wake
 _now = time.monotonic
 PubSubCore = _native.PubSubCore
+_heavy_fence = _native.heavy_fence
 
 _native.set_errors(closed=ChannelClosed, timeout=Timeout, protocol=ProtocolError,
                    too_large=MessageTooLarge, handle_closed=HandleClosed)

@@ -14,7 +14,7 @@ from ._layout import (
     ACTIVE, BLOCK, CLAIMING, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_SPIN, E_POLICY, E_READ, E_WORD, ENTRY, FREE,
     MAGIC, MAX_SLOT_SIZE, MAX_SLOTS, MAX_SUBSCRIBERS, OFF_HWM, OFF_PUB_PID, OFF_PUB_WAITING, OFF_SPACE,
     OFF_TABLE, SLICE, SLOT_HEADER, VERSION, WRITING, _GEOM, _U32, _add, _check_spin, _Geometry, _int_arg,
-    _live_entries, _load, _now, _PubSegment, _reap_dead, _store, _wait, PubSubCore,
+    _live_entries, _load, _now, _PubSegment, _reap_dead, _store, _wait, PubSubCore, _heavy_fence,
 )
 
 class Loan:
@@ -181,11 +181,17 @@ def _room_waiter(buf: memoryview, geo: _Geometry, name: str):
 
     def wait(seq: int, timeout: float | None) -> None:
         need = seq - slots + 1
+        if timeout is not None and timeout <= 0:  # a poll (asyncio): no sleeper handshake
+            if _scan(buf, geo, name, seq) >= need or (_reap_dead(buf, geo) and _scan(buf, geo, name, seq) >= need):
+                return
+            raise Timeout(f"publisher {name!r}: a subscriber has not released its samples "
+                          f"(all {slots} slots are in use)")
         deadline = None if timeout is None else _now() + timeout
         last_reap = _now()
         while True:
             _add(buf, OFF_PUB_WAITING, 1)
             try:
+                _heavy_fence()  # subscribers release without a full fence
                 space = _load(buf, OFF_SPACE, **_U32)
                 if _scan(buf, geo, name, seq) >= need:
                     return

@@ -15,7 +15,7 @@ from ._layout import (
     ACTIVE, CLAIMING, DEFAULT_SPIN, E_PID, E_READ, E_START, E_WORD, ENTRY, FREE, OFF_CLOSED, OFF_GEN,
     OFF_HWM, OFF_PUB_PID, OFF_PUB_WAITING, OFF_PUBLISHED, OFF_SPACE, OFF_SUB_WAITERS, OFF_TABLE,
     POLICIES, SLICE, _U32, _add, _cas, _check_spin, _check_timeout, _Geometry, _load, _now,
-    _PubSegment, _reap_dead, _store, _wait, _wake, PubSubCore,
+    _PubSegment, _reap_dead, _store, _wait, _wake, PubSubCore, _heavy_fence,
 )
 from .. import _native
 
@@ -105,6 +105,7 @@ class Subscriber:
                 _store(buf, e + E_READ, max(0, first - geo.history))
                 _store(buf, e + E_WORD, claimed & ~0xFF | ACTIVE)
                 _add(buf, OFF_GEN, 1)
+                _heavy_fence()  # Dekker with the publisher's store of published, then load of gen
                 # Samples published meanwhile may have overwritten the oldest
                 # history; start no earlier than the oldest slot not in reuse.
                 now = _load(buf, OFF_PUBLISHED)
@@ -184,10 +185,21 @@ def _data_waiter(buf: memoryview, name: str, pub: ProcessId):
     Subscriber, so no reference cycle."""
 
     def wait(r: int, timeout: float | None) -> None:
+        if timeout is not None and timeout <= 0:  # a poll (asyncio): no sleeper handshake
+            if _load(buf, OFF_PUBLISHED) > r:
+                return
+            if _load(buf, OFF_CLOSED, **_U32):
+                raise ChannelClosed(f"publisher {name!r} has closed")
+            if not is_alive(pub):
+                if _load(buf, OFF_PUBLISHED) > r:
+                    return
+                raise ChannelClosed(f"publisher {name!r} (pid {pub.pid}) died")
+            raise Timeout(f"no sample from publisher {name!r} in time")
         deadline = None if timeout is None else _now() + timeout
         while True:
             _add(buf, OFF_SUB_WAITERS, 1)
             try:
+                _heavy_fence()  # the publisher publishes without a full fence
                 published = _load(buf, OFF_PUBLISHED)
                 if published > r:
                     return

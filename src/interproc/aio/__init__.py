@@ -16,6 +16,7 @@ from .._contract import (
 )
 from ._serve import AsyncServer as AsyncServer, serve as serve
 from ._mailslot import Mailslot as Mailslot, MailslotWriter as MailslotWriter
+from ._pubsub import Publisher as Publisher, Subscriber as Subscriber
 from ._shm import ShmChannel as ShmChannel, ShmListener as ShmListener
 from ._sync import Event as Event, Semaphore as Semaphore
 from ._transports import (
@@ -39,9 +40,11 @@ __all__ = [
     "Mailslot",
     "MailslotWriter",
     "NamedPipe",
+    "Publisher",
     "Semaphore",
     "ShmChannel",
     "ShmListener",
+    "Subscriber",
     "connect",
     "connect_tcp",
     "connect_unix",

@@ -11,7 +11,9 @@ re-check and re-arm.  Draining happens before the re-check, so no wake-up is
 lost, and nothing polls: with no message the loop sleeps in the kernel.
 
 Messages that are already there never touch the loop's selector: ``recv``
-first checks the ring without blocking.
+first checks the ring without blocking.  ``accept`` waits the same way on
+the listener's doorbell (``ShmListener.fileno``); only ``connect`` (which
+may wait for a listener to appear) runs in the default executor.
 """
 
 from __future__ import annotations
@@ -165,14 +167,26 @@ class ShmListener(_contract.AsyncListener):
         self.address = listener.address
 
     async def accept(self, *, timeout: float | None = None) -> ShmChannel:
+        """Wait on the loop (the listener's doorbell fd) for a connection."""
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(None, functools.partial(self.listener.accept, timeout=timeout,
-                                                          _cancellable=True))
-        try:
-            return ShmChannel(await fut)
-        except asyncio.CancelledError:
-            self.listener._interrupt()
-            raise
+        deadline = ShmChannel._deadline(timeout)
+        while True:
+            try:
+                return ShmChannel(self.listener.accept(timeout=0))
+            except Timeout:
+                pass
+            fd = self.listener.fileno()  # drains and arms; readable at once if one is queued
+            if deadline is not None and loop.time() >= deadline:
+                raise Timeout(f"{self.address}: no connection within {timeout} s")
+            fut = loop.create_future()
+            loop.add_reader(fd, _wake, fut)
+            timer = None if deadline is None else loop.call_at(deadline, _wake, fut)
+            try:
+                await fut
+            finally:
+                loop.remove_reader(fd)
+                if timer is not None:
+                    timer.cancel()
 
     @property
     def closed(self) -> bool:
