@@ -108,6 +108,20 @@ def test_wait_on_listeners_and_channels_together(spawn, name, tmp_path):
         ch.close()
 
 
+def test_wait_on_an_shm_listener(spawn, name, tmp_path):
+    with interproc.listen(f"shm://{name}") as shm_lst, interproc.listen(f"unix://{tmp_path}/{name}.sock") as lst:
+        assert interproc.wait([shm_lst, lst], timeout=0.1) == []
+        peer = spawn(PEER, shm_lst.address, stdin=subprocess.PIPE)
+        assert interproc.wait([shm_lst, lst], timeout=10) == [shm_lst]
+        with shm_lst.accept(timeout=0) as ch:
+            wait_for_line(peer, "READY")
+            _tell(peer, "send via-shm")
+            assert interproc.wait([shm_lst, lst, ch], timeout=10) == [ch]
+            assert ch.recv(timeout=0) == b"via-shm"
+            peer.stdin.close()
+            peer.wait(10)
+
+
 def test_wait_refuses_what_it_cannot_wait_on(name):
     from interproc.mailslot import Mailslot
 

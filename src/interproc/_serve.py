@@ -112,20 +112,24 @@ class Server:
     # -- the accept loop ---------------------------------------------------------
     def _accept_loop(self) -> None:
         sel = selectors.DefaultSelector()
-        try:
-            fd = self.listener.fileno() if hasattr(self.listener, "fileno") else None
-        except (OSError, ValueError):
-            fd = None
-        if fd is not None:
-            sel.register(fd, selectors.EVENT_READ)
+        waitable = hasattr(self.listener, "fileno")
         sel.register(self._wake_r, selectors.EVENT_READ)
         try:
             while not self._stopping:
-                if fd is not None:
-                    sel.select()
+                if waitable:
+                    # fileno() on every round: for shm:// it re-arms the doorbell.
+                    try:
+                        fd = self.listener.fileno()
+                    except (OSError, ValueError):  # HandleClosed: closed meanwhile
+                        return
+                    sel.register(fd, selectors.EVENT_READ)
+                    try:
+                        sel.select()
+                    finally:
+                        sel.unregister(fd)
                     if self._stopping:
                         return
-                    timeout: float | None = 0  # readable: a client is there (or just left)
+                    timeout: float | None = 0  # readable: a client is there (or the ring was spurious)
                 else:
                     timeout = None  # woken by the listener's close()
                 try:
