@@ -61,7 +61,7 @@ def parse(text: str) -> Address:
         except ValueError:
             raise ValueError(f"address {text!r} has a bad port") from None
         if not parts.hostname or port is None:
-            raise ValueError(f"address {text!r} must be tcp://HOST:PORT")
+            raise ValueError(f"address {text!r} must be {scheme}://HOST:PORT")
         return Address(scheme, host=parts.hostname, port=port, query=query, text=text)
     # form "path" (unix:///path, serial:///dev/tty...): an absolute path, no host
     if parts.netloc or not parts.path.startswith("/"):
