@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -124,6 +125,33 @@ except interproc.ChannelClosed:
     with pytest.raises(interproc.NotFound):  # the address was released
         interproc.connect(addr)
     server.close()  # idempotent
+
+
+def test_pool_shutdown_closes_queued_connections_too(spawn, name, tmp_path):
+    """With max_workers=2 and 4 idle clients, two wait in the pool's queue;
+    close() ends the running two and closes the queued two as well."""
+    code = """
+import sys, interproc
+ch = interproc.connect(sys.argv[1], timeout=10)
+print("CONNECTED", flush=True)
+try:
+    ch.recv(timeout=20)
+except interproc.ChannelClosed:
+    print("SERVER-WENT", flush=True)
+"""
+    server = interproc.serve(interproc.listen(f"unix://{tmp_path}/{name}.sock"), _upper, max_workers=2)
+    clients = [spawn(code, server.address) for _ in range(4)]
+    for c in clients:
+        assert wait_for_line(c, "CONNECTED")
+    deadline = time.monotonic() + 10
+    while server.served < 4:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    server.close(timeout=0.2)
+    assert server.closed and server.connections == 0
+    for c in clients:
+        assert wait_for_line(c, "SERVER-WENT")
+        assert c.wait(10) == 0
 
 
 def test_ctrl_c_stops_a_server_process_cleanly(spawn, name):

@@ -224,7 +224,8 @@ class Server:
                 self._idle.wait_for(lambda: not any(t is not me for t in self._live.values()), 1.0)
         if first:
             if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
+                # Queued connections still run _run, which sees _stopping and closes them.
+                self._pool.shutdown(wait=False)
             for fd in (self._wake_r, self._wake_w):
                 try:
                     os.close(fd)
