@@ -119,7 +119,7 @@ class Server:
                 if waitable:
                     # fileno() on every round: for shm:// it re-arms the doorbell.
                     try:
-                        fd = self.listener.fileno()
+                        fd = self.listener.fileno()  # type: ignore[attr-defined]
                     except (OSError, ValueError):  # HandleClosed: closed meanwhile
                         return
                     sel.register(fd, selectors.EVENT_READ)
