@@ -157,3 +157,20 @@ def test_async_pubsub_in_one_loop_both_ends(name):
                 assert got == list(range(200))
 
     run(main())
+
+
+def test_two_tasks_wait_on_one_async_subscriber(name):
+    """Both waiters of one object share its doorbell (one add_reader per fd)."""
+
+    async def main():
+        async with Publisher.create(name, 16, 8) as pub:
+            async with await Subscriber.open(name) as sub:
+                a = asyncio.ensure_future(sub.recv_bytes(timeout=10))
+                b = asyncio.ensure_future(sub.recv_bytes(timeout=10))
+                await asyncio.sleep(0.05)
+                assert not a.done() and not b.done()
+                await pub.send(b"one")
+                await pub.send(b"two")
+                assert sorted(await asyncio.gather(a, b)) == [b"one", b"two"]
+
+    run(main())

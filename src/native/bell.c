@@ -101,19 +101,28 @@ ip_bell_write(int fd)
 void
 ip_bell_ring_peer(ChanObject *self)
 {
+    if (!self->has_view)
+        return;
+    bell_slot *s = slot_of(self, 1 - self->side);
+    uint64_t ino = __atomic_load_n(&s->ino, __ATOMIC_ACQUIRE);
+    if (self->peer_bell >= 0 && ino != self->peer_bell_ino) {
+        /* The peer closed that doorbell (writing to it now would only get
+         * EPIPE), or made a new one. */
+        close(self->peer_bell);
+        self->peer_bell = -1;
+    }
+    if (ino == 0)
+        return; /* the peer has no doorbell */
     if (self->peer_bell < 0) {
-        if (self->peer_bell_failed || !self->has_view)
+        if (self->peer_bell_failed)
             return;
-        bell_slot *s = slot_of(self, 1 - self->side);
-        uint64_t ino = __atomic_load_n(&s->ino, __ATOMIC_ACQUIRE);
         uint32_t fd = __atomic_load_n(&s->fd, __ATOMIC_RELAXED);
-        if (ino == 0)
-            return; /* the peer has no doorbell */
         self->peer_bell = ip_bell_open(peer_pid(self), fd, ino);
         if (self->peer_bell < 0) {
             self->peer_bell_failed = 1;
             return;
         }
+        self->peer_bell_ino = ino;
     }
     ring_fd(self->peer_bell);
 }

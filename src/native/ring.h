@@ -1,5 +1,6 @@
 /* The shm:// channel's shared declarations (ring.c: records, send/recv,
- * loans; chanwait.c: the wait policy and wake-ups).
+ * loans; ring_obj.c: the object, its type and construction; chanwait.c:
+ * the wait policy and wake-ups; bell.c: the fileno() doorbell).
  *
  * Duplex shared-memory channel: two single-producer single-consumer byte
  * rings in one segment.
@@ -104,6 +105,7 @@ typedef struct {
     /* Doorbell (bell.c), made by the first fileno(): our pipe, the epoll fd
      * handed out (pipe + pidfd), and the peer's pipe once opened. */
     int bell_r, bell_w, bell_ep, peer_bell, peer_bell_failed;
+    uint64_t peer_bell_ino;
 } ChanObject;
 
 enum { W_READY, W_TIMEOUT, W_CHECK, W_DEAD };
@@ -112,6 +114,45 @@ enum { W_READY, W_TIMEOUT, W_CHECK, W_DEAD };
 int ip_peer_gone(ChanObject *self);
 int ip_chan_wait(ChanObject *self, int for_space, uint64_t need, long long deadline);
 void ip_chan_wake(uint32_t *word);
+
+/* ring.c: records, send and receive */
+typedef struct {
+    PyObject_HEAD
+    ChanObject *chan;
+    char *ptr;
+    Py_ssize_t len;
+    uint64_t seq;
+    int exports, done;
+} LoanObject;
+extern PyTypeObject ip_loan_type; /* ring_obj.c */
+
+PyObject *chan_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *chan_recv(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *chan_recv_into(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *chan_recv_view(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+void chan_drop_view(ChanObject *self);
+void loan_finish(ChanObject *self, uint64_t seq);
+
+/* Exceptions given meaning by Python (interproc._errors): the module state. */
+#define err_closed ip_error(IP_ERR_CLOSED, NULL)
+#define err_timeout ip_error(IP_ERR_TIMEOUT, NULL)
+#define err_protocol ip_error(IP_ERR_PROTOCOL, NULL)
+#define err_too_large ip_error(IP_ERR_TOO_LARGE, NULL)
+
+static inline PyObject *
+exc(PyObject *cls, PyObject *fallback)
+{
+    return cls ? cls : fallback;
+}
+
+#define deadline_ns ip_deadline_ns
+#define parse_args ip_parse_timeout_args
+
+static inline uint64_t
+max_message(ChanObject *self)
+{
+    return self->cap / 2 - 8;
+}
 
 /* bell.c */
 void ip_bell_init(ChanObject *self);

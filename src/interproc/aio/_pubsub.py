@@ -23,6 +23,7 @@ import os
 from typing import Any, AsyncIterator
 
 from .._errors import ChannelClosed, Timeout
+from ._fdwait import FdWaiters
 from .._naming import Scope
 from .._platform import ProcessId, is_alive
 from .._pubsub import Publisher as _Publisher, Sample, Subscriber as _Subscriber
@@ -74,31 +75,6 @@ class _Doorbell:
                 os.close(fd)
 
 
-async def _sleep_on(bell: _Doorbell, deadline: float | None, slice_: float | None = None) -> None:
-    """Wait until the doorbell rings, the deadline, or ``slice_`` seconds."""
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[None] = loop.create_future()
-
-    def ring() -> None:
-        bell.drain()
-        if not fut.done():
-            fut.set_result(None)
-
-    loop.add_reader(bell.fd, ring)
-    timer = None
-    wake_at = deadline
-    if slice_ is not None:
-        wake_at = loop.time() + slice_ if wake_at is None else min(wake_at, loop.time() + slice_)
-    if wake_at is not None:
-        timer = loop.call_at(wake_at, lambda: fut.done() or fut.set_result(None))
-    try:
-        await fut
-    finally:
-        loop.remove_reader(bell.fd)
-        if timer is not None:
-            timer.cancel()
-
-
 def _deadline(timeout: float | None) -> float | None:
     if timeout is None:
         return None
@@ -119,6 +95,7 @@ class Subscriber:
         self.name = sub.name
         self._core = sub._core
         self._bell: _Doorbell | None = None
+        self._fdw = FdWaiters(lambda: self._bell and self._bell.drain())
 
     @classmethod
     async def open(cls, name: str, *, policy: str = "block", timeout: float | None = None,
@@ -161,9 +138,10 @@ class Subscriber:
             if (_load(buf, OFF_PUBLISHED) > self._core.seq or _load(buf, OFF_CLOSED, **_U32)
                     or not is_alive(sub._pub)):
                 return  # ready after all: recv reports it
-            await _sleep_on(bell, deadline)
+            await self._fdw.wait(bell.fd, deadline)
         finally:
-            _add(buf, OFF_SUB_WAITERS, -1)
+            if not sub.closed:  # closed meanwhile: the segment may be unmapped
+                _add(buf, OFF_SUB_WAITERS, -1)
 
     @property
     def received(self) -> int:
@@ -178,6 +156,8 @@ class Subscriber:
         return self.subscriber.closed
 
     def close(self) -> None:
+        self._fdw.unwatch()
+        self._fdw.wake_all()
         if self._bell is not None and not self.subscriber.closed:
             self._bell.close()
             self._bell = None
@@ -212,6 +192,7 @@ class Publisher:
         self.name = pub.name
         self._core = pub._core
         self._bell: _Doorbell | None = None
+        self._fdw = FdWaiters(lambda: self._bell and self._bell.drain())
 
     @classmethod
     def create(cls, name: str, slot_size: int, slots: int, *, history: int = 0,
@@ -249,9 +230,10 @@ class Publisher:
                 return
             # A slice: subscribers that die holding slots are reaped by the
             # next send(timeout=0), which the blocking path does every slice too.
-            await _sleep_on(bell, deadline, SLICE)
+            await self._fdw.wait(bell.fd, deadline, SLICE)
         finally:
-            _add(buf, OFF_PUB_WAITING, -1)
+            if not pub.closed:  # closed meanwhile: the segment may be unmapped
+                _add(buf, OFF_PUB_WAITING, -1)
 
     @property
     def published(self) -> int:
@@ -267,6 +249,8 @@ class Publisher:
 
     def close(self) -> None:
         """Stop publishing: subscribers get what is queued, then ``ChannelClosed``."""
+        self._fdw.unwatch()
+        self._fdw.wake_all()
         if self._bell is not None and not self.publisher.closed:
             self._bell.close()
             self._bell = None

@@ -25,11 +25,7 @@ from typing import Any, AsyncIterator, Callable
 from .. import _contract, _shmchannel
 from .._address import Address, parse
 from .._errors import ChannelClosed, HandleClosed, Timeout
-
-
-def _wake(fut: "asyncio.Future[None]") -> None:
-    if not fut.done():
-        fut.set_result(None)
+from ._fdwait import FdWaiters
 
 
 class ShmChannel(_contract.AsyncChannel):
@@ -38,47 +34,20 @@ class ShmChannel(_contract.AsyncChannel):
     def __init__(self, channel: _shmchannel.ShmChannel) -> None:
         self.channel = channel
         self._core = channel._core
-        self._waiters: list[asyncio.Future[None]] = []
-        self._reader: tuple[asyncio.AbstractEventLoop, int] | None = None
+        self._fd: int | None = None
+        self._fdw = FdWaiters(self._core.drain_bell)
 
     # -- waiting ----------------------------------------------------------
-    def _on_bell(self) -> None:
-        self._core.drain_bell()  # before the woken waiters re-check
-        for fut in self._waiters:
-            _wake(fut)
-
-    def _unwatch(self) -> None:
-        if self._reader is not None:
-            loop, fd = self._reader
-            self._reader = None
-            if not loop.is_closed():
-                loop.remove_reader(fd)
-
     async def _wait(self, arm: Callable[..., bool], *args: Any, deadline: float | None, what: str) -> None:
         """Sleep until the doorbell rings or the deadline passes (the caller re-checks)."""
         loop = asyncio.get_running_loop()
         if deadline is not None and loop.time() >= deadline:
             raise Timeout(f"shm channel: {what} timed out")
-        if self._reader is None or self._reader[0] is not loop:
-            self._unwatch()
-            fd = self._core.fileno()
-            loop.add_reader(fd, self._on_bell)
-            self._reader = (loop, fd)
+        if self._fd is None:
+            self._fd = self._core.fileno()  # once: later calls would drain other waiters' rings
         if arm(*args):
-            if not self._waiters:
-                self._unwatch()
             return  # ready after all
-        fut = loop.create_future()
-        timer = None if deadline is None else loop.call_at(deadline, _wake, fut)
-        self._waiters.append(fut)
-        try:
-            await fut
-        finally:
-            self._waiters.remove(fut)
-            if timer is not None:
-                timer.cancel()
-            if not self._waiters:
-                self._unwatch()  # an idle channel costs the selector nothing
+        await self._fdw.wait(self._fd, deadline)
 
     @staticmethod
     def _deadline(timeout: float | None) -> float | None:
@@ -130,9 +99,8 @@ class ShmChannel(_contract.AsyncChannel):
         return self.channel.closed
 
     def close(self) -> None:
-        self._unwatch()  # before the descriptor goes with the channel
-        for fut in self._waiters:
-            _wake(fut)  # they re-check and find the channel closed
+        self._fdw.unwatch()  # before the descriptor goes with the channel
+        self._fdw.wake_all()  # they re-check and find the channel closed
         self.channel.close()
 
     async def aclose(self) -> None:
@@ -165,6 +133,7 @@ class ShmListener(_contract.AsyncListener):
     def __init__(self, listener: _shmchannel.ShmListener) -> None:
         self.listener = listener
         self.address = listener.address
+        self._fdw = FdWaiters(lambda: None)  # fileno() itself drains and re-arms
 
     async def accept(self, *, timeout: float | None = None) -> ShmChannel:
         """Wait on the loop (the listener's doorbell fd) for a connection."""
@@ -178,21 +147,15 @@ class ShmListener(_contract.AsyncListener):
             fd = self.listener.fileno()  # drains and arms; readable at once if one is queued
             if deadline is not None and loop.time() >= deadline:
                 raise Timeout(f"{self.address}: no connection within {timeout} s")
-            fut = loop.create_future()
-            loop.add_reader(fd, _wake, fut)
-            timer = None if deadline is None else loop.call_at(deadline, _wake, fut)
-            try:
-                await fut
-            finally:
-                loop.remove_reader(fd)
-                if timer is not None:
-                    timer.cancel()
+            await self._fdw.wait(fd, deadline)
 
     @property
     def closed(self) -> bool:
         return self.listener.closed
 
     def close(self) -> None:
+        self._fdw.unwatch()
+        self._fdw.wake_all()
         self.listener.close()
 
     async def __aenter__(self) -> "ShmListener":
