@@ -21,7 +21,7 @@ import os
 import threading
 from typing import Any, Callable
 
-from interproc import ChannelClosed, Timeout
+from interproc import ChannelClosed, HandleClosed, Timeout
 
 Pair = Callable[[], tuple[Any, Any]]
 LARGE = 16 * 1024 * 1024
@@ -137,12 +137,13 @@ def check_close(make_pair: Pair, duplex: bool = True) -> None:
         a.send(b"")
         a.close()
         assert a.closed
+        # this handle's own close is HandleClosed (a ValueError), not ChannelClosed
         try:
             a.send(b"x")
-        except ChannelClosed:
-            pass
+        except HandleClosed as exc:
+            assert isinstance(exc, ValueError) and not isinstance(exc, ChannelClosed)
         else:
-            raise AssertionError("send on a closed channel did not raise ChannelClosed")
+            raise AssertionError("send on a closed channel did not raise HandleClosed")
         assert b.recv(timeout=10) == b"last words"
         assert list(b) == [b""]
         try:

@@ -114,18 +114,18 @@ def test_all_is_complete_and_sorted(modname):
 
 # Layers, lowest first; a module may import only from its own layer or below.
 LAYERS = [
-    {"_native", "_errors", "_platform", "_naming", "_registry"},
-    {"_shm", "shm", "_sync", "sync", "_shared", "shared", "_codec", "_channel",
+    {"_native", "_errors", "_platform", "_naming", "_registry", "_deadline"},
+    {"_shm", "shm", "_sync", "sync", "_shared", "shared", "_codec", "_channel", "_contract", "_trust",
      "_pubsub"},  # Publisher/Subscriber: built on _shm alone, re-exported by interproc.shm
-    {"_framing", "_handshake", "_stream", "_namedpipe",
+    {"_framing", "_handshake", "_setup", "_stream", "_namedpipe",
      "_pipes", "pipes", "_sockets", "sockets", "_mailslot", "mailslot", "_shmchannel",
-     "_serial", "serial", "_serial_channel", "_serial_aio", "_framing_cobs", "_ptypair", "_ptyrelay",
-     "_parallel", "parallel", "_framing", "_address", "aio", "_clipboard", "clipboard"},
+     "_serial", "serial", "_serial_channel", "_serial_aio", "_serial_core", "_framing_cobs", "_ptypair", "_ptyrelay",
+     "_parallel", "parallel", "_framing", "_address", "_schemes", "_serve", "_wait", "aio", "_clipboard", "clipboard"},
     {"rpc", "_rpc", "objects", "_objects", "dde", "_dde", "messages", "_messages"},
     {"pywin32"},  # compat: the pywin32 face over the protocols and resources
     {"cli", "_bench", "__init__", "__main__"},
 ]
-LAYERS[0].update({"_timeout", "_lifecycle"})  # timeout= check, ResourceWarning + logger (issue 10)
+LAYERS[0].update({"_lifecycle"})  # ResourceWarning + logger (issue 10)
 
 
 LAYERS[2].add("shmchannel")  # interproc.shmchannel: the shm:// transport's public classes

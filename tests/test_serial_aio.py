@@ -8,10 +8,11 @@ import os
 import pytest
 
 import interproc.serial as serial
+import interproc
 from conftest import wait_for_line
 from interproc import ChannelClosed, ProtocolError, Timeout
 from interproc._address import parse
-from interproc._serial_aio import connect_address
+from interproc._serial._aio import connect_address
 from interproc.serial import encode_frame
 
 ECHO = """
@@ -92,7 +93,7 @@ def test_async_bad_frame_raise_and_close_wakes_recv(cable):
             waiting = asyncio.ensure_future(ch.recv())
             await asyncio.sleep(0.1)
             ch.close()
-            with pytest.raises(ChannelClosed):
+            with pytest.raises(interproc.HandleClosed):
                 await asyncio.wait_for(waiting, 5)
         finally:
             ch.close()

@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from interproc._framing_cobs import (
+from interproc._serial._cobs import (
     CLOSE,
     DATA,
     CobsError,

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from conftest import wait_for_line
-from interproc import AlreadyExists, InterprocError, NotFound, PermissionDenied, ProtocolError, Timeout
+from interproc import AlreadyExists, HandleClosed, InterprocError, NotFound, PermissionDenied, ProtocolError, Timeout
 from interproc._naming import segment_name
 from interproc.shm import SharedMemory
 
@@ -408,7 +408,7 @@ def test_closed_handle_refuses_use(name):
     shm.close()
     shm.close()  # idempotent
     assert shm.closed
-    with pytest.raises(ValueError, match="closed"):
+    with pytest.raises(HandleClosed, match="close"):
         shm.buf
 
 

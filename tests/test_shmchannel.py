@@ -322,7 +322,7 @@ ch.close()
 ch.close()
 try:
     ch.send(b"x")
-except interproc.ChannelClosed:
+except interproc.HandleClosed:
     print("SEND-AFTER-CLOSE", flush=True)
 """
     with interproc.listen(f"shm://{name}") as lst:
@@ -336,8 +336,10 @@ except interproc.ChannelClosed:
             ch.send(b"to nobody")
         ch.close()
         assert ch.closed
-        with pytest.raises(ChannelClosed):
+        with pytest.raises(interproc.HandleClosed):
             ch.recv()
+        with pytest.raises(interproc.HandleClosed):
+            ch.recv_into(bytearray(8))
         child.wait(timeout=10)
 
 

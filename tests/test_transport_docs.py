@@ -1,4 +1,4 @@
-"""Every python example in docs/pipes.md and docs/sockets.md runs as written."""
+"""Every python example in docs/pipes.md, docs/sockets.md and docs/architecture.md runs as written."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 
 
 def _examples():
-    for doc in ("pipes.md", "sockets.md"):
+    for doc in ("pipes.md", "sockets.md", "architecture.md"):
         for i, code in enumerate(BLOCK.findall((DOCS / doc).read_text())):
             yield pytest.param(code, id=f"{doc}-{i}")
 

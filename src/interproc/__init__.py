@@ -21,22 +21,45 @@ from ._errors import (
 )
 
 from ._address import connect as connect, listen as listen
+from ._serve import Server as Server, serve as serve
+from ._wait import wait as wait
+from ._contract import (
+    AsyncChannel as AsyncChannel,
+    AsyncListener as AsyncListener,
+    AsyncReceiveChannel as AsyncReceiveChannel,
+    AsyncSendChannel as AsyncSendChannel,
+    Channel as Channel,
+    Listener as Listener,
+    ReceiveChannel as ReceiveChannel,
+    SendChannel as SendChannel,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AlreadyExists",
+    "AsyncChannel",
+    "AsyncListener",
+    "AsyncReceiveChannel",
+    "AsyncSendChannel",
+    "Channel",
     "ChannelClosed",
     "HandleClosed",
     "InterprocError",
+    "Listener",
     "MessageTooLarge",
     "MissingDependency",
     "NotFound",
     "OwnerDied",
     "PermissionDenied",
     "ProtocolError",
+    "ReceiveChannel",
     "RemoteError",
+    "SendChannel",
+    "Server",
     "Timeout",
     "connect",
     "listen",
+    "serve",
+    "wait",
 ]

@@ -1,23 +1,28 @@
-"""The Channel and Listener shapes every message transport shares.
+"""Blocking implementation bases for the contract of :mod:`interproc._contract`.
 
-A transport implements ``_send_bytes``, ``_recv_bytes`` and ``_close``; this
-base class adds the rest of the contract: ``send``/``recv`` with timeouts,
-``send_obj``/``recv_obj`` through a codec, ``closed``, the context manager,
-iteration until the peer closes, and a finalizer for handles dropped
-without ``close()``.
+A transport implements ``_send_bytes`` and/or ``_recv_bytes`` and
+``_resources``/``_finalize``; these bases add the rest: ``send``/``recv``
+with the ``HandleClosed`` check, ``send_obj``/``recv_obj`` through a codec,
+``closed``, the context manager, iteration until the peer closes, and a
+finalizer for handles dropped without ``close()``.
+
+One-way ends subclass :class:`SendChannelBase` or :class:`ReceiveChannelBase`
+alone; duplex channels subclass :class:`Channel`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
+from . import _contract
 from ._codec import Codec, get_codec
-from ._errors import ChannelClosed
+from ._contract import Listener as Listener
+from ._errors import ChannelClosed, HandleClosed
 from ._lifecycle import finalizer, run_quietly
 
 
-class Channel:
-    """A duplex (or one-way) message channel.  Message boundaries are kept."""
+class _ChannelBase:
+    """Lifecycle shared by both halves: codec, trust, close, GC safety net."""
 
     #: True when the peer is known: same uid checked by SO_PEERCRED, or
     #: authenticated by authkey/TLS.  Only then may ``pickle`` be used.
@@ -31,13 +36,6 @@ class Channel:
         self._finalizer = finalizer(self, type(self)._finalize, self._resources(),
                                     what=f"{type(self).__name__} {getattr(self, 'name', '')}".rstrip())
 
-    # -- what a transport provides ------------------------------------
-    def _send_bytes(self, data: Any, timeout: float | None) -> None:
-        raise NotImplementedError
-
-    def _recv_bytes(self, timeout: float | None) -> bytes:
-        raise NotImplementedError
-
     def _resources(self) -> Any:
         """Whatever ``_finalize`` needs to release; must not reference self."""
         return None
@@ -46,24 +44,20 @@ class Channel:
     def _finalize(resources: Any) -> None:
         """Release OS resources (called by close() and by the GC safety net)."""
 
-    # -- the contract -------------------------------------------------
-    def send(self, data: Any, *, timeout: float | None = None) -> None:
-        """Send one message: any bytes-like object (bytes, memoryview, numpy array)."""
-        if self._closed:
-            raise ChannelClosed("send on a closed channel")
-        self._send_bytes(data, timeout)
+    _broken: str | None = None
 
-    def recv(self, *, timeout: float | None = None) -> bytes:
-        """Receive one whole message; ``ChannelClosed`` once the peer has gone."""
-        if self._closed:
-            raise ChannelClosed("recv on a closed channel")
-        return self._recv_bytes(timeout)
+    def _abort(self, reason: str) -> None:
+        """Close because the stream cannot go on (a bad frame, half a frame sent):
+        later calls raise ``ChannelClosed`` with ``reason``, not ``HandleClosed``,
+        since the user did not close it."""
+        self._broken = reason
+        self.close()
 
-    def send_obj(self, obj: Any, *, timeout: float | None = None) -> None:
-        self.send(self.codec.encode(obj), timeout=timeout)
-
-    def recv_obj(self, *, timeout: float | None = None) -> Any:
-        return self.codec.decode(self.recv(timeout=timeout))
+    def _handle_closed(self, what: str) -> Exception:
+        name = getattr(self, "name", "a channel")
+        if self._broken is not None:
+            return ChannelClosed(f"{what} on {name}: the channel was closed after {self._broken}")
+        return HandleClosed(f"{what} on {name}: this handle is closed (used after its close())")
 
     def set_codec(self, codec: str | Codec) -> None:
         self.codec = get_codec(codec, trusted=self.trusted)
@@ -77,34 +71,28 @@ class Channel:
             self._closed = True
             run_quietly(self._finalizer)
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __iter__(self) -> Iterator[bytes]:
-        """Yield messages until the peer closes the channel."""
-        while True:
-            try:
-                yield self.recv()
-            except ChannelClosed:
-                return
-
-
-class Listener:
-    """Accepts channels at an address: ``accept(timeout=)``, ``address``, ``close()``."""
-
-    address: str
-
-    def accept(self, *, timeout: float | None = None) -> Channel:
+class SendChannelBase(_ChannelBase, _contract.SendChannel):
+    def _send_bytes(self, data: Any, timeout: float | None) -> None:
         raise NotImplementedError
 
-    def close(self) -> None:
+    def send(self, data: Any, *, timeout: float | None = None) -> None:
+        """Send one message: any bytes-like object (bytes, memoryview, numpy array)."""
+        if self._closed:
+            raise self._handle_closed("send")
+        self._send_bytes(data, timeout)
+
+
+class ReceiveChannelBase(_ChannelBase, _contract.ReceiveChannel):
+    def _recv_bytes(self, timeout: float | None) -> bytes:
         raise NotImplementedError
 
-    def __enter__(self):
-        return self
+    def recv(self, *, timeout: float | None = None) -> bytes:
+        """Receive one whole message; ``ChannelClosed`` once the peer has gone."""
+        if self._closed:
+            raise self._handle_closed("recv")
+        return self._recv_bytes(timeout)
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+
+class Channel(SendChannelBase, ReceiveChannelBase, _contract.Channel):
+    """A duplex message channel.  Message boundaries are kept."""

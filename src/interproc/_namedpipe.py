@@ -40,10 +40,10 @@ from typing import Any, Iterable, Iterator
 
 from . import _registry
 from ._channel import Listener
-from ._errors import AlreadyExists, ChannelClosed, PermissionDenied, Timeout, map_os_error
+from ._errors import AlreadyExists, ChannelClosed, HandleClosed, Timeout, map_os_error
 from ._framing import DEFAULT_MAX_MESSAGE
-from ._handshake import ClientHandshake, ServerHandshake
 from ._lifecycle import log
+from ._setup import ClientSetup, ServerSetup
 from ._naming import GLOBAL_DIR, Scope, object_path, runtime_dir, validate_name, validate_scope
 from ._platform import PeerCredentials, peer_credentials, socket_owner, unix_listeners
 from ._sockets import HANDSHAKE_TIMEOUT, accept_with, bind_unix, connect_unix_socket
@@ -248,7 +248,7 @@ class PipeServer(Listener):
 
     def fileno(self) -> int:
         if self._sock is None:
-            raise ChannelClosed(f"pipe server {self.name!r} is closed")
+            raise HandleClosed(f"pipe server {self.name!r} was used after its close()")
         return self._sock.fileno()
 
     def accept(self, *, timeout: float | None = None) -> PipeChannel:
@@ -286,29 +286,27 @@ class PipeServer(Listener):
         return None
 
     def _setup(self, conn: socket.socket, peer: Any = None) -> PipeChannel:
-        what = f"client of pipe {self.name!r}"
+        setup = ServerSetup(KIND, f"pipe {self.name!r}", mode=self.mode, refuse=self._refuse)
         io = SockIO(conn)
         try:
             creds = peer_credentials(conn)
-            hs = ServerHandshake(kind=KIND, mode=self.mode)
-            refusal = self._refuse(creds)
+            refusal = setup.check_peer(creds)
             if refusal:
                 try:
-                    io.send([_frame(hs.greeting("denied", refusal))])
+                    io.send([refusal])
                 except OSError:
                     pass
                 log.warning("pipe %r: refused pid %s: %s", self.name, creds.pid, refusal)
-                raise PermissionDenied(f"pipe {self.name!r} refused pid {creds.pid}: {refusal}")
-            decoder = run_server_handshake(io, hs, self.handshake_timeout, what)
-            ch = PipeChannel(io, name=f"pipe {self.name!r} <- pid {creds.pid}", framed=self.mode == "message",
-                             codec=self.codec, max_message_size=self.max_message_size,
-                             trusted=creds.uid == os.getuid(), decoder=decoder,
+                raise setup.refused(creds)
+            decoder = run_server_handshake(io, setup.handshake, self.handshake_timeout, setup.what)
+            out = setup.outcome(creds)
+            ch = PipeChannel(io, name=out.name, framed=out.framed, codec=self.codec,
+                             max_message_size=self.max_message_size, trusted=out.trusted, decoder=decoder,
                              on_close=self._instances.give_back)
         except BaseException:
             io.close()
             raise
-        ch.peer_credentials, ch.mode = creds, self.mode
-        return ch
+        return out.apply(ch)
 
     def close(self) -> None:
         """Stop listening and remove the name (connected instances stay open)."""
@@ -366,21 +364,19 @@ class NamedPipe:
         io = SockIO(sock)
         try:
             creds = peer_credentials(sock)
-            if scope == "user" and creds.uid != os.getuid():
-                raise PermissionDenied(f"{what} is served by uid {creds.uid}, not by you (uid {os.getuid()})")
-            hs = ClientHandshake(kind=KIND, what=what)
+            setup = ClientSetup(KIND, what, scope=scope)
+            setup.check_peer(creds)
             try:
-                decoder = run_client_handshake(io, hs, deadline, what)
+                decoder = run_client_handshake(io, setup.handshake, deadline, what)
             except Timeout:
                 raise Timeout(f"{what}: no free instance within {timeout}s") from None
-            ch = PipeChannel(io, name=f"pipe {name!r} -> pid {creds.pid}", framed=hs.mode == "message",
-                             codec=codec, max_message_size=max_message_size,
-                             trusted=creds.uid == os.getuid(), decoder=decoder)
+            out = setup.outcome(creds, name=f"pipe {name!r} -> pid {creds.pid}")
+            ch = PipeChannel(io, name=out.name, framed=out.framed, codec=codec,
+                             max_message_size=max_message_size, trusted=out.trusted, decoder=decoder)
         except BaseException:
             io.close()
             raise
-        ch.peer_credentials, ch.mode = creds, hs.mode
-        return ch
+        return out.apply(ch)
 
     @staticmethod
     def list() -> list[_registry.ObjectInfo]:

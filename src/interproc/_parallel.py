@@ -21,7 +21,7 @@ import platform
 import struct
 from typing import Any
 
-from ._errors import ChannelClosed, InterprocError, NotFound, PermissionDenied
+from ._errors import HandleClosed, InterprocError, NotFound, PermissionDenied
 
 
 # -- ioctl numbers: the _IOC macro of asm-generic/ioctl.h ------------------------
@@ -131,7 +131,7 @@ class ParallelPort:
     # -- plumbing -----------------------------------------------------
     def fileno(self) -> int:
         if self._fd < 0:
-            raise ChannelClosed(f"parallel port {self.path}: closed")
+            raise HandleClosed(f"parallel port {self.path} is closed (used after its close())")
         return self._fd
 
     def _ioctl(self, request: int, arg: Any, what: str) -> Any:

@@ -1,8 +1,8 @@
 """Anonymous pipes (pipe(2)) and POSIX FIFOs.
 
 An anonymous pipe is one-way: ``r, w = pipe()``.  Each end is a
-:class:`~interproc._stream.StreamChannel`, so it has both faces of the
-classic API: ``write(b)`` / ``read(n)`` on the raw byte stream (``read``
+:class:`~interproc.ReceiveChannel` or :class:`~interproc.SendChannel` half
+with both faces of the classic API: ``write(b)`` / ``read(n)`` on the raw byte stream (``read``
 returns ``b""`` once every writer has closed), and ``send`` / ``recv`` for
 whole messages (length-prefixed frames; do not mix the two on one pipe).
 Writing after the reader has gone raises ``ChannelClosed`` (EPIPE; Python
@@ -27,7 +27,7 @@ from . import _registry
 from ._errors import AlreadyExists, NotFound, Timeout, map_os_error
 from ._framing import DEFAULT_MAX_MESSAGE
 from ._naming import GLOBAL_DIR, Scope, check_private, object_path, runtime_dir, validate_scope
-from ._stream import FdIO, StreamChannel, deadline_of
+from ._stream import FdIO, StreamEnd, StreamReceiver, StreamSender, deadline_of
 
 ENV_VAR = "INTERPROC_PIPE"
 _OPEN_SLICE = 0.02  # how often opening a FIFO for writing looks for a reader
@@ -49,31 +49,22 @@ class _FifoReadIO(FdIO):
         return super().recv_into(buf)
 
 
-class PipeReader(StreamChannel):
-    """The read end of a one-way pipe: ``recv()``, ``read(n)``, iteration, ``fileno()``."""
+class PipeReader(StreamEnd, StreamReceiver):
+    """The read end of a one-way pipe: ``recv()``, ``read(n)``, iteration, ``fileno()``.
+
+    A :class:`~interproc.ReceiveChannel`: it has no ``send`` or ``write``.
+    """
 
     kind = "pipe-read"
 
-    def _send_bytes(self, data: Any, timeout: float | None) -> None:
-        raise TypeError(f"{self.name} is the read end of a one-way pipe; it cannot send")
 
-    def write(self, data: Any, *, timeout: float | None = None) -> int:
-        raise TypeError(f"{self.name} is the read end of a one-way pipe; it cannot write")
+class PipeWriter(StreamEnd, StreamSender):
+    """The write end of a one-way pipe: ``send(msg)``, ``write(b)``, ``fileno()``.
 
-
-class PipeWriter(StreamChannel):
-    """The write end of a one-way pipe: ``send(msg)``, ``write(b)``, ``fileno()``."""
+    A :class:`~interproc.SendChannel`: it has no ``recv``, ``read`` or iteration.
+    """
 
     kind = "pipe-write"
-
-    def _recv_bytes(self, timeout: float | None) -> bytes:
-        raise TypeError(f"{self.name} is the write end of a one-way pipe; it cannot receive")
-
-    def read(self, n: int = -1, *, timeout: float | None = None) -> bytes:
-        raise TypeError(f"{self.name} is the write end of a one-way pipe; it cannot read")
-
-    def __iter__(self):
-        raise TypeError(f"{self.name} is the write end of a one-way pipe; it cannot be iterated")
 
 
 def pipe_from_fd(fd: int, end: str, *, codec: Any = "json",

@@ -34,19 +34,18 @@ from __future__ import annotations
 import mmap
 import os
 import secrets
-import stat
 import struct
 import time
 import weakref
 from typing import Any, Callable, Iterator
 
 from . import _native
-from ._errors import AlreadyExists, InterprocError, NotFound, PermissionDenied, ProtocolError, Timeout, map_os_error
-from ._naming import Scope, check_private, check_segment_file, parse_segment_name, segment_name, validate_name, validate_scope
+from ._errors import AlreadyExists, HandleClosed, InterprocError, NotFound, PermissionDenied, ProtocolError, Timeout, map_os_error
+from ._naming import Scope, check_segment_file, parse_segment_name, segment_name, validate_name, validate_scope
 from ._platform import SHM_DIR, ProcessId, current_process, is_alive, shm_path
 from ._registry import STATE_ALIVE, STATE_PERSISTENT, STATE_STALE, ObjectInfo, register
 from ._lifecycle import finalizer, run_quietly
-from ._timeout import deadline_of, nobody_came
+from ._deadline import deadline_of, nobody_came
 
 MAGIC = b"IPROCSHM"
 LAYOUT_VERSION = 2  # 2: the header lock holds integers only (no pthread mutex)
@@ -629,7 +628,7 @@ class SharedMemory:
 
     def _check_open(self) -> None:
         if self.closed:
-            raise ValueError(f"shm {self.name!r} is closed")
+            raise HandleClosed(f"shm {self.name!r} is closed (used after its close())")
 
     def close(self) -> None:
         """Close this handle; the last one to close removes a non-persistent segment."""

@@ -48,7 +48,7 @@ from ._naming import NAME_MAX, Scope, validate_name
 from ._platform import ProcessId, current_process, is_alive
 from ._registry import register
 from ._shm import F_PERSISTENT, OFF_FLAGS, SharedMemory, _HeaderLock, register_details
-from ._timeout import check_timeout, nobody_came
+from ._deadline import check_timeout, nobody_came
 
 _native.set_errors(closed=ChannelClosed, timeout=Timeout, protocol=ProtocolError,
                    too_large=MessageTooLarge, handle_closed=HandleClosed)
@@ -217,6 +217,21 @@ class ShmChannel(Channel):
     def _recv_bytes(self, timeout: float | None) -> bytes:
         return self._core.recv(timeout=timeout)
 
+    # After close() the bound C methods are dropped from the instance, so these
+    # Python methods (and SendChannelBase.send / recv) raise HandleClosed.
+    _HOT = ("send", "recv", "recv_into", "recv_view")
+
+    def recv_into(self, buffer: Any, *, timeout: float | None = None) -> int:  # type: ignore[no-redef]
+        raise self._handle_closed("recv_into")
+
+    def recv_view(self, *, timeout: float | None = None) -> memoryview:  # type: ignore[no-redef]
+        raise self._handle_closed("recv_view")
+
+    def close(self) -> None:
+        for name in self._HOT:
+            self.__dict__.pop(name, None)
+        super().close()
+
     def fileno(self) -> int:
         """A descriptor that polls readable when ``recv`` may not block.
 
@@ -233,6 +248,14 @@ class ShmChannel(Channel):
         if self._closed:
             raise HandleClosed(f"{self.address}: fileno() on a closed channel")
         return self._core.fileno()
+
+    def ready(self) -> bool:
+        """True when ``recv()`` would not wait: a message is queued or the peer
+        has gone (``interproc.wait`` confirms a doorbell ring with this)."""
+        try:
+            return bool(self._core.wait_recv(timeout=0)) or self._core.peer_closed
+        except ChannelClosed:
+            return True
 
     @property
     def capacity(self) -> int:
@@ -338,9 +361,11 @@ class ShmListener(Listener):
         check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if self._closed:
-                raise ChannelClosed(f"{self.address}: the listener is closed")
+            # Load the word before looking at _closed: close() sets _closed and
+            # then bumps the word, so one of the two is always seen (no lost wake-up).
             seq = _native.atomic_load(self._buf, OFF_ASEQ, **_U32)
+            if self._closed:
+                raise HandleClosed(f"accept on {self.address} after the listener's close()")
             conn = self._take()
             if conn is not None:
                 ch = self._open(conn)

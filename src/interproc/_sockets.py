@@ -28,6 +28,7 @@ from ._codec import get_codec
 from ._errors import (
     AlreadyExists,
     ChannelClosed,
+    HandleClosed,
     InterprocError,
     MessageTooLarge,
     NotFound,
@@ -36,9 +37,10 @@ from ._errors import (
     map_os_error,
 )
 from ._framing import DEFAULT_MAX_MESSAGE
-from ._handshake import ClientHandshake, ServerHandshake
 from ._lifecycle import log
 from ._platform import PeerCredentials, peer_credentials
+from ._setup import ClientSetup, ServerSetup
+from ._trust import refuse_pickle_early
 from ._stream import (
     SockIO,
     StreamChannel,
@@ -104,10 +106,6 @@ def _tls_handshake(sock: _ssl.SSLSocket, deadline: float | None, what: str) -> N
             raise ChannelClosed(f"TLS handshake with {what}: {exc}") from exc
 
 
-def _tls_verified(ctx: _ssl.SSLContext | None) -> bool:
-    return ctx is not None and ctx.verify_mode == _ssl.CERT_REQUIRED
-
-
 def accept_with(get_sock: Any, setup: Any, deadline: float | None, what: str) -> Any:
     """Accept connections on ``get_sock()`` until ``setup(conn, peer)`` gives a channel.
 
@@ -118,7 +116,7 @@ def accept_with(get_sock: Any, setup: Any, deadline: float | None, what: str) ->
     while True:
         sock = get_sock()
         if sock is None:
-            raise ChannelClosed(f"{what} is closed")
+            raise HandleClosed(f"accept on {what} after its close()")
         try:
             conn, peer = sock.accept()
         except (BlockingIOError, InterruptedError):
@@ -170,7 +168,7 @@ class SocketListener(Listener):
 
     def fileno(self) -> int:
         if self._sock is None:
-            raise ChannelClosed(f"listener {self.address} is closed")
+            raise HandleClosed(f"listener {self.address} was used after its close()")
         return self._sock.fileno()
 
     def accept(self, *, timeout: float | None = None) -> SocketChannel:
@@ -183,7 +181,8 @@ class SocketListener(Listener):
         return accept_with(lambda: self._sock, self._setup, deadline_of(timeout), f"listener {self.address}")
 
     def _setup(self, conn: socket.socket, peer: Any) -> SocketChannel:
-        what = f"client of {self.address}"
+        setup = ServerSetup("socket", self.address, authkey=self.authkey, tls=self.ssl)
+        what = setup.what
         hs_deadline = deadline_of(self.handshake_timeout)
         try:
             conn.setblocking(False)
@@ -196,22 +195,18 @@ class SocketListener(Listener):
                 conn = self.ssl.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
                 _tls_handshake(conn, hs_deadline, what)
             io = SockIO(conn)
-            hs = ServerHandshake(kind="socket", authkey=self.authkey)
-            decoder = run_server_handshake(io, hs, self.handshake_timeout, what)
+            decoder = run_server_handshake(io, setup.handshake, self.handshake_timeout, what)
         except BaseException:
             conn.close()
             raise
-        trusted = hs.authenticated or _tls_verified(self.ssl) or (creds is not None and creds.uid == os.getuid())
+        out = setup.outcome(creds, peer)
         try:
-            ch = SocketChannel(
-                io, name=f"{self.address} <- {creds.pid if creds else peer}", codec=self.codec,
-                max_message_size=self.max_message_size, trusted=trusted, decoder=decoder,
-            )
+            ch = SocketChannel(io, name=out.name, codec=self.codec, max_message_size=self.max_message_size,
+                               trusted=out.trusted, decoder=decoder)
         except BaseException:
             io.close()
             raise
-        ch.peer_credentials, ch.authenticated, ch.peer_address = creds, hs.authenticated or _tls_verified(self.ssl), peer
-        return ch
+        return out.apply(ch)
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
@@ -333,15 +328,15 @@ def connect_unix(path: str, *, timeout: float | None = None, authkey: bytes | No
     try:
         creds = peer_credentials(sock)
         io = SockIO(sock)
-        hs = ClientHandshake(kind="socket", authkey=authkey, what=what)
-        decoder = run_client_handshake(io, hs, deadline, what)
-        ch = SocketChannel(io, name=what, codec=codec, max_message_size=max_message_size,
-                           trusted=hs.authenticated or creds.uid == os.getuid(), decoder=decoder)
+        setup = ClientSetup("socket", what, authkey=authkey)
+        decoder = run_client_handshake(io, setup.handshake, deadline, what)
+        out = setup.outcome(creds)
+        ch = SocketChannel(io, name=out.name, codec=codec, max_message_size=max_message_size,
+                           trusted=out.trusted, decoder=decoder)
     except BaseException:
         sock.close()
         raise
-    ch.peer_credentials, ch.authenticated = creds, hs.authenticated
-    return ch
+    return out.apply(ch)
 
 
 # -- TCP --------------------------------------------------------------------------
@@ -366,8 +361,7 @@ def listen_tcp(host: str = "127.0.0.1", port: int = 0, *, authkey: bytes | None 
         )
     if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
         raise TypeError("ssl must be an ssl.SSLContext")
-    if codec == "pickle" and not (authkey or _tls_verified(ssl)):
-        get_codec("pickle", trusted=False)
+    refuse_pickle_early(codec, authkey=authkey, tls=ssl)
     try:
         infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -425,9 +419,7 @@ def connect_tcp(host: str, port: int, *, timeout: float | None = None, authkey: 
                 max_message_size: int = DEFAULT_MAX_MESSAGE) -> SocketChannel:
     """Connect to a framed TCP listener (TCP_NODELAY and keep-alive on)."""
     what = _format_tcp(host, port)
-    trusted = bool(authkey) or _tls_verified(ssl)
-    if codec == "pickle" and not trusted:
-        get_codec("pickle", trusted=False)
+    refuse_pickle_early(codec, authkey=authkey, tls=ssl)
     deadline = deadline_of(timeout)
     sock = _connect_tcp_socket(host, port, deadline, timeout is not None, what)
     try:
@@ -436,16 +428,15 @@ def connect_tcp(host: str, port: int, *, timeout: float | None = None, authkey: 
             sock = ssl.wrap_socket(sock, server_hostname=server_hostname or host, do_handshake_on_connect=False)
             _tls_handshake(sock, deadline, what)
         io = SockIO(sock)
-        hs = ClientHandshake(kind="socket", authkey=authkey, what=what)
-        decoder = run_client_handshake(io, hs, deadline, what)
-        ch = SocketChannel(io, name=what, codec=codec, max_message_size=max_message_size,
-                           trusted=hs.authenticated or _tls_verified(ssl), decoder=decoder)
+        setup = ClientSetup("socket", what, authkey=authkey, tls=ssl)
+        decoder = run_client_handshake(io, setup.handshake, deadline, what)
+        out = setup.outcome(peer=(host, port))
+        ch = SocketChannel(io, name=out.name, codec=codec, max_message_size=max_message_size,
+                           trusted=out.trusted, decoder=decoder)
     except BaseException:
         sock.close()
         raise
-    ch.authenticated = hs.authenticated or _tls_verified(ssl)
-    ch.peer_address = (host, port)
-    return ch
+    return out.apply(ch)
 
 
 # -- UDP ------------------------------------------------------------------------

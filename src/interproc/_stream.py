@@ -24,12 +24,12 @@ import time
 from termios import FIONREAD
 from typing import Any
 
-from ._channel import Channel
-from ._errors import ChannelClosed, ProtocolError, Timeout, map_os_error
+from ._channel import Channel, ReceiveChannelBase, SendChannelBase
+from ._deadline import deadline_of as deadline_of, poll_ms
+from ._errors import ChannelClosed, HandleClosed, ProtocolError, Timeout, map_os_error
 from ._framing import DEFAULT_MAX_MESSAGE, HEADER, FrameDecoder, encode
 from ._handshake import MAX_HANDSHAKE_FRAME
 from ._lifecycle import log
-from ._timeout import deadline_of as deadline_of  # the one timeout= check, re-exported
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError)
 _NOWAIT = socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT
@@ -46,13 +46,9 @@ def wait_fd(fd: int, events: int, deadline: float | None, what: str) -> None:
     poller = select.poll()
     poller.register(fd, events)
     while True:
-        if deadline is None:
-            ms = None
-        else:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Timeout(f"{what} timed out")
-            ms = max(1, int(left * 1000 + 0.999))
+        ms = poll_ms(deadline)
+        if ms == 0:
+            raise Timeout(f"{what} timed out")
         if poller.poll(ms):
             return
 
@@ -115,6 +111,8 @@ class SockIO:
         self.rfd = self.wfd = sock.fileno()
 
     def recv_into(self, buf: memoryview, block: bool = False) -> int:
+        if self.sock is None:  # closed by another thread while this one waited
+            return 0
         if not self.tls:
             return self.sock.recv_into(buf, 0, 0 if block else socket.MSG_DONTWAIT)
         try:
@@ -131,6 +129,8 @@ class SockIO:
             raise ProtocolError(f"bad TLS data from the peer: {exc}") from exc
 
     def send(self, pieces: list[Any], block: bool = False) -> int:
+        if self.sock is None:  # closed by another thread while this one waited
+            raise OSError(errno.EBADF, "the channel was closed")
         if self.tls:
             try:
                 with self._tls_lock:
@@ -283,8 +283,14 @@ def read_some(io: Any, buf: memoryview, deadline: float | None, what: str) -> in
             raise map_os_error(exc, what) from exc
 
 
-class StreamChannel(Channel):
-    """A Channel over a byte stream, framed (message mode) or raw (byte mode)."""
+class StreamEnd:
+    """What both halves of a byte-stream channel share: the I/O object, the
+    decoder, the hot-path functions, ``fileno()`` and the finalizer.
+
+    :class:`StreamChannel` is duplex; a one-way end (``PipeReader``,
+    ``PipeWriter``) combines this with :class:`StreamReceiver` or
+    :class:`StreamSender` alone, so it has no method that only refuses.
+    """
 
     kind = "stream"
 
@@ -348,8 +354,27 @@ class StreamChannel(Channel):
     def fileno(self) -> int:
         """The descriptor to wait on: the read end if there is one."""
         if self._closed:
-            raise ChannelClosed(f"{self.name} is closed")
+            raise HandleClosed(f"fileno() of {self.name} after its close()")
         return self._io.rfd if self._io.rfd >= 0 else self._io.wfd
+
+    def ready(self) -> bool:
+        """True when ``recv()`` would not wait for the peer: a message is
+        buffered already (read ahead with an earlier one), or bytes or the end
+        of the stream are waiting in the kernel (``interproc.wait`` asks this)."""
+        if self._decoder._frames or (not self.framed and self._raw) or self._eof:
+            return True
+        io = self._io
+        if io.rfd < 0:
+            return False
+        if getattr(io, "tls", False) and io.sock is not None and io.sock.pending():
+            return True
+        poller = select.poll()
+        poller.register(io.rfd, select.POLLIN)
+        return bool(poller.poll(0))
+
+
+class StreamSender(SendChannelBase):
+    """Sending on a byte stream (mixed with :class:`StreamEnd`)."""
 
     # -- messages --------------------------------------------------------
     def _send_bytes(self, data: Any, timeout: float | None) -> None:
@@ -365,10 +390,30 @@ class StreamChannel(Channel):
             except OSError:
                 n = 0  # write_all below retries and reports the error properly
             if n != len(frame):  # a signal can cut a blocking write short
-                write_all(self._io, [memoryview(frame)[n:]], None, f"send on {self.name}", self.close)
+                write_all(self._io, [memoryview(frame)[n:]], None, f"send on {self.name}", self._cut)
             return
         write_message(self._io, encode(data, self.max_message_size), deadline_of(timeout), f"send on {self.name}",
-                      self.close)
+                      self._cut)
+
+    def _cut(self) -> None:
+        self._abort("a send timed out in the middle of a message")
+
+    def write(self, data: Any, *, timeout: float | None = None) -> int:
+        """Write all of ``data`` to the raw stream; returns its length.
+
+        If ``timeout`` passes first, ``Timeout`` is raised with ``written``:
+        how many bytes did go (the rest did not).
+        """
+        if self._closed:
+            raise self._handle_closed("write")
+        view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+        if not len(view):
+            return 0  # nothing to write wakes no reader (Win32 WriteFile of 0 bytes on a byte pipe)
+        return write_all(self._io, [view], deadline_of(timeout), f"write on {self.name}")
+
+
+class StreamReceiver(ReceiveChannelBase):
+    """Receiving on a byte stream (mixed with :class:`StreamEnd`)."""
 
     def _recv_bytes(self, timeout: float | None) -> bytes:
         if not self.framed:
@@ -402,6 +447,8 @@ class StreamChannel(Channel):
             while True:
                 n = read_some(self._io, dec.get_buffer(), deadline, f"recv on {self.name}")
                 if n == 0:
+                    if self._closed:  # close() from another thread woke this recv
+                        raise self._handle_closed("recv")
                     self._eof = True
                     log.debug("%s: the peer closed the channel", self.name)
                     dec.eof()
@@ -413,14 +460,14 @@ class StreamChannel(Channel):
         except ProtocolError as exc:
             # The stream cannot be resynchronised after a bad frame.
             log.warning("%s: protocol error, channel closed: %s", self.name, exc)
-            self.close()
+            self._abort(f"a protocol error ({exc})")
             raise
 
     # -- byte stream -----------------------------------------------------
     def read(self, n: int = -1, *, timeout: float | None = None) -> bytes:
         """Up to ``n`` bytes of the raw stream (``b""`` at end of stream)."""
         if self._closed:
-            raise ChannelClosed(f"read on closed {self.name}")
+            raise self._handle_closed("read")
         if n < 0:
             n = _CHUNK
         if self.framed and not self._raw:
@@ -438,18 +485,9 @@ class StreamChannel(Channel):
             self._eof = True
         return view[:got].tobytes()
 
-    def write(self, data: Any, *, timeout: float | None = None) -> int:
-        """Write all of ``data`` to the raw stream; returns its length.
 
-        If ``timeout`` passes first, ``Timeout`` is raised with ``written``:
-        how many bytes did go (the rest did not).
-        """
-        if self._closed:
-            raise ChannelClosed(f"write on closed {self.name}")
-        view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
-        if not len(view):
-            return 0  # nothing to write wakes no reader (Win32 WriteFile of 0 bytes on a byte pipe)
-        return write_all(self._io, [view], deadline_of(timeout), f"write on {self.name}")
+class StreamChannel(StreamEnd, StreamSender, StreamReceiver, Channel):
+    """A Channel over a byte stream, framed (message mode) or raw (byte mode)."""
 
 
 def _handshake_decoder() -> FrameDecoder:

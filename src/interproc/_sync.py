@@ -17,18 +17,13 @@ import time
 from typing import Any
 
 from . import _native
-from ._errors import Timeout
+from ._deadline import deadline_of as _deadline
 from ._naming import Scope
 from ._shm import SharedMemory, register_details
-from ._timeout import deadline_of
 
 _U32 = {"size": 4, "signed": False}
 RECHECK = 0.05  # the longest a waiter sleeps without looking at the count again
 _SEMAPHORE, _EVENT = 0, 1  # kinds of _native.wait_take / _native.post
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return deadline_of(timeout)
 
 
 def _left(deadline: float | None) -> float | None:

@@ -18,7 +18,6 @@ from ._mailslot import (
     Mailslot as Mailslot,
     MailslotWriter as MailslotWriter,
     Pending as Pending,
-    connect_address as connect_address,
 )
 from ._mailslot._domain import (
     DOMAIN_GROUP as DOMAIN_GROUP,
@@ -39,5 +38,4 @@ __all__ = [
     "MailslotWriter",
     "MessageTooLarge",
     "Pending",
-    "connect_address",
 ]

@@ -13,8 +13,6 @@ from ._namedpipe import (
     NamedPipe as NamedPipe,
     PipeChannel as PipeChannel,
     PipeServer as PipeServer,
-    connect_address as connect_address,
-    listen_address as listen_address,
 )
 from ._pipes import (
     ENV_VAR as ENV_VAR,
@@ -38,8 +36,6 @@ __all__ = [
     "PipeReader",
     "PipeServer",
     "PipeWriter",
-    "connect_address",
-    "listen_address",
     "pipe",
     "pipe_from_env",
     "pipe_from_fd",

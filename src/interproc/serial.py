@@ -17,13 +17,12 @@
 Ports are opened exclusively by default (flock + TIOCEXCL).  See docs/serial.md.
 """
 
-from ._framing_cobs import FrameDecoder as FrameDecoder, encode_frame as encode_frame
-from ._serial_aio import AsyncSerialChannel as AsyncSerialChannel, open_channel as open_channel_async
-from ._ptypair import PtyPair as PtyPair, pty_pair as pty_pair
+from ._serial._cobs import FrameDecoder as FrameDecoder, encode_frame as encode_frame
+from ._serial._aio import AsyncSerialChannel as AsyncSerialChannel, open_channel as open_channel_async
+from ._serial._ptypair import PtyPair as PtyPair, pty_pair as pty_pair
 from ._serial import SerialPort as SerialPort, open as open, ports as ports
-from ._serial_channel import (
+from ._serial._channel import (
     SerialChannel as SerialChannel,
-    connect_address as connect_address,
     open_channel as open_channel,
 )
 
@@ -33,7 +32,6 @@ __all__ = [
     "PtyPair",
     "SerialChannel",
     "SerialPort",
-    "connect_address",
     "encode_frame",
     "open",
     "open_channel",

@@ -18,10 +18,8 @@ from ._sockets import (
     SocketChannel as SocketChannel,
     SocketListener as SocketListener,
     UdpSocket as UdpSocket,
-    connect_address as connect_address,
     connect_tcp as connect_tcp,
     connect_unix as connect_unix,
-    listen_address as listen_address,
     listen_tcp as listen_tcp,
     listen_unix as listen_unix,
 )
@@ -35,10 +33,8 @@ __all__ = [
     "SocketListener",
     "TruncatedMessage",
     "UdpSocket",
-    "connect_address",
     "connect_tcp",
     "connect_unix",
-    "listen_address",
     "listen_tcp",
     "listen_unix",
 ]

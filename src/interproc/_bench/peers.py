@@ -111,7 +111,7 @@ class InterprocAddress(Peer):
     def available(self) -> str | None:
         from .._address import SCHEMES
 
-        module = SCHEMES[self.scheme]
+        module = (SCHEMES[self.scheme].listen or "").partition(":")[0]
         try:
             importlib.import_module(module)
         except ImportError as exc:

@@ -17,8 +17,8 @@ import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Union
 
+from .._deadline import deadline_of as deadline_of
 from .._errors import InterprocError, Timeout
-from .._timeout import deadline_of as _deadline_of
 
 TEXT = "text/plain"
 HTML = "text/html"
@@ -94,10 +94,6 @@ def formats_from_targets(targets: list[str]) -> list[str]:
             continue
         out.append(name)
     return out
-
-
-def deadline_of(timeout: float | None) -> float | None:
-    return _deadline_of(timeout)
 
 
 def remaining(deadline: float | None, what: str) -> float | None:

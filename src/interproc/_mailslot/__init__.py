@@ -17,7 +17,6 @@ or by the next ``create`` of the same name.
 from __future__ import annotations
 
 import functools
-import io
 import os
 import stat
 import threading
@@ -27,10 +26,13 @@ from typing import Any, NamedTuple
 
 from . import _domain
 from .. import _registry
-from .._channel import Channel
+from .._channel import SendChannelBase
+from .._codec import get_codec
+from .._contract import ReceiveChannel
 from .._errors import (
     AlreadyExists,
     ChannelClosed,
+    HandleClosed,
     InterprocError,
     NotFound,
     PermissionDenied,
@@ -42,7 +44,7 @@ from .._naming import SCOPES, parse_segment_name, segment_name, segment_prefix, 
 from .._platform import SHM_DIR, owner_alive, shm_path
 from .._shm import register_foreign_kind
 from .._lifecycle import finalizer, run_quietly
-from .._timeout import nobody_came
+from .._deadline import nobody_came
 from ._queue import Gone, Queue, deadline_of
 
 KIND = "mailslot"
@@ -122,8 +124,13 @@ def _deliver_domain(queue: Queue, data: bytes) -> bool:
         return False
 
 
-class Mailslot:
-    """The server (read end) of a mailslot.  Make one with :meth:`create`."""
+class Mailslot(ReceiveChannel):
+    """The server (read end) of a mailslot.  Make one with :meth:`create`.
+
+    A :class:`~interproc.ReceiveChannel`: ``recv()`` is ``read()``.
+    """
+
+    codec = get_codec("json")
 
     def __init__(self) -> None:  # pragma: no cover - use Mailslot.create
         raise TypeError("use Mailslot.create(name, ...) to make a mailslot server")
@@ -235,17 +242,21 @@ class Mailslot:
         try:
             got = self._queue.get_many(deadline_of(timeout), max_count=_READ_BATCH)
         except Gone:  # closed by another thread while this one waited
-            raise ChannelClosed(f"{_what(self.name, self.scope)} was closed while reading") from None
+            raise HandleClosed(f"{_what(self.name, self.scope)} was closed while reading") from None
         except ProtocolError:
             raise
         except ValueError:  # the mapping went away under us: the same thing
             if self._closed:
-                raise ChannelClosed(f"{_what(self.name, self.scope)} was closed while reading") from None
+                raise HandleClosed(f"{_what(self.name, self.scope)} was closed while reading") from None
             raise
         first = got[0]
         if len(got) > 1:
             self._local.extend(got[1:])
         return first
+
+    def recv(self, *, timeout: float | None = None) -> bytes:
+        """The contract's name for :meth:`read`."""
+        return self.read(timeout=timeout)
 
     def _read_nowait_batch(self) -> bytes | None:
         """For the asyncio face: a message if one is here, else None, never waiting for one."""
@@ -255,7 +266,7 @@ class Mailslot:
         try:
             got = self._queue.get_many(time.monotonic() + 0.05, wait=False, max_count=_READ_BATCH)
         except Gone:
-            raise ChannelClosed(f"{_what(self.name, self.scope)} is closed") from None
+            raise HandleClosed(f"{_what(self.name, self.scope)} is closed") from None
         if not got:
             return None
         self._local.extend(got[1:])
@@ -368,7 +379,7 @@ class Mailslot:
     # -- lifetime --------------------------------------------------------
     def _check_open(self) -> None:
         if self._closed:
-            raise ChannelClosed(f"{_what(self.name, self.scope)} is closed")
+            raise HandleClosed(f"{_what(self.name, self.scope)} was used after its close()")
 
     @property
     def closed(self) -> bool:
@@ -392,8 +403,9 @@ class Mailslot:
         return f"<Mailslot {self.name!r} scope={self.scope} {state}>"
 
 
-class MailslotWriter(Channel):
-    """A write-only Channel to one mailslot (``interproc.connect("mailslot://NAME")``)."""
+class MailslotWriter(SendChannelBase):
+    """A write-only channel to one mailslot (``interproc.connect("mailslot://NAME")``):
+    a :class:`~interproc.SendChannel`, with no ``recv``."""
 
     def __init__(self, queue: Queue, name: str, scope: str, *, codec: str = "json") -> None:
         self._queue = queue
@@ -413,12 +425,6 @@ class MailslotWriter(Channel):
             self._queue.put(_as_view(data), deadline_of(timeout))
         except Gone:
             raise ChannelClosed(f"{_what(self.name, self.scope)}: its server has closed or died") from None
-
-    def _recv_bytes(self, timeout: float | None) -> bytes:
-        raise io.UnsupportedOperation(
-            f"{_what(self.name, self.scope)}: mailslot channels are write-only; "
-            "read with Mailslot.create(name).read()"
-        )
 
     @property
     def max_message_size(self) -> int:

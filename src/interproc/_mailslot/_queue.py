@@ -37,10 +37,10 @@ import struct
 import time
 
 from .. import _native
+from .._deadline import deadline_of as deadline_of, time_left as _remaining
 from .._errors import MessageTooLarge, ProtocolError, Timeout
 from .._naming import check_segment_file
 from .._platform import current_process, hold_owner_lock, make_anonymous_file, owner_alive, publish_file
-from .._timeout import deadline_of as _deadline_of
 
 MAGIC = b"IPMSLOT1"
 VERSION = 2  # 2: the queue lock holds integers only (no pthread mutex)
@@ -80,16 +80,6 @@ class Gone(Exception):
 
 def record_size(n: int) -> int:
     return 8 + ((n + 7) & ~7)
-
-
-def _remaining(deadline: float | None) -> float | None:
-    if deadline is None:
-        return None
-    return max(0.0, deadline - time.monotonic())
-
-
-def deadline_of(timeout: float | None) -> float | None:
-    return _deadline_of(timeout)
 
 
 class Queue:

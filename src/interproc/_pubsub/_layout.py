@@ -13,7 +13,7 @@ from .._errors import (ChannelClosed, HandleClosed, MessageTooLarge, ProtocolErr
                        Timeout)
 from .._platform import ProcessId, is_alive
 from .._shm import SharedMemory
-from .._timeout import check_timeout
+from .._deadline import check_timeout
 
 MAGIC = b"IPPUBSUB"
 VERSION = 1

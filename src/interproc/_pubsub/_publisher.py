@@ -55,8 +55,8 @@ class Loan:
             # A live array could still write into the slot after subscribers
             # read it: refuse rather than publish a sample that can change.
             raise BufferError(
-                f"the loan's buf is still exported (a numpy array or other view over it is alive): "
-                f"nothing was published; delete the view (del frame) before the loan ends") from None
+                "the loan's buf is still exported (a numpy array or other view over it is alive): "
+                "nothing was published; delete the view (del frame) before the loan ends") from None
 
     def __enter__(self) -> memoryview:
         return self.buf

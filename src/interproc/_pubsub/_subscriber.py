@@ -18,7 +18,7 @@ from ._layout import (
     _PubSegment, _reap_dead, _store, _wait, _wake, PubSubCore, _heavy_fence,
 )
 from .. import _native
-from .._timeout import nobody_came
+from .._deadline import nobody_came
 
 #: A received sample: ``buf`` is a read-only memoryview, valid until
 #: ``release()`` (or the end of a ``with`` block); also ``len()``, ``bytes()``,

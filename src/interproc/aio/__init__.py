@@ -8,13 +8,18 @@ Each line below re-exports one part's asyncio names.
 """
 
 from ._address import connect as connect, listen as listen
+from .._contract import (
+    AsyncChannel as AsyncChannel,
+    AsyncListener as AsyncListener,
+    AsyncReceiveChannel as AsyncReceiveChannel,
+    AsyncSendChannel as AsyncSendChannel,
+)
+from ._serve import AsyncServer as AsyncServer, serve as serve
 from ._mailslot import Mailslot as Mailslot, MailslotWriter as MailslotWriter
 from ._pubsub import Publisher as Publisher, Subscriber as Subscriber
 from ._shm import ShmChannel as ShmChannel, ShmListener as ShmListener
-from ._stream import AsyncChannel as AsyncChannel
 from ._sync import Event as Event, Semaphore as Semaphore
 from ._transports import (
-    AsyncListener as AsyncListener,
     NamedPipe as NamedPipe,
     connect_tcp as connect_tcp,
     connect_unix as connect_unix,
@@ -28,6 +33,9 @@ from ._transports import (
 __all__ = [
     "AsyncChannel",
     "AsyncListener",
+    "AsyncReceiveChannel",
+    "AsyncSendChannel",
+    "AsyncServer",
     "Event",
     "Mailslot",
     "MailslotWriter",
@@ -46,4 +54,5 @@ __all__ = [
     "listen_unix",
     "pipe",
     "pipe_from_env",
+    "serve",
 ]

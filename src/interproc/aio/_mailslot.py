@@ -1,26 +1,27 @@
 """asyncio mailslots: ``await slot.read()`` and ``await Mailslot.write(...)``.
 
 The queue lives in shared memory and is signalled by futex words, which an
-event loop cannot watch.  So a wait hands the futex to a short-lived waiter
-thread that sleeps in ``futex_wait`` (no polling, the GIL released) and
-completes an asyncio future with ``call_soon_threadsafe`` when a writer bumps
-the word.  Cancelling the read wakes the thread with a spurious futex wake
-(every sleeper re-checks its condition, so nobody else is disturbed).
+event loop cannot watch: a wait goes through the one asyncio waiter for
+futex-based objects, :func:`interproc.aio._futex.futex_wait` (a waiter thread
+asleep in ``futex_wait``, woken with a spurious futex wake on cancel).
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from typing import Any, Callable
 
 from .. import _mailslot as _sync
-from .._errors import ChannelClosed, NotFound, Timeout
+from .._codec import get_codec
+from .._contract import AsyncReceiveChannel, AsyncSendChannel
+from .._deadline import time_left as _left
+from .._errors import ChannelClosed, HandleClosed, NotFound, Timeout
 from .._mailslot import Pending, _as_view, _cache, _open_queue
 from .._mailslot._queue import _LIVENESS_SLICE, Gone, Queue, deadline_of
 from .._naming import validate_name
-from .._timeout import nobody_came
+from .._deadline import nobody_came
+from ._futex import futex_wait
 
 # A lock wait this short never blocks the event loop noticeably; the mutex is
 # only held for the copy of one message.
@@ -28,38 +29,15 @@ _LOCK_WAIT = 0.05
 
 
 async def _sleep_on(wait: Callable[[float | None], None], wake: Callable[[], None], timeout: float | None) -> None:
-    """Run ``wait(timeout)`` (a futex sleep) in a waiter thread; ``wake()`` frees it on cancel."""
-    loop = asyncio.get_running_loop()
-    done = loop.create_future()
-
-    def resolve() -> None:
-        if not done.done():
-            done.set_result(None)
-
-    def waiter() -> None:
-        try:
-            wait(timeout)
-        finally:
-            try:
-                loop.call_soon_threadsafe(resolve)
-            except RuntimeError:  # the loop closed meanwhile
-                pass
-
-    thread = threading.Thread(target=waiter, name="interproc-aio-mailslot", daemon=True)
-    thread.start()
-    try:
-        await done
-    finally:
-        if thread.is_alive():  # cancelled (``done`` counts as done then): free the thread
-            wake()
+    """Run ``wait(timeout)`` (a futex sleep) in the common waiter; ``wake()`` frees it on cancel."""
+    await futex_wait(lambda _cancel: wait(timeout), wake, name="interproc-aio-mailslot")
 
 
-def _left(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())
+class Mailslot(AsyncReceiveChannel):
+    """asyncio face of :class:`interproc.mailslot.Mailslot` (same arguments);
+    an :class:`~interproc.aio.AsyncReceiveChannel` whose ``recv()`` is ``read()``."""
 
-
-class Mailslot:
-    """asyncio face of :class:`interproc.mailslot.Mailslot` (same arguments)."""
+    codec = get_codec("json")
 
     def __init__(self, slot: _sync.Mailslot) -> None:
         self._slot = slot
@@ -75,12 +53,20 @@ class Mailslot:
         return self._slot
 
     def __getattr__(self, attr: str) -> Any:
-        if attr in ("name", "scope", "path", "max_message_size", "max_messages", "dropped", "rejected", "closed", "domain_address"):
+        if attr in ("name", "scope", "path", "max_message_size", "max_messages", "dropped", "rejected", "domain_address"):
             return getattr(self._slot, attr)
         raise AttributeError(attr)
 
+    @property
+    def closed(self) -> bool:
+        return self._slot.closed
+
     def pending(self) -> Pending:
         return self._slot.pending()
+
+    async def recv(self, *, timeout: float | None = None) -> bytes:
+        """The contract's name for :meth:`read`."""
+        return await self.read(timeout=timeout)
 
     async def read(self, *, timeout: float | None = None) -> bytes:
         """The oldest message; waits (without blocking the loop) up to ``timeout`` seconds."""
@@ -88,7 +74,7 @@ class Mailslot:
         queue: Queue = self._slot._queue
         while True:
             if self._slot.closed:
-                raise ChannelClosed(f"mailslot {self._slot.name!r} is closed")
+                raise HandleClosed(f"mailslot {self._slot.name!r} was used after its close()")
             seq = queue.data_seq()  # before looking: a write after this wakes the wait at once
             data = self._slot._read_nowait_batch()
             if data is not None:
@@ -166,35 +152,28 @@ async def _put(queue: Queue, view: memoryview, deadline: float | None) -> None:
         await _sleep_on(lambda t: queue.wait_space(seq, t), queue.wake_writers, slice_)
 
 
-class MailslotWriter:
-    """Write-only async channel (``send``/``send_obj``); ``recv`` is unsupported."""
+class MailslotWriter(AsyncSendChannel):
+    """Write-only async channel (``send``/``send_obj``): an
+    :class:`~interproc.aio.AsyncSendChannel`, with no ``recv``."""
+
+    codec = get_codec("json")
 
     def __init__(self, queue: Queue, name: str) -> None:
         self._queue = queue
         self.name = name
-        self.closed = False
+        self._closed = False
 
     async def send(self, data: Any, *, timeout: float | None = None) -> None:
-        if self.closed:
-            raise ChannelClosed("send on a closed channel")
+        if self._closed:
+            raise HandleClosed(f"send on mailslot writer {self.name!r} after its close()")
         try:
             await _put(self._queue, _as_view(data), deadline_of(timeout))
         except Gone:
             raise ChannelClosed(f"mailslot {self.name!r}: its server has closed or died") from None
 
-    async def send_obj(self, obj: Any, *, timeout: float | None = None) -> None:
-        from .._codec import get_codec
-
-        await self.send(get_codec("json").encode(obj), timeout=timeout)
-
-    async def recv(self, *, timeout: float | None = None) -> bytes:
-        import io
-
-        raise io.UnsupportedOperation(f"mailslot {self.name!r}: mailslot channels are write-only")
-
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
+        if not self._closed:
+            self._closed = True
             self._queue.close()
 
     async def __aenter__(self) -> "MailslotWriter":

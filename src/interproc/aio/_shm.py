@@ -22,14 +22,14 @@ import asyncio
 import functools
 from typing import Any, AsyncIterator, Callable
 
-from .. import _shmchannel
+from .. import _contract, _shmchannel
 from .._address import Address, parse
-from .._errors import ChannelClosed, Timeout
-from .._timeout import check_timeout
+from .._deadline import check_timeout
+from .._errors import ChannelClosed, HandleClosed, Timeout
 from ._fdwait import FdWaiters
 
 
-class ShmChannel:
+class ShmChannel(_contract.AsyncChannel):
     """``async`` twin of :class:`interproc._shmchannel.ShmChannel`."""
 
     def __init__(self, channel: _shmchannel.ShmChannel) -> None:
@@ -57,7 +57,12 @@ class ShmChannel:
         return asyncio.get_running_loop().time() + timeout
 
     # -- the channel ------------------------------------------------------
+    def _check_open(self, what: str) -> None:
+        if self.channel.closed:
+            raise HandleClosed(f"{what} on {self.channel.address} after its close()")
+
     async def send(self, data: Any, *, timeout: float | None = None) -> None:
+        self._check_open("send")
         core = self._core
         n = memoryview(data).nbytes
         deadline = self._deadline(timeout)
@@ -75,6 +80,7 @@ class ShmChannel:
         return await self._recv(self._core.recv_view, timeout)
 
     async def _recv(self, take: Callable[..., Any], timeout: float | None) -> Any:
+        self._check_open("recv")
         core = self._core
         deadline = self._deadline(timeout)
         while not core.wait_recv(timeout=0):
@@ -120,7 +126,7 @@ class ShmChannel:
         return getattr(self.channel, name)
 
 
-class ShmListener:
+class ShmListener(_contract.AsyncListener):
     """``async`` twin of :class:`interproc._shmchannel.ShmListener`."""
 
     def __init__(self, listener: _shmchannel.ShmListener) -> None:
@@ -141,6 +147,10 @@ class ShmListener:
             if deadline is not None and loop.time() >= deadline:
                 raise Timeout(f"{self.address}: no connection within {timeout} s")
             await self._fdw.wait(fd, deadline)
+
+    @property
+    def closed(self) -> bool:
+        return self.listener.closed
 
     def close(self) -> None:
         self._fdw.unwatch()

@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from .. import _contract
 from .._codec import Codec, get_codec
-from .._errors import ChannelClosed, ProtocolError, Timeout
+from .._deadline import deadline_of, now as _now
+from .._errors import ChannelClosed, HandleClosed, ProtocolError, Timeout
 from .._framing import DEFAULT_MAX_MESSAGE, FrameDecoder, encode
 from .._handshake import MAX_HANDSHAKE_FRAME
 
@@ -98,7 +100,7 @@ class _StreamProtocol(asyncio.BufferedProtocol):
             if deadline is None:
                 await self._waiter
             else:
-                left = deadline - loop.time()
+                left = deadline - _now()
                 if left <= 0:
                     raise Timeout(f"{what} timed out")
                 try:
@@ -119,8 +121,11 @@ class _StreamProtocol(asyncio.BufferedProtocol):
             await self._write_ready
 
 
-class AsyncChannel:
-    """The asyncio Channel: ``await send()``, ``await recv()``, ``async for``, ``close()``.
+class AsyncStreamEnd:
+    """What both halves of an asyncio byte-stream channel share (transport,
+    protocol, codec, close).  :class:`AsyncStreamChannel` is duplex; an
+    anonymous pipe end is :class:`AsyncStreamReceiver` or
+    :class:`AsyncStreamSender` alone.
 
     Byte-mode channels (``framed=False``) also have ``await read(n)`` and
     ``await write(b)``.  ``trusted`` gates pickle exactly as on sync channels.
@@ -152,7 +157,7 @@ class AsyncChannel:
         self.codec = get_codec(codec, trusted=trusted)
 
     def __repr__(self) -> str:
-        return f"<AsyncChannel {self.name}{' closed' if self._closed else ''}>"
+        return f"<{type(self).__name__} {self.name}{' closed' if self._closed else ''}>"
 
     @property
     def closed(self) -> bool:
@@ -161,10 +166,34 @@ class AsyncChannel:
     def set_codec(self, codec: Any) -> None:
         self.codec = get_codec(codec, trusted=self.trusted)
 
+    _broken: str | None = None
+
+    def _handle_closed(self, what: str) -> Exception:
+        if self._broken is not None:
+            return ChannelClosed(f"{what} on {self.name}: the channel was closed after {self._broken}")
+        return HandleClosed(f"{what} on {self.name}: this handle is closed (used after its close())")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for t in {self._transport, self._wtransport}:
+            t.close()
+        if self._on_close is not None:
+            self._on_close()
+
+    async def aclose(self) -> None:
+        self.close()
+        await asyncio.sleep(0)  # let the transport run its close callbacks
+
+
+class AsyncStreamSender(_contract.AsyncSendChannel):
+    """Sending on an asyncio byte stream (mixed with :class:`AsyncStreamEnd`)."""
+
     async def send(self, data: Any, *, timeout: float | None = None) -> None:
         """Send one message (any bytes-like object); waits while the OS buffer is full."""
         if self._closed:
-            raise ChannelClosed(f"send on closed {self.name}")
+            raise self._handle_closed("send")
         if self._proto.lost is not None:
             raise ChannelClosed(f"{self.name}: the peer has gone")
         if self.framed:
@@ -181,17 +210,32 @@ class AsyncChannel:
         if self._proto.lost is not None and not isinstance(self._proto.lost, ChannelClosed):
             raise ChannelClosed(f"{self.name}: the peer has gone ({self._proto.lost})")
 
+    async def write(self, data: Any, *, timeout: float | None = None) -> int:
+        view = memoryview(data).cast("B")
+        if self._closed:
+            raise self._handle_closed("write")
+        self._wtransport.write(view)  # type: ignore[attr-defined]
+        await self._drain(timeout)
+        return view.nbytes
+
+
+class AsyncStreamReceiver(_contract.AsyncReceiveChannel):
+    """Receiving on an asyncio byte stream (mixed with :class:`AsyncStreamEnd`)."""
+
+    def ready(self) -> bool:
+        """True when a message is already buffered (``recv()`` will not wait)."""
+        return bool(self._proto.decoder._frames) if self.framed else bool(self._proto.raw)
+
     async def recv(self, *, timeout: float | None = None) -> bytes:
         """The next whole message; ``ChannelClosed`` once the peer has gone."""
         if self._closed:
-            raise ChannelClosed(f"recv on closed {self.name}")
+            raise self._handle_closed("recv")
         if not self.framed:
             data = await self.read(-1, timeout=timeout)
             if not data:
                 raise ChannelClosed(f"{self.name}: the peer closed the stream")
             return data
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = deadline_of(timeout)
         proto = self._proto
         while True:
             try:
@@ -201,16 +245,18 @@ class AsyncChannel:
                 if proto.eof:
                     proto.decoder.eof()
                     raise ChannelClosed(f"{self.name}: the peer closed the channel")
-            except ProtocolError:
+            except ProtocolError as exc:
+                self._broken = f"a protocol error ({exc})"
                 self.close()
                 raise
             await proto.wait_data(deadline, f"recv on {self.name}")
 
     async def read(self, n: int = -1, *, timeout: float | None = None) -> bytes:
         """Byte mode: up to ``n`` bytes (``b""`` at end of stream)."""
+        if self._closed:
+            raise self._handle_closed("read")
         proto = self._proto
-        loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = deadline_of(timeout)
         while not proto.raw and not proto.eof:
             await proto.wait_data(deadline, f"read on {self.name}")
         n = len(proto.raw) if n < 0 else n
@@ -218,47 +264,13 @@ class AsyncChannel:
         del proto.raw[:n]
         return data
 
-    async def write(self, data: Any, *, timeout: float | None = None) -> int:
-        view = memoryview(data).cast("B")
-        if self._closed:
-            raise ChannelClosed(f"write on closed {self.name}")
-        self._wtransport.write(view)  # type: ignore[attr-defined]
-        await self._drain(timeout)
-        return view.nbytes
 
-    async def send_obj(self, obj: Any, *, timeout: float | None = None) -> None:
-        await self.send(self.codec.encode(obj), timeout=timeout)
+class AsyncStreamChannel(AsyncStreamEnd, AsyncStreamSender, AsyncStreamReceiver, _contract.AsyncChannel):
+    """The asyncio channel over a byte stream: ``await send()``, ``await recv()``,
+    ``async for``, ``close()``."""
 
-    async def recv_obj(self, *, timeout: float | None = None) -> Any:
-        return self.codec.decode(await self.recv(timeout=timeout))
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        for t in {self._transport, self._wtransport}:
-            t.close()
-        if self._on_close is not None:
-            self._on_close()
-
-    async def aclose(self) -> None:
-        self.close()
-        await asyncio.sleep(0)  # let the transport run its close callbacks
-
-    async def __aenter__(self) -> "AsyncChannel":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> "AsyncChannel":
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await self.recv()
-        except ChannelClosed:
-            raise StopAsyncIteration from None
+AsyncChannel = AsyncStreamChannel  # the old private name, used by other modules
 
 
 async def read_frame(proto: _StreamProtocol, deadline: float | None, what: str) -> bytes:

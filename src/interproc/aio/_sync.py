@@ -1,9 +1,8 @@
 """asyncio waits on named Event and Semaphore objects.
 
-The wait runs in a thread of its own, asleep on the object's futex (no
-polling); the result reaches the event loop through call_soon_threadsafe.
-Cancelling the awaiting task sets a flag and wakes the futex, so the thread
-ends at once; a count or signal taken in that instant is given back.
+The wait is :func:`interproc.aio._futex.futex_wait` (the one asyncio waiter
+for futex-based objects): a thread asleep on the object's futex, cancelled
+at once, a count or signal taken in that instant given back.
 
 ``Mutex`` has no asyncio twin: a robust mutex belongs to the thread that
 locked it, and an event loop runs many tasks on one thread.  Use
@@ -12,49 +11,9 @@ locked it, and an event loop runs many tasks on one thread.  Use
 
 from __future__ import annotations
 
-import asyncio
-import threading
-from typing import Any, Callable
-
 from .. import _sync
 from .._naming import Scope
-
-
-async def _in_thread(wait: Callable[[threading.Event], bool], wake: Callable[[], None],
-                     give_back: Callable[[], None]) -> bool:
-    loop = asyncio.get_running_loop()
-    fut: asyncio.Future[bool] = loop.create_future()
-    cancel = threading.Event()
-
-    def run() -> None:
-        try:
-            result: Any = wait(cancel)
-            ok = True
-        except BaseException as exc:  # delivered to the awaiting task
-            result, ok = exc, False
-
-        def deliver() -> None:
-            if fut.cancelled():
-                if ok and result:
-                    give_back()
-            elif ok:
-                fut.set_result(result)
-            else:
-                fut.set_exception(result)
-
-        try:
-            loop.call_soon_threadsafe(deliver)
-        except RuntimeError:  # the loop has closed: nobody wants the result
-            if ok and result:
-                give_back()
-
-    threading.Thread(target=run, name="interproc-aio-wait", daemon=True).start()
-    try:
-        return await fut
-    except asyncio.CancelledError:
-        cancel.set()
-        wake()
-        raise
+from ._futex import futex_wait as _in_thread
 
 
 class Event:

@@ -13,22 +13,20 @@ import socket
 import ssl as _ssl
 from typing import Any
 
-from .. import _namedpipe, _sockets
-from .._codec import get_codec
-from .._errors import ChannelClosed, NotFound, PermissionDenied, ProtocolError, Timeout
+from .. import _contract, _namedpipe, _sockets
+from .._errors import ChannelClosed, HandleClosed, NotFound, PermissionDenied, ProtocolError, Timeout
 from .._framing import DEFAULT_MAX_MESSAGE
-from .._handshake import ClientHandshake, ServerHandshake
+from .._deadline import deadline_of as _deadline, now as _now
+from .._setup import ClientSetup, ServerSetup
+from .._trust import refuse_pickle_early
 from .._naming import Scope
 from .._pipes import ENV_VAR, pipe_from_env as _sync_pipe_from_env
 from .._platform import peer_credentials
-from ._stream import AsyncChannel, _StreamProtocol, client_handshake, server_handshake
-from .._timeout import check_timeout, nobody_came
+from ._stream import (AsyncChannel, AsyncStreamEnd, AsyncStreamReceiver, AsyncStreamSender, _StreamProtocol,
+                      client_handshake, server_handshake)
+from .._deadline import nobody_came
 
 _RETRY_SLICE = 0.05  # connect(timeout=) looks again for a listener this often
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return None if check_timeout(timeout) is None else asyncio.get_running_loop().time() + timeout
 
 
 async def _connect_unix_sock(path: str, deadline: float | None, waiting: bool, what: str) -> socket.socket:
@@ -48,7 +46,7 @@ async def _connect_unix_sock(path: str, deadline: float | None, waiting: bool, w
             raise
         # Waiting for a listener to appear: there is no event for "someone
         # bound this path", so look again after a short sleep.
-        if deadline is not None and loop.time() >= deadline:
+        if deadline is not None and _now() >= deadline:
             raise Timeout(f"nothing listened at {what} in time")
         await asyncio.sleep(_RETRY_SLICE)
 
@@ -57,7 +55,7 @@ async def _wrap(sock: socket.socket | None, *, ssl: Any = None, server_side: boo
                 server_hostname: str | None = None, host_port: tuple | None = None,
                 deadline: float | None = None) -> tuple[Any, _StreamProtocol]:
     loop = asyncio.get_running_loop()
-    left = None if deadline is None else max(0.001, deadline - loop.time())
+    left = None if deadline is None else max(0.001, deadline - _now())
     kw: dict[str, Any] = {}
     if ssl is not None:
         kw["ssl"] = ssl
@@ -91,26 +89,23 @@ async def connect_unix(path: str, *, timeout: float | None = None, authkey: byte
     creds = peer_credentials(sock)
     transport, proto = await _wrap(sock)
     try:
-        hs = ClientHandshake(kind="socket", authkey=authkey, what=what)
-        await client_handshake(transport, proto, hs, deadline, what)
-        ch = AsyncChannel(transport, proto, name=what, codec=codec, max_message_size=max_message_size,
-                          trusted=hs.authenticated or creds.uid == os.getuid())
+        setup = ClientSetup("socket", what, authkey=authkey)
+        await client_handshake(transport, proto, setup.handshake, deadline, what)
+        out = setup.outcome(creds)
+        ch = AsyncChannel(transport, proto, name=out.name, codec=codec, max_message_size=max_message_size,
+                          trusted=out.trusted)
     except BaseException:
         transport.close()
         raise
-    ch.peer_credentials, ch.authenticated = creds, hs.authenticated
-    return ch
+    return out.apply(ch)
 
 
 async def connect_tcp(host: str, port: int, *, timeout: float | None = None, authkey: bytes | None = None,
                       ssl: _ssl.SSLContext | None = None, server_hostname: str | None = None,
                       codec: Any = "json", max_message_size: int = DEFAULT_MAX_MESSAGE) -> AsyncChannel:
     what = _sockets._format_tcp(host, port)
-    verified = _sockets._tls_verified(ssl)
-    if codec == "pickle" and not (authkey or verified):
-        get_codec("pickle", trusted=False)  # the same refusal as the sync side, before connecting
+    refuse_pickle_early(codec, authkey=authkey, tls=ssl)  # the same refusal as the sync side, before connecting
     deadline = _deadline(timeout)
-    loop = asyncio.get_running_loop()
     while True:
         try:
             transport, proto = await _wrap(None, ssl=ssl, server_hostname=server_hostname, host_port=(host, port),
@@ -119,25 +114,25 @@ async def connect_tcp(host: str, port: int, *, timeout: float | None = None, aut
         except NotFound:
             if timeout is None:
                 raise
-            if loop.time() >= deadline:  # type: ignore[operator]
+            if _now() >= deadline:  # type: ignore[operator]
                 raise nobody_came(f"tcp://{host}:{port}", timeout) from None
             await asyncio.sleep(_RETRY_SLICE)
     try:
         sock = transport.get_extra_info("socket")
         if sock is not None:
             _sockets._tcp_options(sock)
-        hs = ClientHandshake(kind="socket", authkey=authkey, what=what)
-        await client_handshake(transport, proto, hs, deadline, what)
-        ch = AsyncChannel(transport, proto, name=what, codec=codec, max_message_size=max_message_size,
-                          trusted=hs.authenticated or verified)
+        setup = ClientSetup("socket", what, authkey=authkey, tls=ssl)
+        await client_handshake(transport, proto, setup.handshake, deadline, what)
+        out = setup.outcome(peer=(host, port))
+        ch = AsyncChannel(transport, proto, name=out.name, codec=codec, max_message_size=max_message_size,
+                          trusted=out.trusted)
     except BaseException:
         transport.close()
         raise
-    ch.authenticated = hs.authenticated or verified
-    return ch
+    return out.apply(ch)
 
 
-class AsyncListener:
+class StreamAsyncListener(_contract.AsyncListener):
     """``await accept(timeout=)``, ``address``, ``close()``; wraps a sync listener's socket."""
 
     def __init__(self, sync_listener: Any, *, kind: str = "socket") -> None:
@@ -149,7 +144,14 @@ class AsyncListener:
             self._slots = asyncio.Semaphore(sync_listener.max_instances)
 
     def __repr__(self) -> str:
-        return f"<AsyncListener {self.address}>"
+        return f"<AsyncListener {self.address}{' closed' if self.closed else ''}>"
+
+    @property
+    def closed(self) -> bool:
+        return self._sync._sock is None
+
+    def fileno(self) -> int:
+        return self._sync.fileno()
 
     async def accept(self, *, timeout: float | None = None) -> AsyncChannel:
         try:
@@ -165,7 +167,7 @@ class AsyncListener:
             while True:
                 lsock = self._sync._sock
                 if lsock is None:
-                    raise ChannelClosed(f"listener {self.address} is closed")
+                    raise HandleClosed(f"accept on listener {self.address} after its close()")
                 conn, peer = await loop.sock_accept(lsock)
                 try:
                     return await self._setup(conn, peer)
@@ -178,25 +180,24 @@ class AsyncListener:
 
     async def _setup(self, conn: socket.socket, peer: Any) -> AsyncChannel:
         sync = self._sync
-        what = f"client of {self.address}"
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + sync.handshake_timeout
+        deadline = _now() + sync.handshake_timeout
         creds = peer_credentials(conn) if conn.family == socket.AF_UNIX else None
         if self._kind == "pipe":
-            refusal = sync._refuse(creds)
-            hs = ServerHandshake(kind="pipe", mode=sync.mode)
+            setup = ServerSetup("pipe", f"pipe {sync.name!r}", mode=sync.mode, refuse=sync._refuse)
+            refusal = setup.check_peer(creds)
             if refusal:
                 try:
-                    conn.send(_namedpipe._frame(hs.greeting("denied", refusal)))
+                    conn.send(refusal)
                 finally:
                     conn.close()
-                raise PermissionDenied(f"{self.address} refused pid {creds.pid}: {refusal}")
+                raise setup.refused(creds)
             tls = None
         else:
-            hs = ServerHandshake(kind="socket", authkey=sync.authkey)
             tls = sync.ssl
+            setup = ServerSetup("socket", self.address, authkey=sync.authkey, tls=tls)
             if creds is None:
                 _sockets._tcp_options(conn)
+        what = setup.what
         try:
             transport, proto = await _wrap(conn, ssl=tls, server_side=True, deadline=deadline)
         except BaseException:
@@ -204,29 +205,23 @@ class AsyncListener:
             raise
         try:
             try:
-                await server_handshake(transport, proto, hs, deadline, what)
+                await server_handshake(transport, proto, setup.handshake, deadline, what)
             except Timeout:
                 raise ProtocolError(f"{what} did not complete the handshake in {sync.handshake_timeout}s") from None
-            verified = _sockets._tls_verified(tls)
-            trusted = hs.authenticated or verified or (creds is not None and creds.uid == os.getuid())
-            mode = getattr(sync, "mode", "message")
-            ch = AsyncChannel(transport, proto, name=f"{self.address} <- {creds.pid if creds else peer}",
-                              framed=mode == "message", codec=sync.codec, max_message_size=sync.max_message_size,
-                              trusted=trusted, on_close=self._slots.release if self._slots else None)
+            out = setup.outcome(creds, peer)
+            ch = AsyncChannel(transport, proto, name=out.name, framed=out.framed, codec=sync.codec,
+                              max_message_size=sync.max_message_size, trusted=out.trusted,
+                              on_close=self._slots.release if self._slots else None)
         except BaseException:
             transport.close()
             raise
-        ch.peer_credentials, ch.authenticated, ch.mode = creds, hs.authenticated or verified, mode
-        return ch
+        return out.apply(ch)
 
     def close(self) -> None:
         self._sync.close()
 
-    async def __aenter__(self) -> "AsyncListener":
-        return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
+AsyncListener = StreamAsyncListener  # the old private name, used by other modules
 
 
 async def listen_tcp(host: str = "127.0.0.1", port: int = 0, **kw: Any) -> AsyncListener:
@@ -255,28 +250,38 @@ class NamedPipe:
         deadline = _deadline(timeout)
         sock = await _connect_unix_sock(path, deadline, timeout is not None, what)
         creds = peer_credentials(sock)
-        if scope == "user" and creds.uid != os.getuid():
+        setup = ClientSetup("pipe", what, scope=scope)
+        try:
+            setup.check_peer(creds)
+        except BaseException:
             sock.close()
-            raise PermissionDenied(f"{what} is served by uid {creds.uid}, not by you")
+            raise
         transport, proto = await _wrap(sock)
         try:
-            hs = ClientHandshake(kind="pipe", what=what)
             try:
-                await client_handshake(transport, proto, hs, deadline, what)
+                await client_handshake(transport, proto, setup.handshake, deadline, what)
             except Timeout:
                 raise Timeout(f"{what}: no free instance within {timeout}s") from None
-            ch = AsyncChannel(transport, proto, name=what, framed=hs.mode == "message", codec=codec,
-                              max_message_size=max_message_size, trusted=creds.uid == os.getuid())
+            out = setup.outcome(creds, name=f"pipe {name!r} -> pid {creds.pid}")
+            ch = AsyncChannel(transport, proto, name=out.name, framed=out.framed, codec=codec,
+                              max_message_size=max_message_size, trusted=out.trusted)
         except BaseException:
             transport.close()
             raise
-        ch.peer_credentials, ch.mode = creds, hs.mode
-        return ch
+        return out.apply(ch)
 
 
 # -- anonymous pipes --------------------------------------------------------------
 
-async def from_pipe_end(end: Any, *, codec: Any = "json") -> AsyncChannel:
+class AsyncPipeReader(AsyncStreamEnd, AsyncStreamReceiver):
+    """The read end of a one-way pipe for asyncio: an AsyncReceiveChannel."""
+
+
+class AsyncPipeWriter(AsyncStreamEnd, AsyncStreamSender):
+    """The write end of a one-way pipe for asyncio: an AsyncSendChannel."""
+
+
+async def from_pipe_end(end: Any, *, codec: Any = "json") -> AsyncPipeReader | AsyncPipeWriter:
     """Take over the descriptor of a sync PipeReader/PipeWriter for asyncio."""
     loop = asyncio.get_running_loop()
     io = end._io
@@ -289,19 +294,19 @@ async def from_pipe_end(end: Any, *, codec: Any = "json") -> AsyncChannel:
         transport, proto = await loop.connect_read_pipe(_StreamProtocol, fileobj)
     else:
         transport, proto = await loop.connect_write_pipe(_StreamProtocol, fileobj)
-    return AsyncChannel(transport, proto, name=f"{end.name} (asyncio)", codec=codec,
-                        max_message_size=end.max_message_size)
+    cls = AsyncPipeReader if reading else AsyncPipeWriter
+    return cls(transport, proto, name=f"{end.name} (asyncio)", codec=codec, max_message_size=end.max_message_size)
 
 
-async def pipe(*, codec: Any = "json") -> tuple[AsyncChannel, AsyncChannel]:
+async def pipe(*, codec: Any = "json") -> tuple[AsyncPipeReader, AsyncPipeWriter]:
     """A new anonymous one-way pipe for asyncio: ``(reader, writer)``."""
     from .._pipes import pipe as sync_pipe
 
     r, w = sync_pipe()
-    return await from_pipe_end(r, codec=codec), await from_pipe_end(w, codec=codec)
+    return await from_pipe_end(r, codec=codec), await from_pipe_end(w, codec=codec)  # type: ignore[return-value]
 
 
-async def pipe_from_env(env_var: str = ENV_VAR, *, codec: Any = "json") -> AsyncChannel:
+async def pipe_from_env(env_var: str = ENV_VAR, *, codec: Any = "json") -> AsyncPipeReader | AsyncPipeWriter:
     """In a child started by ``interproc.pipes.popen_with_pipe``: its end, for asyncio."""
     return await from_pipe_end(_sync_pipe_from_env(env_var), codec=codec)
 

@@ -1,19 +1,22 @@
-"""Modules that own named objects; importing them registers their listers."""
+"""Modules that own named objects; importing them registers their listers.
+
+The core resources are listed here; each transport's modules come from its
+scheme record (:func:`interproc._schemes.kind_modules`).
+"""
 
 import importlib
+
+from .._schemes import kind_modules
 
 KIND_MODULES = (
     "interproc._shm",
     "interproc._sync",
     "interproc._shared",
     "interproc._pubsub",
-    "interproc._namedpipe",
-    "interproc._mailslot",
-    "interproc._shmchannel",
-    "interproc._pipes",
-    "interproc._messages._names",
-    "interproc._dde._server",
-)
+    "interproc._pipes",  # FIFOs
+    "interproc._messages._names",  # windows (interproc.messages)
+    "interproc._dde._server",  # DDE services
+) + tuple(m for m in kind_modules() if m not in ("interproc._shm", "interproc._sync", "interproc._shared"))
 
 #: Every kind ``interproc ls`` can show (``--kind`` takes one of these).
 KINDS = ("chan", "chanlisten", "event", "fifo", "mailslot", "mutex", "pipe", "pub", "semaphore", "shm", "struct")

@@ -1,12 +1,13 @@
-"""asyncio version of the framed serial channel, on the same sans-I/O frame codec.
+"""asyncio version of the framed serial channel, on the same sans-I/O core
+(:class:`~interproc._serial._core.SerialSession`) as the blocking one.
 
 The port's non-blocking fd is watched with ``loop.add_reader`` /
-``add_writer``: bytes go through :class:`~interproc._framing_cobs.FrameDecoder`
+``add_writer``: bytes go through :class:`~interproc._serial._cobs.FrameDecoder`
 as they arrive, and ``recv()`` awaits a future completed by the reader
 callback; nothing polls.  Reading stops while many frames wait unread (flow
 control reaches the sender through the tty buffers).
 
-    ch = await interproc._serial_aio.open_channel("/dev/ttyUSB0", 115200)
+    ch = await interproc._serial._aio.open_channel("/dev/ttyUSB0", 115200)
     await ch.send(b"hi"); await ch.recv(timeout=1)
     async for msg in ch: ...
 
@@ -19,42 +20,37 @@ import asyncio
 import errno
 import os
 import time
-from collections import deque
 from typing import Any
 
-from ._codec import Codec, get_codec
-from ._errors import ChannelClosed, MessageTooLarge, NotFound, ProtocolError, Timeout
-from ._framing_cobs import CLOSE, DATA, DEFAULT_MAX_PAYLOAD, FrameDecoder, encode_frame
-from ._serial import _CHUNK, SerialPort, _byte_view
-from ._serial import open as _open_port
-from ._serial_channel import _QUERY_KEYS, _query_value
-from ._timeout import nobody_came
+from .. import _contract
+from .._codec import Codec, get_codec
+from .._deadline import deadline_of, nobody_came, time_left
+from .._errors import ChannelClosed, HandleClosed, NotFound, Timeout
+from ._cobs import DEFAULT_MAX_PAYLOAD
+from . import _CHUNK, SerialPort
+from . import open as _open_port
+from ._core import SerialSession
+from ._channel import _QUERY_KEYS, _query_value
 
 _HIGH_FRAMES = 256  # stop reading when this many frames wait unread
 _LOW_FRAMES = 32
 
 
-class AsyncSerialChannel:
+class AsyncSerialChannel(_contract.AsyncChannel):
     """Messages over a serial line for asyncio; same frames and rules as ``SerialChannel``."""
 
     trusted = False  # the far end of a cable is not authenticated: no pickle
 
     def __init__(self, port: SerialPort, *, codec: str | Codec = "json", max_message_size: int = DEFAULT_MAX_PAYLOAD,
                  on_bad_frame: str = "drop", end_on_peer_close: bool = True) -> None:
-        if on_bad_frame not in ("drop", "raise"):
-            raise ValueError(f"on_bad_frame must be 'drop' or 'raise', not {on_bad_frame!r}")
-        if isinstance(max_message_size, bool) or not isinstance(max_message_size, int) or max_message_size <= 0:
-            raise ValueError(f"max_message_size must be a positive integer, not {max_message_size!r}")
+        self._session = SerialSession(port.port, max_message_size=max_message_size, on_bad_frame=on_bad_frame,
+                                      end_on_peer_close=end_on_peer_close)
+        self._frames = self._session.frames  # for flow control
         self.port = port
         self.codec = get_codec(codec, trusted=self.trusted)
         self.max_message_size = max_message_size
         self.on_bad_frame = on_bad_frame
         self.end_on_peer_close = bool(end_on_peer_close)
-        self.peer_closes = 0
-        self._decoder = FrameDecoder(max_message_size)
-        self._frames: deque[bytes] = deque()
-        self._bad_pending = 0  # drops not yet reported (on_bad_frame="raise")
-        self._peer_closed = False
         self._error: Exception | None = None
         self._loop = asyncio.get_running_loop()
         self._waiter: asyncio.Future | None = None
@@ -68,11 +64,15 @@ class AsyncSerialChannel:
 
     @property
     def dropped_frames(self) -> int:
-        return self._decoder.dropped
+        return self._session.decoder.dropped
 
     @property
     def last_drop_reason(self) -> str | None:
-        return self._decoder.last_error
+        return self._session.decoder.last_error
+
+    @property
+    def peer_closes(self) -> int:
+        return self._session.peer_closes
 
     @property
     def closed(self) -> bool:
@@ -107,15 +107,7 @@ class AsyncSerialChannel:
                 self._error = ChannelClosed(f"serial port {self.port.port}: hung up (device gone or pty closed)")
             self._stop_reading()
         else:
-            before = self._decoder.dropped
-            for kind, payload in self._decoder.feed(data):
-                if kind == DATA and not self._peer_closed:
-                    self._frames.append(payload)
-                elif kind == CLOSE:
-                    self.peer_closes += 1
-                    if self.end_on_peer_close:
-                        self._peer_closed = True
-            self._bad_pending += self._decoder.dropped - before
+            self._session.feed(data)
             if len(self._frames) >= _HIGH_FRAMES:
                 self._stop_reading()
         if self._waiter is not None and not self._waiter.done():
@@ -124,27 +116,21 @@ class AsyncSerialChannel:
     async def recv(self, *, timeout: float | None = None) -> bytes:
         """One whole message; ``Timeout``, or ``ChannelClosed`` once the peer closed."""
         if self.closed:
-            raise ChannelClosed("recv on a closed channel")
-        deadline = None if timeout is None else time.monotonic() + timeout
+            raise HandleClosed(f"recv on serial port {self.port.port} after its close()")
+        deadline = deadline_of(timeout)
         while True:
-            if self.on_bad_frame == "raise" and self._bad_pending:
-                self._bad_pending = 0
-                raise ProtocolError(f"serial port {self.port.port}: bad frame dropped ({self._decoder.last_error})")
-            if self._frames:
-                msg = self._frames.popleft()
+            msg = self._session.next_message()
+            if msg is not None:
                 if len(self._frames) <= _LOW_FRAMES:
                     self._start_reading()
                 return msg
-            if self._peer_closed:
-                raise ChannelClosed(f"serial port {self.port.port}: the peer closed the channel")
             if self._error is not None:
                 raise self._error
             if self.closed:
-                raise ChannelClosed(f"serial port {self.port.port}: closed")
+                raise HandleClosed(f"serial port {self.port.port} was closed while receiving")
             self._waiter = self._loop.create_future()
             try:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                await asyncio.wait_for(self._waiter, left)
+                await asyncio.wait_for(self._waiter, time_left(deadline))
             except asyncio.TimeoutError:
                 raise Timeout(f"serial port {self.port.port}: recv timed out after {timeout}s") from None
             finally:
@@ -158,15 +144,8 @@ class AsyncSerialChannel:
         """Send one message.  A send cut short by its timeout may leave half a
         frame on the line; the peer drops and counts it, later frames are fine."""
         if self.closed:
-            raise ChannelClosed("send on a closed channel")
-        if self._peer_closed:
-            raise ChannelClosed(f"serial port {self.port.port}: the peer closed the channel")
-        view = _byte_view(data)
-        if len(view) > self.max_message_size:
-            raise MessageTooLarge(
-                f"message of {len(view)} bytes is over max_message_size={self.max_message_size} on {self.port.port}"
-            )
-        frame = memoryview(encode_frame(view, DATA))
+            raise HandleClosed(f"send on serial port {self.port.port} after its close()")
+        frame = memoryview(self._session.encode(data))
         try:
             await asyncio.wait_for(self._write_all(frame), timeout)
         except asyncio.TimeoutError:
@@ -201,7 +180,7 @@ class AsyncSerialChannel:
             return
         self._stop_reading()
         try:
-            os.write(self._fd, encode_frame(b"", CLOSE))  # best effort, never waits
+            os.write(self._fd, self._session.close_frame())  # best effort, never waits
         except OSError:
             pass
         self.port.close()

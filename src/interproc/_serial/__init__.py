@@ -1,4 +1,8 @@
-"""Serial ports as byte streams (:class:`SerialPort`); the framed channel is in ``_serial_channel``.
+"""Serial ports as byte streams (:class:`SerialPort`); the framed channel is in ``_serial._channel``.
+
+The serial transport's folder: ``_cobs`` (COBS + CRC-32 frames, sans I/O), ``_core``
+(the channel's rules, sans I/O), ``_channel`` (blocking driver), ``_aio`` (asyncio
+driver), ``_ptypair``/``_ptyrelay`` (virtual null-modems).
 
 pyserial opens and configures the port (termios, custom baud rates, flock);
 the reads and writes are ours, on the port's non-blocking fd with ``poll``,
@@ -27,9 +31,9 @@ import termios
 import time
 from typing import Any
 
-from ._errors import ChannelClosed, MissingDependency, NotFound, PermissionDenied, Timeout
-from ._lifecycle import finalizer, run_quietly
-from ._timeout import check_timeout, deadline_of
+from .._deadline import check_timeout, deadline_of as _deadline, poll_ms as _remaining_ms
+from .._errors import ChannelClosed, HandleClosed, MissingDependency, NotFound, PermissionDenied, Timeout
+from .._lifecycle import finalizer, run_quietly
 
 _DEFAULT: Any = object()  # "use the port's default timeout"
 _CHUNK = 65536
@@ -46,16 +50,6 @@ def _serial_module() -> Any:
     except ImportError as exc:
         raise MissingDependency("interproc.serial", "pyserial", "serial") from exc
     return serial
-
-
-def _deadline(timeout: float | None) -> float | None:
-    return deadline_of(timeout)
-
-
-def _remaining_ms(deadline: float | None) -> int | None:
-    if deadline is None:
-        return None
-    return max(0, int((deadline - time.monotonic()) * 1000 + 0.999))
 
 
 def _byte_view(data: Any) -> memoryview:
@@ -156,7 +150,7 @@ class SerialPort:
 
     def _check_open(self) -> None:
         if self._fd < 0:
-            raise ChannelClosed(f"serial port {self.port}: closed")
+            raise HandleClosed(f"serial port {self.port} was used after its close()")
 
     # -- the line ------------------------------------------------------
     def _no_line(self, what: str) -> None:
@@ -187,11 +181,11 @@ class SerialPort:
             # poll() is interrupted by signals: Ctrl-C raises KeyboardInterrupt here.
             ready = dict(poller.poll(ms))
             if self._fd < 0 or self._wake[0] in ready:
-                raise ChannelClosed(f"serial port {self.port}: closed")
+                raise HandleClosed(f"serial port {self.port} was closed while waiting")
             if ready:
                 revents = ready[self._fd]
                 if revents & select.POLLNVAL:
-                    raise ChannelClosed(f"serial port {self.port}: closed")
+                    raise HandleClosed(f"serial port {self.port} was closed while waiting")
                 if revents & (select.POLLHUP | select.POLLERR) and not revents & events:
                     raise ChannelClosed(f"serial port {self.port}: hung up (device gone or pty closed)")
                 return revents

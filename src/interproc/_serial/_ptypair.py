@@ -15,7 +15,7 @@ import sys
 import time
 import weakref
 
-from ._errors import InterprocError, Timeout
+from .._errors import InterprocError, Timeout
 
 _RELAY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_ptyrelay.py")
 

@@ -1,6 +1,6 @@
 """The framed message channel on a serial port, and ``serial://`` addresses.
 
-:class:`SerialChannel` puts the COBS + CRC-32 frames of ``_framing_cobs``
+:class:`SerialChannel` puts the COBS + CRC-32 frames of ``_serial._cobs``
 on a :class:`~interproc._serial.SerialPort`; see ``docs/serial.md`` for the
 wire format and what happens to bad frames.
 """
@@ -10,14 +10,14 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections import deque
 from typing import Any
 
-from ._channel import Channel
-from ._errors import ChannelClosed, MessageTooLarge, NotFound, ProtocolError, Timeout
-from ._framing_cobs import CLOSE, DATA, DEFAULT_MAX_PAYLOAD, FrameDecoder, encode_frame
-from ._serial import _CHUNK, SerialPort, _deadline, _byte_view, open as _open_port
-from ._timeout import nobody_came
+from .._channel import Channel
+from .._deadline import deadline_of, nobody_came, time_left
+from .._errors import NotFound, Timeout
+from ._cobs import CLOSE, DEFAULT_MAX_PAYLOAD, encode_frame
+from . import _CHUNK, SerialPort, open as _open_port
+from ._core import SerialSession
 
 
 def _finalize_channel(port: SerialPort) -> None:
@@ -31,7 +31,7 @@ def _finalize_channel(port: SerialPort) -> None:
 
 
 class SerialChannel(Channel):
-    """Messages over a serial line: COBS frames with a CRC-32 (see ``_framing_cobs``).
+    """Messages over a serial line: COBS frames with a CRC-32 (see ``_serial._cobs``).
 
     A corrupted or truncated frame is dropped and counted in
     ``dropped_frames`` (``on_bad_frame="raise"`` makes ``recv`` raise
@@ -59,18 +59,12 @@ class SerialChannel(Channel):
         on_bad_frame: str = "drop",
         end_on_peer_close: bool = True,
     ) -> None:
-        if on_bad_frame not in ("drop", "raise"):
-            raise ValueError(f"on_bad_frame must be 'drop' or 'raise', not {on_bad_frame!r}")
-        if isinstance(max_message_size, bool) or not isinstance(max_message_size, int) or max_message_size <= 0:
-            raise ValueError(f"max_message_size must be a positive integer, not {max_message_size!r}")
+        self._session = SerialSession(port.port, max_message_size=max_message_size, on_bad_frame=on_bad_frame,
+                                      end_on_peer_close=end_on_peer_close)
         self.port = port
         self.max_message_size = max_message_size
         self.on_bad_frame = on_bad_frame
-        self._decoder = FrameDecoder(max_message_size)
-        self._frames: deque[bytes] = deque()
-        self._peer_closed = False
         self.end_on_peer_close = bool(end_on_peer_close)
-        self.peer_closes = 0
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
         super().__init__(codec=codec)
@@ -81,11 +75,20 @@ class SerialChannel(Channel):
     @property
     def dropped_frames(self) -> int:
         """Corrupt, truncated or oversized frames thrown away so far."""
-        return self._decoder.dropped
+        return self._session.decoder.dropped
 
     @property
     def last_drop_reason(self) -> str | None:
-        return self._decoder.last_error
+        return self._session.decoder.last_error
+
+    @property
+    def peer_closes(self) -> int:
+        """CLOSE frames received so far."""
+        return self._session.peer_closes
+
+    def ready(self) -> bool:
+        """A message (or the peer's CLOSE) is buffered: ``recv()`` will not wait."""
+        return bool(self._session.frames) or self._session.peer_closed
 
     def fileno(self) -> int:
         return self.port.fileno()
@@ -98,50 +101,30 @@ class SerialChannel(Channel):
         _finalize_channel(resources)
 
     def _send_bytes(self, data: Any, timeout: float | None) -> None:
-        if self._peer_closed:
-            # Nobody will read it: the peer said goodbye (see recv); open a new
-            # channel to talk to whoever uses the line next.
-            raise ChannelClosed(f"serial port {self.port.port}: the peer closed the channel")
-        view = _byte_view(data)
-        if len(view) > self.max_message_size:
-            raise MessageTooLarge(
-                f"message of {len(view)} bytes is over max_message_size={self.max_message_size} on {self.port.port}"
-            )
-        frame = encode_frame(view, DATA)
-        deadline = _deadline(timeout)
+        frame = self._session.encode(data)
+        deadline = deadline_of(timeout)
         if not self._send_lock.acquire(timeout=-1 if timeout is None else timeout):
             raise Timeout(f"serial port {self.port.port}: send timed out waiting for another sender")
         try:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            self.port.write(frame, timeout=left)
+            self.port.write(frame, timeout=time_left(deadline))
         finally:
             self._send_lock.release()
 
     def _recv_bytes(self, timeout: float | None) -> bytes:
-        deadline = _deadline(timeout)
+        deadline = deadline_of(timeout)
         if not self._recv_lock.acquire(timeout=-1 if timeout is None else timeout):
             raise Timeout(f"serial port {self.port.port}: recv timed out waiting for another receiver")
+        session = self._session
         try:
             while True:
-                if self._frames:
-                    return self._frames.popleft()
-                if self._peer_closed:
-                    raise ChannelClosed(f"serial port {self.port.port}: the peer closed the channel")
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                before = self._decoder.dropped
+                msg = session.next_message()
+                if msg is not None:
+                    return msg
                 try:
-                    data = self.port.read(_CHUNK, timeout=left)
+                    data = self.port.read(_CHUNK, timeout=time_left(deadline))
                 except Timeout:
                     raise Timeout(f"serial port {self.port.port}: recv timed out after {timeout}s") from None
-                for kind, payload in self._decoder.feed(data):
-                    if kind == DATA and not self._peer_closed:
-                        self._frames.append(payload)
-                    elif kind == CLOSE:
-                        self.peer_closes += 1
-                        if self.end_on_peer_close:
-                            self._peer_closed = True
-                if self.on_bad_frame == "raise" and self._decoder.dropped != before:
-                    raise ProtocolError(f"serial port {self.port.port}: bad frame dropped ({self._decoder.last_error})")
+                session.feed(data)
         finally:
             self._recv_lock.release()
 
@@ -204,13 +187,13 @@ def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> Se
             raise ValueError(f"address {addr.text!r}: unknown option {key!r}; expected one of {', '.join(_QUERY_KEYS)}")
         options[key] = _query_value(key, value, addr.text)
     options.update(kw)
-    deadline = _deadline(timeout)
+    deadline = deadline_of(timeout)
     while True:
         try:
             return open_channel(addr.path, **options)
         except NotFound:
             if deadline is None:
                 raise
-            if time.monotonic() >= deadline:
+            if time_left(deadline) == 0:
                 raise nobody_came(f"serial port {addr.path}", timeout) from None
-            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+            time.sleep(min(0.1, time_left(deadline)))
