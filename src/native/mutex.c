@@ -143,7 +143,7 @@ locate_lock(Py_buffer *view, Py_ssize_t offset, int initialised)
     if (l != NULL && initialised &&
         __atomic_load_n(&l->magic, __ATOMIC_RELAXED) != IP_LOCK_MAGIC) {
         PyErr_Format(PyExc_ValueError,
-                     "the mutex at offset %zd is corrupted (magic %#x)",
+                     "the mutex at offset %zd is corrupted (magic 0x%x)",
                      offset, l->magic);
         return NULL;
     }
@@ -396,7 +396,7 @@ rm_check(RobustMutex *self)
         return -1;
     }
     if (__atomic_load_n(&self->m->magic, __ATOMIC_RELAXED) != IP_LOCK_MAGIC) {
-        PyErr_Format(PyExc_ValueError, "the mutex is corrupted (magic %#x)",
+        PyErr_Format(PyExc_ValueError, "the mutex is corrupted (magic 0x%x)",
                      self->m->magic);
         return -1;
     }

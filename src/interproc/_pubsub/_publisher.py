@@ -66,13 +66,13 @@ class Loan:
             try:
                 self.publish()
             except BufferError:
-                self._pub._loaned = False  # the with-form cannot retry: give the slot back
+                self._pub._core.discard()  # the with-form cannot retry: give the slot back
                 raise
         elif self._pub._loaned:
             try:
                 self.discard()
             except BufferError:
-                self._pub._loaned = False
+                self._pub._core.discard()
 
 
 class Publisher:
