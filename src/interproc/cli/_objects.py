@@ -10,6 +10,7 @@ KIND_MODULES = (
     "interproc._namedpipe",
     "interproc._mailslot",
     "interproc._shmchannel",
+    "interproc._objects._listing",
 )
 
 
