@@ -23,7 +23,7 @@ from interproc import HandleClosed, RemoteError, objects
 
 sys.path.insert(0, os.path.dirname(__file__))
 from conftest import wait_for_line  # noqa: E402
-from transport_helpers import short_tmpdir  # noqa: E402
+from transport_helpers import make_tls_contexts, short_tmpdir  # noqa: E402
 
 SERVER = r"""
 import sys, typing
@@ -63,6 +63,10 @@ class Circle:
             f.write(self.tag + "\n")
 
 opts = {"authkey": b"secret"} if kind == "authkey" else {}
+if kind == "tls":
+    import ssl
+    opts["ssl"] = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    opts["ssl"].load_cert_chain(sys.argv[4], sys.argv[5])
 srv = objects.Server(address, ping_interval=0.2, missed_pings=3, **opts)
 srv.register("Shapes.Circle", Circle, interfaces=[IShape])
 srv.start()
@@ -357,3 +361,42 @@ def test_bad_arguments():
             srv.register("A.B", object())  # type: ignore[arg-type]
     finally:
         srv.close()
+
+
+@pytest.mark.parametrize("kind", ["tcp-tls", "pipe"])
+def test_battery_over_tls_and_pipe(kind, name, spawn, tmp_path):
+    """The short battery over the other transports: create, call, property, by reference,
+    identity, callback, remote error, release."""
+    log = str(tmp_path / "deleted.log")
+    extra: list[str] = []
+    opts: dict = {}
+    if kind == "tcp-tls":
+        d = short_tmpdir()
+        contexts = make_tls_contexts(d)
+        if contexts is None:
+            pytest.skip("openssl is not installed")
+        extra = [os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")]
+        opts["ssl"] = contexts[1]
+        address, mode = "tcp://127.0.0.1:0", "tls"
+    else:
+        address, mode = f"pipe://{name}", "plain"
+    proc = spawn(SERVER, address, mode, log, *extra, stdin=subprocess.PIPE)
+    served = wait_for_line(proc, "ADDRESS").split()[1]
+    try:
+        with objects.connect(served, timeout=10, **opts) as conn:
+            c = conn.create("Shapes.Circle", 2.0, "battery")
+            assert c.area() == 12.0 and c.radius == 2.0
+            c.radius = 1.0
+            g = c.grown("grown-b")
+            assert g.radius == 2.0 and c.same(c) and not c.same(g)
+            v = Visitor()
+            assert c.visit(v, 2) == ["saw 0.0", "saw 1.0"]
+            with pytest.raises(RemoteError):
+                c.lookup("zz")
+            c.close()
+            del g
+            assert _wait_deleted(log, "battery") and _wait_deleted(log, "grown-b")
+    finally:
+        proc.stdin.write("quit\n")
+        proc.stdin.flush()
+        proc.wait(10)

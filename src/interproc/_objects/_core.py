@@ -333,7 +333,7 @@ class Session:
         with self._lock:
             wr = self._imports.get(oid)
             p = wr() if wr is not None else None
-            if p is not None:
+            if p is not None and not p._closed:  # a closed one already gave its references back
                 p._box[0] += 1
                 return p
         desc = self._classes.get(cid)
@@ -342,7 +342,7 @@ class Session:
         with self._lock:
             wr = self._imports.get(oid)
             p = wr() if wr is not None else None
-            if p is not None:
+            if p is not None and not p._closed:  # a closed one already gave its references back
                 p._box[0] += 1
                 return p
             p = ObjectProxy(self, oid, desc)
