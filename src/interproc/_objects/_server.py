@@ -9,6 +9,7 @@ exits or is killed) releases its references at once.
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import os
 import re
@@ -24,6 +25,14 @@ from ._listing import record_path, write_record
 
 _PROGID = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 _numbers = itertools.count(1)
+
+
+def _unlink(record: str) -> None:
+    for path in (record, record + ".tmp"):
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 class Server:
@@ -56,6 +65,7 @@ class Server:
         self._closed = False
         self._record = record_path(f"{os.getpid()}.{next(_numbers)}")
         self._write_record()
+        atexit.register(_unlink, self._record)  # a process that exits without close()
 
     # -- classes -----------------------------------------------------------------
     def register(self, progid: str, cls: type, *, interfaces: Iterable[Any] = ()) -> None:
@@ -195,11 +205,7 @@ class Server:
         self._listener.close()
         for s in sessions:
             s.closed_by_peer()
-        for path in (self._record, self._record + ".tmp"):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
+        _unlink(self._record)
 
     def __enter__(self) -> Server:
         return self
