@@ -96,7 +96,7 @@ PUBLIC_MODULES = ["interproc", "interproc.shm", "interproc.sync", "interproc.sha
                   "interproc.sockets", "interproc.aio", "interproc.serial", "interproc.parallel",
                   "interproc.clipboard", "interproc.mailslot"]
 PUBLIC_MODULES += ["interproc.rpc", "interproc.rpc.aio"]
-PUBLIC_MODULES += ["interproc.objects"]
+PUBLIC_MODULES += ["interproc.objects", "interproc.objects.aio"]
 
 
 @pytest.mark.parametrize("modname", PUBLIC_MODULES)

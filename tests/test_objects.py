@@ -400,3 +400,62 @@ def test_battery_over_tls_and_pipe(kind, name, spawn, tmp_path):
         proc.stdin.write("quit\n")
         proc.stdin.flush()
         proc.wait(10)
+
+
+def test_asyncio_proxy(spawn, tmp_path):
+    """objects.aio against a server process: methods, properties, interfaces, by
+    reference, an async callback, release on close and on GC."""
+    import asyncio
+
+    from interproc.objects import aio as objects_aio
+
+    log = str(tmp_path / "deleted.log")
+    proc = spawn(SERVER, f"unix://{short_tmpdir()}/aio.sock", "plain", log, stdin=subprocess.PIPE)
+    served = wait_for_line(proc, "ADDRESS").split()[1]
+
+    class AsyncVisitor:
+        def __init__(self) -> None:
+            self.got: list[float] = []
+
+        async def seen(self, value: float) -> str:
+            await asyncio.sleep(0)
+            self.got.append(value)
+            return f"async {value}"
+
+    async def main() -> None:
+        async with await objects_aio.connect(served, timeout=10) as conn:
+            c = await conn.create("Shapes.Circle", 2.0, "aio")
+            assert isinstance(c, objects_aio.AsyncObjectProxy)
+            assert await c.area() == 12.0 and await c.radius == 2.0
+            await c.set("radius", 1.0)
+            assert await c.radius == 1.0
+            with pytest.raises(AttributeError):
+                c.radius = 5.0
+            with pytest.raises(AttributeError):
+                await c.missing
+            shape = await c.query_interface(IShape)
+            assert await shape.area() == 3.0
+            with pytest.raises(objects.NoInterface):
+                await c.query_interface(IOther)
+            g = await c.grown("aio-grown")
+            assert await c.same(c) and not await c.same(g)
+            v = AsyncVisitor()
+            assert await c.visit(v, 2) == ["async 0.0", "async 1.0"]
+            with pytest.raises(RemoteError) as info:
+                await c.lookup("q")
+            assert info.value.remote_type == "KeyError"
+            c.close()
+            del g
+            for _ in range(200):
+                gc.collect()
+                if {"aio", "aio-grown"} <= set(_deleted(log)):
+                    break
+                await asyncio.sleep(0.05)
+            assert {"aio", "aio-grown"} <= set(_deleted(log))
+
+    try:
+        asyncio.run(main())
+    finally:
+        proc.stdin.write("quit\n")
+        proc.stdin.flush()
+        proc.wait(10)

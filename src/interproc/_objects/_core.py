@@ -246,6 +246,13 @@ class Session:
                  codecs: tuple[str, ...] | None = None, factory: Callable[[str, list, dict], Any] | None = None,
                  hello: Callable[[], dict] | None = None, classes: Callable[[], list] | None = None,
                  serving: bool = True) -> None:
+        self._setup(exports, factory, hello, classes, serving)
+        kw = {} if codecs is None else {"codecs": codecs}
+        self.ep: Any = Endpoint(channel, exposed=self, protocol=Protocol(**kw), timeout=timeout,  # type: ignore[arg-type]
+                                workers=workers)
+
+    def _setup(self, exports: Exports, factory: Callable[[str, list, dict], Any] | None,
+               hello: Callable[[], dict] | None, classes: Callable[[], list] | None, serving: bool) -> None:
         self.exports = exports
         self.last_seen = monotonic()
         self._lock = threading.Lock()
@@ -266,9 +273,11 @@ class Session:
         if classes is not None:
             handlers["obj.classes"] = classes
         self._handlers = {k: _Handler(v) for k, v in handlers.items()}
-        kw = {} if codecs is None else {"codecs": codecs}
-        self.ep = Endpoint(channel, exposed=self, protocol=Protocol(**kw), timeout=timeout,  # type: ignore[arg-type]
-                           workers=workers)
+
+    proxy_class: type[ObjectProxy]  # set below, once ObjectProxy exists
+
+    def _describe_now(self, cid: Any) -> dict[str, Any]:
+        return self.ep.call("obj.describe", [cid])
 
     # the Endpoint asks us what a method name means
     def resolve(self, method: str, args: list[Any], kwargs: dict[str, Any]) -> _Handler:
@@ -338,14 +347,14 @@ class Session:
                 return p
         desc = self._classes.get(cid)
         if desc is None:  # its first description is in a message another thread still unpacks
-            desc = self._classes[cid] = self.ep.call("obj.describe", [cid])
+            desc = self._classes[cid] = self._describe_now(cid)
         with self._lock:
             wr = self._imports.get(oid)
             p = wr() if wr is not None else None
             if p is not None and not p._closed:  # a closed one already gave its references back
                 p._box[0] += 1
                 return p
-            p = ObjectProxy(self, oid, desc)
+            p = self.proxy_class(self, oid, desc)
             self._imports[oid] = weakref.ref(p)
         _ensure_releaser()
         weakref.finalize(p, _queue_release, self._weak, oid, p._box)
@@ -394,6 +403,9 @@ class Session:
         return obj, ClassInfo.of(type(obj)), _public(name)
 
     def _h_call(self, oid: Any, name: Any, args: Any = (), kwargs: Any = None) -> Any:
+        return self.dump(self._invoke(oid, name, args, kwargs))
+
+    def _invoke(self, oid: Any, name: Any, args: Any, kwargs: Any) -> Any:
         obj, info, name = self._target(oid, name)
         entry = info.methods.get(name)
         if entry is None:
@@ -412,7 +424,7 @@ class Session:
                 e.sig.bind(*full, **kwargs)
             except TypeError as exc:
                 raise Fault(INVALID_PARAMS, f"{name}(): {exc}") from None
-        return self.dump(e.fn(*full, **kwargs))
+        return e.fn(*full, **kwargs)
 
     def _h_get(self, oid: Any, name: Any) -> Any:
         obj, info, name = self._target(oid, name)
@@ -499,6 +511,9 @@ class ObjectProxy:
         object.__setattr__(self, "_methods", {})
         object.__setattr__(self, "_closed", False)
 
+    def _method(self, name: str, sig: inspect.Signature | None = None) -> Any:
+        return _Method(self, name, sig)
+
     def _check(self) -> None:
         if self._closed:
             raise HandleClosed(f"proxy to remote {self._desc.get('name')} #{self._oid} was closed")
@@ -510,7 +525,7 @@ class ObjectProxy:
         if m is not None:
             return m
         if name in self._desc.get("methods", ()):
-            m = self._methods[name] = _Method(self, name)
+            m = self._methods[name] = self._method(name)
             return m
         self._check()
         try:
@@ -596,7 +611,7 @@ class InterfaceView:
         if isinstance(self._interface, str):
             return getattr(self._base, name)
         if name in self._sigs:
-            return _Method(self._base, name, self._sigs[name])
+            return self._base._method(name, self._sigs[name])
         if name in self._props:
             return getattr(self._base, name)
         raise AttributeError(f"{self._name} has no member {name!r}")
@@ -621,6 +636,9 @@ class InterfaceView:
 
     def __repr__(self) -> str:
         return f"<remote {self._base._desc.get('name')} #{self._base._oid} as {self._name}>"
+
+
+Session.proxy_class = ObjectProxy
 
 
 def not_found(progid: str) -> NotFound:

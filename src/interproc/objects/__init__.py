@@ -11,12 +11,12 @@ Objects that are not plain data travel by reference (a proxy; back at their
 owner, the original object); references are counted per connection and
 released on ``close()``, garbage collection, disconnect or a missed lease.
 Calls are JSON-RPC 2.0 requests (msgpack negotiated) of ``interproc.rpc``'s
-protocol.  See docs/objects.md.
+protocol.  asyncio: ``interproc.objects.aio``.  See docs/objects.md.
 """
 
-from ._errors import RemoteError as RemoteError
-from ._objects._client import Connection as Connection, connect as connect, create as create
-from ._objects._core import InterfaceView as InterfaceView, NoInterface as NoInterface, ObjectProxy as ObjectProxy
-from ._objects._server import Server as Server
+from .._errors import RemoteError as RemoteError
+from .._objects._client import Connection as Connection, connect as connect, create as create
+from .._objects._core import InterfaceView as InterfaceView, NoInterface as NoInterface, ObjectProxy as ObjectProxy
+from .._objects._server import Server as Server
 
 __all__ = ["Connection", "InterfaceView", "NoInterface", "ObjectProxy", "RemoteError", "Server", "connect", "create"]
