@@ -350,6 +350,27 @@ def test_ls_shows_object_servers(server):
     c.close()
 
 
+def test_proxy_only_goes_back_to_its_own_server(server):
+    conn, *_ = server
+
+    class Box:
+        def put(self, thing):
+            return thing is not None
+
+    local = objects.Server(f"unix://{short_tmpdir()}/other.sock").start()
+    try:
+        local.register("Local.Box", Box)
+        with objects.connect(local.address, timeout=10) as other:
+            box = other.create("Local.Box")
+            c = conn.create("Shapes.Circle", 1.0)
+            with pytest.raises(TypeError, match="only back to the server"):
+                box.put(c)
+            assert box.put(3) is True
+            c.close()
+    finally:
+        local.close()
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError):
         objects.Server("tcp://127.0.0.1:0", ping_interval=0, authkey=b"k")

@@ -461,6 +461,8 @@ class Session:
         return None  # resolve() noted the time
 
     def _h_describe(self, cid: Any) -> dict[str, Any]:
+        if cid not in self._sent_classes:  # only classes this peer was given objects of
+            raise Fault(INVALID_PARAMS, f"unknown class id {cid!r}")
         return ClassInfo.by_cid(cid).describe()
 
     def _h_create(self, progid: Any, args: Any = (), kwargs: Any = None) -> Any:
