@@ -222,6 +222,8 @@ def init(buf):
         f.write(f"{os.getpid()}\\n")
     time.sleep(0.3)            # a slow initializer: the others must wait
     buf[:4] = b"INIT"
+print("READY", flush=True)
+sys.stdin.readline()           # all four start together (a slow start must not find it gone)
 with SharedMemory.create_or_open(name, 64, init=init, timeout=20) as s:
     print(bytes(s.buf[:4]).decode(), s.created, flush=True)
 """
@@ -229,7 +231,12 @@ with SharedMemory.create_or_open(name, 64, init=init, timeout=20) as s:
 
 def test_create_or_open_runs_init_exactly_once(name, spawn, tmp_path):
     log = tmp_path / "init.log"
-    procs = [spawn(INIT_CHILD, name, str(log)) for _ in range(4)]
+    procs = [spawn(INIT_CHILD, name, str(log), stdin=subprocess.PIPE) for _ in range(4)]
+    for p in procs:
+        wait_for_line(p, "READY")
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
     outs = [p.communicate(timeout=30) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     lines = [o[0].split() for o in outs]

@@ -155,3 +155,12 @@ def check_private(st: os.stat_result, what: str, scope: Scope = "user") -> None:
         raise PermissionDenied(
             f"{what} has mode {stat.S_IMODE(st.st_mode):#o}; a user-scope object must be 0600"
         )
+
+
+def check_segment_file(st: os.stat_result, what: str, scope: Scope = "user") -> None:
+    """Vet an opened segment file before it is mapped: a regular file, and for
+    user scope ours alone.  Call it on the ``fstat`` of the O_NOFOLLOW
+    descriptor, never on a path (the name may be swapped in between)."""
+    if not stat.S_ISREG(st.st_mode):
+        raise PermissionDenied(f"{what} is not a regular file (mode {st.st_mode:#o}); refusing to map it")
+    check_private(st, what, scope)

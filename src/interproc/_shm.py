@@ -41,13 +41,15 @@ import weakref
 from typing import Any, Callable, Iterator
 
 from . import _native
-from ._errors import AlreadyExists, InterprocError, NotFound, ProtocolError, Timeout, map_os_error
-from ._naming import Scope, check_private, parse_segment_name, segment_name, validate_name, validate_scope
+from ._errors import AlreadyExists, InterprocError, NotFound, PermissionDenied, ProtocolError, Timeout, map_os_error
+from ._naming import Scope, check_private, check_segment_file, parse_segment_name, segment_name, validate_name, validate_scope
 from ._platform import SHM_DIR, ProcessId, current_process, is_alive, shm_path
 from ._registry import STATE_ALIVE, STATE_PERSISTENT, STATE_STALE, ObjectInfo, register
+from ._lifecycle import finalizer, run_quietly
+from ._timeout import deadline_of, nobody_came
 
 MAGIC = b"IPROCSHM"
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: the header lock holds integers only (no pthread mutex)
 HEADER_SIZE = 8192
 MAX_SIZE = 1 << 40  # 1 TiB: far beyond RAM, small enough to catch nonsense
 
@@ -75,6 +77,13 @@ def _check_size(size: object) -> int:
     if size > MAX_SIZE:
         raise ValueError(f"size {size} is larger than the {MAX_SIZE}-byte limit")
     return size
+
+
+def _check_deadline(deadline: float | None, what: str) -> None:
+    # A name that keeps vanishing and reappearing (a hostile or very busy
+    # peer) must not keep a caller past its timeout.
+    if deadline is not None and time.monotonic() >= deadline:
+        raise Timeout(f"{what} kept changing under us for the whole timeout")
 
 
 class _Mapping:
@@ -106,15 +115,19 @@ class _Mapping:
 _OPEN_FLAGS = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _map_segment(path: str) -> tuple[_Mapping | None, os.stat_result]:
-    """Open and map an existing segment file.
+def _map_segment(path: str, scope: Scope, what: str) -> tuple[_Mapping | None, os.stat_result]:
+    """Open, vet and map an existing segment file.
 
+    The owner and mode are checked on the descriptor (``fstat`` after an
+    O_NOFOLLOW open) before a single byte is mapped: a user-scope name that
+    another uid made or can write is refused with ``PermissionDenied``.
     Returns ``(None, stat)`` for a file too small to hold a header; errors
     of ``open()`` reach the caller, who knows what they mean there.
     """
     fd = os.open(path, _OPEN_FLAGS)
     try:
         st = os.fstat(fd)
+        check_segment_file(st, what, scope)
     except BaseException:
         os.close(fd)
         raise
@@ -152,23 +165,37 @@ def _validate_header(buf: memoryview, file_size: int, what: str, kind: str | Non
 
 
 class _HeaderLock:
-    """The robust mutex guarding a segment's flags and attach slots."""
+    """The robust lock guarding a segment's flags and attach slots.
 
-    def __init__(self, buf: memoryview, what: str) -> None:
-        self.buf, self.what = buf, what
+    It waits at most until ``deadline`` (``Timeout``), and never more than
+    LOCK_TIMEOUT (``ProtocolError``): a caller's timeout holds even while
+    another process sits on the lock, stopped or hostile.
+    """
+
+    def __init__(self, buf: memoryview, what: str, deadline: float | None = None) -> None:
+        self.buf, self.what, self.deadline = buf, what, deadline
 
     def __enter__(self) -> None:
+        wait = LOCK_TIMEOUT
+        if self.deadline is not None:
+            wait = max(0.0, min(wait, self.deadline - time.monotonic()))
         try:
-            got = _native.mutex_lock(self.buf, OFF_LOCK, LOCK_TIMEOUT)
+            got = _native.mutex_lock(self.buf, OFF_LOCK, wait)
         except (OSError, ValueError) as exc:
             raise ProtocolError(f"{self.what}: header lock is corrupted ({exc})") from exc
+        if got < 0 and wait < LOCK_TIMEOUT:
+            raise Timeout(f"{self.what}: its header lock stayed held by another process for the whole timeout")
         if got < 0:
             raise ProtocolError(f"{self.what}: header lock held for over {LOCK_TIMEOUT:.0f} s; the header is corrupted or a process is stuck")
         # got == 1: a process died inside the lock; the slots are still
         # consistent (each update is one 16-byte record) so carry on.
 
     def __exit__(self, *exc: object) -> None:
-        _native.mutex_unlock(self.buf, OFF_LOCK)
+        try:
+            _native.mutex_unlock(self.buf, OFF_LOCK)
+        except (OSError, ValueError) as err:
+            # Someone rewrote the lock while we held it.
+            raise ProtocolError(f"{self.what}: header lock was overwritten while held ({err})") from err
 
 
 def _slots(buf: memoryview) -> Iterator[tuple[int, ProcessId]]:
@@ -278,17 +305,29 @@ class SharedMemory:
     @classmethod
     def open(cls, name: str, *, scope: Scope = "user", raw: bool = False,
              timeout: float | None = None) -> "SharedMemory":
-        """Open an existing segment; ``NotFound`` if there is none.
+        """Open an existing segment.
 
-        If its creator is still initialising it, wait up to ``timeout``.
+        ``NotFound`` at once if there is none, unless ``timeout`` is given:
+        then wait that long for it to appear (and for its creator to finish
+        initialising it), and raise ``Timeout`` if it does not.
         """
         if raw:
             return cls._open_raw(name, scope)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_of(timeout)
         while True:
-            handle = cls._try_open(name, scope, None, deadline)
+            try:
+                handle = cls._try_open(name, scope, None, deadline)
+            except NotFound:
+                if deadline is None:
+                    raise
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise nobody_came(f"shm {name!r}", timeout) from None
+                time.sleep(min(0.01, left))
+                continue
             if handle is not None:
                 return handle
+            _check_deadline(deadline, f"shm {name!r}")
 
     @classmethod
     def create_or_open(cls, name: str, size: int, *, init: Callable[[memoryview], Any] | None = None,
@@ -301,11 +340,12 @@ class SharedMemory:
         initializer dies first.  An existing segment keeps its own size:
         check ``handle.size``, and ``handle.created`` tells who created it.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_of(timeout)
         while True:
             handle = cls._make(name, size, scope, mode, persistent, init, exclusive=False, deadline=deadline)
             if handle is not None:
                 return handle
+            _check_deadline(deadline, f"shm {name!r}")
 
     # -- creation / opening machinery -------------------------------------
     @classmethod
@@ -360,7 +400,7 @@ class SharedMemory:
             m.release()
             # Someone holds the name.  A dead segment is cleared away and we
             # retry; a live one is an error for create, an open for the rest.
-            if cls._clear_if_dead(path):
+            if cls._clear_if_dead(path, scope, f"shm {name!r}", deadline):
                 return None
             if exclusive:
                 raise AlreadyExists(f"shm {name!r} already exists")
@@ -377,21 +417,21 @@ class SharedMemory:
         seg, path = cls._names(name, scope)
         what = f"shm {name!r}"
         try:
-            m, st = _map_segment(path)
+            m, st = _map_segment(path, scope, what)
         except FileNotFoundError:
             if init is not None:
                 return None  # vanished between link and open: create again
             raise NotFound(f"{what} does not exist") from None
+        except PermissionDenied:
+            raise
         except OSError as exc:
             raise map_os_error(exc, what) from exc
         if m is None:
-            check_private(st, what, scope)
             raise ProtocolError(f"{what} is {st.st_size} bytes, smaller than an interproc header")
         try:
-            check_private(st, what, scope)
             size = _validate_header(m.buf, st.st_size, what, cls.KIND)
             slot = 0
-            with _HeaderLock(m.buf, what):
+            with _HeaderLock(m.buf, what, deadline):
                 flags = struct.unpack_from("<I", m.buf, OFF_FLAGS)[0]
                 if flags & F_REMOVED:
                     pass  # lost a race with the last closer: look again
@@ -419,19 +459,23 @@ class SharedMemory:
         return handle
 
     @classmethod
-    def _clear_if_dead(cls, path: str) -> bool:
-        """Remove the segment at ``path`` if no live process holds it."""
+    def _clear_if_dead(cls, path: str, scope: Scope, what: str, deadline: float | None = None) -> bool:
+        """Remove the segment at ``path`` if no live process holds it.
+
+        ``PermissionDenied`` if the name is squatted by another uid."""
         try:
-            m, st = _map_segment(path)
+            m, st = _map_segment(path, scope, what)
         except FileNotFoundError:
             return True
+        except PermissionDenied:
+            raise
         except OSError:
             return False
         if m is None:
             return False
         try:
             _validate_header(m.buf, st.st_size, path, None)
-            with _HeaderLock(m.buf, path):
+            with _HeaderLock(m.buf, path, deadline):
                 flags = struct.unpack_from("<I", m.buf, OFF_FLAGS)[0]
                 if flags & F_REMOVED:
                     return True
@@ -452,7 +496,8 @@ class SharedMemory:
         self._map = m
         self._path = cls._names(name, scope)[1]
         self._buf = m.buf[HEADER_SIZE : HEADER_SIZE + size]
-        self._finalizer = weakref.finalize(self, _detach, m, slot, self._path, current_process())
+        self._finalizer = finalizer(self, _detach, m, slot, self._path, current_process(),
+                                    what=f"{'SharedMemory' if cls.KIND == 'shm' else cls.KIND} {name!r}")
         return self
 
     # -- initialisation -----------------------------------------------------
@@ -481,7 +526,7 @@ class SharedMemory:
                         "open it with create_or_open(init=...) to take over"
                     )
                 me = current_process()
-                with _HeaderLock(hdr, self._path):
+                with _HeaderLock(hdr, self._path, deadline):
                     claimed = _read_ident(hdr, OFF_INIT) == owner and \
                         _native.atomic_load(hdr, OFF_STATE, size=4, signed=False) != READY
                     if claimed:
@@ -523,7 +568,7 @@ class SharedMemory:
             raise map_os_error(exc, f"raw shm {name!r}") from exc
         try:
             st = os.fstat(fd)
-            check_private(st, f"raw shm {name!r}", scope)
+            check_segment_file(st, f"raw shm {name!r}", scope)
             if st.st_size == 0:
                 raise ProtocolError(f"raw shm {name!r} is empty")
         except BaseException:
@@ -588,7 +633,7 @@ class SharedMemory:
 
     def close(self) -> None:
         """Close this handle; the last one to close removes a non-persistent segment."""
-        self._finalizer()
+        run_quietly(self._finalizer)
 
     def unlink(self) -> None:
         """Remove the name now; open handles keep working until they close."""
@@ -640,7 +685,14 @@ def _inspect(filename: str) -> ObjectInfo | None:
     scope, kind, name = parsed
     path = os.path.join(SHM_DIR, filename)
     try:
-        m, st = _map_segment(path)
+        m, st = _map_segment(path, scope, path)
+    except PermissionDenied as exc:
+        # Squatted or widened: listed, never mapped, never collected.
+        try:
+            st = os.stat(path, follow_symlinks=False)
+        except OSError:
+            return None
+        return ObjectInfo(kind, name, scope, None, st.st_size, st.st_mode, "foreign", path, {"error": str(exc)})
     except OSError:
         try:
             st = os.stat(path)
@@ -710,10 +762,17 @@ def list_segments() -> list[ObjectInfo]:
     return found
 
 
+def _clear_quietly(path: str, scope: Scope) -> bool:
+    try:
+        return SharedMemory._clear_if_dead(path, scope, path, time.monotonic() + 1.0)
+    except (PermissionDenied, Timeout):
+        return False
+
+
 def collect_segments() -> list[ObjectInfo]:
     removed = []
     for info in list_segments():
-        if info.state == STATE_STALE and SharedMemory._clear_if_dead(info.path):
+        if info.state == STATE_STALE and _clear_quietly(info.path, info.scope):
             removed.append(info)
     # Temporary files of creators that died between open and link.
     for f in _segment_files():
@@ -730,4 +789,4 @@ def collect_segments() -> list[ObjectInfo]:
     return removed
 
 
-register("segments", list_segments, collect_segments)
+register("segments", list_segments, collect_segments, remove=lambda info: SharedMemory._clear_if_dead(info.path))

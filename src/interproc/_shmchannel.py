@@ -6,7 +6,11 @@ Pieces (see docs/shmchannel.md for the whole story):
   owner, the default capacity, a connection counter, a futex word and a
   backlog of connection ids waiting to be accepted.
 * Each **connection** is its own segment of kind ``chan`` named
-  ``NAME.<id>``: a control block plus two single-producer single-consumer
+  ``NAME.<id>``, where ``id`` (base 36) is the listener's connection counter
+  with 24 random bits below it: ordered for the backlog, yet not guessable,
+  so nobody can squat the names connections will take.  The connector
+  creates it exclusively (link(), like O_EXCL) and skips a name it finds
+  taken.  The segment is a control block plus two single-producer single-consumer
   byte rings (one per direction).  The connecting side creates and
   initialises it, queues its id in the listener's backlog and returns at
   once (like a socket's backlog); ``accept()`` takes the oldest id.
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import struct
 import time
 from typing import Any
@@ -37,11 +42,12 @@ from ._address import Address
 from ._channel import Channel, Listener
 from ._codec import Codec
 from ._errors import (AlreadyExists, ChannelClosed, InterprocError, MessageTooLarge, NotFound,
-                      ProtocolError, Timeout)
+                      PermissionDenied, ProtocolError, Timeout)
 from ._naming import NAME_MAX, Scope, validate_name
 from ._platform import ProcessId, current_process, is_alive
 from ._registry import register
 from ._shm import F_PERSISTENT, OFF_FLAGS, SharedMemory, _HeaderLock, register_details
+from ._timeout import check_timeout, nobody_came
 
 _native.ring_set_errors(closed=ChannelClosed, timeout=Timeout, protocol=ProtocolError,
                         too_large=MessageTooLarge)
@@ -78,6 +84,27 @@ OFF_LOWNER, OFF_LCAP, OFF_NEXT, OFF_ASEQ, OFF_LCLOSED, OFF_BACKLOG = 8, 24, 32, 
 LISTEN_SIZE = OFF_BACKLOG + 8 * BACKLOG
 _U32 = {"size": 4, "signed": False}
 _U64 = {"size": 8, "signed": False}
+
+# Connection ids: counter (32 bits, wrapping) << 24 | 24 random bits; written
+# in base 36 they take at most 11 characters after the listener's name.
+_ID_RANDOM_BITS = 24
+_ID_MASK = (1 << 56) - 1
+_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
+
+
+def conn_suffix(conn: int) -> str:
+    """The base-36 spelling of a connection id in its segment's name."""
+    out = ""
+    while True:
+        conn, digit = divmod(conn, 36)
+        out = _B36[digit] + out
+        if not conn:
+            return out
+
+
+def _conn_name(name: str, conn: int) -> str:
+    return f"{name}.{conn_suffix(conn)}"
+
 
 _SIZE_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMG]i?B?|B)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1024, "kib": 1024, "kb": 1000, "m": 1 << 20, "mib": 1 << 20,
@@ -259,8 +286,7 @@ class ShmListener(Listener):
     def accept(self, *, timeout: float | None = None, _cancellable: bool = False) -> ShmChannel:
         """Wait for a connection; ``Timeout`` after ``timeout`` seconds."""
         interrupts = self._interrupts
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
+        check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._closed:
@@ -281,7 +307,7 @@ class ShmListener(Listener):
                 raise Timeout(f"{self.address}: accept was cancelled")
 
     def _open(self, conn: int) -> ShmChannel | None:
-        seg_name = f"{self.name}.{conn}"
+        seg_name = _conn_name(self.name, conn)
         try:
             seg = _ChanSegment.open(seg_name, scope=self.scope)
         except NotFound:
@@ -322,8 +348,8 @@ class ShmListener(Listener):
         # Connections still queued: tell their clients, and let the segments go.
         while (conn := self._take()) is not None:
             try:
-                seg = _ChanSegment.open(f"{self.name}.{conn}", scope=self.scope)
-            except (NotFound, ProtocolError):
+                seg = _ChanSegment.open(_conn_name(self.name, conn), scope=self.scope)
+            except (NotFound, ProtocolError, PermissionDenied):
                 continue
             try:
                 _native.atomic_store(seg.buf, OFF_CLOSED, 1, **_U32)
@@ -378,17 +404,17 @@ def connect(name: str, *, timeout: float | None = None, capacity: Any = None, po
     validate_name(name)
     policy, spin = _check_policy(policy, spin_us)
     cap = None if capacity is None else _check_capacity(capacity)
-    if timeout is not None and timeout < 0:
-        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
+    check_timeout(timeout)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         try:
             lseg, owner, default_cap = _open_listener(name, scope)
             break
         except NotFound:
-            if deadline is None or time.monotonic() >= deadline:
-                raise NotFound(f"shm://{name}: nobody listens"
-                               + ("" if deadline is None else f" (waited {timeout} s)")) from None
+            if deadline is None:
+                raise NotFound(f"shm://{name}: nobody listens") from None
+            if time.monotonic() >= deadline:
+                raise nobody_came(f"shm://{name}", timeout) from None
             time.sleep(CONNECT_POLL)
     try:
         if cap is None:
@@ -416,12 +442,13 @@ def _create_connection(name: str, lbuf: memoryview, cap: int, owner: ProcessId,
                        scope: Scope, mode: int | None) -> tuple[SharedMemory, int]:
     me = current_process()
     for _ in range(1000):
-        conn = _native.atomic_add(lbuf, OFF_NEXT, 1, **_U64)
+        count = _native.atomic_add(lbuf, OFF_NEXT, 1, **_U64)
+        conn = ((count << _ID_RANDOM_BITS) | secrets.randbits(_ID_RANDOM_BITS)) & _ID_MASK
         try:
-            seg = _ChanSegment.create(f"{name}.{conn}", _native.CHAN_DATA_OFFSET + 2 * cap,
+            seg = _ChanSegment.create(_conn_name(name, conn), _native.CHAN_DATA_OFFSET + 2 * cap,
                                       scope=scope, mode=mode, persistent=True)
-        except AlreadyExists:
-            continue  # left over from an earlier listener of that name
+        except (AlreadyExists, PermissionDenied):
+            continue  # left over from an earlier listener of that name, or squatted
         buf = seg.buf
         _CTRL.pack_into(buf, 0, CHAN_MAGIC, _native.CHAN_VERSION, cap, 0, 0)
         _IDENT.pack_into(buf, OFF_SIDE[0], owner.pid, owner.start)
@@ -495,20 +522,41 @@ def _listener_details(buf: memoryview) -> dict:
             "backlog": waiting, "closed": bool(struct.unpack_from("<I", buf, OFF_LCLOSED)[0])}
 
 
+def _queued_at_listener(name: str, scope: Scope) -> bool:
+    """True if connection segment ``name`` waits in the backlog of an open, live listener."""
+    lname, _, suffix = name.rpartition(".")
+    try:
+        conn = int(suffix, 36)
+        lseg = _ListenSegment.open(lname, scope=scope, timeout=1.0)
+    except (ValueError, InterprocError, OSError):
+        return False
+    try:
+        buf = lseg.buf
+        if _native.atomic_load(buf, OFF_LCLOSED, **_U32) or not is_alive(_read_ident(buf, OFF_LOWNER)):
+            return False
+        return any(_native.atomic_load(buf, OFF_BACKLOG + 8 * i, **_U64) == conn + 1 for i in range(BACKLOG))
+    finally:
+        lseg.close()
+
+
 def _collect_orphans() -> list:
-    """Connections never accepted whose client and listener both died: they
-    are persistent until accepted, so segment gc alone would keep them."""
+    """Connections never accepted that nobody will accept: persistent until
+    accepted, so segment gc alone would keep them.  That is the case once the
+    client is gone and either the listener is gone or closed, or the
+    connection never reached its backlog (the client died in between)."""
     from ._shm import STATE_PERSISTENT, list_segments
 
     removed = []
     for info in list_segments():
         if info.kind != "chan" or info.state != STATE_PERSISTENT or info.details.get("accepted", True):
             continue
-        if info.details.get("server") == "alive" or info.details.get("client") == "alive":
+        if info.details.get("client") == "alive":
             continue
+        if _queued_at_listener(info.name, info.scope):  # type: ignore[arg-type]
+            continue  # a dead client's messages still wait to be accepted
         try:
             seg = _ChanSegment.open(info.name, scope=info.scope)  # type: ignore[arg-type]
-        except (NotFound, ProtocolError):
+        except (NotFound, ProtocolError, PermissionDenied):
             continue
         _make_ephemeral(seg)
         seg.close()  # the last handle: the name goes

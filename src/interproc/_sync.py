@@ -20,18 +20,15 @@ from . import _native
 from ._errors import Timeout
 from ._naming import Scope
 from ._shm import SharedMemory, register_details
+from ._timeout import deadline_of
 
 _U32 = {"size": 4, "signed": False}
-CANCEL_SLICE = 1.0
+RECHECK = 0.05  # the longest a waiter sleeps without looking at the count again
 _SEMAPHORE, _EVENT = 0, 1  # kinds of _native.wait_take / _native.post
 
 
 def _deadline(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if timeout < 0:
-        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
-    return time.monotonic() + timeout
+    return deadline_of(timeout)
 
 
 def _left(deadline: float | None) -> float | None:
@@ -56,10 +53,10 @@ def _wait_for(buf: memoryview, take: Any, deadline: float | None,
         left = _left(deadline)
         if (left is not None and left < 0) or (cancel is not None and cancel.is_set()):
             return False
-        if cancel is not None:
-            # The canceller's wake-up can slip in between the check above and
-            # the sleep below; a bounded sleep closes that window.
-            left = CANCEL_SLICE if left is None else min(left, CANCEL_SLICE)
+        # Bounded sleeps: the canceller's wake-up can slip in between the
+        # check above and the sleep below, and a woken process that dies
+        # before taking the count wakes nobody else (as in the C loop).
+        left = RECHECK if left is None else min(left, RECHECK)
         _native.atomic_add(buf, 8, 1, **_U32)
         try:
             _native.futex_wait(buf, 0, 0, left)

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <signal.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -94,6 +95,15 @@ futex_wake(PyObject *self, PyObject *args, PyObject *kwargs)
  * nobody sleeps.  These loops run in C so a wake-up costs no Python. */
 enum { TAKE_SEMAPHORE = 0, TAKE_EVENT = 1 };
 
+/* A sleeper never sleeps longer than this without looking again.  post()
+ * wakes only as many sleepers as it adds count; if one of them dies before
+ * taking it, the count would otherwise stay there beside the others,
+ * asleep, forever.  The re-check is one load, with no system call beyond
+ * the wake-up itself. */
+#define RECHECK_NS 50000000L
+
+int ip_stop_after_wake = 0;
+
 static int
 try_take(uint32_t *w, int kind)
 {
@@ -141,15 +151,23 @@ wait_take(PyObject *self, PyObject *args, PyObject *kwargs)
         }
         if (has_deadline && !ip_remaining(&deadline, &left))
             break;
+        if (!has_deadline || left.tv_sec > 0 || left.tv_nsec > RECHECK_NS) {
+            left.tv_sec = 0;
+            left.tv_nsec = RECHECK_NS;
+        }
         long rc;
         int err;
         Py_BEGIN_ALLOW_THREADS
         __atomic_add_fetch(w + 2, 1, __ATOMIC_SEQ_CST);
-        rc = ip_futex(w, FUTEX_WAIT, 0, has_deadline ? &left : NULL);
+        rc = ip_futex(w, FUTEX_WAIT, 0, &left);
         err = errno;
         __atomic_sub_fetch(w + 2, 1, __ATOMIC_SEQ_CST);
+        if (rc == 0 && ip_stop_after_wake)
+            raise(SIGSTOP);
         Py_END_ALLOW_THREADS
-        if (rc < 0 && err == EINTR && PyErr_CheckSignals() < 0)
+        /* On every wake-up, not only EINTR: a signal that landed outside
+         * the system call left only Python's flag behind. */
+        if (PyErr_CheckSignals() < 0)
             goto done;
         if (rc < 0 && err != EINTR && err != EAGAIN && err != ETIMEDOUT) {
             errno = err;

@@ -52,6 +52,11 @@ extern PyMethodDef ip_ring_methods[];
 extern PyMethodDef ip_framing_methods[];
 extern PyMethodDef ip_pubsub_methods[];
 
+/* Test hook (INTERPROC_TEST_STOP_AFTER_WAKE=1, read once at import): a
+ * semaphore or event waiter that was woken stops itself with SIGSTOP before
+ * it takes the count, so a test can SIGKILL it at exactly that moment. */
+extern int ip_stop_after_wake;
+
 /* Module-level constants added by each file's init hook. */
 int ip_mutex_add_constants(PyObject *module);
 int ip_ring_init(PyObject *module);

@@ -38,11 +38,12 @@ import time
 
 from .. import _native
 from .._errors import MessageTooLarge, ProtocolError, Timeout
-from .._naming import check_private
+from .._naming import check_segment_file
 from .._platform import current_process, hold_owner_lock, make_anonymous_file, owner_alive, publish_file
+from .._timeout import deadline_of as _deadline_of
 
 MAGIC = b"IPMSLOT1"
-VERSION = 1
+VERSION = 2  # 2: the queue lock holds integers only (no pthread mutex)
 STATE_INIT, STATE_READY, STATE_CLOSED = 0, 1, 2
 
 _O_VERSION, _O_STATE = 8, 12
@@ -68,6 +69,9 @@ _MASK32 = 0xFFFFFFFF
 # A writer waiting on a full queue wakes at least this often to check that
 # the reader still lives (a dead reader never bumps space_seq).
 _LIVENESS_SLICE = 0.1
+# How long a caller whose deadline has passed still tries to take its name
+# off a waiter count (it must not overrun its timeout by more than this).
+_DEREGISTER_GRACE = 0.05
 
 
 class Gone(Exception):
@@ -85,11 +89,7 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 def deadline_of(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if timeout != timeout or timeout < 0:
-        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}")
-    return time.monotonic() + timeout
+    return _deadline_of(timeout)
 
 
 class Queue:
@@ -142,7 +142,8 @@ class Queue:
         fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
         try:
             st = os.fstat(fd)
-            check_private(st, what, scope)  # type: ignore[arg-type]
+            # Vetted on the descriptor before anything is mapped.
+            check_segment_file(st, what, scope)  # type: ignore[arg-type]
             if st.st_size < RING:
                 raise ProtocolError(f"{what}: segment of {st.st_size} bytes is too small to be a mailslot")
             mm = mmap.mmap(fd, st.st_size)
@@ -207,7 +208,11 @@ class Queue:
                 raise
 
     def _unlock(self) -> None:
-        _native.mutex_unlock(self.mm, _O_MUTEX)
+        try:
+            _native.mutex_unlock(self.mm, _O_MUTEX)
+        except (OSError, ValueError) as exc:
+            # Another writer of a global queue rewrote the lock while we held it.
+            raise ProtocolError(f"{self.what}: the queue lock was overwritten while held ({exc})") from None
 
     def _check_positions(self, head: int, tail: int) -> None:
         if head % 8 or tail % 8 or not 0 <= tail - head <= self.capacity:
@@ -247,8 +252,13 @@ class Queue:
         _U32.pack_into(self.mm, offset, value)
         return value
 
-    def _deregister(self, offset: int) -> None:
-        self._lock(None)
+    def _deregister(self, offset: int, deadline: float | None = None) -> None:
+        # Bounded: a caller's timeout holds even if a writer sits on the lock
+        # (stopped, say).  Left registered, we only cost spurious wake-ups.
+        try:
+            self._lock(None if deadline is None else max(deadline, time.monotonic() + _DEREGISTER_GRACE))
+        except Timeout:
+            return
         try:
             if _U32.unpack_from(self.mm, offset)[0]:
                 self._add32(offset, -1)
@@ -313,7 +323,7 @@ class Queue:
                 _native.futex_wait(mm, _O_SPACE_SEQ, sseq, _LIVENESS_SLICE if left is None else min(left, _LIVENESS_SLICE))
         finally:
             if registered:
-                self._deregister(_O_WRITERS_WAITING)
+                self._deregister(_O_WRITERS_WAITING, deadline)
         if rwait:
             _native.futex_wake(mm, _O_DATA_SEQ)  # every reader thread re-checks
         return True
@@ -383,7 +393,7 @@ class Queue:
                 _native.futex_wait(mm, _O_DATA_SEQ, dseq, left)
         finally:
             if registered:
-                self._deregister(_O_READER_WAITING)
+                self._deregister(_O_READER_WAITING, deadline)
         if wwait:
             _native.futex_wake(mm, _O_SPACE_SEQ)
         return out
@@ -403,15 +413,19 @@ class Queue:
         # Writers only issue a futex wake when the waiter counter says someone
         # sleeps, so count ourselves in first.  Had the word already moved on
         # before that, futex_wait sees the new value and returns at once.
-        self._lock(None)
+        deadline = deadline_of(timeout)
+        try:
+            self._lock(deadline)
+        except Timeout:
+            return  # a holder sat on the lock for the whole timeout: the caller re-checks
         try:
             self._add32(counter, 1)
         finally:
             self._unlock()
         try:
-            _native.futex_wait(self.mm, word, seq, timeout)
+            _native.futex_wait(self.mm, word, seq, _remaining(deadline))
         finally:
-            self._deregister(counter)
+            self._deregister(counter, deadline)
 
     def wait_data(self, seq: int, timeout: float | None) -> None:
         """Sleep while no message was written since ``seq`` was read (for the asyncio waiter)."""

@@ -233,14 +233,14 @@ class AsyncProxy(Generic[T]):
         if self._sigs is not None:
             sig = self._sigs.get(name)
             if sig is None:
-                raise AttributeError(f"{self._interface.__name__} has no method {name!r}")  # type: ignore[union-attr]
+                raise AttributeError(f"{self._interface.__name__} has no method {name!r}")
             sig.bind(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
         if self._sigs is not None and name not in self._sigs:
-            raise AttributeError(f"{self._interface.__name__} has no method {name!r}")  # type: ignore[union-attr]
+            raise AttributeError(f"{self._interface.__name__} has no method {name!r}")
 
         def method(*args: Any, **kwargs: Any) -> Any:
             self._check_name(name, args, kwargs)

@@ -52,7 +52,7 @@ class _Method:
 class Batch:
     """Collects calls; ``with p.batch() as b: f = b.add(1, 2)`` sends them as one message on exit."""
 
-    def __init__(self, proxy: Proxy) -> None:
+    def __init__(self, proxy: Proxy[Any]) -> None:
         self._proxy = proxy
         self._calls: list[tuple[str, Any, dict[str, Any] | None, bool]] = []
         self._futures: list[_BatchFuture] = []
@@ -142,7 +142,7 @@ class Proxy(Generic[T]):
         if self._sigs is not None:
             sig = self._sigs.get(name)
             if sig is None:
-                raise AttributeError(f"{self._interface.__name__} has no method {name!r}")  # type: ignore[union-attr]
+                raise AttributeError(f"{self._interface.__name__} has no method {name!r}")
             sig.bind(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
@@ -154,7 +154,7 @@ class Proxy(Generic[T]):
             if self._sigs is not None:
                 sig = self._sigs.get(name)
                 if sig is None:
-                    raise AttributeError(f"{self._interface.__name__} has no method {name!r}")  # type: ignore[union-attr]
+                    raise AttributeError(f"{self._interface.__name__} has no method {name!r}")
             method = self._methods[name] = _Method(self._ep, name, sig)
             self.__dict__[name] = method  # next time a plain attribute hit, no __getattr__
         return method
@@ -219,6 +219,7 @@ def connect(address: str, *, interface: Callable[..., T] | None = None, timeout:
     types the proxy and checks calls against its signatures before sending.
     Other options (``authkey=``, ``ssl=``, ...) go to ``interproc.connect``.
     """
+    channel: Any
     if is_line_address(address):
         channel = connect_lines(address, timeout=timeout, **options)
         ep = Endpoint(channel, protocol=Protocol(codecs=("json",)), timeout=timeout)

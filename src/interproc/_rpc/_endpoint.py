@@ -251,6 +251,16 @@ class Endpoint:
             raise
         with self._lock:
             events = self.proto.receive(data)
+        first = events[0] if len(events) == 1 else None
+        if type(first) is Result:  # the common case: one reply
+            fut = self._waiting.pop(first.id, None)
+            if fut is not None and not fut._done:
+                fut._value = first.value
+                fut._done = True
+            if self._sleepers:
+                with self._cond:
+                    self._cond.notify_all()
+            return True
         calls: list[Call] = []
         for ev in events:
             if type(ev) is Result:

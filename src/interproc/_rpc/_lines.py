@@ -309,7 +309,7 @@ class AsyncLineChannel:
             except (ConnectionError, OSError) as exc:
                 raise ChannelClosed(f"{self.address}: {exc}") from exc
             if line.strip():
-                return line[:-1]
+                return bytes(line[:-1])
 
     def close(self) -> None:
         if not self._closed:

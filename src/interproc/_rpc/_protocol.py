@@ -164,7 +164,7 @@ class Send:
 Event = Call | Result | Failure | Send
 
 
-def error_object(code: int, message: str | None = None, *, type_name: str = "", traceback: str = "") -> dict:
+def error_object(code: int, message: str | None = None, *, type_name: str = "", traceback: str = "") -> dict[str, Any]:
     err: dict[str, Any] = {"code": code, "message": message if message is not None else MESSAGES.get(code, "error")}
     data = {k: v for k, v in (("type", type_name), ("traceback", traceback)) if v}
     if data:
@@ -184,8 +184,8 @@ def remote_error(err: Any) -> RemoteError:
     detail = data.get("detail") if isinstance(data, dict) else None
     if detail:
         message = f"{message}: {detail}"
-    exc = RemoteError(str(type_name or CODE_NAMES.get(code, "RemoteError")), message,  # type: ignore[arg-type]
-                      str(tb or ""))
+    fallback = CODE_NAMES.get(code, "RemoteError") if isinstance(code, int) else "RemoteError"
+    exc = RemoteError(str(type_name or fallback), message, str(tb or ""))
     exc.code = code  # type: ignore[attr-defined]
     exc.data = data  # type: ignore[attr-defined]
     return exc
@@ -227,7 +227,7 @@ class Protocol:
         return rid
 
     @staticmethod
-    def _request(method: str, args: Sequence[Any], kwargs: dict[str, Any] | None, rid: Any) -> dict:
+    def _request(method: str, args: Sequence[Any], kwargs: dict[str, Any] | None, rid: Any) -> dict[str, Any]:
         if not isinstance(method, str):
             raise TypeError(f"method name must be a str, not {type(method).__name__}")
         if args and kwargs:
@@ -305,7 +305,7 @@ class Protocol:
         ev = self._one(msg, None, -1)
         return [] if ev is None else [ev]
 
-    def _error_msg(self, rid: Any, code: int, message: str | None = None, **data: str) -> dict:
+    def _error_msg(self, rid: Any, code: int, message: str | None = None, **data: str) -> dict[str, Any]:
         return {"jsonrpc": "2.0", "error": error_object(code, message, **data), "id": rid}
 
     def _one(self, msg: Any, batch: _Batch | None, slot: int) -> Event | None:
@@ -339,7 +339,7 @@ class Protocol:
         self.set_codec(chosen)  # after the answer, which the peer reads in the old codec
         return None if data is None else Send(data)
 
-    def _response(self, msg: dict) -> Event | None:
+    def _response(self, msg: dict[str, Any]) -> Event | None:
         rid = msg.get("id")
         if rid is None and "error" in msg:
             return Failure(None, remote_error(msg["error"]))
@@ -357,7 +357,7 @@ class Protocol:
         return Result(rid, msg.get("result"))
 
     # -- answering the peer's calls -----------------------------------------------
-    def _finish(self, call: Call, answer: dict) -> bytes | None:
+    def _finish(self, call: Call, answer: dict[str, Any]) -> bytes | None:
         if call.notification:
             return None
         batch = call.batch

@@ -10,8 +10,12 @@ KIND_MODULES = (
     "interproc._namedpipe",
     "interproc._mailslot",
     "interproc._shmchannel",
+    "interproc._pipes",
     "interproc._objects._listing",
 )
+
+#: Every kind ``interproc ls`` can show (``--kind`` takes one of these).
+KINDS = ("chan", "chanlisten", "event", "fifo", "mailslot", "mutex", "objects", "pipe", "pub", "semaphore", "shm", "struct")
 
 
 def load_kinds() -> None:
