@@ -30,7 +30,7 @@ import threading
 import types
 import weakref
 from time import monotonic
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar, overload
 
 from .._errors import ChannelClosed, HandleClosed, InterprocError, NotFound, RemoteError
 from .._rpc._client import interface_methods
@@ -38,6 +38,7 @@ from .._rpc._dispatch import _Entry
 from .._rpc._endpoint import Endpoint
 from .._rpc._protocol import INVALID_PARAMS, METHOD_NOT_FOUND, Fault, Protocol
 
+T = TypeVar("T")
 REF, DICT = "$ref", "$dict"
 _PLAIN = frozenset((str, int, float, bool, type(None), bytes))
 _NEVER_BY_REF = (types.ModuleType, type, types.FunctionType, types.BuiltinFunctionType, types.MethodType,
@@ -553,9 +554,13 @@ class ObjectProxy:
         self._check()
         return self._session.call("obj.call", self._oid, name, list(args), kwargs)
 
+    @overload
+    def query_interface(self, interface: str) -> Any: ...
+    @overload
+    def query_interface(self, interface: Callable[..., T]) -> T: ...
     def query_interface(self, interface: Any) -> Any:
-        """This object seen as ``interface`` (a class or Protocol, or its name); NoInterface if it
-        does not implement it."""
+        """This object seen as ``interface`` (a class or Protocol, or its name): a view typed
+        as ``interface``; NoInterface if the object does not implement it."""
         self._check()
         name = interface if isinstance(interface, str) else getattr(interface, "__name__", None)
         if not isinstance(name, str):
