@@ -19,6 +19,7 @@ import typing
 
 import pytest
 
+import interproc
 from interproc import HandleClosed, RemoteError, objects
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -56,6 +57,10 @@ class Circle:
         return [visitor.seen(self._radius * i) for i in range(n)]
     def me(self):
         return self
+    def sleep(self, seconds):
+        import time
+        time.sleep(seconds)
+        return seconds
     def lookup(self, key):
         return {"a": 1}[key]
     def __del__(self):
@@ -148,6 +153,9 @@ def server(request, name, spawn, tmp_path):
         except OSError:
             pass
         proc.wait(10)
+        from interproc._objects import _listing
+
+        _listing._collect()  # a killed server's `interproc ls` record, as `interproc gc` would
         if kind == "shm":  # what `interproc gc` does: the names of a killed client go
             from interproc import _registry
 
@@ -369,6 +377,62 @@ def test_proxy_only_goes_back_to_its_own_server(server):
             c.close()
     finally:
         local.close()
+
+
+def test_junk_from_a_peer_is_an_error_answer_not_a_crash(server):
+    """A peer speaking the wire badly (through a raw rpc proxy) gets error answers;
+    the server and other clients go on."""
+    from interproc import rpc
+
+    conn, address, mode, *_ = server
+    opts = {"authkey": b"secret"} if mode == "authkey" else {}
+    c = conn.create("Shapes.Circle", 1.0)
+    with rpc.connect(address, timeout=10, **opts) as raw:
+        for method, params in [("obj.call", [[1], "area", [], {}]), ("obj.call", [c._oid, "area", [], {}]),
+                               ("obj.get", [None, 5]), ("obj.release", [c._oid, -3]),
+                               ("obj.call", [c._oid, "same", [{"$ref": ["y", "x"]}], {}]),
+                               ("obj.call", [c._oid, "same", [{"$ref": ["m", 1, 999]}], {}]),
+                               ("obj.describe", [1]), ("obj.nothing", []), ("obj.create", [7])]:
+            with pytest.raises(RemoteError):
+                raw.call(method, *params)
+    assert c.area() == 3.0  # the object of another connection was not reachable, nor hurt
+    c.close()
+
+
+def test_timeout_and_server_death(server):
+    conn, address, mode, log, proc = server
+    c = conn.create("Shapes.Circle", 1.0)
+    conn.timeout = 0.3
+    with pytest.raises(interproc.Timeout):
+        c.sleep(2)
+    conn.timeout = 10
+    assert c.area() == 3.0  # the late reply was discarded; the connection goes on
+    got: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            c.sleep(30)
+        except BaseException as exc:  # noqa: BLE001 - what the caller sees is the point
+            got.append(exc)
+
+    import threading
+
+    t = threading.Thread(target=call)
+    t.start()
+    time.sleep(0.3)
+    proc.kill()  # the server dies mid-call
+    t.join(10)
+    assert not t.is_alive() and got and isinstance(got[0], interproc.ChannelClosed)
+
+
+def test_tour_step_runs():
+    env = dict(os.environ, PYTHONPATH=os.path.join(os.path.dirname(__file__), "..", "src"))
+    out = subprocess.run([sys.executable, "-m", "interproc", "tour", "--only", "objects", "--json"],
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    (step,) = json.loads(out.stdout)
+    assert step["status"] == "ok", step
+    assert "NoInterface" in step["detail"] and "__del__ ran" in step["detail"]
 
 
 def test_bad_arguments():
