@@ -544,3 +544,15 @@ def test_asyncio_proxy(spawn, tmp_path):
         proc.stdin.write("quit\n")
         proc.stdin.flush()
         proc.wait(10)
+
+
+def test_connect_to_a_plain_rpc_server_says_so():
+    from interproc import rpc
+
+    class Calc:
+        def add(self, a: int, b: int) -> int:
+            return a + b
+
+    with rpc.Server(Calc(), f"unix://{short_tmpdir()}/rpc.sock").start() as srv:
+        with pytest.raises(interproc.ProtocolError, match="not an interproc.objects server"):
+            objects.connect(srv.address, timeout=10)

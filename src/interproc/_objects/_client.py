@@ -13,7 +13,7 @@ import threading
 from typing import Any
 
 from .._address import connect as _connect_channel
-from .._errors import ChannelClosed, HandleClosed
+from .._errors import ChannelClosed, HandleClosed, ProtocolError, RemoteError
 from ._core import Exports, ObjectProxy, Session
 
 
@@ -27,6 +27,11 @@ class Connection:
         try:
             self._session.ep.hello(timeout)
             terms = self._session.call("obj.hello")
+        except RemoteError as exc:
+            self._session.ep.close()
+            if exc.remote_type == "MethodNotFound":
+                raise ProtocolError(f"{address} is not an interproc.objects server (it has no obj.hello)") from None
+            raise
         except BaseException:
             self._session.ep.close()
             raise
