@@ -18,7 +18,8 @@ from typing import Any
 from .._errors import ChannelClosed, HandleClosed, RemoteError
 from .._rpc._aio import AsyncEndpoint
 from .._rpc._protocol import INVALID_PARAMS, Fault, Protocol
-from ._core import REF, Exports, ObjectProxy, Session, _Handler
+from ._core import REF, Exports, Session, _Handler
+from ._proxy import ObjectProxy
 
 
 class _AsyncHandler(_Handler):
@@ -157,12 +158,12 @@ class AsyncObjectProxy(ObjectProxy):
                 raise AttributeError(exc.message) from None
             raise
 
-    async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+    async def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         self._check()
         return await self._session.acall("obj.call", self._oid, name, list(args), kwargs)
 
     async def query_interface(self, interface: Any) -> Any:  # type: ignore[override]
-        from ._core import InterfaceView, NoInterface
+        from ._proxy import InterfaceView, NoInterface
 
         self._check()
         name = interface if isinstance(interface, str) else getattr(interface, "__name__", None)
@@ -209,7 +210,7 @@ class AsyncConnection:
 
     @property
     def closed(self) -> bool:
-        return self._session.ep.closed
+        return bool(self._session.ep.closed)
 
     async def close(self) -> None:
         self._pinger.cancel()

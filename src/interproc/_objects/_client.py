@@ -14,7 +14,8 @@ from typing import Any
 
 from .._address import connect as _connect_channel
 from .._errors import ChannelClosed, HandleClosed, ProtocolError, RemoteError
-from ._core import Exports, ObjectProxy, Session
+from ._core import Exports, Session
+from ._proxy import ObjectProxy
 
 
 class Connection:
@@ -51,7 +52,8 @@ class Connection:
     @property
     def timeout(self) -> float | None:
         """The default timeout of every call, in seconds (None: forever)."""
-        return self._session.ep.timeout
+        timeout: float | None = self._session.ep.timeout
+        return timeout
 
     @timeout.setter
     def timeout(self, value: float | None) -> None:
@@ -72,7 +74,7 @@ class Connection:
 
     @property
     def closed(self) -> bool:
-        return self._session.ep.closed
+        return bool(self._session.ep.closed)
 
     def close(self) -> None:
         """Close the connection: the server releases every object it gave this process."""

@@ -83,7 +83,7 @@ class Server:
             self._classes[progid] = cls
         self._changed()
 
-    def _create(self, progid: str, args: list, kwargs: dict) -> Any:
+    def _create(self, progid: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         cls = self._classes.get(progid)
         if cls is None:
             raise not_found(progid)

@@ -16,7 +16,7 @@ protocol.  asyncio: ``interproc.objects.aio``.  See docs/objects.md.
 
 from .._errors import RemoteError as RemoteError
 from .._objects._client import Connection as Connection, connect as connect, create as create
-from .._objects._core import InterfaceView as InterfaceView, NoInterface as NoInterface, ObjectProxy as ObjectProxy
+from .._objects._proxy import InterfaceView as InterfaceView, NoInterface as NoInterface, ObjectProxy as ObjectProxy
 from .._objects._server import Server as Server
 
 __all__ = ["Connection", "InterfaceView", "NoInterface", "ObjectProxy", "RemoteError", "Server", "connect", "create"]
