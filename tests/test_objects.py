@@ -435,6 +435,20 @@ def test_tour_step_runs():
     assert "NoInterface" in step["detail"] and "__del__ ran" in step["detail"]
 
 
+def test_tracebacks_off():
+    class Boom:
+        def fail(self) -> None:
+            raise KeyError("secret path /etc/x")
+
+    with objects.Server(f"unix://{short_tmpdir()}/tb.sock", tracebacks=False).start() as srv:
+        srv.register("T.Boom", Boom)
+        with objects.connect(srv.address, timeout=10) as conn:
+            b = conn.create("T.Boom")
+            with pytest.raises(RemoteError) as info:
+                b.fail()
+            assert info.value.remote_type == "KeyError" and info.value.traceback_text == ""
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError):
         objects.Server("tcp://127.0.0.1:0", ping_interval=0, authkey=b"k")

@@ -241,11 +241,11 @@ class Session:
     def __init__(self, channel: Any, exports: Exports, *, timeout: float | None = None, workers: int = 16,
                  codecs: tuple[str, ...] | None = None, factory: Callable[[str, list[Any], dict[str, Any]], Any] | None = None,
                  hello: Callable[[], dict[str, Any]] | None = None, classes: Callable[[], list[Any]] | None = None,
-                 serving: bool = True) -> None:
+                 serving: bool = True, tracebacks: bool = True) -> None:
         self._setup(exports, factory, hello, classes, serving)
         kw = {} if codecs is None else {"codecs": codecs}
         self.ep: Any = Endpoint(channel, exposed=self, protocol=Protocol(**kw), timeout=timeout,  # type: ignore[arg-type]
-                                workers=workers)
+                                workers=workers, tracebacks=tracebacks)
 
     def _setup(self, exports: Exports, factory: Callable[[str, list[Any], dict[str, Any]], Any] | None,
                hello: Callable[[], dict[str, Any]] | None, classes: Callable[[], list[Any]] | None, serving: bool) -> None:

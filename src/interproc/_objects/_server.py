@@ -41,11 +41,12 @@ class Server:
 
     ``ping_interval`` (seconds) and ``missed_pings``: a client that sends nothing for
     ``ping_interval * missed_pings`` seconds loses its objects.  ``workers`` bounds
-    the threads per connection that run overlapping calls.
+    the threads per connection that run overlapping calls; ``tracebacks=False`` keeps the
+    server's traceback text out of error answers (type and message still go).
     """
 
     def __init__(self, address: str, *, ping_interval: float = 120.0, missed_pings: int = 3, workers: int = 16,
-                 **options: Any) -> None:
+                 tracebacks: bool = True, **options: Any) -> None:
         if not ping_interval > 0:
             raise ValueError(f"ping_interval must be > 0 seconds, not {ping_interval!r}")
         if not isinstance(missed_pings, int) or missed_pings < 1:
@@ -53,6 +54,7 @@ class Server:
         self.ping_interval = float(ping_interval)
         self.missed_pings = missed_pings
         self.workers = workers
+        self.tracebacks = tracebacks
         self._classes: dict[str, type] = {}
         self._lock = threading.Lock()
         self._sessions: set[Session] = set()
@@ -143,7 +145,7 @@ class Server:
                     return
                 continue  # one peer's failed handshake: go on accepting others
             session = Session(channel, self.exports, workers=self.workers, factory=self._create,
-                              hello=self._hello, classes=self.classes)
+                              hello=self._hello, classes=self.classes, tracebacks=self.tracebacks)
             with self._lock:
                 if self._closed:
                     session.ep.close()
