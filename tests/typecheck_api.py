@@ -46,3 +46,31 @@ def channels() -> None:
 async def async_channels() -> None:
     assert_type(await interproc.aio.connect("pipe://x"), interproc.aio.AsyncChannel)
     assert_type(await interproc.aio.listen("pipe://x"), interproc.aio.AsyncListener)
+
+
+def distributed_objects() -> None:
+    from typing import Any, Protocol
+
+    from interproc import objects
+
+    class IShape(Protocol):
+        def area(self) -> float: ...
+
+    srv = objects.Server("unix:///tmp/x.sock", ping_interval=1.0, missed_pings=3)
+    assert_type(srv.start(), objects.Server)
+    conn = objects.connect(srv.address, timeout=1.0)
+    assert_type(conn, objects.Connection)
+    c = objects.create("Shapes.Circle", srv.address, 2.0)
+    assert_type(c, Any)
+    proxy: objects.ObjectProxy = conn.create("Shapes.Circle")
+    assert_type(proxy.query_interface(IShape), IShape)
+    assert_type(proxy.query_interface(IShape).area(), float)
+    assert_type(conn.classes(), list[dict[str, Any]])
+
+
+async def async_distributed_objects() -> None:
+    from interproc.objects import aio as objects_aio
+
+    conn = await objects_aio.connect("unix:///tmp/x.sock")
+    assert_type(conn, objects_aio.AsyncConnection)
+    assert_type(await conn.create("Shapes.Circle"), objects_aio.AsyncObjectProxy)

@@ -16,10 +16,11 @@ KIND_MODULES = (
     "interproc._pipes",  # FIFOs
     "interproc._messages._names",  # windows (interproc.messages)
     "interproc._dde._server",  # DDE services
+    "interproc._objects._listing",  # object servers (interproc.objects)
 ) + tuple(m for m in kind_modules() if m not in ("interproc._shm", "interproc._sync", "interproc._shared"))
 
 #: Every kind ``interproc ls`` can show (``--kind`` takes one of these).
-KINDS = ("chan", "chanlisten", "event", "fifo", "mailslot", "mutex", "pipe", "pub", "semaphore", "shm", "struct")
+KINDS = ("chan", "chanlisten", "event", "fifo", "mailslot", "mutex", "objects", "pipe", "pub", "semaphore", "shm", "struct")
 KINDS += ("dde", "msgwin")  # window messages and DDE services
 
 
