@@ -120,6 +120,7 @@ LAYERS = [
     {"pywin32"},  # compat: the pywin32 face over the protocols and resources
     {"cli", "_bench", "__init__", "__main__"},
 ]
+LAYERS[0].update({"_timeout", "_lifecycle"})  # timeout= check, ResourceWarning + logger (issue 10)
 
 
 def _layer_of(top: str) -> int | None:

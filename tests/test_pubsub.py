@@ -329,7 +329,7 @@ def test_bad_arguments(name):
         Publisher()
     with pytest.raises(NotFound):
         Subscriber.open(name)
-    with pytest.raises(NotFound):
+    with pytest.raises(Timeout):  # the one rule: waited, then Timeout (issue 10)
         Subscriber.open(name, timeout=0.05)
     with Publisher.create(name, 8, 4) as pub:
         with pytest.raises(AlreadyExists):

@@ -47,6 +47,7 @@ from ._naming import NAME_MAX, Scope, validate_name
 from ._platform import ProcessId, current_process, is_alive
 from ._registry import register
 from ._shm import F_PERSISTENT, OFF_FLAGS, SharedMemory, _HeaderLock, register_details
+from ._timeout import check_timeout, nobody_came
 
 _native.ring_set_errors(closed=ChannelClosed, timeout=Timeout, protocol=ProtocolError,
                         too_large=MessageTooLarge)
@@ -285,8 +286,7 @@ class ShmListener(Listener):
     def accept(self, *, timeout: float | None = None, _cancellable: bool = False) -> ShmChannel:
         """Wait for a connection; ``Timeout`` after ``timeout`` seconds."""
         interrupts = self._interrupts
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
+        check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._closed:
@@ -404,17 +404,17 @@ def connect(name: str, *, timeout: float | None = None, capacity: Any = None, po
     validate_name(name)
     policy, spin = _check_policy(policy, spin_us)
     cap = None if capacity is None else _check_capacity(capacity)
-    if timeout is not None and timeout < 0:
-        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
+    check_timeout(timeout)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         try:
             lseg, owner, default_cap = _open_listener(name, scope)
             break
         except NotFound:
-            if deadline is None or time.monotonic() >= deadline:
-                raise NotFound(f"shm://{name}: nobody listens"
-                               + ("" if deadline is None else f" (waited {timeout} s)")) from None
+            if deadline is None:
+                raise NotFound(f"shm://{name}: nobody listens") from None
+            if time.monotonic() >= deadline:
+                raise nobody_came(f"shm://{name}", timeout) from None
             time.sleep(CONNECT_POLL)
     try:
         if cap is None:

@@ -12,6 +12,7 @@ from .. import _native
 from .._errors import ProtocolError
 from .._platform import ProcessId, is_alive
 from .._shm import SharedMemory
+from .._timeout import check_timeout
 
 MAGIC = b"IPPUBSUB"
 VERSION = 1
@@ -74,10 +75,8 @@ def _int_arg(value: object, what: str, low: int, high: int) -> int:
 
 
 def _check_timeout(timeout: float | None) -> float | None:
-    if timeout is None:
+    if check_timeout(timeout) is None:
         return None
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout != timeout or timeout < 0:
-        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}")
     return _now() + timeout
 
 

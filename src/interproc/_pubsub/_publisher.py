@@ -17,20 +17,26 @@ from ._layout import (
     WRITING, _GEOM, _U32, _add, _c_publish, _check_spin, _check_timeout, _Geometry, _int_arg,
     _live_entries, _load, _now, _PubSegment, _reap_dead, _store, _wait, _wake,
 )
+from ._lend import lend, take_back
 
 class Loan:
     """A slot lent to the caller: ``buf`` is writable memory inside the slot.
 
     ``with pub.loan(n) as buf: ...`` publishes the ``n`` bytes on a normal
     exit and discards the loan if the block raises.  Without ``with``, call
-    ``publish()`` or ``discard()``.  ``buf`` (and any numpy array laid over
-    it) must not be used after that.
+    ``publish()`` or ``discard()``.  ``buf`` is released then, so it cannot
+    be written into a published slot.  A numpy array (or any other export)
+    over ``buf`` must be gone by then (``del frame``): otherwise ``publish()``
+    raises ``BufferError`` and publishes nothing (the loan stays out, so
+    ``publish()`` can be called again once the array is gone), and the end of
+    a ``with`` block raises ``BufferError`` and discards the loan.
     """
 
-    __slots__ = ("_pub", "_seq", "_n", "buf")
+    __slots__ = ("_pub", "_seq", "_n", "buf", "_exporter")
 
-    def __init__(self, pub: "Publisher", seq: int, n: int, buf: memoryview) -> None:
-        self._pub, self._seq, self._n, self.buf = pub, seq, n, buf
+    def __init__(self, pub: "Publisher", seq: int, n: int, segment: memoryview, start: int) -> None:
+        self._pub, self._seq, self._n = pub, seq, n
+        self._exporter, self.buf = lend(segment, start, n, readonly=False)
 
     def publish(self, length: int | None = None) -> None:
         """Publish the sample (``length`` bytes, default all the loan's bytes)."""
@@ -46,19 +52,28 @@ class Loan:
     def _finish(self) -> None:
         if self._pub is None or not self._pub._loaned:
             raise ValueError("this loan was already published or discarded")
-        try:
-            self.buf.release()
-        except BufferError:
-            pass  # an array over it still exists; the caller was told not to use it
+        if not take_back(self._exporter, self.buf):
+            # A live array could still write into the slot after subscribers
+            # read it: refuse rather than publish a sample that can change.
+            raise BufferError(
+                f"the loan's buf is still exported (a numpy array or other view over it is alive): "
+                f"nothing was published; delete the view (del frame) before the loan ends") from None
 
     def __enter__(self) -> memoryview:
         return self.buf
 
     def __exit__(self, exc_type: Any, *_: object) -> None:
         if exc_type is None:
-            self.publish()
+            try:
+                self.publish()
+            except BufferError:
+                self._pub._loaned = False  # the with-form cannot retry: give the slot back
+                raise
         elif self._pub._loaned:
-            self.discard()
+            try:
+                self.discard()
+            except BufferError:
+                self._pub._loaned = False
 
 
 class Publisher:
@@ -142,7 +157,7 @@ class Publisher:
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise ValueError(f"loan size must be an int >= 0, got {n!r}")
         seq, off = self._claim(n, timeout)
-        return Loan(self, seq, n, self._buf[off + SLOT_HEADER: off + SLOT_HEADER + n])
+        return Loan(self, seq, n, self._buf, off + SLOT_HEADER)
 
     def send(self, data: Any, *, timeout: float | None = None) -> None:
         """Publish a copy of ``data`` (any bytes-like object)."""

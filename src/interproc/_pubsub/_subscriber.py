@@ -17,28 +17,35 @@ from ._layout import (
     OFF_TABLE, POLICIES, SLICE, SLOT_HEADER, WRITING, _U32, _add, _c_release, _c_slot, _c_spin, _cas,
     _check_spin, _check_timeout, _Geometry, _load, _now, _PubSegment, _reap_dead, _store, _wait, _wake,
 )
+from .._timeout import nobody_came
+from ._lend import lend, take_back
 
 class Sample:
     """A received sample: ``buf`` is a read-only memoryview, valid until released.
 
     Use it as a context manager or call ``release()``; for *block*
-    subscribers the publisher cannot reuse the slot until then.
+    subscribers the publisher cannot reuse the slot until then.  ``release()``
+    releases ``buf``; a numpy array (or other export) still over it is a
+    ``BufferError``, and the sample stays held until the array is gone and
+    ``release()`` is called again, so the array never shows a rewritten slot.
     """
 
-    __slots__ = ("seq", "buf", "_sub")
+    __slots__ = ("seq", "buf", "_sub", "_exporter")
 
-    def __init__(self, sub: "Subscriber", seq: int, buf: memoryview) -> None:
-        self._sub, self.seq, self.buf = sub, seq, buf
+    def __init__(self, sub: "Subscriber", seq: int, buf: memoryview, exporter: Any = None) -> None:
+        self._sub, self.seq, self.buf, self._exporter = sub, seq, buf, exporter
 
     def release(self) -> None:
         sub = self._sub
         if sub is None:
             return
+        if self._exporter is None:
+            self.buf.release()  # a copy (drop_oldest): nothing in the slot to protect
+        elif not take_back(self._exporter, self.buf):
+            raise BufferError(
+                f"sample #{self.seq}'s buf is still exported (a numpy array or other view over it is "
+                f"alive): delete it before releasing the sample; the slot stays held until then") from None
         self._sub = None
-        try:
-            self.buf.release()
-        except BufferError:
-            pass  # an array over it is still alive; documented as invalid now
         sub._release(self.seq)
 
     @property
@@ -93,7 +100,7 @@ class Subscriber:
         """Subscribe to publisher ``name``.
 
         ``NotFound`` at once when there is none, unless ``timeout`` is given:
-        then wait that long for it to appear.
+        then wait that long for it to appear (``Timeout`` if it does not).
         """
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(map(repr, POLICIES))}, not {policy!r}")
@@ -104,9 +111,13 @@ class Subscriber:
                 seg = _PubSegment.open(name, scope=scope, timeout=None if deadline is None else max(0.0, deadline - _now()))
                 break
             except NotFound:
-                if deadline is None or _now() >= deadline:
+                if deadline is None:
                     raise NotFound(f"no publisher {name!r}") from None
+                if _now() >= deadline:
+                    raise nobody_came(f"publisher {name!r}", timeout) from None
                 time.sleep(0.01)
+            except Timeout:  # SharedMemory.open waited for the segment: same rule, our name
+                raise nobody_came(f"publisher {name!r}", timeout) from None
         try:
             buf = seg.buf
             geo = _Geometry.read(buf, f"publisher {name!r}")
@@ -221,7 +232,8 @@ class Subscriber:
         self._held.add(r)
         self._received += 1
         start = off + SLOT_HEADER
-        return Sample(self, r, buf[start: start + n].toreadonly())
+        exporter, view = lend(buf, start, n, readonly=True)
+        return Sample(self, r, view, exporter)
 
     def _copy(self, r: int, published: int) -> Sample | None:
         """drop_oldest: copy the sample out under the seqlock; None to retry."""

@@ -21,6 +21,7 @@ from typing import Any, AsyncIterator, Callable
 from .. import _shmchannel
 from .._address import Address, parse
 from .._errors import ChannelClosed, Timeout
+from .._timeout import check_timeout
 
 
 class ShmChannel:
@@ -51,10 +52,8 @@ class ShmChannel:
 
     @staticmethod
     def _deadline(timeout: float | None) -> float | None:
-        if timeout is None:
+        if check_timeout(timeout) is None:
             return None
-        if timeout < 0:
-            raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
         return asyncio.get_running_loop().time() + timeout
 
     # -- the channel ------------------------------------------------------
