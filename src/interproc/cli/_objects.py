@@ -11,10 +11,12 @@ KIND_MODULES = (
     "interproc._mailslot",
     "interproc._shmchannel",
     "interproc._pipes",
+    "interproc._messages._names",
+    "interproc._dde._server",
 )
 
 #: Every kind ``interproc ls`` can show (``--kind`` takes one of these).
-KINDS = ("chan", "chanlisten", "event", "fifo", "mailslot", "mutex", "pipe", "pub", "semaphore", "shm", "struct")
+KINDS = ("chan", "chanlisten", "dde", "event", "fifo", "mailslot", "msgwin", "mutex", "pipe", "pub", "semaphore", "shm", "struct")
 
 
 def load_kinds() -> None:

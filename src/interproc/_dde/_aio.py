@@ -1,0 +1,411 @@
+"""The asyncio DDE drivers: ``await dde.aconnect(...)`` -> :class:`AsyncConversation`, and
+:class:`AsyncServer`.
+
+Same :class:`ClientConversation` / :class:`ServerConversation` and the same
+link rules as the blocking drivers (tasks instead of threads); callbacks and
+handlers may be plain functions or coroutines.  The asyncio client takes hot
+links over the socket (no shared-memory fast path); the asyncio server offers
+the fast path to blocking local clients like the blocking server does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import traceback
+from collections import deque
+from typing import Any, Callable
+
+import interproc.aio
+
+from .._errors import ChannelClosed, HandleClosed, InterprocError, NotFound, PermissionDenied, ProtocolError, Timeout
+from .._naming import Scope, validate_name
+from ..shm import Publisher
+from ._protocol import (
+    SYSTEM, ClientConversation, Execute, Poke, Reply, ServerConversation, Store, Update, decode_value, dump,
+    encode_sample, encode_value,
+)
+from ._server import FAST_MAX_CLIENTS, FAST_SLOT_SIZE, FAST_SLOTS, service_path
+
+_UNSET: Any = object()
+
+
+class AsyncAdviseLink:
+    """A warm or hot link of an :class:`AsyncConversation`; ``await link.close()`` unadvises."""
+
+    def __init__(self, conv: "AsyncConversation", link_id: int, item: str, hot: bool, ack: bool,
+                 callback: Callable[..., Any] | None) -> None:
+        self.conversation, self.id, self.item, self.hot, self.ack = conv, link_id, item, hot, ack
+        self.callback = callback
+        self.received = 0
+        self.dropped = 0
+        self.last_value: Any = None
+        self.closed = False
+        self._pending: deque[Update] = deque()
+
+    async def close(self, *, timeout: float | None = _UNSET) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        conv = self.conversation
+        conv._links.pop(self.id, None)
+        if not conv.closed:
+            try:
+                await conv._call(conv._proto.unadvise(self.id), timeout)
+            except (ChannelClosed, HandleClosed):
+                pass
+
+
+class AsyncConversation:
+    """A DDE conversation for asyncio code."""
+
+    def __init__(self, ch: Any, service: str, topic: str, timeout: float | None) -> None:
+        self._ch, self.service, self.topic, self.timeout = ch, service, topic, timeout
+        self._proto = ClientConversation(service, topic)
+        self._waiters: dict[int, asyncio.Future] = {}
+        self._links: dict[int, AsyncAdviseLink] = {}
+        self._ready: deque[AsyncAdviseLink] = deque()
+        self._orphans: dict[int, list[Update]] = {}
+        self._wake = asyncio.Event()
+        self._closed = self._user_closed = False
+        self._reader = asyncio.ensure_future(self._read_loop())
+        self._dispatcher = asyncio.ensure_future(self._dispatch_loop())
+
+    async def _call(self, request: tuple[int, bytes], timeout: float | None = _UNSET) -> Reply:
+        if self._user_closed:
+            raise HandleClosed(f"DDE conversation {self.service}|{self.topic} is closed")
+        if self._closed:
+            raise ChannelClosed(f"the DDE service {self.service!r} ended the conversation")
+        timeout = self.timeout if timeout is _UNSET else timeout
+        rid, frame = request
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._waiters[rid] = fut
+        try:
+            await self._ch.send(frame)
+            reply = await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            raise Timeout(f"DDE service {self.service!r} did not answer in {timeout} s") from None
+        finally:
+            self._waiters.pop(rid, None)
+        ClientConversation.raise_for(reply, f"{self.service}|{self.topic}")
+        return reply
+
+    async def request(self, item: str, *, timeout: float | None = _UNSET) -> str | bytes:
+        body = (await self._call(self._proto.request(item), timeout)).body
+        return decode_value(body.get("format"), body.get("value"))
+
+    async def advise(self, item: str, *, hot: bool = True, callback: Callable[..., Any] | None = None,
+                     ack: bool = False, timeout: float | None = _UNSET) -> AsyncAdviseLink:
+        body = (await self._call(self._proto.advise(item, hot, ack), timeout)).body
+        link = AsyncAdviseLink(self, int(body["link"]), item, hot, ack, callback)
+        self._links[link.id] = link
+        for event in self._orphans.pop(link.id, []):
+            self._queue(link, event)
+        return link
+
+    async def poke(self, item: str, value: str | bytes, *, format: str | None = None,
+                   timeout: float | None = _UNSET) -> None:
+        await self._call(self._proto.poke(item, value, format), timeout)
+
+    async def execute(self, command: str, *, timeout: float | None = _UNSET) -> Any:
+        return (await self._call(self._proto.execute(command), timeout)).body.get("result")
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                event = ClientConversation.receive(await self._ch.recv())
+                if isinstance(event, Reply):
+                    fut = self._waiters.get(event.id)
+                    if fut is not None and not fut.done():
+                        fut.set_result(event)
+                    continue
+                link = self._links.get(event.link)
+                if link is None:
+                    # an update can overtake the advise() call that is about to register its link
+                    self._orphans.setdefault(event.link, []).append(event)
+                    continue
+                self._queue(link, event)
+        except Exception:
+            pass  # the service went away (or spoke garbage): the conversation ends
+        finally:
+            self._end()
+
+    def _queue(self, link: AsyncAdviseLink, event: Update) -> None:
+        if not link.ack and link._pending:
+            link.dropped += 1 + link._pending[-1].dropped
+            link._pending.clear()
+        link._pending.append(event)
+        if link not in self._ready:
+            self._ready.append(link)
+        self._wake.set()
+
+    def _end(self) -> None:
+        self._closed = True
+        gone = ChannelClosed(f"the DDE service {self.service!r} ended the conversation")
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.set_exception(gone)
+        for link in self._links.values():
+            link.closed = True
+        self._wake.set()
+        self._ch.close()
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            if not self._ready:
+                if self._closed:
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            link = self._ready.popleft()
+            if not link._pending:
+                continue
+            update = link._pending.popleft()
+            if link._pending:
+                self._ready.append(link)
+            link.received += 1
+            link.dropped += update.dropped
+            link.last_value = update.value
+            try:
+                if link.callback is not None and not link.closed:
+                    result = link.callback(update.item, update.value) if link.hot else link.callback(update.item)
+                    if inspect.isawaitable(result):
+                        await result
+            except Exception:
+                traceback.print_exc()
+            if link.ack and not self._closed:
+                try:
+                    await self._ch.send(ClientConversation.ack(link.id))
+                except Exception:
+                    pass
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def close(self) -> None:
+        if self._user_closed:
+            return
+        self._user_closed = self._closed = True
+        self._ch.close()
+        self._wake.set()
+        for task in (self._reader, self._dispatcher):
+            task.cancel()
+        await asyncio.gather(self._reader, self._dispatcher, return_exceptions=True)
+
+    async def __aenter__(self) -> "AsyncConversation":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def aconnect(service: str, topic: str, *, timeout: float | None = None, host: str | None = None,
+                   authkey: bytes | None = None, scope: Scope = "user", **connect_options: Any) -> AsyncConversation:
+    """The asyncio form of :func:`interproc.dde.connect`."""
+    address = host if host is not None else f"unix://{service_path(service, scope)}"
+    if authkey is not None:
+        connect_options["authkey"] = authkey
+    try:
+        ch = await interproc.aio.connect(address, timeout=timeout, **connect_options)
+    except NotFound:
+        raise NotFound(f"no DDE service {service!r} is running") from None
+    conv = AsyncConversation(ch, service, topic, timeout)
+    try:
+        await conv._call(conv._proto.initiate())
+    except BaseException:
+        await conv.close()
+        raise
+    return conv
+
+
+# -- the asyncio server ------------------------------------------------------------
+
+class _AsyncConv:
+    def __init__(self, server: "AsyncServer", ch: Any) -> None:
+        self.server, self.ch = server, ch
+        self.proto = ServerConversation(server._store)
+        if getattr(ch, "peer_credentials", None) is not None:
+            self.proto.fast_path = server._fast_path
+        self.wake = asyncio.Event()
+        self.closed = False
+
+    async def read_loop(self) -> None:
+        try:
+            while True:
+                events = self.proto.receive(await self.ch.recv())
+                self.wake.set()
+                for event in events:
+                    await self._handle(event)
+        except ProtocolError as exc:
+            self.server.protocol_errors += 1
+            try:
+                await self.ch.send(dump({"op": "error", "error": "ProtocolError", "message": str(exc)}), timeout=1)
+            except Exception:
+                pass
+        except Exception:
+            pass
+        finally:
+            self.close()
+
+    async def _handle(self, event: Poke | Execute) -> None:
+        srv, topic = self.server, self.proto.topic or ""
+        is_poke = isinstance(event, Poke)
+        handler = srv.on_poke if is_poke else srv.on_execute
+        refused, error, result = "", None, None
+        if handler is None:
+            what = "poke" if is_poke else "execute"
+            refused = f"service {srv.service!r} accepts no {what} (it has no on_{what} handler)"
+        elif is_poke and topic == SYSTEM:
+            refused = "the System topic cannot be poked"
+        else:
+            try:
+                out = handler(topic, event.item, event.value) if is_poke else handler(topic, event.command)
+                if inspect.isawaitable(out):
+                    out = await out
+                if is_poke:
+                    if out is False:
+                        refused = f"the server refused the poke of {event.item!r}"
+                    else:
+                        srv.set(topic, event.item, event.value, format=event.format)
+                else:
+                    result = out
+            except Exception as exc:
+                error = exc
+        self.proto.answer(event.id, error, refused=refused, result=result)
+        self.wake.set()
+
+    async def write_loop(self) -> None:
+        try:
+            while not self.closed:
+                frame = self.proto.next_frame()
+                if frame is None:
+                    self.wake.clear()
+                    await self.wake.wait()
+                    continue
+                await self.ch.send(frame)  # a slow client waits here, and only its own links coalesce
+        except Exception:
+            self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.wake.set()
+            self.server._convs.discard(self)
+            self.ch.close()
+
+
+class AsyncServer:
+    """The asyncio form of :class:`interproc.dde.Server` (same rules; handlers may be coroutines)."""
+
+    def __init__(self, service: str, *, scope: Scope = "user") -> None:
+        self.service = validate_name(service, "DDE service name")
+        self.scope: Scope = scope
+        self._store = Store(service)
+        self._convs: set[_AsyncConv] = set()
+        self._pubs: dict[tuple[str, str], Any] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._listener: Any = None
+        self.on_poke: Callable[..., Any] | None = None
+        self.on_execute: Callable[..., Any] | None = None
+        self.protocol_errors = 0
+        self._closed = False
+
+    def set(self, topic: str, item: str, value: str | bytes, *, format: str | None = None) -> None:
+        if self._closed:
+            raise HandleClosed(f"DDE server {self.service!r} is closed")
+        if not isinstance(topic, str) or not topic or not isinstance(item, str) or not item:
+            raise ValueError("a DDE topic and item are non-empty str")
+        if topic == SYSTEM:
+            raise ValueError("the System topic is the server's own; choose another topic name")
+        wire = encode_value(value, format)
+        self._store.topics.setdefault(topic, {})[item] = wire
+        pub = self._pubs.get((topic, item))
+        if pub is not None:
+            try:
+                pub.send(encode_sample(wire, FAST_SLOT_SIZE), timeout=0)
+            except Timeout:
+                pass
+        for conv in self._convs:
+            if conv.proto.changed(topic, item, wire):
+                conv.wake.set()
+
+    def get(self, topic: str, item: str) -> str | bytes:
+        got = self._store.get(topic, item)
+        if got is None:
+            raise KeyError(f"{topic}!{item}")
+        return decode_value(*got)
+
+    def add_topic(self, topic: str) -> None:
+        self._store.topics.setdefault(topic, {})
+
+    def _fast_path(self, topic: str, item: str) -> str | None:
+        pub = self._pubs.get((topic, item))
+        if pub is None:
+            try:
+                pub = Publisher.create(f"ddehot.{os.getpid()}.a{len(self._pubs)}.{os.urandom(4).hex()}",
+                                       FAST_SLOT_SIZE, FAST_SLOTS, max_subscribers=FAST_MAX_CLIENTS, scope=self.scope)
+            except (InterprocError, OSError):
+                return None
+            self._pubs[(topic, item)] = pub
+        return pub.name
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def start(self) -> "AsyncServer":
+        """Listen and serve in tasks of the running loop; returns self."""
+        if self._listener is None:
+            self._listener = await interproc.aio.listen(f"unix://{service_path(self.service, self.scope)}")
+            self._spawn(self._accept_loop())
+        return self
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        try:
+            while not self._closed:
+                await asyncio.sleep(0.2)
+        finally:
+            self.close()
+
+    async def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                ch = await self._listener.accept()
+            except (ProtocolError, PermissionDenied, ChannelClosed):
+                continue
+            except Exception:
+                return
+            creds = getattr(ch, "peer_credentials", None)
+            if self.scope == "user" and creds is not None and creds.uid != os.getuid():
+                ch.close()
+                continue
+            conv = _AsyncConv(self, ch)
+            self._convs.add(conv)
+            self._spawn(conv.read_loop())
+            self._spawn(conv.write_loop())
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._listener is not None:
+            self._listener.close()
+        for conv in list(self._convs):
+            conv.close()
+        for pub in self._pubs.values():
+            pub.close()
+        self._pubs.clear()
+        for task in list(self._tasks):
+            task.cancel()
+
+    async def __aenter__(self) -> "AsyncServer":
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+        await asyncio.sleep(0)
