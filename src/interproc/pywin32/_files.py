@@ -13,6 +13,7 @@ the Win32 code, ``write(data) -> n`` and ``close()``.
 
 from __future__ import annotations
 
+import atexit
 import threading
 from typing import Any
 
@@ -137,6 +138,33 @@ class _Shared:
     def __init__(self, name: str, mode: str, max_instances: int) -> None:
         self.server = PipeServer(name, mode=mode, max_instances=min(max_instances, MAX_INSTANCES))
         self.name, self.mode, self.max_instances, self.instances = name, mode, max_instances, 0
+        self.linger: threading.Timer | None = None
+
+    def release(self) -> None:
+        """The last instance closed.  Keep the name LINGER seconds: a server that
+        makes a fresh instance per client (the common pattern) then keeps the
+        clients queued meanwhile, where Win32's instant re-create keeps them."""
+        def expire() -> None:
+            with _Shared.lock:
+                if self.instances == 0 and _Shared.servers.get(self.name) is self:
+                    _Shared.servers.pop(self.name, None)
+                    self.server.close()
+
+        self.linger = threading.Timer(LINGER, expire)
+        self.linger.daemon = True
+        self.linger.start()
+
+
+#: Seconds a pipe name outlives its last instance (see _Shared.release).
+LINGER = 0.5
+
+
+@atexit.register
+def _close_all() -> None:
+    with _Shared.lock:
+        for shared in list(_Shared.servers.values()):
+            shared.server.close()
+        _Shared.servers.clear()
 
 
 class ServerInstance(PipeEnd):
@@ -162,6 +190,9 @@ class ServerInstance(PipeEnd):
             elif shared.instances >= shared.max_instances:
                 raise_error(ERROR_PIPE_BUSY, "CreateNamedPipe", f"all {shared.max_instances} instances exist")
             shared.instances += 1
+            if shared.linger is not None:
+                shared.linger.cancel()
+                shared.linger = None
         self.shared = shared
         self._closed = False
 
@@ -179,8 +210,7 @@ class ServerInstance(PipeEnd):
         with _Shared.lock:
             self.shared.instances -= 1
             if self.shared.instances == 0:
-                _Shared.servers.pop(self.name, None)
-                self.shared.server.close()
+                self.shared.release()
 
 
 #: How long CreateFile waits for a server instance that is not in
