@@ -96,6 +96,7 @@ PUBLIC_MODULES = ["interproc", "interproc.shm", "interproc.sync", "interproc.sha
                   "interproc.sockets", "interproc.aio", "interproc.serial", "interproc.parallel",
                   "interproc.clipboard", "interproc.mailslot"]
 PUBLIC_MODULES += ["interproc.messages", "interproc.dde"]
+PUBLIC_MODULES += ["interproc.pywin32"]
 
 
 @pytest.mark.parametrize("modname", PUBLIC_MODULES)

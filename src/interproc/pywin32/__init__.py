@@ -14,7 +14,7 @@ import importlib
 import importlib.abc
 import importlib.util
 import sys
-from typing import Any
+from typing import Any as _Any
 
 __all__ = ["FACE_MODULES", "install", "installed", "uninstall"]
 
@@ -38,15 +38,15 @@ class _Loader(importlib.abc.Loader):
     def __init__(self, target: str) -> None:
         self.target = target
 
-    def create_module(self, spec: Any) -> Any:
+    def create_module(self, spec: _Any) -> _Any:
         return importlib.import_module(self.target)  # the same module object under both names
 
-    def exec_module(self, module: Any) -> None:
+    def exec_module(self, module: _Any) -> None:
         pass  # already executed by import_module
 
 
 class _Finder(importlib.abc.MetaPathFinder):
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+    def find_spec(self, fullname: str, path: _Any = None, target: _Any = None) -> _Any:
         if fullname in FACE_MODULES:
             return importlib.util.spec_from_loader(fullname, _Loader(FACE_MODULES[fullname]))
         return None
