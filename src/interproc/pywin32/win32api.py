@@ -10,7 +10,7 @@ from typing import Any
 from ._core import close_handle, error, get_last_error, set_last_error
 from .winerror import MESSAGES
 
-__all__ = ["CloseHandle", "FormatMessage", "GetCurrentProcessId", "GetCurrentThreadId", "GetLastError",
+__all__ = ["CloseHandle", "FormatMessage", "GetCurrentProcessId", "GetModuleHandle", "GetCurrentThreadId", "GetLastError",
            "GetTickCount", "PostMessage", "RegisterWindowMessage", "SendMessage", "SetLastError", "Sleep",
            "error"]
 
@@ -73,3 +73,8 @@ def RegisterWindowMessage(name: str) -> int:  # noqa: N802
     from .win32gui import RegisterWindowMessage as register
 
     return register(name)
+
+
+def GetModuleHandle(name: Any = None) -> int:  # noqa: N802
+    """A stand-in HINSTANCE (CreateWindow ignores it on Linux)."""
+    return 0x400000
