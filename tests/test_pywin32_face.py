@@ -167,6 +167,26 @@ def test_message_pipe_more_data_peek_and_errors(name):
     assert info.value.winerror == winerror.ERROR_FILE_NOT_FOUND
 
 
+def test_nowait_pipe(name):
+    srv = _server_pipe(name, mode=win32con.PIPE_TYPE_MESSAGE | win32con.PIPE_READMODE_MESSAGE | win32con.PIPE_NOWAIT)
+    with pytest.raises(pywintypes.error) as info:
+        win32pipe.ConnectNamedPipe(srv, None)
+    assert info.value.winerror == winerror.ERROR_PIPE_LISTENING
+    srv.Close()
+
+
+def test_docs_example_runs(tmp_path):
+    import re
+
+    text = open(os.path.join(os.path.dirname(__file__), "..", "docs", "pywin32.md")).read()
+    for block in re.findall(r"```python\n(.*?)```", text, re.S):
+        out = subprocess.run([sys.executable, "-c", block], env=ENV, cwd=tmp_path, capture_output=True,
+                             text=True, timeout=40)
+        assert out.returncode == 0, out.stderr
+        assert "server got b'hello from the client'" in out.stdout
+        assert "client got (234, b'answer') (0, b': 42')" in out.stdout
+
+
 def test_instance_limit_and_busy(name):
     srv = _server_pipe(name, max_instances=1)
     with pytest.raises(pywintypes.error) as info:

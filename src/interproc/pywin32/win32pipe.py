@@ -46,6 +46,7 @@ from .winerror import (
     ERROR_MORE_DATA,
     ERROR_PIPE_BUSY,
     ERROR_PIPE_CONNECTED,
+    ERROR_PIPE_LISTENING,
     ERROR_SEM_TIMEOUT,
 )
 
@@ -70,6 +71,12 @@ def ConnectNamedPipe(hPipe: Any, overlapped: OVERLAPPED | None = None) -> int:  
         if overlapped is not None:
             overlapped_complete(overlapped, 0, 0)
         return ERROR_PIPE_CONNECTED
+    if inst.nowait and overlapped is None:  # PIPE_NOWAIT: a client now, or ERROR_PIPE_LISTENING
+        try:
+            inst.connect(0.0)
+        except Timeout:
+            raise_error(ERROR_PIPE_LISTENING, "ConnectNamedPipe")
+        return 0
     if overlapped is None:
         inst.connect(None)
         return 0
