@@ -316,3 +316,29 @@ def test_pipe_service_demo_runs_unchanged(name):
         if server.poll() is None:
             server.kill()
             server.communicate()
+
+
+def test_native_client_in_another_process_reaches_a_face_server(spawn, name):
+    srv = _server_pipe(name, max_instances=2)
+    child = spawn("""
+        import sys
+        from interproc.pipes import NamedPipe
+        ch = NamedPipe.connect(sys.argv[1], timeout=20)
+        ch.send(b"native hello " * 50)
+        print("REPLY", ch.recv(timeout=20).decode(), flush=True)
+        ch.close()
+    """, name)
+    assert win32pipe.ConnectNamedPipe(srv, None) == 0
+    assert win32pipe.GetNamedPipeClientProcessId(srv) == child.pid
+    data = b""
+    while True:
+        hr, part = win32file.ReadFile(srv, 100)
+        data += part
+        if hr != winerror.ERROR_MORE_DATA:
+            break
+    assert data == b"native hello " * 50
+    win32file.WriteFile(srv, b"face reply")
+    assert wait_for_line(child, "REPLY").split() == ["REPLY", "face", "reply"]
+    child.wait(10)
+    win32pipe.DisconnectNamedPipe(srv)
+    srv.Close()
