@@ -99,6 +99,9 @@ PUBLIC_MODULES += ["interproc.messages", "interproc.dde"]
 PUBLIC_MODULES += ["interproc.pywin32"]
 
 
+PUBLIC_MODULES += ["interproc.shmchannel"]
+
+
 @pytest.mark.parametrize("modname", PUBLIC_MODULES)
 def test_all_is_complete_and_sorted(modname):
     import importlib
@@ -123,6 +126,9 @@ LAYERS = [
     {"cli", "_bench", "__init__", "__main__"},
 ]
 LAYERS[0].update({"_timeout", "_lifecycle"})  # timeout= check, ResourceWarning + logger (issue 10)
+
+
+LAYERS[2].add("shmchannel")  # interproc.shmchannel: the shm:// transport's public classes
 
 
 def _layer_of(top: str) -> int | None:

@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
+
+if TYPE_CHECKING:  # for the annotations only; each transport imports its own classes
+    from ._channel import Channel, Listener
 
 # scheme -> module implementing connect_address / listen_address
 SCHEMES: dict[str, str] = {
@@ -83,7 +86,7 @@ def _module(addr: Address) -> Any:
     return importlib.import_module(SCHEMES[addr.scheme])
 
 
-def connect(address: str, *, timeout: float | None = None, **options: Any):
+def connect(address: str, *, timeout: float | None = None, **options: Any) -> Channel:
     """Open a Channel to ``address``.  ``NotFound`` at once when nothing listens
     at a local address, unless ``timeout=`` is given: then wait that long for a
     listener to appear."""
@@ -91,7 +94,7 @@ def connect(address: str, *, timeout: float | None = None, **options: Any):
     return _module(addr).connect_address(addr, timeout=timeout, **options)
 
 
-def listen(address: str, **options: Any):
+def listen(address: str, **options: Any) -> Listener:
     """Listen at ``address``; the Listener's ``address`` has the real port/path."""
     addr = parse(address)
     mod = _module(addr)

@@ -14,6 +14,13 @@ User-area layout::
 The fingerprint covers field names, types and order but not the class name
 or module, so two programs can declare the same struct independently; a
 mismatch is reported with both layouts spelled out.
+
+Typing: the numeric field types are ``Annotated`` aliases (``Int64`` is
+``Annotated[int, <field i64>]``), so ``hits: Int64 = 0`` reads as an ``int``
+to mypy and pyright, and the sized ones are written
+``owner: Annotated[str, Str(32)]``. A bare ``owner: Str(32)`` (a call in an
+annotation, which no type checker accepts) still works at run time; both forms
+give the same layout and fingerprint.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import difflib
 import hashlib
 import struct
 import sys
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar, get_args, get_origin
 
 from . import _native
 from ._errors import ProtocolError
@@ -41,6 +48,7 @@ class FieldType:
     size: int
     align: int
     default: Any
+    signed: bool  # integer types only (the atomics check the type first)
 
     def get(self, buf: memoryview, off: int) -> Any:
         raise NotImplementedError
@@ -92,7 +100,8 @@ class _Float(FieldType):
         self.spec, self.default = f"f{bits}", 0.0
 
     def get(self, buf: memoryview, off: int) -> float:
-        return struct.unpack_from(self.fmt, buf, off)[0]
+        value: float = struct.unpack_from(self.fmt, buf, off)[0]
+        return value
 
     def set(self, buf: memoryview, off: int, value: Any) -> None:
         struct.pack_into(self.fmt, buf, off, float(value))
@@ -123,7 +132,7 @@ class Str(Bytes):
         super().__init__(n)
         self.spec, self.default = f"str{n}", ""
 
-    def get(self, buf: memoryview, off: int) -> str:
+    def get(self, buf: memoryview, off: int) -> str:  # type: ignore[override]  # text, not bytes
         return bytes(buf[off : off + self.size]).rstrip(b"\0").decode("utf-8", "replace")
 
     def set(self, buf: memoryview, off: int, value: Any) -> None:
@@ -132,16 +141,18 @@ class Str(Bytes):
         super().set(buf, off, value.encode("utf-8"))
 
 
-_ARRAY_FORMATS = {"i8": "b", "u8": "B", "i16": "h", "u16": "H", "i32": "i", "u32": "I",
+_ARRAY_FORMATS: dict[str, Any] = {"i8": "b", "u8": "B", "i16": "h", "u16": "H", "i32": "i", "u32": "I",
                   "i64": "q", "u64": "Q", "f32": "f", "f64": "d", "bool": "?"}
 
 
 class Array(FieldType):
     """``Array(Int32, 16)``: a fixed array of numbers, read as a live typed memoryview."""
 
-    def __init__(self, item: FieldType, n: int) -> None:
-        if item.spec not in _ARRAY_FORMATS:
+    def __init__(self, item: Any, n: int) -> None:
+        ftype = _field_type(item)  # Int32 is Annotated[int, <field i32>]
+        if ftype is None or ftype.spec not in _ARRAY_FORMATS:
             raise TypeError(f"Array items must be numeric field types, not {item!r}")
+        item = ftype
         if not isinstance(n, int) or n < 1:
             raise ValueError(f"Array length must be >= 1, got {n!r}")
         self.item, self.n = item, n
@@ -162,10 +173,31 @@ class Array(FieldType):
             view[i] = v
 
 
-Int8, Int16, Int32, Int64 = (_Int(b, True) for b in (8, 16, 32, 64))
-UInt8, UInt16, UInt32, UInt64 = (_Int(b, False) for b in (8, 16, 32, 64))
-Float32, Float64 = _Float(32), _Float(64)
-Bool = _Bool()
+# Annotated aliases rather than bare FieldType instances, so that `hits: Int64`
+# is a valid annotation (an int) for type checkers; the field type rides along
+# as the metadata and __init_subclass__ takes it from there.
+Int8 = Annotated[int, _Int(8, True)]
+Int16 = Annotated[int, _Int(16, True)]
+Int32 = Annotated[int, _Int(32, True)]
+Int64 = Annotated[int, _Int(64, True)]
+UInt8 = Annotated[int, _Int(8, False)]
+UInt16 = Annotated[int, _Int(16, False)]
+UInt32 = Annotated[int, _Int(32, False)]
+UInt64 = Annotated[int, _Int(64, False)]
+Float32 = Annotated[float, _Float(32)]
+Float64 = Annotated[float, _Float(64)]
+Bool = Annotated[bool, _Bool()]
+
+
+def _field_type(ann: Any) -> FieldType | None:
+    """The FieldType an annotation declares: itself, or the one in ``Annotated[T, ...]``."""
+    if isinstance(ann, FieldType):
+        return ann
+    if get_origin(ann) is Annotated:
+        for meta in get_args(ann)[1:]:
+            if isinstance(meta, FieldType):
+                return meta
+    return None
 
 
 class _Field:
@@ -194,8 +226,18 @@ _RESERVED = {"attach", "close", "closed", "lock", "add", "exchange", "compare_ex
 _HANDLE_ATTRS = {"_shm", "name", "created", "lock"}
 
 
+_S = TypeVar("_S", bound="SharedStruct")
+
+
 class SharedStruct:
     """Base class for structs shared between processes; see the module docstring."""
+
+    # Set by attach() on each handle (not fields: __init_subclass__ reads only a
+    # subclass's own annotations).
+    name: str
+    created: bool
+    lock: RobustLock
+    _shm: SharedMemory
 
     _layout: ClassVar[dict[str, _Field]] = {}
     _spec: ClassVar[str] = ""
@@ -215,9 +257,12 @@ class SharedStruct:
         for fname, ann in annotations.items():
             if isinstance(ann, str):  # from __future__ import annotations
                 ann = eval(ann, namespace)  # noqa: S307 - the class's own source text
-            if not isinstance(ann, FieldType):
-                raise TypeError(f"{cls.__name__}.{fname}: {ann!r} is not an interproc field type "
-                                "(Int64, Float64, Str(32), Array(Int32, 4), ...)")
+            declared = ann
+            ann = _field_type(ann)
+            if ann is None:
+                raise TypeError(f"{cls.__name__}.{fname}: {declared!r} is not an interproc field type "
+                                "(Int64, Float64, Annotated[str, Str(32)], "
+                                "Annotated[memoryview, Array(Int32, 4)], ...)")
             if fname in _RESERVED or fname.startswith("_"):
                 raise TypeError(f"{cls.__name__}.{fname}: that field name is reserved (SharedStruct uses "
                                 f"{', '.join(sorted(_RESERVED))}, and names starting with '_')")
@@ -235,8 +280,8 @@ class SharedStruct:
         raise TypeError(f"use {type(self).__name__}.attach(name)")
 
     @classmethod
-    def attach(cls, name: str, *, scope: Scope = "user", mode: int | None = None,
-               persistent: bool = False, timeout: float | None = None):
+    def attach(cls: type[_S], name: str, *, scope: Scope = "user", mode: int | None = None,
+               persistent: bool = False, timeout: float | None = None) -> _S:
         """Create the struct (applying defaults once) or open the existing one."""
         if not cls._layout:
             raise TypeError(f"{cls.__name__} declares no fields")
@@ -336,7 +381,7 @@ class SharedStruct:
     def unlink(self) -> None:
         self._shm.unlink()
 
-    def __enter__(self):
+    def __enter__(self: _S) -> _S:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -352,7 +397,7 @@ class _StructSegment(SharedMemory):
     KIND = "struct"
 
 
-def _struct_details(buf: memoryview) -> dict:
+def _struct_details(buf: memoryview) -> dict[str, Any]:
     spec_len = struct.unpack_from("<I", buf, 8)[0]
     if not FIELDS_AT <= len(buf) - spec_len < len(buf):
         return {"layout": "(corrupt)"}

@@ -8,9 +8,12 @@ serve a scheme, imported on first use.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._address import parse
+
+if TYPE_CHECKING:  # the public names, whichever module defines them
+    from . import AsyncChannel, AsyncListener
 
 ASYNC_SCHEMES: dict[str, str] = {
     "pipe": "interproc.aio._transports",
@@ -28,13 +31,13 @@ def _module(scheme: str, address: str) -> Any:
     return importlib.import_module(ASYNC_SCHEMES[scheme])
 
 
-async def connect(address: str, *, timeout: float | None = None, **options: Any):
+async def connect(address: str, *, timeout: float | None = None, **options: Any) -> AsyncChannel:
     """Open an AsyncChannel to ``address`` (``NotFound`` at once unless ``timeout=``)."""
     addr = parse(address)
     return await _module(addr.scheme, address).connect_address(addr, timeout=timeout, **options)
 
 
-async def listen(address: str, **options: Any):
+async def listen(address: str, **options: Any) -> AsyncListener:
     """Listen at ``address``; the listener's ``address`` has the real port/path."""
     addr = parse(address)
     mod = _module(addr.scheme, address)
