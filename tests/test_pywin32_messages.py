@@ -16,7 +16,21 @@ from interproc.pywin32 import dde, pywintypes, win32con, win32gui, winerror
 ENV = dict(os.environ, PYTHONPATH=SRC + os.pathsep + os.environ.get("PYTHONPATH", ""))
 DATA = os.path.join(os.path.dirname(__file__), "data")
 FACE = [sys.executable, "-m", "interproc.pywin32"]
-messages.register_message("pywin32-face-tests")  # the atom table lasts the session: make it before no_leaks looks
+
+
+@pytest.fixture(autouse=True)
+def _atom_table():
+    """RegisterWindowMessage makes the user's atom table (it lasts the login
+    session); a test that made it removes it, as tests/test_messages.py does."""
+    from interproc._messages._names import table_path
+
+    existed = os.path.exists(table_path())
+    yield
+    if not existed:
+        try:
+            os.unlink(table_path())
+        except FileNotFoundError:
+            pass
 
 
 def _run_pair(script, server_args, client_args):
