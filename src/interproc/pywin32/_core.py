@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 from .winerror import ERROR_INVALID_HANDLE, MESSAGES
 
@@ -30,7 +30,8 @@ class error(Exception):  # noqa: N801 - pywin32 spells it so
         return super().__str__() + (f" [{self.detail}]" if self.detail else "")
 
 
-def raise_error(code: int, funcname: str, detail: str = "") -> "NoReturn":  # type: ignore[name-defined]
+def raise_error(code: int, funcname: str, detail: str = "") -> NoReturn:
+    """Raise ``error(code, funcname, FormatMessage text)`` with ``detail`` in ``.detail``."""
     exc = error(code, funcname, MESSAGES.get(code, f"Win32 error {code}."))
     exc.detail = detail
     raise exc

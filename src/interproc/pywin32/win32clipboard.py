@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import clipboard as _cb
 from .._errors import NotFound
-from ._core import HANDLE, _table, lookup, raise_error
+from ._core import HANDLE, _table, error, raise_error  # noqa: F401 - error: win32clipboard.error
 from .win32con import (  # noqa: F401 - pywin32's win32clipboard exports these
     CF_BITMAP,
     CF_DIB,
@@ -30,7 +30,6 @@ from .win32con import (  # noqa: F401 - pywin32's win32clipboard exports these
 )
 from .winerror import ERROR_ACCESS_DENIED, ERROR_CLIPBOARD_NOT_OPEN, ERROR_INVALID_HANDLE
 
-error = __import__("interproc.pywin32._core", fromlist=["error"]).error
 
 _TEXT_IDS = (CF_UNICODETEXT, CF_TEXT, CF_OEMTEXT)
 _MIME_OF_NAME = {"PNG": "image/png", "HTML Format": "text/html", "image/png": "image/png"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..pipes import pipe as _anon_pipe  # noqa: F401 - keeps the import graph honest
 from . import _files
 from ._core import (
     OVERLAPPED,
@@ -13,7 +12,6 @@ from ._core import (
     close_handle,
     error,
     lookup,
-    milliseconds,
     overlapped_complete,
     overlapped_start,
     raise_error,

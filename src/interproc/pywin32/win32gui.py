@@ -21,11 +21,10 @@ from typing import Any
 
 from .. import messages as _msgs
 from .._errors import NotFound, PermissionDenied, RemoteError, Timeout
-from ._core import raise_error
+from ._core import error, raise_error  # noqa: F401 - error: win32gui.error
 from .win32con import HWND_BROADCAST, SMTO_ABORTIFHUNG, WM_COPYDATA  # noqa: F401
 from .winerror import ERROR_INVALID_WINDOW_HANDLE, ERROR_TIMEOUT, ERROR_GEN_FAILURE
 
-error = __import__("interproc.pywin32._core", fromlist=["error"]).error
 
 _hwnds = itertools.count(0x10010, 2)
 _names: dict[int, str] = {}  # hwnd -> window name (ours and found ones)

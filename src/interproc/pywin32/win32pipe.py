@@ -4,7 +4,6 @@ and anonymous pipes."""
 from __future__ import annotations
 
 import os
-import time
 from typing import Any
 
 from .._errors import Timeout
@@ -15,7 +14,6 @@ from ._core import (
     HANDLE,
     OVERLAPPED,
     as_bytes,
-    error,
     lookup,
     milliseconds,
     overlapped_complete,
@@ -43,11 +41,8 @@ from .win32file import GetOverlappedResult  # noqa: F401 - win32pipe has it too
 from .winerror import (
     ERROR_FILE_NOT_FOUND,
     ERROR_IO_PENDING,
-    ERROR_MORE_DATA,
-    ERROR_PIPE_BUSY,
     ERROR_PIPE_CONNECTED,
     ERROR_PIPE_LISTENING,
-    ERROR_SEM_TIMEOUT,
 )
 
 
