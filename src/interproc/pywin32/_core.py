@@ -89,7 +89,7 @@ class HANDLE:
 
     def __eq__(self, other: object) -> bool:
         try:
-            return self._value == int(other)  # type: ignore[call-overload]
+            return bool(self._value == int(other))  # type: ignore[call-overload]
         except (TypeError, ValueError):
             return NotImplemented
 

@@ -195,6 +195,7 @@ class ServerInstance(PipeEnd):
                 shared.linger = None
         self.shared = shared
         self._closed = False
+        self.default_timeout = 0
 
     def connect(self, timeout: float | None = None) -> None:
         """Wait for a client (ConnectNamedPipe); Timeout propagates."""
@@ -260,7 +261,7 @@ class AnonEnd:
 
     def write(self, data: bytes, funcname: str = "WriteFile") -> int:
         try:
-            return self.end.write(data)
+            return int(self.end.write(data))
         except (AttributeError,):
             raise_error(ERROR_ACCESS_DENIED, funcname, "this is the read end")
         except (ChannelClosed, BrokenPipeError, ConnectionError):

@@ -19,14 +19,14 @@ from .. import clipboard as _cb
 from .._errors import NotFound
 from ._core import HANDLE, _table, error, raise_error  # noqa: F401 - error: win32clipboard.error
 from .win32con import (  # noqa: F401 - pywin32's win32clipboard exports these
-    CF_BITMAP,
-    CF_DIB,
-    CF_DIBV5,
-    CF_HDROP,
-    CF_LOCALE,
-    CF_OEMTEXT,
-    CF_TEXT,
-    CF_UNICODETEXT,
+    CF_BITMAP as CF_BITMAP,
+    CF_DIB as CF_DIB,
+    CF_DIBV5 as CF_DIBV5,
+    CF_HDROP as CF_HDROP,
+    CF_LOCALE as CF_LOCALE,
+    CF_OEMTEXT as CF_OEMTEXT,
+    CF_TEXT as CF_TEXT,
+    CF_UNICODETEXT as CF_UNICODETEXT,
 )
 from .winerror import ERROR_ACCESS_DENIED, ERROR_CLIPBOARD_NOT_OPEN, ERROR_INVALID_HANDLE
 
@@ -179,11 +179,11 @@ def SetClipboardText(text: Any, format: int = CF_TEXT) -> int:  # noqa: A002,N80
 
 
 def _current(mime: str) -> bytes | None:
-    pending = getattr(_state, "pending", None)
+    pending: dict[str, bytes] | None = getattr(_state, "pending", None)
     if pending is not None:
         return pending.get(mime)
     try:
-        return _cb.get(mime)
+        return bytes(_cb.get(mime))
     except NotFound:
         return None
 

@@ -6,35 +6,35 @@ from __future__ import annotations
 from typing import Any
 
 from .._errors import NotFound
-from .._sync import _segment_class
+from .._sync import Semaphore, _segment_class
 from . import _kernel
 from ._core import HANDLE, lookup, milliseconds, raise_error, set_last_error
 from .win32con import (  # noqa: F401 - re-exported as pywin32's win32event does
-    EVENT_ALL_ACCESS,
-    EVENT_MODIFY_STATE,
-    INFINITE,
-    MAXIMUM_WAIT_OBJECTS,
-    MUTEX_ALL_ACCESS,
-    QS_ALLEVENTS,
-    QS_ALLINPUT,
-    QS_ALLPOSTMESSAGE,
-    QS_HOTKEY,
-    QS_KEY,
-    QS_MOUSEBUTTON,
-    QS_MOUSEMOVE,
-    QS_PAINT,
-    QS_POSTMESSAGE,
-    QS_SENDMESSAGE,
-    QS_TIMER,
-    SEMAPHORE_ALL_ACCESS,
-    SYNCHRONIZE,
-    TIMER_ALL_ACCESS,
-    WAIT_ABANDONED,
-    WAIT_ABANDONED_0,
-    WAIT_FAILED,
-    WAIT_IO_COMPLETION,
-    WAIT_OBJECT_0,
-    WAIT_TIMEOUT,
+    EVENT_ALL_ACCESS as EVENT_ALL_ACCESS,
+    EVENT_MODIFY_STATE as EVENT_MODIFY_STATE,
+    INFINITE as INFINITE,
+    MAXIMUM_WAIT_OBJECTS as MAXIMUM_WAIT_OBJECTS,
+    MUTEX_ALL_ACCESS as MUTEX_ALL_ACCESS,
+    QS_ALLEVENTS as QS_ALLEVENTS,
+    QS_ALLINPUT as QS_ALLINPUT,
+    QS_ALLPOSTMESSAGE as QS_ALLPOSTMESSAGE,
+    QS_HOTKEY as QS_HOTKEY,
+    QS_KEY as QS_KEY,
+    QS_MOUSEBUTTON as QS_MOUSEBUTTON,
+    QS_MOUSEMOVE as QS_MOUSEMOVE,
+    QS_PAINT as QS_PAINT,
+    QS_POSTMESSAGE as QS_POSTMESSAGE,
+    QS_SENDMESSAGE as QS_SENDMESSAGE,
+    QS_TIMER as QS_TIMER,
+    SEMAPHORE_ALL_ACCESS as SEMAPHORE_ALL_ACCESS,
+    SYNCHRONIZE as SYNCHRONIZE,
+    TIMER_ALL_ACCESS as TIMER_ALL_ACCESS,
+    WAIT_ABANDONED as WAIT_ABANDONED,
+    WAIT_ABANDONED_0 as WAIT_ABANDONED_0,
+    WAIT_FAILED as WAIT_FAILED,
+    WAIT_IO_COMPLETION as WAIT_IO_COMPLETION,
+    WAIT_OBJECT_0 as WAIT_OBJECT_0,
+    WAIT_TIMEOUT as WAIT_TIMEOUT,
 )
 from .winerror import (
     ERROR_ALREADY_EXISTS,
@@ -116,7 +116,7 @@ def CreateSemaphore(SemaphoreAttributes: Any, InitialCount: int, MaximumCount: i
 
 def OpenSemaphore(desiredAccess: int, bInheritHandle: int, name: str) -> HANDLE:  # noqa: N802,N803
     _must_exist("semaphore", name, "OpenSemaphore")
-    return HANDLE._new(_kernel.SemaphoreObject(name, 0, _kernel.Semaphore.MAX))
+    return HANDLE._new(_kernel.SemaphoreObject(name, 0, Semaphore.MAX))
 
 
 def ReleaseSemaphore(hSemaphore: Any, lReleaseCount: int) -> int:  # noqa: N802,N803
@@ -125,7 +125,7 @@ def ReleaseSemaphore(hSemaphore: Any, lReleaseCount: int) -> int:  # noqa: N802,
     if lReleaseCount < 1:
         raise_error(ERROR_INVALID_PARAMETER, "ReleaseSemaphore")
     try:
-        return obj.release(lReleaseCount)
+        return int(obj.release(lReleaseCount))
     except ValueError:
         raise_error(ERROR_TOO_MANY_POSTS, "ReleaseSemaphore")
 

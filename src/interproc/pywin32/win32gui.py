@@ -22,7 +22,7 @@ from typing import Any
 from .. import messages as _msgs
 from .._errors import NotFound, PermissionDenied, RemoteError, Timeout
 from ._core import error, raise_error  # noqa: F401 - error: win32gui.error
-from .win32con import HWND_BROADCAST, SMTO_ABORTIFHUNG, WM_COPYDATA  # noqa: F401
+from .win32con import HWND_BROADCAST as HWND_BROADCAST, SMTO_ABORTIFHUNG as SMTO_ABORTIFHUNG, WM_COPYDATA as WM_COPYDATA
 from .winerror import ERROR_INVALID_WINDOW_HANDLE, ERROR_TIMEOUT, ERROR_GEN_FAILURE
 
 
@@ -85,7 +85,7 @@ def _class(cls: Any) -> WNDCLASS:
     raise_error(1407, "CreateWindow", f"window class {cls!r} is not registered")  # ERROR_CANNOT_FIND_WND_CLASS
 
 
-class _Procedure(dict):
+class _Procedure(dict):  # type: ignore[type-arg]
     """Every message goes to the window procedure (DefWindowProc answers 0)."""
 
     def __init__(self, hwnd: int, wndproc: Any) -> None:

@@ -21,23 +21,23 @@ from ._core import (
     raise_error,
 )
 from .win32con import (  # noqa: F401 - pywin32's win32pipe exports these
-    NMPWAIT_NOWAIT,
-    NMPWAIT_USE_DEFAULT_WAIT,
-    NMPWAIT_WAIT_FOREVER,
-    PIPE_ACCEPT_REMOTE_CLIENTS,
-    PIPE_ACCESS_DUPLEX,
-    PIPE_ACCESS_INBOUND,
-    PIPE_ACCESS_OUTBOUND,
-    PIPE_NOWAIT,
-    PIPE_READMODE_BYTE,
-    PIPE_READMODE_MESSAGE,
-    PIPE_REJECT_REMOTE_CLIENTS,
-    PIPE_TYPE_BYTE,
-    PIPE_TYPE_MESSAGE,
-    PIPE_UNLIMITED_INSTANCES,
-    PIPE_WAIT,
+    NMPWAIT_NOWAIT as NMPWAIT_NOWAIT,
+    NMPWAIT_USE_DEFAULT_WAIT as NMPWAIT_USE_DEFAULT_WAIT,
+    NMPWAIT_WAIT_FOREVER as NMPWAIT_WAIT_FOREVER,
+    PIPE_ACCEPT_REMOTE_CLIENTS as PIPE_ACCEPT_REMOTE_CLIENTS,
+    PIPE_ACCESS_DUPLEX as PIPE_ACCESS_DUPLEX,
+    PIPE_ACCESS_INBOUND as PIPE_ACCESS_INBOUND,
+    PIPE_ACCESS_OUTBOUND as PIPE_ACCESS_OUTBOUND,
+    PIPE_NOWAIT as PIPE_NOWAIT,
+    PIPE_READMODE_BYTE as PIPE_READMODE_BYTE,
+    PIPE_READMODE_MESSAGE as PIPE_READMODE_MESSAGE,
+    PIPE_REJECT_REMOTE_CLIENTS as PIPE_REJECT_REMOTE_CLIENTS,
+    PIPE_TYPE_BYTE as PIPE_TYPE_BYTE,
+    PIPE_TYPE_MESSAGE as PIPE_TYPE_MESSAGE,
+    PIPE_UNLIMITED_INSTANCES as PIPE_UNLIMITED_INSTANCES,
+    PIPE_WAIT as PIPE_WAIT,
 )
-from .win32file import GetOverlappedResult  # noqa: F401 - win32pipe has it too
+from .win32file import GetOverlappedResult as GetOverlappedResult  # win32pipe has it too
 from .winerror import (
     ERROR_FILE_NOT_FOUND,
     ERROR_IO_PENDING,
@@ -139,7 +139,8 @@ def TransactNamedPipe(pipeName: Any, writeData: Any, buffer: Any,  # noqa: N802,
 def PeekNamedPipe(hPipe: Any, size: int) -> tuple[bytes, int, int]:  # noqa: N802,N803
     """``(data, bytesAvailable, bytesLeftThisMessage)`` without consuming anything."""
     end = lookup(hPipe, "PeekNamedPipe", _files.PipeEnd)
-    return end.peek(size)
+    data, avail, left = end.peek(size)
+    return data, avail, left
 
 
 def SetNamedPipeHandleState(hPipe: Any, Mode: int | None, MaxCollectionCount: int | None,  # noqa: N802,N803
@@ -160,14 +161,14 @@ def GetNamedPipeHandleState(hPipe: Any, bGetCollectionData: int = 0) -> tuple[in
 
 def GetNamedPipeClientProcessId(hPipe: Any) -> int:  # noqa: N802,N803
     end = lookup(hPipe, "GetNamedPipeClientProcessId", _files.ServerInstance)
-    return end._channel("GetNamedPipeClientProcessId").peer_credentials.pid
+    return int(end._channel("GetNamedPipeClientProcessId").peer_credentials.pid)
 
 
 def GetNamedPipeServerProcessId(hPipe: Any) -> int:  # noqa: N802,N803
     end = lookup(hPipe, "GetNamedPipeServerProcessId", _files.PipeEnd)
     if isinstance(end, _files.ServerInstance):
         return os.getpid()
-    return end._channel("GetNamedPipeServerProcessId").peer_credentials.pid
+    return int(end._channel("GetNamedPipeServerProcessId").peer_credentials.pid)
 
 
 def CreatePipe(sa: Any, nSize: int) -> tuple[HANDLE, HANDLE]:  # noqa: N802,N803
