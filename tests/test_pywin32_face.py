@@ -342,3 +342,25 @@ def test_native_client_in_another_process_reaches_a_face_server(spawn, name):
     child.wait(10)
     win32pipe.DisconnectNamedPipe(srv)
     srv.Close()
+
+
+def test_closing_an_instance_aborts_its_pending_connect(name):
+    first = _server_pipe(name, max_instances=2)
+    second = _server_pipe(name, max_instances=2)
+    ol = pywintypes.OVERLAPPED()
+    ol.hEvent = win32event.CreateEvent(None, 1, 0, None)
+    assert win32pipe.ConnectNamedPipe(first, ol) == winerror.ERROR_IO_PENDING
+    first.Close()  # its pending connect ends: it must not take the next client
+    assert win32event.WaitForSingleObject(ol.hEvent, 10000) == win32event.WAIT_OBJECT_0
+    with pytest.raises(pywintypes.error) as info:
+        win32file.GetOverlappedResult(second, ol, 1)
+    assert info.value.winerror == winerror.ERROR_OPERATION_ABORTED
+    got = {}
+    t = threading.Thread(target=lambda: got.update(rc=win32pipe.ConnectNamedPipe(second, None)))
+    t.start()
+    ch = NamedPipe.connect(name, timeout=10)
+    t.join(10)
+    assert got == {"rc": 0}
+    ch.write(b"to the live instance")
+    assert win32file.ReadFile(second, 100) == (0, b"to the live instance")
+    ch.close(), second.Close(), ol.hEvent.Close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+import time
 from typing import Any
 
 from .._errors import AlreadyExists, ChannelClosed, MessageTooLarge, NotFound, Timeout
@@ -29,6 +30,7 @@ from .winerror import (
     ERROR_INVALID_NAME,
     ERROR_INVALID_PARAMETER,
     ERROR_NO_DATA,
+    ERROR_OPERATION_ABORTED,
     ERROR_PIPE_BUSY,
     ERROR_PIPE_LISTENING,
     ERROR_PIPE_NOT_CONNECTED,
@@ -198,10 +200,33 @@ class ServerInstance(PipeEnd):
         self.default_timeout = 0
 
     def connect(self, timeout: float | None = None) -> None:
-        """Wait for a client (ConnectNamedPipe); Timeout propagates."""
+        """Wait for a client (ConnectNamedPipe); Timeout propagates.
+
+        Waits in slices so that closing the handle ends the wait (Win32 cancels
+        a pending ConnectNamedPipe with ERROR_OPERATION_ABORTED) instead of
+        leaving a thread that would take the next client for a dead instance."""
         if self.ch is not None:
             return
-        self.ch = self.shared.server.accept(timeout=timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._closed:
+                raise_error(ERROR_OPERATION_ABORTED, "ConnectNamedPipe", "the handle was closed")
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                ch = self.shared.server.accept(timeout=0.25 if left is None else min(left, 0.25))
+            except Timeout:
+                if left is not None and left <= 0.25:
+                    raise
+                continue
+            except ChannelClosed:
+                if self._closed:
+                    raise_error(ERROR_OPERATION_ABORTED, "ConnectNamedPipe", "the handle was closed")
+                raise
+            if self._closed:
+                ch.close()
+                raise_error(ERROR_OPERATION_ABORTED, "ConnectNamedPipe", "the handle was closed")
+            self.ch = ch
+            return
 
     def close(self) -> None:
         if self._closed:
