@@ -98,6 +98,7 @@ PUBLIC_MODULES = ["interproc", "interproc.shm", "interproc.sync", "interproc.sha
 PUBLIC_MODULES += ["interproc.messages", "interproc.dde"]
 PUBLIC_MODULES += ["interproc.rpc", "interproc.rpc.aio"]
 PUBLIC_MODULES += ["interproc.objects", "interproc.objects.aio"]
+PUBLIC_MODULES += ["interproc.pywin32"]
 
 
 PUBLIC_MODULES += ["interproc.shmchannel"]

@@ -64,6 +64,7 @@ class Window:
         self._core = WindowCore(max_queue=max_queue, now=time.monotonic())
         self._peers: set[_Peer] = set()
         self._closed = False
+        self._acking = 0  # replies computed but not yet sent (close() lets them go out first)
         self._quit = False
         #: senders dropped because a frame of theirs did not parse
         self.protocol_errors = 0
@@ -197,9 +198,18 @@ class Window:
                 frame = peer.ch.recv()
                 with self._cond:
                     reply = self._core.receive(peer, frame, peer.pid, peer.uid, time.monotonic())
+                    if reply is not None:
+                        self._acking += 1
                     self._cond.notify_all()
                 if reply is not None:
-                    peer.send(reply)
+                    # A posted message is queued (and may be dispatched, even close the
+                    # window) before its "queued" answer goes out: close() waits for it.
+                    try:
+                        peer.send(reply)
+                    finally:
+                        with self._cond:
+                            self._acking -= 1
+                            self._cond.notify_all()
         except ProtocolError as exc:
             self.protocol_errors += 1  # garbage from this sender: tell it why, then drop it only
             try:
@@ -229,6 +239,9 @@ class Window:
             if self._closed:
                 return
             self._closed = True
+            deadline = time.monotonic() + 1.0  # bounded: a sender that does not read cannot hold us
+            while self._acking and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
             peers = list(self._peers)
             self._cond.notify_all()
         for lst in self._listeners:
