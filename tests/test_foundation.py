@@ -95,6 +95,7 @@ def _public_names(module) -> set[str]:
 PUBLIC_MODULES = ["interproc", "interproc.shm", "interproc.sync", "interproc.shared", "interproc.pipes",
                   "interproc.sockets", "interproc.aio", "interproc.serial", "interproc.parallel",
                   "interproc.clipboard", "interproc.mailslot"]
+PUBLIC_MODULES += ["interproc.rpc", "interproc.rpc.aio"]
 
 
 PUBLIC_MODULES += ["interproc.shmchannel"]

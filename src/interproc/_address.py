@@ -31,6 +31,7 @@ SCHEMES: dict[str, str] = {
     "shm": "interproc._shmchannel",
     "serial": "interproc.serial",
     "mailslot": "interproc.mailslot",
+    "jsonrpc+tcp": "interproc._rpc._lines", "jsonrpc+unix": "interproc._rpc._lines",  # plain JSON-RPC lines
 }
 
 
@@ -68,7 +69,7 @@ def parse(text: str) -> Address:
         name = parts.netloc + parts.path
         validate_name(name, f"{scheme}:// name in {text!r}")
         return Address(scheme, name=name, query=query, text=text)
-    if scheme == "tcp":
+    if scheme in ("tcp", "jsonrpc+tcp"):
         try:
             port = parts.port
         except ValueError:

@@ -1,0 +1,148 @@
+"""The blocking server: ``rpc.Server(obj, address).start()``.
+
+One accept loop; each connection gets an :class:`Endpoint` and a thread
+(more while calls on that connection overlap, up to ``workers``).  A bad
+peer (failed handshake, junk bytes) costs only its own connection.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from .._address import listen as _listen
+from .._errors import ChannelClosed, HandleClosed, InterprocError, ProtocolError, Timeout
+from ._dispatch import Exposed
+from ._endpoint import Endpoint
+from ._lines import LineListener, is_line_address
+from ._protocol import AVAILABLE, Protocol
+
+
+class _PointToPoint:
+    """A serial line has no listener: its one channel is the one connection."""
+
+    def __init__(self, address: str, options: dict[str, Any]) -> None:
+        from .._address import connect
+
+        self.address = address
+        self._channel: Any = connect(address, **options)
+        self._given = False
+        self._closed = threading.Event()
+
+    def accept(self, *, timeout: float | None = None) -> Any:
+        if not self._given:
+            self._given = True
+            return self._channel
+        if self._closed.wait(timeout):
+            raise HandleClosed("the server was closed")
+        raise Timeout("a serial line carries one connection")
+
+    def close(self) -> None:
+        self._closed.set()
+        if not self._given:
+            self._channel.close()
+
+
+class Server:
+    """Expose ``obj``'s public methods at ``address`` (``**options`` go to ``interproc.listen``).
+
+    ``workers`` bounds the threads per connection that run overlapping calls (0: one
+    call at a time, in order); ``tracebacks=False`` keeps the server's traceback text
+    out of error answers (the type and message still go); ``codecs`` limits what
+    a client may negotiate (default: msgpack when installed, and json).
+    """
+
+    def __init__(self, obj: Any, address: str, *, workers: int = 16, codecs: tuple[str, ...] | None = None,
+                 tracebacks: bool = True, **options: Any) -> None:
+        self.exposed = Exposed(obj)
+        self.workers = workers
+        self.tracebacks = tracebacks
+        self._plain = is_line_address(address)
+        self._codecs = ("json",) if self._plain else (codecs or AVAILABLE)
+        if self._plain:
+            self._listener: Any = LineListener(address, **options)
+        elif address.lower().startswith("serial://"):
+            self._listener = _PointToPoint(address, options)
+        else:
+            self._listener = _listen(address, **options)
+        self.address: str = self._listener.address
+        self._lock = threading.Lock()
+        self._endpoints: set[Endpoint] = set()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def methods(self) -> list[str]:
+        """The names a client may call."""
+        return self.exposed.names
+
+    def start(self) -> Server:
+        """Serve in a background thread; returns the server."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=f"interproc-rpc {self.address}", daemon=True)
+            self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve on this thread until ``close()`` (from another thread) or Ctrl-C."""
+        self._loop()
+
+    def _loop(self) -> None:
+        while not self._closed:
+            try:
+                # A bounded wait, so close() from another thread is seen on every
+                # transport, including those whose accept() close() cannot wake.
+                channel = self._listener.accept(timeout=0.2)
+            except Timeout:
+                continue
+            except (HandleClosed, ChannelClosed):
+                return
+            except (InterprocError, OSError):
+                if self._closed:
+                    return
+                continue  # one peer's failed handshake: go on accepting others
+            ep = Endpoint(channel, exposed=self.exposed, protocol=Protocol(codecs=self._codecs),
+                          workers=self.workers, tracebacks=self.tracebacks)
+            with self._lock:
+                if self._closed:
+                    ep.close()
+                    return
+                self._endpoints.add(ep)
+            threading.Thread(target=self._serve, args=(ep,), name="interproc-rpc-conn", daemon=True).start()
+
+    def _serve(self, ep: Endpoint) -> None:
+        try:
+            ep.serve()
+        except (ChannelClosed, HandleClosed, ProtocolError):
+            pass  # the peer went away, or broke the framing: only its connection ends
+        finally:
+            ep.close()
+            with self._lock:
+                self._endpoints.discard(ep)
+
+    @property
+    def connections(self) -> int:
+        with self._lock:
+            return len(self._endpoints)
+
+    def close(self) -> None:
+        """Stop accepting and close every connection."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            endpoints = list(self._endpoints)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5)
+        self._listener.close()
+        for ep in endpoints:
+            ep.close()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<rpc.Server {self.address} {type(self.exposed.obj).__name__} methods={self.methods}>"
