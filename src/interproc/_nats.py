@@ -133,6 +133,21 @@ class Connection:
         self.server = server
         self.nc = nc
         self.what = f"NATS server {redact(server)}"
+        self._listeners: list[Any] = []
+
+    def add_disconnect_listener(self, fn: Any) -> None:
+        """``fn()`` runs (on the loop thread) each time the connection drops."""
+        self._listeners.append(fn)
+
+    def remove_disconnect_listener(self, fn: Any) -> None:
+        try:
+            self._listeners.remove(fn)
+        except ValueError:
+            pass
+
+    def disconnected(self) -> None:
+        for fn in list(self._listeners):
+            fn()
 
     @property
     def connected(self) -> bool:
@@ -217,6 +232,11 @@ def _open(server: str, timeout: float | None, **creds: Any) -> Connection:
         opts["token"] = urllib.parse.unquote(parts.username)  # nats://TOKEN@host:port
         server = f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[1]}"
     errors: list[BaseException] = []
+    holder: list[Connection] = []
+
+    async def on_disconnect() -> None:
+        if holder:
+            holder[0].disconnected()
 
     async def on_error(exc: BaseException) -> None:
         errors.append(exc)
@@ -224,7 +244,7 @@ def _open(server: str, timeout: float | None, **creds: Any) -> Connection:
     async def go() -> Any:
         return await nats.connect(
             server, connect_timeout=max(1, int(timeout or 5)), allow_reconnect=True,
-            max_reconnect_attempts=-1, reconnect_time_wait=RECONNECT_WAIT, error_cb=on_error,
+            max_reconnect_attempts=-1, reconnect_time_wait=RECONNECT_WAIT, error_cb=on_error, disconnected_cb=on_disconnect,
             name="interproc", **opts,
         )
 
@@ -237,7 +257,9 @@ def _open(server: str, timeout: float | None, **creds: Any) -> Connection:
         if auth is not None or "authorization" in str(exc).lower():
             raise PermissionDenied(f"{what}: authorization failed ({auth or exc})") from exc
         raise NotFound(f"{what}: cannot connect ({exc or type(exc).__name__})") from exc
-    return Connection(server, nc)
+    conn = Connection(server, nc)
+    holder.append(conn)
+    return conn
 
 
 def close_all() -> None:
