@@ -242,11 +242,15 @@ def _open(server: str, timeout: float | None, **creds: Any) -> Connection:
         errors.append(exc)
 
     async def go() -> Any:
-        return await nats.connect(
+        # One attempt at first (a refused or unauthorized connect is an error now, not a
+        # retry loop); once connected, reconnect for ever.
+        nc = await nats.connect(
             server, connect_timeout=max(1, int(timeout or 5)), allow_reconnect=True,
-            max_reconnect_attempts=-1, reconnect_time_wait=RECONNECT_WAIT, error_cb=on_error, disconnected_cb=on_disconnect,
-            name="interproc", **opts,
+            max_reconnect_attempts=1, reconnect_time_wait=RECONNECT_WAIT, error_cb=on_error,
+            disconnected_cb=on_disconnect, name="interproc", **opts,
         )
+        nc.options["max_reconnect_attempts"] = -1
+        return nc
 
     try:
         nc = loop_thread().run(go(), None if timeout is None else timeout + 1, f"{what}: connect")
