@@ -22,9 +22,11 @@ buffered (up to ``pending_size``) and sent on reconnect.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import ssl
 import threading
+import time
 import urllib.parse
 from typing import Any, Awaitable, TypeVar
 
@@ -35,6 +37,7 @@ T = TypeVar("T")
 SCHEMES = ("nats", "tls")
 SUBJECT_PREFIX = "interproc"
 RECONNECT_WAIT = 0.25
+OUT_LIMIT = 8 << 20  # bytes a writer may have queued before write() waits
 _INSTALL = "NATS support needs nats-py: pip install 'interproc[nats]'"
 
 
@@ -134,6 +137,13 @@ class Connection:
         self.nc = nc
         self.what = f"NATS server {redact(server)}"
         self._listeners: list[Any] = []
+        # Outgoing messages of blocking writers, in order; one pump task on the loop
+        # publishes them (a write costs one wake-up of the loop, and bursts batch up).
+        self._out_cond = threading.Condition()
+        self._out: list[tuple[str, bytes, str]] = []
+        self._out_bytes = 0
+        self._pumping = False
+        self._out_error: BaseException | None = None
 
     def add_disconnect_listener(self, fn: Any) -> None:
         """``fn()`` runs (on the loop thread) each time the connection drops."""
@@ -168,6 +178,60 @@ class Connection:
             await self.nc.publish(subj, data, reply=reply)
         except Exception as exc:
             raise translate(exc, self.what) from exc
+
+    def publish_nowait(self, subj: str, data: bytes, *, reply: str = "", timeout: float | None = None) -> None:
+        """Hand ``data`` to the connection, in order with this process's other writes; returns
+        at once unless ``OUT_LIMIT`` bytes are already waiting (then up to ``timeout``).
+        An error of an earlier write (say the reconnect buffer overflowed) is raised here."""
+        self.check_size(len(data))
+        with self._out_cond:
+            if self._out_error is not None:
+                err, self._out_error = self._out_error, None
+                raise err
+            if self._out_bytes > OUT_LIMIT:
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while self._out_bytes > OUT_LIMIT:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise Timeout(f"{self.what}: {self._out_bytes} bytes still wait to be sent")
+                    self._out_cond.wait(0.25 if left is None else min(left, 0.25))
+            self._out.append((subj, data, reply))
+            self._out_bytes += len(data)
+            start = not self._pumping
+            self._pumping = True
+        if start:
+            loop = loop_thread().loop
+            loop.call_soon_threadsafe(lambda: loop.create_task(self._pump()))
+
+    async def _pump(self) -> None:
+        while True:
+            with self._out_cond:
+                if not self._out:
+                    self._pumping = False
+                    self._out_cond.notify_all()
+                    return
+                batch, self._out = self._out, []
+            for subj, data, reply in batch:
+                try:
+                    await self.nc.publish(subj, data, reply=reply)
+                except Exception as exc:
+                    self._out_error = translate(exc, self.what)
+            with self._out_cond:
+                self._out_bytes -= sum(len(d) for _, d, _ in batch)
+                self._out_cond.notify_all()
+
+    def flush(self, timeout: float | None = 5) -> None:
+        """Wait until what was written is on its way to the server (``Timeout`` otherwise)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._out_cond:
+            while self._pumping:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise Timeout(f"{self.what}: writes still waiting after {timeout} s")
+                self._out_cond.wait(0.25 if left is None else min(left, 0.25))
+        if self.nc.is_connected:
+            left = 5.0 if deadline is None else max(0.1, deadline - time.monotonic())
+            loop_thread().run(self.nc.flush(timeout=left), left + 1, f"{self.what}: flush")
 
     def publish_blocking(self, subj: str, data: bytes, *, reply: str = "", timeout: float | None = None,
                          flush: bool = True) -> None:
@@ -266,6 +330,17 @@ def _open(server: str, timeout: float | None, **creds: Any) -> Connection:
     return conn
 
 
+def flush_all(timeout: float = 5) -> None:
+    """Send what this process's writers queued (at exit, so a writer that exits loses nothing)."""
+    with _conn_lock:
+        conns = list(_connections.values())
+    for conn in conns:
+        try:
+            conn.flush(timeout)
+        except Exception:  # a server gone for good: nothing more can be done at exit
+            pass
+
+
 def close_all() -> None:
     """Close every shared connection (tests; normally they live as long as the process)."""
     with _conn_lock:
@@ -273,6 +348,7 @@ def close_all() -> None:
         _connections.clear()
     for conn in conns:
         try:
+            conn.flush(5)
             loop_thread().run(conn.nc.close(), 5, conn.what)
         except Exception:  # already gone: nothing to release
             pass
@@ -281,3 +357,4 @@ def close_all() -> None:
 import os as _os  # noqa: E402  (only for the fork hook)
 
 _os.register_at_fork(after_in_child=_after_fork)
+atexit.register(flush_all)

@@ -116,7 +116,8 @@ def write(name: str, data: memoryview, address: str, *, timeout: float | None, *
     if len(data) > conn.max_payload:
         raise MessageTooLarge(f"mailslot {name!r}: a {len(data)}-byte message is over the NATS server's "
                               f"max_payload ({conn.max_payload})")
-    conn.publish_blocking(subj, bytes(data), timeout=timeout)
+    # In order with this process's other writes; on the wire promptly, and flushed at exit.
+    conn.publish_nowait(subj, bytes(data), timeout=timeout)
 
 
 from . import Mailslot, Pending  # noqa: E402  (this module is imported lazily, after the package)

@@ -154,11 +154,8 @@ class NatsChannel(Channel):
                     SERVER_ERROR, f"{inbox.what}: not connected to the NATS server (reconnecting); "
                     "the call was not sent", type_name="ChannelClosed"))
             return
-        fut = _nats.loop_thread().submit(inbox.conn.publish(self.subject, data, reply))
         try:
-            fut.result(timeout)
-        except concurrent.futures.TimeoutError:
-            raise Timeout(f"{inbox.what}: publish timed out") from None
+            inbox.conn.publish_nowait(self.subject, data, reply=reply, timeout=timeout)
         except BaseException:
             with inbox.cond:
                 inbox.outstanding.pop(reply, None)
@@ -229,7 +226,7 @@ class NatsService:
                 return
             self.calls += 1
             try:
-                _nats.loop_thread().submit(self.conn.publish(reply, answer))
+                self.conn.publish_nowait(reply, answer, timeout=self.timeout)
             except Exception:  # the caller is unreachable: as with any lost reply, its call times out
                 pass
 
@@ -258,6 +255,3 @@ class NatsService:
                 pass
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-
-def not_found(address: str) -> NotFound:
-    return NotFound(f"RPC service {address.split('@')[-1]!r}: no server serves it")
