@@ -269,3 +269,28 @@ def test_calls_resume_after_a_nats_server_restart_without_lost_or_doubled_replie
     # Every acknowledged reply came once, in order; only failed calls may have left gaps.
     assert acked == sorted(set(acked))
     assert acked[-1] - len(acked) <= failed
+
+
+def test_tls_with_a_certificate_the_client_trusts(tmp_path, name):
+    import shutil
+    import ssl
+    import subprocess
+
+    if not shutil.which("openssl"):
+        pytest.skip("needs openssl to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    server = NatsServer(extra=["--tls", "--tlscert", str(cert), "--tlskey", str(key)])
+    try:
+        with pytest.raises((NotFound, PermissionDenied, Timeout)):
+            Mailslot.write(name, b"x", scope=server.url, timeout=5)  # the server insists on TLS
+        ctx = ssl.create_default_context(cafile=str(cert))
+        slot = Mailslot.create(name, scope=server.url, tls=ctx)
+        Mailslot.write(name, b"secret", scope=server.url, tls=ctx)
+        assert slot.read(timeout=5) == b"secret"
+        slot.close()
+    finally:
+        _nats.close_all()
+        server.close()
