@@ -294,3 +294,33 @@ def test_tls_with_a_certificate_the_client_trusts(tmp_path, name):
     finally:
         _nats.close_all()
         server.close()
+
+
+def test_batch_and_notification_over_nats(nats_server, spawn):
+    address = nats_server.url + "/calc"
+    _servers(spawn, address, 2)
+    with rpc.connect(address, timeout=5) as p:
+        with p.batch() as b:
+            futures = [b.add(i, i) for i in range(10)]
+        assert [f.result() for f in futures] == [2 * i for i in range(10)]
+        p.notify("incr")  # no answer comes back, and none is waited for
+        assert p.add(1, 1) == 2
+
+
+def test_a_missing_nats_py_names_the_extra(spawn):
+    code = """
+import sys
+sys.modules["nats"] = None  # as if nats-py were not installed
+from interproc.mailslot import Mailslot
+from interproc import rpc
+for attempt in (lambda: Mailslot.write("x", b"y", scope="nats://127.0.0.1:4222"),
+                lambda: Mailslot.create("x", scope="nats://127.0.0.1:4222"),
+                lambda: rpc.connect("nats://127.0.0.1:4222/calc")):
+    try:
+        attempt()
+    except ImportError as exc:
+        print("IMPORTERROR", exc)
+"""
+    out = spawn.run(code)
+    lines = [x for x in out.splitlines() if x.startswith("IMPORTERROR")]
+    assert len(lines) == 3 and all("pip install 'interproc[nats]'" in x for x in lines)
