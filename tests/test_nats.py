@@ -324,3 +324,28 @@ for attempt in (lambda: Mailslot.write("x", b"y", scope="nats://127.0.0.1:4222")
     out = spawn.run(code)
     lines = [x for x in out.splitlines() if x.startswith("IMPORTERROR")]
     assert len(lines) == 3 and all("pip install 'interproc[nats]'" in x for x in lines)
+
+
+def test_asyncio_proxy_over_nats(nats_server, spawn):
+    import asyncio
+
+    from interproc.rpc import aio as rpc_aio
+
+    address = nats_server.url + "/calc"
+
+    async def main() -> None:
+        with pytest.raises(NotFound):
+            await rpc_aio.connect(address, timeout=5)
+        await asyncio.to_thread(_servers, spawn, address, 2)
+        p = await rpc_aio.connect(address, timeout=5)
+        try:
+            assert await asyncio.gather(*(p.add(i, 1) for i in range(30))) == [i + 1 for i in range(30)]
+            with pytest.raises(RemoteError) as info:
+                await p.boom()
+            assert info.value.remote_type == "KeyError"
+            with pytest.raises(Timeout):
+                await p.call("slow", 3, timeout=0.3)
+        finally:
+            await p.close()
+
+    asyncio.run(main())

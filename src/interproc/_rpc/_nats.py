@@ -23,6 +23,7 @@ published to the request's reply subject.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import threading
 import time
@@ -70,13 +71,21 @@ class _Inbox:
         self.sub: Any = None
         self.closed = False
         self.what = ""
+        self.async_waiters: list[tuple[Any, Any]] = []  # (loop, future) of AsyncNatsChannel.recv
+
+    def wake(self) -> None:
+        """(Under the lock) something arrived or the inbox closed: wake the asyncio readers too."""
+        self.cond.notify_all()
+        waiters, self.async_waiters = self.async_waiters, []
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(lambda f=fut: f.done() or f.set_result(None))
 
     def failure(self, token: str, error: dict) -> None:
         """Answer our own outstanding calls of ``token`` with ``error`` (under the lock)."""
         codec, ids = self.outstanding.pop(token, ("json", []))
         if ids:
             self.queue.append(CODECS[codec][0]([{"jsonrpc": "2.0", "error": error, "id": i} for i in ids]))
-            self.cond.notify_all()
+            self.wake()
 
     async def on_msg(self, msg: Any) -> None:
         headers = msg.headers or {}
@@ -87,7 +96,7 @@ class _Inbox:
                 return
             self.outstanding.pop(msg.subject, None)
             self.queue.append(msg.data)
-            self.cond.notify_all()
+            self.wake()
 
     def on_disconnect(self) -> None:
         with self.cond:
@@ -130,7 +139,7 @@ class NatsChannel(Channel):
         inbox.conn.remove_disconnect_listener(inbox.on_disconnect)
         with inbox.cond:
             inbox.closed = True
-            inbox.cond.notify_all()
+            inbox.wake()
         try:
             _nats.loop_thread().submit(inbox.sub.unsubscribe())
         except Exception:  # the loop or connection is gone: so is the subscription
@@ -173,6 +182,41 @@ class NatsChannel(Channel):
                     raise Timeout(f"{inbox.what}: no reply within {timeout} s")
                 inbox.cond.wait(0.25 if left is None else min(left, 0.25))
             return inbox.queue.popleft()
+
+
+class AsyncNatsChannel:
+    """The asyncio face of a :class:`NatsChannel` (for ``interproc.rpc.aio.connect``)."""
+
+    def __init__(self, channel: NatsChannel) -> None:
+        self._channel = channel
+
+    @classmethod
+    async def connect(cls, address: str, *, timeout: float | None = None, **creds: Any) -> AsyncNatsChannel:
+        # Connecting and subscribing happen on the private NATS loop; wait for them off this loop.
+        return cls(await asyncio.to_thread(NatsChannel, address, timeout=timeout, **creds))
+
+    async def send(self, data: bytes) -> None:
+        self._channel.send(data)  # hands the bytes to the NATS loop; never blocks for long
+
+    async def recv(self) -> bytes:
+        inbox = self._channel._inbox
+        loop = asyncio.get_running_loop()
+        while True:
+            with inbox.cond:
+                if inbox.queue:
+                    return inbox.queue.popleft()
+                if inbox.closed or self._channel.closed:
+                    raise ChannelClosed(f"{inbox.what}: closed")
+                fut = loop.create_future()
+                inbox.async_waiters.append((loop, fut))
+            await fut
+
+    def close(self) -> None:
+        self._channel.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._channel.closed
 
 
 class NatsService:
