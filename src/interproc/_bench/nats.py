@@ -90,6 +90,14 @@ def _rpc_rows(url: str, seconds: float, clients: int) -> list[dict[str, Any]]:
     rows = []
     cases = [(f"rpc interproc nats:// {k} servers", [f"{url}/bench"] * k) for k in (1, 4, 8)]
     cases.append(("rpc interproc tcp:// 1 server", ["tcp://127.0.0.1:0"]))
+    try:
+        m = _raw_nats_py(url, seconds)
+        rows.append({"transport": "nats-py request/reply (raw, one asyncio loop)", "metric": "calls_1cl",
+                     "value": round(m["calls_per_s"]), "unit": "calls/s", "p50_us": round(m["p50_us"], 1),
+                     "p99_us": round(m["p99_us"], 1), "higher_is_better": True})
+    except Exception as exc:  # the peer row is informative: report, do not sink the run
+        rows.append({"transport": "nats-py request/reply (raw)", "metric": "calls_1cl", "unit": "",
+                     "status": "error", "reason": f"{type(exc).__name__}: {exc}"})
     for name, addresses in cases:
         servers: list[subprocess.Popen] = []
         try:
@@ -109,6 +117,38 @@ def _rpc_rows(url: str, seconds: float, clients: int) -> list[dict[str, Any]]:
             for proc in servers:
                 _rpc._stop(proc)
     return rows
+
+
+def _raw_nats_py(url: str, seconds: float) -> dict[str, Any]:
+    """The floor: nats-py's own request/reply, both ends on one asyncio loop in this process."""
+    import asyncio
+
+    import nats
+
+    async def main() -> dict[str, Any]:
+        client, server = await nats.connect(url), await nats.connect(url)
+        try:
+            async def answer(msg: Any) -> None:
+                await server.publish(msg.reply, msg.data)
+
+            await server.subscribe("interproc-bench.raw", cb=answer)
+            await server.flush()
+            lat = []
+            end = time.perf_counter() + seconds
+            t0 = time.perf_counter()
+            while time.perf_counter() < end:
+                a = time.perf_counter_ns()
+                await client.request("interproc-bench.raw", b"add", timeout=10)
+                lat.append(time.perf_counter_ns() - a)
+            from . import percentile
+
+            return {"calls_per_s": len(lat) / (time.perf_counter() - t0), "p50_us": percentile(lat, 50) / 1000,
+                    "p99_us": percentile(lat, 99) / 1000}
+        finally:
+            await client.close()
+            await server.close()
+
+    return asyncio.run(asyncio.wait_for(main(), seconds + 30))
 
 
 def _fanout(system: str, address: str, subscribers: int, seconds: float) -> dict[str, Any]:
