@@ -349,3 +349,27 @@ def test_asyncio_proxy_over_nats(nats_server, spawn):
             await p.close()
 
     asyncio.run(main())
+
+
+def test_nkeys_authentication(tmp_path, name):
+    nkeys = pytest.importorskip("nkeys", reason="nkeys needs pip install 'nats-py[nkeys]'")
+    import os
+
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    public = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    conf = tmp_path / "nats.conf"
+    conf.write_text(f'authorization {{ users = [ {{ nkey: "{public}" }} ] }}\n')
+    seed_file = tmp_path / "user.nk"
+    seed_file.write_bytes(seed)
+    seed_file.chmod(0o600)
+    server = NatsServer(extra=["-c", str(conf)])
+    try:
+        with pytest.raises(PermissionDenied):
+            Mailslot.write(name, b"x", scope=server.url, timeout=5)
+        slot = Mailslot.create(name, scope=server.url, nkeys_seed=str(seed_file))
+        Mailslot.write(name, b"signed in", scope=server.url, nkeys_seed=str(seed_file))
+        assert slot.read(timeout=5) == b"signed in"
+        slot.close()
+    finally:
+        _nats.close_all()
+        server.close()
