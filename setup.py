@@ -43,7 +43,7 @@ setup(
         Extension(
             "interproc._native",
             sources=native_sources,
-            depends=["src/native/native.h", "src/native/ring.h"],
+            depends=["src/native/native.h", "src/native/ring.h", "src/native/pubsub.h"],
             extra_compile_args=["-O2", "-std=c11", "-D_GNU_SOURCE", "-Wall", "-Wextra",
                                 "-Wno-unused-parameter", "-Wno-missing-field-initializers"],
             libraries=["pthread"],

@@ -124,6 +124,7 @@ LAYERS = [
     {"pywin32"},  # compat: the pywin32 face over the protocols and resources
     {"cli", "_bench", "__init__", "__main__"},
 ]
+LAYERS[0].update({"_timeout", "_lifecycle"})  # timeout= check, ResourceWarning + logger (issue 10)
 
 
 LAYERS[2].add("_nats")  # nats:// transport (issue 14): the shared nats-py connection

@@ -120,3 +120,25 @@ def test_wait_take_and_post_check_their_arguments():
         _native.post(buf, 0, 0, 1)
     assert _native.wait_take(buf, 0, 0, 0) and _native.wait_take(buf, 0, 0, 0)
     assert not _native.wait_take(buf, 0, 0, 0.01)
+
+
+def test_layouts_come_from_c_and_errors_live_in_module_state():
+    from interproc import _shmchannel, HandleClosed, ChannelClosed
+    from interproc._pubsub import _layout
+
+    chan = _native.CHAN_LAYOUT
+    assert _shmchannel.OFF_SIDE == (chan["OFF_SIDE_A"], chan["OFF_SIDE_B"]) == (24, 40)
+    assert _shmchannel.OFF_RINGS == (chan["OFF_RING0"], chan["OFF_RING1"])
+    assert chan["OFF_DATA"] == _native.CHAN_DATA_OFFSET
+    assert _layout.OFF_TABLE == _native.PUBSUB_LAYOUT["OFF_TABLE"]
+    with pytest.raises(TypeError, match="exception classes"):
+        _native.set_errors(closed=ChannelClosed, timeout=int, protocol=ValueError,
+                           too_large=ValueError, handle_closed=HandleClosed)
+    # The classes set at import are what the C core raises.
+    m = mmap.mmap(-1, 1 << 16)
+    core = _native.PubSubCore(m, True, 1, 8, 2, 0, 0.0, lambda seq, t: None)
+    core.close()
+    with pytest.raises(HandleClosed):
+        core.send(b"x")
+    del core
+    m.close()

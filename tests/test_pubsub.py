@@ -329,7 +329,7 @@ def test_bad_arguments(name):
         Publisher()
     with pytest.raises(NotFound):
         Subscriber.open(name)
-    with pytest.raises(NotFound):
+    with pytest.raises(Timeout):  # the one rule: waited, then Timeout (issue 10)
         Subscriber.open(name, timeout=0.05)
     with Publisher.create(name, 8, 4) as pub:
         with pytest.raises(AlreadyExists):
@@ -418,3 +418,13 @@ pub.close()
         line = wait_for_line(child, "INTERRUPTED")
         assert line.split()[1] == "2"  # both slots filled, then it waited
         assert child.wait(timeout=10) == 0
+
+
+def test_a_dropped_sample_gives_its_slot_back(name):
+    """Sample is a C type now: garbage-collecting one releases it, so a
+    subscriber that forgets release() does not stop the publisher forever."""
+    with Publisher.create(name, 8, 3) as pub, Subscriber.open(name) as sub:
+        for i in range(20):
+            pub.send(b"%d" % i, timeout=5)  # would time out if the slots stayed held
+            assert bytes(sub.recv(timeout=5)) == b"%d" % i
+        assert sub.received == 20

@@ -158,3 +158,45 @@ def test_aio_connect_dispatches_shm(spawn, name):
         assert c is None
 
     run(main())
+
+
+def test_one_loop_serves_many_shm_clients_without_threads(spawn, name):
+    """Waits go on the event loop (the channel's doorbell fd), not a thread per channel."""
+    import threading
+
+    code = """
+import sys, time, interproc
+ch = interproc.connect(sys.argv[1], timeout=10)
+i = int(sys.argv[2])
+for k in range(50):
+    time.sleep(0.002 * (k % 3))   # the server sleeps between some messages
+    ch.send(b"%d:%d" % (i, k))
+    assert ch.recv(timeout=10) == b"ok%d" % k
+ch.close()
+"""
+
+    async def main():
+        async with await aio_shm.listen(f"shm://{name}") as lst:
+            children = [spawn(code, f"shm://{name}", str(i)) for i in range(6)]
+            chans = [await lst.accept(timeout=10) for _ in children]
+            threads_before = threading.active_count()
+            peak = threads_before
+
+            async def serve(ch):
+                nonlocal peak
+                k = 0
+                async for msg in ch:
+                    assert msg.endswith(b":%d" % k)
+                    peak = max(peak, threading.active_count())
+                    await ch.send(b"ok%d" % k, timeout=10)
+                    k += 1
+                ch.close()
+                return k
+
+            counts = await asyncio.gather(*(serve(ch) for ch in chans))
+            assert counts == [50] * 6
+            assert peak == threads_before  # no waiting thread was started
+            for child in children:
+                await asyncio.get_running_loop().run_in_executor(None, child.wait, 10)
+
+    run(main())

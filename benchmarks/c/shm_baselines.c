@@ -10,6 +10,8 @@
  */
 #define _GNU_SOURCE
 #include <linux/futex.h>
+#include <signal.h>
+#include <sys/prctl.h>
 #include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,6 +39,14 @@ static void relax(void)
 
 static void pin(int which)
 {
+    /* Every spin loop is bounded: the forked child dies with the parent, and
+     * the parent (main) runs under alarm(LIMIT_S), so a stalled side ends the
+     * run instead of spinning forever. */
+    if (which == 1) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() == 1)
+            _exit(1);
+    }
     const char *env = getenv("PIN_CPUS");
     int cpu[2];
     if (!env || sscanf(env, "%d,%d", &cpu[0], &cpu[1]) != 2)
@@ -178,6 +188,8 @@ static int ring(size_t size, long n, size_t cap)
 
 int main(int argc, char **argv)
 {
+    const char *limit = getenv("LIMIT_S");
+    alarm(limit ? (unsigned)atoi(limit) : 120);
     if (argc >= 3 && strcmp(argv[1], "spin") == 0)
         return pingpong(atol(argv[2]), 0);
     if (argc >= 3 && strcmp(argv[1], "futex") == 0)

@@ -9,11 +9,11 @@ without ``close()``.
 
 from __future__ import annotations
 
-import weakref
 from typing import Any, Iterator
 
 from ._codec import Codec, get_codec
 from ._errors import ChannelClosed
+from ._lifecycle import finalizer, run_quietly
 
 
 class Channel:
@@ -27,7 +27,9 @@ class Channel:
     def __init__(self, *, codec: str | Codec = "json") -> None:
         self._closed = False
         self.codec = get_codec(codec, trusted=self.trusted)
-        self._finalizer = weakref.finalize(self, type(self)._finalize, self._resources())
+        # Dropped without close(): ResourceWarning, then released (as socket does).
+        self._finalizer = finalizer(self, type(self)._finalize, self._resources(),
+                                    what=f"{type(self).__name__} {getattr(self, 'name', '')}".rstrip())
 
     # -- what a transport provides ------------------------------------
     def _send_bytes(self, data: Any, timeout: float | None) -> None:
@@ -73,7 +75,7 @@ class Channel:
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self._finalizer()
+            run_quietly(self._finalizer)
 
     def __enter__(self):
         return self

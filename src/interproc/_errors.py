@@ -9,6 +9,8 @@
     ├── HandleClosed(ValueError)            this handle was used after its own close()
     ├── MessageTooLarge(ValueError)         a message over the transport's limit
     ├── ProtocolError(ValueError)           a peer sent bytes that do not parse
+    ├── MissingDependency(ImportError)      an optional package is not installed;
+    │                                       the message names the extra to install
     ├── OwnerDied                           information: a mutex was abandoned
     └── RemoteError                         the remote side raised; carries its
                                             type name, message and traceback text
@@ -40,7 +42,13 @@ class PermissionDenied(InterprocError, PermissionError):
 
 
 class Timeout(InterprocError, TimeoutError):
-    """A blocking call did not complete within its ``timeout=``."""
+    """A blocking call did not complete within its ``timeout=``.
+
+    A write that timed out sets ``written``: the bytes that did go (0 for a
+    message write, which is all or nothing).
+    """
+
+    written: int | None = None
 
 
 class ChannelClosed(InterprocError, ConnectionError):
@@ -58,6 +66,15 @@ class MessageTooLarge(InterprocError, ValueError):
 
 class ProtocolError(InterprocError, ValueError):
     """A peer sent bytes (or wrote shared memory) that do not parse."""
+
+
+class MissingDependency(InterprocError, ImportError):
+    """An optional package is not installed; ``extra`` is the interproc extra
+    that brings it (``pip install 'interproc[extra]'``)."""
+
+    def __init__(self, what: str, package: str, extra: str) -> None:
+        super().__init__(f"{what} needs {package}: pip install 'interproc[{extra}]'")
+        self.package, self.extra = package, extra
 
 
 class OwnerDied(InterprocError):

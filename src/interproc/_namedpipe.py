@@ -26,19 +26,24 @@ Win32 behaviour kept:
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import errno
 import hashlib
 import os
 import socket
 import stat
 import threading
-from typing import Any, Iterable
+import time
+import warnings
+from typing import Any, Iterable, Iterator
 
 from . import _registry
 from ._channel import Listener
 from ._errors import AlreadyExists, ChannelClosed, PermissionDenied, Timeout, map_os_error
 from ._framing import DEFAULT_MAX_MESSAGE
 from ._handshake import ClientHandshake, ServerHandshake
+from ._lifecycle import log
 from ._naming import GLOBAL_DIR, Scope, object_path, runtime_dir, validate_name, validate_scope
 from ._platform import PeerCredentials, peer_credentials, socket_owner, unix_listeners
 from ._sockets import HANDSHAKE_TIMEOUT, accept_with, bind_unix, connect_unix_socket
@@ -67,11 +72,66 @@ def _pipe_path(name: str, scope: Scope) -> str:
 
 
 class PipeChannel(StreamChannel):
-    """One connected instance of a named pipe (either side)."""
+    """One connected instance of a named pipe (either side).
+
+    In message mode ``read``/``write`` are Win32's ReadFile/WriteFile on a
+    message pipe: ``write(b)`` sends one message, ``read(n)`` returns up to
+    ``n`` bytes of the current message and keeps the rest for the next
+    ``read`` (or ``recv``); :meth:`read_part` also says whether more of the
+    message remains (ERROR_MORE_DATA).
+    """
 
     kind = "pipe"
     peer_credentials: PeerCredentials | None = None
     mode: str = "message"
+    #: What a short read left of the current message (message mode).
+    _rest: bytes | None = None
+
+    def read_part(self, n: int = -1, *, timeout: float | None = None) -> tuple[bytes, bool]:
+        """``(data, more)``: up to ``n`` bytes of the current message, and
+        whether more of it remains (Win32 ReadFile's ERROR_MORE_DATA).
+
+        The next ``read_part``/``read``/``recv`` (from any thread) continues
+        the same message; it never runs into the next one.  ``(b"", False)``
+        once the peer has closed.  In byte mode ``more`` is always False.
+        """
+        if not self.framed:
+            return self.read(n, timeout=timeout), False
+        if self._closed:
+            raise ChannelClosed(f"read on closed {self.name}")
+        msg, self._rest = self._rest, None
+        if msg is None:
+            try:
+                msg = self._recv_bytes(timeout)
+            except ChannelClosed:
+                if self._closed:
+                    raise
+                return b"", False
+        if n < 0 or len(msg) <= n:
+            return msg, False
+        self._rest = msg[n:]
+        return msg[:n], True
+
+    def read(self, n: int = -1, *, timeout: float | None = None) -> bytes:
+        """Byte mode: up to ``n`` bytes of the stream.  Message mode: up to
+        ``n`` bytes of the current message (see :meth:`read_part`)."""
+        if not self.framed:
+            return super().read(n, timeout=timeout)
+        return self.read_part(n, timeout=timeout)[0]
+
+    def write(self, data: Any, *, timeout: float | None = None) -> int:
+        """Byte mode: write to the stream.  Message mode: send ``data`` as one
+        message (all or nothing).  Returns the number of bytes."""
+        if not self.framed:
+            return super().write(data, timeout=timeout)
+        self.send(data, timeout=timeout)
+        return memoryview(data).nbytes
+
+    def _recv_bytes(self, timeout: float | None) -> bytes:
+        rest, self._rest = self._rest, None
+        if rest is not None:
+            return rest  # the end of a message a short read() began
+        return super()._recv_bytes(timeout)
 
 
 class _Instances:
@@ -83,8 +143,6 @@ class _Instances:
         self.cond = threading.Condition()
 
     def take(self, deadline: float | None, what: str) -> None:
-        import time
-
         with self.cond:
             while self.count >= self.limit:
                 left = None if deadline is None else deadline - time.monotonic()
@@ -97,6 +155,45 @@ class _Instances:
         with self.cond:
             self.count -= 1
             self.cond.notify()
+
+
+class _AcceptLine:
+    """Threads blocked in ``accept()`` queue here, so the one that has waited
+    longest gets the next client, as Win32 hands a client to the instance
+    that has waited longest in ConnectNamedPipe.  Only the thread at the head
+    of the line accepts (``with line.turn(deadline, what): ...``); the others
+    wait for their turn."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._line: collections.deque[object] = collections.deque()
+
+    def __len__(self) -> int:
+        return len(self._line)
+
+    @contextlib.contextmanager
+    def turn(self, deadline: float | None, what: str) -> Iterator[None]:
+        me = object()
+        with self._cond:
+            self._line.append(me)
+            try:
+                while self._line[0] is not me:
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        raise Timeout(f"accept on {what} timed out")
+                    self._cond.wait(left)
+            except BaseException:
+                self._leave(me)
+                raise
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._leave(me)
+
+    def _leave(self, me: object) -> None:
+        self._line.remove(me)
+        self._cond.notify_all()
 
 
 class PipeServer(Listener):
@@ -120,6 +217,7 @@ class PipeServer(Listener):
         self.address = f"pipe://{name}"
         self.path = _pipe_path(name, scope)
         self._instances = _Instances(max_instances)
+        self._line = _AcceptLine()
         self._owner = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             self._owner.bind("\0" + _lock_name(self.path))
@@ -164,7 +262,18 @@ class PipeServer(Listener):
         what = f"pipe {self.name!r}"
         self._instances.take(deadline, f"accept on {what}")
         try:
-            return accept_with(lambda: self._sock, self._setup, deadline, what)
+            while True:
+                with self._line.turn(deadline, what):
+                    conn = accept_with(lambda: self._sock, lambda conn, peer: conn, deadline, what)
+                try:
+                    ch = self._setup(conn)
+                except ChannelClosed:
+                    log.debug("pipe %r: a client left before its handshake", self.name)
+                    continue  # the client left before its handshake: wait for the next
+                log.debug("pipe %r: accepted pid %s (uid %s), %d/%d instances", self.name,
+                          ch.peer_credentials.pid, ch.peer_credentials.uid, self._instances.count,
+                          self.max_instances)
+                return ch
         except BaseException:
             self._instances.give_back()
             raise
@@ -188,6 +297,7 @@ class PipeServer(Listener):
                     io.send([_frame(hs.greeting("denied", refusal))])
                 except OSError:
                     pass
+                log.warning("pipe %r: refused pid %s: %s", self.name, creds.pid, refusal)
                 raise PermissionDenied(f"pipe {self.name!r} refused pid {creds.pid}: {refusal}")
             decoder = run_server_handshake(io, hs, self.handshake_timeout, what)
             ch = PipeChannel(io, name=f"pipe {self.name!r} <- pid {creds.pid}", framed=self.mode == "message",
@@ -215,6 +325,7 @@ class PipeServer(Listener):
 
     def __del__(self) -> None:
         if getattr(self, "_sock", None) is not None:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
             self.close()
 
 
@@ -337,15 +448,17 @@ def _list_pipes() -> Iterable[_registry.ObjectInfo]:
 
 
 def _collect_pipes() -> Iterable[_registry.ObjectInfo]:
-    removed = []
-    for info in _list_pipes():
-        if info.state == _registry.STATE_STALE and info.details.get("uid") == os.getuid():
-            try:
-                os.unlink(info.path)
-                removed.append(info)
-            except OSError:
-                pass
-    return removed
+    return [info for info in _list_pipes() if info.state == _registry.STATE_STALE and _remove_pipe(info)]
 
 
-_registry.register(KIND, _list_pipes, _collect_pipes)
+def _remove_pipe(info: _registry.ObjectInfo) -> bool:
+    if info.details.get("uid") != os.getuid():
+        return False
+    try:
+        os.unlink(info.path)
+        return True
+    except OSError:
+        return False
+
+
+_registry.register(KIND, _list_pipes, _collect_pipes, remove=_remove_pipe)

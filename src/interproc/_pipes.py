@@ -23,9 +23,10 @@ import subprocess
 import time
 from typing import Any
 
+from . import _registry
 from ._errors import AlreadyExists, NotFound, Timeout, map_os_error
 from ._framing import DEFAULT_MAX_MESSAGE
-from ._naming import Scope, check_private, object_path, validate_scope
+from ._naming import GLOBAL_DIR, Scope, check_private, object_path, runtime_dir, validate_scope
 from ._stream import FdIO, StreamChannel, deadline_of
 
 ENV_VAR = "INTERPROC_PIPE"
@@ -207,3 +208,73 @@ class Fifo:
     def __repr__(self) -> str:
         return f"<Fifo {self.path}>"
 
+
+
+# -- interproc ls / gc --------------------------------------------------------------
+# A FIFO has no owner process of its own: it is "alive" while some process has
+# it open, and "stale" (removable by ``interproc gc``) when nobody does.
+
+def _fifo_holders(wanted: set[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """(st_dev, st_ino) -> pid of a process that has that FIFO open."""
+    holders: dict[tuple[int, int], int] = {}
+    if not wanted:
+        return holders
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue  # gone, or not ours to look at
+        for fd in fds:
+            try:
+                st = os.stat(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            key = (st.st_dev, st.st_ino)
+            if key in wanted:
+                holders.setdefault(key, int(pid))
+    return holders
+
+
+def _list_fifos() -> list[_registry.ObjectInfo]:
+    found = []
+    dirs = [("user", runtime_dir("user"))] + ([("global", GLOBAL_DIR)] if os.path.isdir(GLOBAL_DIR) else [])
+    for scope, directory in dirs:
+        try:
+            entries = os.listdir(directory)
+        except OSError:
+            continue
+        for entry in entries:
+            path = os.path.join(directory, entry)
+            if not entry.startswith("fifo."):
+                continue
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue
+            if stat.S_ISFIFO(st.st_mode):
+                found.append((scope, entry[len("fifo."):], path, st))
+    holders = _fifo_holders({(st.st_dev, st.st_ino) for *_, st in found})
+    infos = []
+    for scope, name, path, st in found:
+        pid = holders.get((st.st_dev, st.st_ino))
+        infos.append(_registry.ObjectInfo(
+            kind="fifo", name=name, scope=scope, owner_pid=pid, size=None, mode=stat.S_IMODE(st.st_mode),
+            state=_registry.STATE_ALIVE if pid else _registry.STATE_STALE, path=path, details={"uid": st.st_uid}))
+    return infos
+
+
+def _remove_fifo(info: _registry.ObjectInfo) -> bool:
+    if info.details.get("uid") != os.getuid():
+        return False
+    try:
+        os.unlink(info.path)
+        return True
+    except OSError:
+        return False
+
+
+def _collect_fifos() -> list[_registry.ObjectInfo]:
+    return [info for info in _list_fifos() if info.state == _registry.STATE_STALE and _remove_fifo(info)]
+
+
+_registry.register("fifo", _list_fifos, _collect_fifos, remove=_remove_fifo)

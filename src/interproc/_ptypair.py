@@ -45,8 +45,13 @@ class PtyPair:
     Any process of the same user can open ``a`` or ``b`` as a serial port
     (``interproc.serial.open``, pyserial, minicom, ``cat``); bytes written
     to one arrive at the other, unchanged (raw mode: no echo, no CR/LF
-    mangling, no ^C).  Baud rate and parity settings are accepted and
-    ignored, as a pty has no line.  The paths are valid until ``close()``.
+    mangling, no ^C).  A pty has no line: the baud rate, stop bits and
+    flow control are accepted and ignored, 5-7 data bits and parity are not
+    (``ValueError`` from ``serial.open``), there are no modem lines
+    (``SerialPort.modem_lines`` and pyserial's ``cts``/``dtr``/... raise
+    ``OSError(25, ENOTTY)``) and no break (``SerialPort.send_break`` raises
+    the same; pyserial's own ``send_break`` silently does nothing).  The
+    paths are valid until ``close()``.
     """
 
     a: str

@@ -25,10 +25,11 @@ import os
 import select
 import termios
 import time
-import weakref
 from typing import Any
 
-from ._errors import ChannelClosed, NotFound, PermissionDenied, Timeout
+from ._errors import ChannelClosed, MissingDependency, NotFound, PermissionDenied, Timeout
+from ._lifecycle import finalizer, run_quietly
+from ._timeout import check_timeout, deadline_of
 
 _DEFAULT: Any = object()  # "use the port's default timeout"
 _CHUNK = 65536
@@ -42,17 +43,13 @@ STOPBITS = (1, 1.5, 2)
 def _serial_module() -> Any:
     try:
         import serial
-    except ImportError as exc:  # pragma: no cover - pyserial is installed here
-        raise ImportError("interproc.serial needs pyserial: pip install 'interproc[serial]'") from exc
+    except ImportError as exc:
+        raise MissingDependency("interproc.serial", "pyserial", "serial") from exc
     return serial
 
 
 def _deadline(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if timeout < 0:
-        raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
-    return time.monotonic() + timeout
+    return deadline_of(timeout)
 
 
 def _remaining_ms(deadline: float | None) -> int | None:
@@ -70,11 +67,11 @@ def _byte_view(data: Any) -> memoryview:
 
 
 def _check_timeout(value: Any, what: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{what} must be a number of seconds >= 0 or None, not {value!r}")
-    return float(value)
+    try:
+        value = check_timeout(value, what)
+    except TypeError as exc:  # open()'s settings errors are all ValueError (as pyserial's)
+        raise ValueError(str(exc)) from None
+    return None if value is None else float(value)
 
 
 def _validate(port: Any, baudrate: Any, bytesize: Any, parity: Any, stopbits: Any) -> tuple[str, int, int, str, float]:
@@ -137,7 +134,8 @@ class SerialPort:
         self._fd: int = ser.fd
         # close() from another thread wakes a blocked read/write through this pipe.
         self._wake = os.pipe()
-        self._finalizer = weakref.finalize(self, _close_serial, ser, exclusive, self._wake)
+        self._finalizer = finalizer(self, _close_serial, ser, exclusive, self._wake,
+                                    what=f"SerialPort {ser.port!r}")
 
     # -- settings ------------------------------------------------------
     @property
@@ -159,6 +157,25 @@ class SerialPort:
     def _check_open(self) -> None:
         if self._fd < 0:
             raise ChannelClosed(f"serial port {self.port}: closed")
+
+    # -- the line ------------------------------------------------------
+    def _no_line(self, what: str) -> None:
+        if _is_pty(os.fstat(self.fileno()).st_rdev):
+            raise OSError(errno.ENOTTY, f"serial port {self.port} is a pty: it has no {what} "
+                                        f"(pty_pair() carries the data lines only)")
+
+    @property
+    def modem_lines(self) -> dict[str, bool]:
+        """The input lines ``{"cts", "dsr", "ri", "cd"}``; ``OSError(ENOTTY)`` on a pty."""
+        self._no_line("modem lines")
+        ser = self.serial
+        return {"cts": ser.cts, "dsr": ser.dsr, "ri": ser.ri, "cd": ser.cd}
+
+    def send_break(self, duration: float = 0.25) -> None:
+        """Hold the line in break for ``duration`` seconds; ``OSError(ENOTTY)`` on a
+        pty, where the kernel would accept the request and do nothing."""
+        self._no_line("line to send a break on")
+        self.serial.send_break(duration)
 
     # -- I/O -----------------------------------------------------------
     def _wait(self, events: int, deadline: float | None, what: str) -> int:
@@ -292,7 +309,7 @@ class SerialPort:
                 os.write(self._wake[1], b"x")
             except OSError:
                 pass
-            self._finalizer()
+            run_quietly(self._finalizer)
 
     def __enter__(self) -> "SerialPort":
         return self
@@ -344,9 +361,46 @@ def open(  # noqa: A001 - the Pythonic verb for a device
         raise _map_open_error(exc, path, exclusive) from exc
     except ValueError as exc:  # pyserial rejects a baud rate the driver refuses
         raise ValueError(f"serial port {path}: {exc}") from exc
+    except termios.error as exc:
+        # pyserial leaves the raw termios.error (and an open descriptor) behind.
+        _close_quietly(ser)
+        raise _refused(path, bytesize, parity, stopbits, exc.args[-1] if exc.args else str(exc)) from exc
+    # A pty's driver forces 8 data bits and no parity without saying so (or,
+    # on a second open, fails with EINVAL): check what the line really took.
+    cflag = termios.tcgetattr(ser.fd)[2]
+    if (cflag & termios.CSIZE) != _CSIZE[bytesize] or bool(cflag & termios.PARENB) != (parity != "N"):
+        _close_quietly(ser)
+        raise _refused(path, bytesize, parity, stopbits, "the driver did not apply them")
     if exclusive:
         _set_tiocexcl(ser.fd, True)
     return SerialPort(ser, exclusive=bool(exclusive), timeout=timeout, write_timeout=write_timeout)
+
+
+_CSIZE = {5: termios.CS5, 6: termios.CS6, 7: termios.CS7, 8: termios.CS8}
+
+
+def _close_quietly(ser: Any) -> None:
+    try:
+        ser.close()
+    except Exception:
+        pass
+
+
+def _refused(path: str, bytesize: int, parity: str, stopbits: float, why: str) -> ValueError:
+    hint = " (a pty has no line: it takes only 8 data bits and no parity)" if _is_pty_path(path) else ""
+    return ValueError(f"serial port {path} refuses {bytesize} data bits, parity {parity}, {stopbits} stop bits"
+                      f"{hint}: {why}")
+
+
+def _is_pty_path(path: str) -> bool:
+    try:
+        return _is_pty(os.stat(path).st_rdev)
+    except OSError:
+        return False
+
+
+def _is_pty(rdev: int) -> bool:
+    return 136 <= os.major(rdev) <= 143  # Unix98 pty slaves (/dev/pts/N)
 
 
 def _map_open_error(exc: Any, path: str, exclusive: bool) -> Exception:
@@ -367,6 +421,7 @@ def _map_open_error(exc: Any, path: str, exclusive: bool) -> Exception:
 
 def ports() -> list[dict[str, Any]]:
     """The serial ports this machine has: device, name, description, hwid, USB ids."""
+    _serial_module()  # MissingDependency naming the extra, not a bare ModuleNotFoundError
     from serial.tools import list_ports
 
     out = []

@@ -28,6 +28,7 @@ from ._framing_cobs import CLOSE, DATA, DEFAULT_MAX_PAYLOAD, FrameDecoder, encod
 from ._serial import _CHUNK, SerialPort, _byte_view
 from ._serial import open as _open_port
 from ._serial_channel import _QUERY_KEYS, _query_value
+from ._timeout import nobody_came
 
 _HIGH_FRAMES = 256  # stop reading when this many frames wait unread
 _LOW_FRAMES = 32
@@ -252,6 +253,8 @@ async def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any)
         try:
             return await open_channel(addr.path, **options)
         except NotFound:
-            if deadline is None or time.monotonic() >= deadline:
+            if deadline is None:
                 raise
+            if time.monotonic() >= deadline:
+                raise nobody_came(f"serial port {addr.path}", timeout) from None
             await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))

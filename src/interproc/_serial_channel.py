@@ -17,6 +17,7 @@ from ._channel import Channel
 from ._errors import ChannelClosed, MessageTooLarge, NotFound, ProtocolError, Timeout
 from ._framing_cobs import CLOSE, DATA, DEFAULT_MAX_PAYLOAD, FrameDecoder, encode_frame
 from ._serial import _CHUNK, SerialPort, _deadline, _byte_view, open as _open_port
+from ._timeout import nobody_came
 
 
 def _finalize_channel(port: SerialPort) -> None:
@@ -194,7 +195,8 @@ def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> Se
     """``interproc.connect("serial:///dev/ttyUSB0?baudrate=115200")``: a framed channel.
 
     Without ``timeout=`` a missing device is ``NotFound`` at once; with it,
-    wait that long for the device to appear (a USB adapter being plugged in).
+    wait that long for the device to appear (a USB adapter being plugged in),
+    then ``Timeout``.
     """
     options: dict[str, Any] = {}
     for key, value in addr.query.items():
@@ -207,6 +209,8 @@ def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> Se
         try:
             return open_channel(addr.path, **options)
         except NotFound:
-            if deadline is None or time.monotonic() >= deadline:
+            if deadline is None:
                 raise
+            if time.monotonic() >= deadline:
+                raise nobody_came(f"serial port {addr.path}", timeout) from None
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))

@@ -25,6 +25,7 @@ give the same layout and fingerprint.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import struct
 import sys
@@ -72,6 +73,11 @@ class _Int(FieldType):
     def set(self, buf: memoryview, off: int, value: Any) -> None:
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"a {self.spec} field takes an int, not {type(value).__name__}")
+        bits = self.size * 8
+        low, high = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if self.signed else (0, (1 << bits) - 1)
+        if not low <= value <= high:
+            kind, article = ("signed", "an") if self.signed else ("unsigned", "a")
+            raise OverflowError(f"{value} does not fit {article} {self.spec} field ({kind} {bits}-bit: {low}..{high})")
         _native.atomic_store(buf, off, value, size=self.size, signed=self.signed)
 
 
@@ -206,11 +212,18 @@ class _Field:
         return self.type.get(obj._fields_buf(), self.offset)
 
     def __set__(self, obj: Any, value: Any) -> None:
-        self.type.set(obj._fields_buf(), self.offset, value)
+        try:
+            self.type.set(obj._fields_buf(), self.offset, value)
+        except (TypeError, ValueError, OverflowError) as exc:
+            # Name the field: "int too big" alone does not say which of twenty.
+            raise type(exc)(f"{type(obj).__name__}.{self.name}: {exc}") from None
 
 
+#: Names a SharedStruct handle itself uses; a field may not take them.
 _RESERVED = {"attach", "close", "closed", "lock", "add", "exchange", "compare_exchange",
-             "name", "created", "unlink", "layout", "fields"}
+             "name", "created", "unlink", "layout", "fields", "as_dict"}
+#: Attributes ``attach`` sets on the handle; anything else assigned is a typo.
+_HANDLE_ATTRS = {"_shm", "name", "created", "lock"}
 
 
 _S = TypeVar("_S", bound="SharedStruct")
@@ -251,7 +264,8 @@ class SharedStruct:
                                 "(Int64, Float64, Annotated[str, Str(32)], "
                                 "Annotated[memoryview, Array(Int32, 4)], ...)")
             if fname in _RESERVED or fname.startswith("_"):
-                raise TypeError(f"{cls.__name__}.{fname}: that field name is reserved")
+                raise TypeError(f"{cls.__name__}.{fname}: that field name is reserved (SharedStruct uses "
+                                f"{', '.join(sorted(_RESERVED))}, and names starting with '_')")
             offset = -(-offset // ann.align) * ann.align
             default = cls.__dict__.get(fname, ann.default)
             layout[fname] = _Field(fname, ann, offset, default)
@@ -279,11 +293,21 @@ class SharedStruct:
             seg.close()
             raise
         self = object.__new__(cls)
-        self._shm = seg
-        self.name = name
-        self.created = seg.created
-        self.lock = RobustLock(seg.buf, LOCK_AT)
+        for attr, value in (("_shm", seg), ("name", name), ("created", seg.created),
+                            ("lock", RobustLock(seg.buf, LOCK_AT))):
+            object.__setattr__(self, attr, value)
         return self
+
+    def __setattr__(self, attr: str, value: Any) -> None:
+        if attr in self._layout:
+            object.__setattr__(self, attr, value)  # the field's descriptor writes the segment
+            return
+        fields = ", ".join(self._layout)
+        hint = difflib.get_close_matches(attr, list(self._layout), n=1)
+        if attr in _HANDLE_ATTRS:
+            raise AttributeError(f"{type(self).__name__}.{attr} is set by attach() and is read-only")
+        raise AttributeError(f"{type(self).__name__} has no field {attr!r} (its fields are {fields})"
+                             + (f"; did you mean {hint[0]!r}?" if hint else ""))
 
     @classmethod
     def _initialise(cls, buf: memoryview) -> None:

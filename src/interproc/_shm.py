@@ -45,6 +45,8 @@ from ._errors import AlreadyExists, InterprocError, NotFound, PermissionDenied, 
 from ._naming import Scope, check_private, check_segment_file, parse_segment_name, segment_name, validate_name, validate_scope
 from ._platform import SHM_DIR, ProcessId, current_process, is_alive, shm_path
 from ._registry import STATE_ALIVE, STATE_PERSISTENT, STATE_STALE, ObjectInfo, register
+from ._lifecycle import finalizer, run_quietly
+from ._timeout import deadline_of, nobody_came
 
 MAGIC = b"IPROCSHM"
 LAYOUT_VERSION = 2  # 2: the header lock holds integers only (no pthread mutex)
@@ -303,15 +305,26 @@ class SharedMemory:
     @classmethod
     def open(cls, name: str, *, scope: Scope = "user", raw: bool = False,
              timeout: float | None = None) -> "SharedMemory":
-        """Open an existing segment; ``NotFound`` if there is none.
+        """Open an existing segment.
 
-        If its creator is still initialising it, wait up to ``timeout``.
+        ``NotFound`` at once if there is none, unless ``timeout`` is given:
+        then wait that long for it to appear (and for its creator to finish
+        initialising it), and raise ``Timeout`` if it does not.
         """
         if raw:
             return cls._open_raw(name, scope)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_of(timeout)
         while True:
-            handle = cls._try_open(name, scope, None, deadline)
+            try:
+                handle = cls._try_open(name, scope, None, deadline)
+            except NotFound:
+                if deadline is None:
+                    raise
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise nobody_came(f"shm {name!r}", timeout) from None
+                time.sleep(min(0.01, left))
+                continue
             if handle is not None:
                 return handle
             _check_deadline(deadline, f"shm {name!r}")
@@ -327,7 +340,7 @@ class SharedMemory:
         initializer dies first.  An existing segment keeps its own size:
         check ``handle.size``, and ``handle.created`` tells who created it.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_of(timeout)
         while True:
             handle = cls._make(name, size, scope, mode, persistent, init, exclusive=False, deadline=deadline)
             if handle is not None:
@@ -483,7 +496,8 @@ class SharedMemory:
         self._map = m
         self._path = cls._names(name, scope)[1]
         self._buf = m.buf[HEADER_SIZE : HEADER_SIZE + size]
-        self._finalizer = weakref.finalize(self, _detach, m, slot, self._path, current_process())
+        self._finalizer = finalizer(self, _detach, m, slot, self._path, current_process(),
+                                    what=f"{'SharedMemory' if cls.KIND == 'shm' else cls.KIND} {name!r}")
         return self
 
     # -- initialisation -----------------------------------------------------
@@ -619,7 +633,7 @@ class SharedMemory:
 
     def close(self) -> None:
         """Close this handle; the last one to close removes a non-persistent segment."""
-        self._finalizer()
+        run_quietly(self._finalizer)
 
     def unlink(self) -> None:
         """Remove the name now; open handles keep working until they close."""
@@ -775,4 +789,4 @@ def collect_segments() -> list[ObjectInfo]:
     return removed
 
 
-register("segments", list_segments, collect_segments)
+register("segments", list_segments, collect_segments, remove=lambda info: SharedMemory._clear_if_dead(info.path))

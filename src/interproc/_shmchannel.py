@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import stat
 import struct
 import time
 from typing import Any
@@ -41,15 +42,16 @@ from . import _native
 from ._address import Address
 from ._channel import Channel, Listener
 from ._codec import Codec
-from ._errors import (AlreadyExists, ChannelClosed, InterprocError, MessageTooLarge, NotFound,
-                      PermissionDenied, ProtocolError, Timeout)
+from ._errors import (AlreadyExists, ChannelClosed, HandleClosed, InterprocError, MessageTooLarge,
+                      NotFound, PermissionDenied, ProtocolError, Timeout)
 from ._naming import NAME_MAX, Scope, validate_name
 from ._platform import ProcessId, current_process, is_alive
 from ._registry import register
 from ._shm import F_PERSISTENT, OFF_FLAGS, SharedMemory, _HeaderLock, register_details
+from ._timeout import check_timeout, nobody_came
 
-_native.ring_set_errors(closed=ChannelClosed, timeout=Timeout, protocol=ProtocolError,
-                        too_large=MessageTooLarge)
+_native.set_errors(closed=ChannelClosed, timeout=Timeout, protocol=ProtocolError,
+                   too_large=MessageTooLarge, handle_closed=HandleClosed)
 
 DEFAULT_CAPACITY = 4 << 20  # per direction: messages up to 2 MiB - 8 bytes
 MIN_CAPACITY = _native.CHAN_MIN_CAPACITY
@@ -68,18 +70,25 @@ class _ListenSegment(SharedMemory):
     KIND = "chanlisten"
 
 
-# -- connection segment control block (the rings themselves are C's business)
+# -- connection segment control block (the rings themselves are C's business;
+# the layout numbers come from C, src/native/ring.h)
+_LAYOUT = _native.CHAN_LAYOUT
 CHAN_MAGIC = _native.CHAN_MAGIC
 _CTRL = struct.Struct("<IIQII")  # magic, version, capacity, flags, pad
 _IDENT = struct.Struct("<I4xQ")
-OFF_SIDE = (24, 40)  # ident of side A (accepter), side B (connector)
-OFF_CLOSED = 64
+OFF_CHAN_FLAGS = _LAYOUT["OFF_FLAGS"]  # (OFF_FLAGS is the segment header's)
+OFF_SIDE = (_LAYOUT["OFF_SIDE_A"], _LAYOUT["OFF_SIDE_B"])  # accepter, connector
+OFF_CLOSED = _LAYOUT["OFF_CLOSED"]
+OFF_RINGS = (_LAYOUT["OFF_RING0"], _LAYOUT["OFF_RING1"])
+RING_HEAD, RING_TAIL = _LAYOUT["RING_HEAD"], _LAYOUT["RING_TAIL"]
+RING_WORDS = (_LAYOUT["RING_DATA_SEQ"], _LAYOUT["RING_SPACE_SEQ"])  # futex words
 F_ACCEPTED = 1
 
 # -- listener segment
 LISTEN_MAGIC = 0x534C5049  # "IPLS"
 _LCTRL = struct.Struct("<II")
 OFF_LOWNER, OFF_LCAP, OFF_NEXT, OFF_ASEQ, OFF_LCLOSED, OFF_BACKLOG = 8, 24, 32, 64, 68, 128
+OFF_LBELL = 80  # the listener's doorbell for fileno(): fd u32, fdwait u32, inode u64
 LISTEN_SIZE = OFF_BACKLOG + 8 * BACKLOG
 _U32 = {"size": 4, "signed": False}
 _U64 = {"size": 8, "signed": False}
@@ -208,6 +217,23 @@ class ShmChannel(Channel):
     def _recv_bytes(self, timeout: float | None) -> bytes:
         return self._core.recv(timeout=timeout)
 
+    def fileno(self) -> int:
+        """A descriptor that polls readable when ``recv`` may not block.
+
+        It also becomes readable when the peer closes or dies.  Readiness may
+        be spurious: re-check with ``recv(timeout=0)`` (``Timeout`` = nothing
+        yet).  Each call drains and re-arms the doorbell behind it, so call
+        ``fileno()`` before every wait (``select.select`` does); a
+        ``recv`` that finds the ring empty re-arms it too.  The spin fast
+        path does not change: the sender writes to the doorbell only while
+        this end is armed, as it would futex-wake a sleeper.  Both ends must
+        run as the same user.  The descriptor belongs to the channel: do not
+        close it; it is closed with the channel.
+        """
+        if self._closed:
+            raise HandleClosed(f"{self.address}: fileno() on a closed channel")
+        return self._core.fileno()
+
     @property
     def capacity(self) -> int:
         """Ring size in bytes, per direction."""
@@ -261,10 +287,34 @@ class ShmListener(Listener):
         self._buf = seg.buf
         self._closed = False
         self._interrupts = 0
+        self._bell: tuple[int, int] | None = None
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    def fileno(self) -> int:
+        """A descriptor that polls readable when ``accept`` may not block (or
+        the listener was closed); as ``ShmChannel.fileno``, each call drains
+        and re-arms it, so call it before every wait.  Connectors write to it
+        only while it is armed."""
+        if self._closed:
+            raise HandleClosed(f"{self.address}: fileno() on a closed listener")
+        if self._bell is None:
+            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+            self._bell = (r, w)
+            _native.atomic_store(self._buf, OFF_LBELL, r, **_U32)
+            _native.atomic_store(self._buf, OFF_LBELL + 8, os.fstat(r).st_ino, **_U64)
+        r, w = self._bell
+        try:
+            while os.read(r, 256):
+                pass
+        except BlockingIOError:
+            pass
+        _native.atomic_store(self._buf, OFF_LBELL + 4, 1, **_U32)  # arm, then re-check
+        if any(_native.atomic_load(self._buf, OFF_BACKLOG + 8 * i, **_U64) for i in range(BACKLOG)):
+            os.write(w, b"!")
+        return r
 
     def _take(self) -> int | None:
         """Pop the oldest queued connection id (ids are connection numbers + 1)."""
@@ -285,8 +335,7 @@ class ShmListener(Listener):
     def accept(self, *, timeout: float | None = None, _cancellable: bool = False) -> ShmChannel:
         """Wait for a connection; ``Timeout`` after ``timeout`` seconds."""
         interrupts = self._interrupts
-        if timeout is not None and timeout < 0:
-            raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
+        check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             if self._closed:
@@ -321,7 +370,7 @@ class ShmListener(Listener):
             peer = _read_ident(buf, OFF_SIDE[1])
             me = current_process()
             _IDENT.pack_into(buf, OFF_SIDE[0], me.pid, me.start)
-            _native.atomic_store(buf, 16, flags | F_ACCEPTED, **_U32)
+            _native.atomic_store(buf, OFF_CHAN_FLAGS, flags | F_ACCEPTED, **_U32)
             return ShmChannel(seg, 0, peer, policy=self._policy, spin_us=self._spin_us,
                               codec=self._codec, address=self.address)
         except BaseException:
@@ -341,6 +390,12 @@ class ShmListener(Listener):
         buf = self._buf
         _native.atomic_store(buf, OFF_LCLOSED, 1, **_U32)
         self._interrupt()
+        if self._bell is not None:
+            _native.atomic_store(buf, OFF_LBELL + 8, 0, **_U64)
+            os.write(self._bell[1], b"!")  # wake our own pollers, then let go
+            for fd in self._bell:
+                os.close(fd)
+            self._bell = None
         try:
             self._seg.unlink()  # new connects fail with NotFound at once
         except InterprocError:
@@ -353,8 +408,8 @@ class ShmListener(Listener):
                 continue
             try:
                 _native.atomic_store(seg.buf, OFF_CLOSED, 1, **_U32)
-                for ring in (256, 512):
-                    for word in (128, 192):
+                for ring in OFF_RINGS:
+                    for word in RING_WORDS:
                         _native.atomic_add(seg.buf, ring + word, 1, **_U32)
                         _native.futex_wake(seg.buf, ring + word)
                 _make_ephemeral(seg)
@@ -404,17 +459,17 @@ def connect(name: str, *, timeout: float | None = None, capacity: Any = None, po
     validate_name(name)
     policy, spin = _check_policy(policy, spin_us)
     cap = None if capacity is None else _check_capacity(capacity)
-    if timeout is not None and timeout < 0:
-        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
+    check_timeout(timeout)
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         try:
             lseg, owner, default_cap = _open_listener(name, scope)
             break
         except NotFound:
-            if deadline is None or time.monotonic() >= deadline:
-                raise NotFound(f"shm://{name}: nobody listens"
-                               + ("" if deadline is None else f" (waited {timeout} s)")) from None
+            if deadline is None:
+                raise NotFound(f"shm://{name}: nobody listens") from None
+            if time.monotonic() >= deadline:
+                raise nobody_came(f"shm://{name}", timeout) from None
             time.sleep(CONNECT_POLL)
     try:
         if cap is None:
@@ -436,6 +491,32 @@ def connect(name: str, *, timeout: float | None = None, capacity: Any = None, po
     finally:
         lseg.close()
     return ch
+
+
+def _ring_listener(lbuf: memoryview) -> None:
+    """Write a byte into the listener's doorbell pipe, reopened through
+    /proc/PID/fd/N; only a FIFO with the published inode (never anything else)."""
+    owner = _read_ident(lbuf, OFF_LOWNER)
+    fd = _native.atomic_load(lbuf, OFF_LBELL, **_U32)
+    ino = _native.atomic_load(lbuf, OFF_LBELL + 8, **_U64)
+    try:
+        p = os.open(f"/proc/{owner.pid}/fd/{fd}", os.O_PATH | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        st = os.fstat(p)
+        if ino and stat.S_ISFIFO(st.st_mode) and st.st_ino == ino:
+            w = os.open(f"/proc/self/fd/{p}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            try:
+                os.write(w, b"!")
+            except BlockingIOError:
+                pass  # full: readable already
+            finally:
+                os.close(w)
+    except OSError:
+        pass
+    finally:
+        os.close(p)
 
 
 def _create_connection(name: str, lbuf: memoryview, cap: int, owner: ProcessId,
@@ -464,6 +545,8 @@ def _enqueue(name: str, lbuf: memoryview, conn: int, deadline: float | None) -> 
             if ok:
                 _native.atomic_add(lbuf, OFF_ASEQ, 1, **_U32)
                 _native.futex_wake(lbuf, OFF_ASEQ)
+                if _native.atomic_exchange(lbuf, OFF_LBELL + 4, 0, **_U32):
+                    _ring_listener(lbuf)
                 return
         if _native.atomic_load(lbuf, OFF_LCLOSED, **_U32):
             raise NotFound(f"shm://{name}: the listener closed")
@@ -504,8 +587,9 @@ def _chan_details(buf: memoryview) -> dict:
     a, b = _read_ident(buf, OFF_SIDE[0]), _read_ident(buf, OFF_SIDE[1])
     closed = struct.unpack_from("<II", buf, OFF_CLOSED)
     queued = []
-    for ring in (256, 512):
-        head, tail = struct.unpack_from("<Q", buf, ring)[0], struct.unpack_from("<Q", buf, ring + 64)[0]
+    for ring in OFF_RINGS:
+        head = struct.unpack_from("<Q", buf, ring + RING_HEAD)[0]
+        tail = struct.unpack_from("<Q", buf, ring + RING_TAIL)[0]
         queued.append(head - tail if head >= tail else -1)
     return {"capacity": cap, "accepted": bool(flags & F_ACCEPTED),
             "server_pid": a.pid, "client_pid": b.pid,

@@ -20,6 +20,7 @@ import socket
 import ssl as _ssl
 import stat
 import time
+import warnings
 from typing import Any
 
 from ._channel import Listener
@@ -36,6 +37,7 @@ from ._errors import (
 )
 from ._framing import DEFAULT_MAX_MESSAGE
 from ._handshake import ClientHandshake, ServerHandshake
+from ._lifecycle import log
 from ._platform import PeerCredentials, peer_credentials
 from ._stream import (
     SockIO,
@@ -127,9 +129,12 @@ def accept_with(get_sock: Any, setup: Any, deadline: float | None, what: str) ->
                 continue
             raise map_os_error(exc, f"accept on {what}") from exc
         try:
-            return setup(conn, peer)
+            ch = setup(conn, peer)
         except ChannelClosed:
+            log.debug("%s: a client left before its handshake", what)
             continue
+        log.debug("%s: accepted %s", what, getattr(ch, "name", peer))
+        return ch
 
 
 class SocketListener(Listener):
@@ -222,6 +227,7 @@ class SocketListener(Listener):
 
     def __del__(self) -> None:
         if getattr(self, "_sock", None) is not None:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
             self.close()
 
 

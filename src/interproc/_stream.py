@@ -14,32 +14,31 @@ it is a plain byte stream whose ``recv()`` returns whatever bytes arrived.
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import select
 import socket
 import ssl
 import threading
 import time
+from termios import FIONREAD
 from typing import Any
 
 from ._channel import Channel
 from ._errors import ChannelClosed, ProtocolError, Timeout, map_os_error
 from ._framing import DEFAULT_MAX_MESSAGE, HEADER, FrameDecoder, encode
 from ._handshake import MAX_HANDSHAKE_FRAME
+from ._lifecycle import log
+from ._timeout import deadline_of as deadline_of  # the one timeout= check, re-exported
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError)
 _NOWAIT = socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT
 _CHUNK = 256 * 1024
 _SMALL = 4096
 _pack = HEADER.pack
-
-
-def deadline_of(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if timeout < 0:
-        raise ValueError(f"timeout must be >= 0 or None, not {timeout!r}")
-    return time.monotonic() + timeout
+_SIOCOUTQ = 0x5411          # = TIOCOUTQ: bytes (truesize) queued on a socket
+_F_GETPIPE_SZ = 1032
+_SLACK = 8192               # kernel bookkeeping per queued chunk, rounded up generously
 
 
 def wait_fd(fd: int, events: int, deadline: float | None, what: str) -> None:
@@ -157,6 +156,10 @@ class SockIO:
                 pass
 
 
+def _nbytes(piece: Any) -> int:
+    return piece.nbytes if isinstance(piece, memoryview) else len(piece)
+
+
 def _advance(pieces: list[Any], n: int) -> list[Any]:
     while n:
         first = pieces[0]
@@ -170,13 +173,18 @@ def _advance(pieces: list[Any], n: int) -> list[Any]:
     return pieces
 
 
-def write_all(io: Any, pieces: list[Any], deadline: float | None, what: str, on_partial=None) -> None:
+def write_all(io: Any, pieces: list[Any], deadline: float | None, what: str, on_partial=None) -> int:
     """Write every piece; ``Timeout`` if the deadline passes first.
 
-    A write cut short by the deadline leaves half a frame on the stream; the
+    Returns the number of bytes written.  A ``Timeout`` carries ``written``:
+    the bytes that did go (WriteFile's lpNumberOfBytesWritten).  A write cut
+    short by the deadline leaves half a frame on the stream; the
     ``on_partial`` callback (closing the channel) runs before ``Timeout`` so
     the peer sees the end of the stream rather than garbage.
     """
+    # Empty pieces would make the loop below spin forever: writev of nothing
+    # returns 0 and _advance never drops them.  Nothing to write wakes nobody.
+    pieces = [p for p in pieces if _nbytes(p)]
     total = 0
     block = deadline is None
     while pieces:
@@ -188,15 +196,77 @@ def write_all(io: Any, pieces: list[Any], deadline: float | None, what: str, on_
             except Timeout:
                 if total and on_partial is not None:
                     on_partial()
-                    raise Timeout(f"{what} timed out after {total} bytes; the channel was closed") from None
-                raise
+                    exc = Timeout(f"{what} timed out after {total} bytes of the message; the channel was closed")
+                else:
+                    exc = Timeout(f"{what} timed out after writing {total} bytes")
+                exc.written = total
+                raise exc from None
             continue
         except OSError as exc:
             if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN, errno.EBADF):
+                log.debug("%s: the peer has gone (%s)", what, errno.errorcode.get(exc.errno, exc.errno))
                 raise ChannelClosed(f"{what}: the peer has gone") from exc
             raise map_os_error(exc, what) from exc
         total += n
         pieces = _advance(pieces, n)
+    return total
+
+
+def _room(io: Any) -> tuple[int, int] | None:
+    """(bytes that can be written without blocking, buffer capacity), or None
+    when the kernel does not say (TLS, exotic descriptors)."""
+    if getattr(io, "tls", False) or io.wfd < 0:
+        return None
+    try:
+        if isinstance(io, SockIO):
+            # AF_UNIX and TCP charge queued data to the sender's SO_SNDBUF
+            # (including the kernel's per-skb overhead, which SIOCOUTQ counts too).
+            cap = io.sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+            used = int.from_bytes(fcntl.ioctl(io.wfd, _SIOCOUTQ, b"\0" * 4), "little")
+        else:
+            cap = fcntl.fcntl(io.wfd, _F_GETPIPE_SZ)
+            used = int.from_bytes(fcntl.ioctl(io.wfd, FIONREAD, b"\0" * 4), "little")
+            used = -(-used // 4096) * 4096  # pipes fill whole pages
+    except OSError:
+        return None
+    return max(0, cap - used - _SLACK), cap - _SLACK
+
+
+def write_message(io: Any, pieces: list[Any], deadline: float | None, what: str, on_partial=None) -> None:
+    """Write one framed message: all of it or, on ``Timeout``, none of it.
+
+    A message that fits the kernel buffer is written only once it fits
+    whole (Win32: a message write is all or nothing), so a ``Timeout`` leaves
+    the channel usable.  One bigger than the buffer can only go out while the
+    peer reads: ``timeout=0`` refuses it at once; a longer timeout streams it,
+    and if the deadline passes half-way the channel is closed (``on_partial``).
+    """
+    if deadline is not None:
+        size = sum(_nbytes(p) for p in pieces)
+        room = _room(io)
+        if room is not None:
+            free, cap = room
+            if size > cap and deadline <= time.monotonic():
+                exc = Timeout(f"{what}: the {size}-byte message does not fit the {cap}-byte pipe buffer "
+                              f"without waiting for the reader; nothing was sent")
+                exc.written = 0
+                raise exc
+            while size <= cap and size > free:
+                try:
+                    wait_fd(io.wfd, select.POLLOUT, deadline, what)
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise Timeout(what)
+                    free = (_room(io) or (size, cap))[0]
+                    if size > free:
+                        # POLLOUT says "some room"; a large message needs more.
+                        time.sleep(min(0.002, left))
+                except Timeout:
+                    exc = Timeout(f"{what} timed out waiting for room for the {size}-byte message; "
+                                  f"nothing was sent and the channel is still usable")
+                    exc.written = 0
+                    raise exc from None
+    write_all(io, pieces, deadline, what, on_partial)
 
 
 def read_some(io: Any, buf: memoryview, deadline: float | None, what: str) -> int:
@@ -297,7 +367,8 @@ class StreamChannel(Channel):
             if n != len(frame):  # a signal can cut a blocking write short
                 write_all(self._io, [memoryview(frame)[n:]], None, f"send on {self.name}", self.close)
             return
-        write_all(self._io, encode(data, self.max_message_size), deadline_of(timeout), f"send on {self.name}", self.close)
+        write_message(self._io, encode(data, self.max_message_size), deadline_of(timeout), f"send on {self.name}",
+                      self.close)
 
     def _recv_bytes(self, timeout: float | None) -> bytes:
         if not self.framed:
@@ -332,14 +403,16 @@ class StreamChannel(Channel):
                 n = read_some(self._io, dec.get_buffer(), deadline, f"recv on {self.name}")
                 if n == 0:
                     self._eof = True
+                    log.debug("%s: the peer closed the channel", self.name)
                     dec.eof()
                     raise ChannelClosed(f"{self.name}: the peer closed the channel")
                 dec.buffer_updated(n)
                 frame = dec.next_frame()
                 if frame is not None:
                     return frame
-        except ProtocolError:
+        except ProtocolError as exc:
             # The stream cannot be resynchronised after a bad frame.
+            log.warning("%s: protocol error, channel closed: %s", self.name, exc)
             self.close()
             raise
 
@@ -366,12 +439,17 @@ class StreamChannel(Channel):
         return view[:got].tobytes()
 
     def write(self, data: Any, *, timeout: float | None = None) -> int:
-        """Write all of ``data`` to the raw stream; returns its length."""
+        """Write all of ``data`` to the raw stream; returns its length.
+
+        If ``timeout`` passes first, ``Timeout`` is raised with ``written``:
+        how many bytes did go (the rest did not).
+        """
         if self._closed:
             raise ChannelClosed(f"write on closed {self.name}")
         view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
-        write_all(self._io, [view], deadline_of(timeout), f"write on {self.name}")
-        return len(view)
+        if not len(view):
+            return 0  # nothing to write wakes no reader (Win32 WriteFile of 0 bytes on a byte pipe)
+        return write_all(self._io, [view], deadline_of(timeout), f"write on {self.name}")
 
 
 def _handshake_decoder() -> FrameDecoder:
@@ -406,7 +484,11 @@ def run_server_handshake(io: Any, hs: Any, handshake_timeout: float, what: str) 
             if reply is not None:
                 write_all(io, encode(reply), deadline, what)
     except Timeout:
+        log.warning("%s: handshake not completed within %ss", what, handshake_timeout)
         raise ProtocolError(f"{what} did not complete the interproc handshake within {handshake_timeout}s") from None
+    except (ProtocolError, PermissionError) as exc:
+        log.warning("%s: handshake failed: %s", what, exc)
+        raise
     return decoder
 
 

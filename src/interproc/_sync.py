@@ -20,6 +20,7 @@ from . import _native
 from ._errors import Timeout
 from ._naming import Scope
 from ._shm import SharedMemory, register_details
+from ._timeout import deadline_of
 
 _U32 = {"size": 4, "signed": False}
 RECHECK = 0.05  # the longest a waiter sleeps without looking at the count again
@@ -27,11 +28,7 @@ _SEMAPHORE, _EVENT = 0, 1  # kinds of _native.wait_take / _native.post
 
 
 def _deadline(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if timeout < 0:
-        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
-    return time.monotonic() + timeout
+    return deadline_of(timeout)
 
 
 def _left(deadline: float | None) -> float | None:

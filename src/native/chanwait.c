@@ -34,8 +34,8 @@ ip_asym_register(void)
 }
 
 /* The slow side's barrier: after storing its waiter flag, before re-checking. */
-static inline void
-heavy_fence(int asym)
+void
+ip_heavy_fence(int asym)
 {
     if (!asym || syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL_EXPEDITED, 0, 0) != 0)
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
@@ -90,7 +90,7 @@ block(ChanObject *self, int for_space, uint64_t need, long long deadline,
          * flag.  Both sides use seq_cst, so at least one sees the other. */
         uint32_t seq = __atomic_load_n(word, __ATOMIC_ACQUIRE);
         __atomic_store_n(flag, 1, __ATOMIC_SEQ_CST);
-        heavy_fence(self->asym);
+        ip_heavy_fence(self->asym);
         if (ready(self, for_space, need, intr)) {
             __atomic_store_n(flag, 0, __ATOMIC_RELAXED);
             return W_READY;

@@ -1,72 +1,88 @@
-/* interproc._native: module definition and the helpers every primitive uses. */
+/* interproc._native: the module definition and its state (the exception
+ * classes interproc._errors gives meaning to, as msgspec keeps its
+ * MsgspecState).  The helpers every primitive uses are in helpers.c. */
 #include "native.h"
 
-#include <math.h>
-#include <time.h>
+static struct PyModuleDef native_module;
 
-void *
-ip_locate(Py_buffer *view, Py_ssize_t offset, Py_ssize_t size, Py_ssize_t align)
+/* The module state.  The types are static, so they find it through the
+ * (single-phase) module object: PyState_FindModule. */
+ip_state *
+ip_get_state(void)
 {
-    if (offset < 0 || size < 0 || offset > view->len - size) {
-        PyErr_Format(PyExc_ValueError,
-                     "offset %zd (+%zd bytes) is outside the buffer of %zd bytes",
-                     offset, size, view->len);
-        return NULL;
-    }
-    char *p = (char *)view->buf + offset;
-    if (align > 1 && ((uintptr_t)p % (uintptr_t)align) != 0) {
-        PyErr_Format(PyExc_ValueError,
-                     "offset %zd is not aligned to %zd bytes", offset, align);
-        return NULL;
-    }
-    return p;
+    PyObject *m = PyState_FindModule(&native_module);
+    return m ? (ip_state *)PyModule_GetState(m) : NULL;
 }
 
-int
-ip_deadline(PyObject *timeout, int *has_deadline, struct timespec *deadline)
+PyObject *
+ip_error(int which, PyObject *fallback)
 {
-    *has_deadline = 0;
-    if (timeout == NULL || timeout == Py_None)
-        return 0;
-    double t = PyFloat_AsDouble(timeout);
-    if (t == -1.0 && PyErr_Occurred())
-        return -1;
-    if (isnan(t) || t < 0) {
-        PyErr_Format(PyExc_ValueError,
-                     "timeout must be None or >= 0 seconds, not %R", timeout);
-        return -1;
+    ip_state *st = ip_get_state();
+    PyObject *cls = NULL;
+    if (st) {
+        switch (which) {
+        case IP_ERR_CLOSED: cls = st->closed; break;
+        case IP_ERR_TIMEOUT: cls = st->timeout; break;
+        case IP_ERR_PROTOCOL: cls = st->protocol; break;
+        case IP_ERR_TOO_LARGE: cls = st->too_large; break;
+        case IP_ERR_HANDLE_CLOSED: cls = st->handle_closed; break;
+        }
     }
-    clock_gettime(CLOCK_MONOTONIC, deadline);
-    if (t > 1e9)
-        t = 1e9; /* ~31 years: effectively forever, and no overflow */
-    double whole = floor(t);
-    deadline->tv_sec += (time_t)whole;
-    deadline->tv_nsec += (long)((t - whole) * 1e9);
-    if (deadline->tv_nsec >= 1000000000L) {
-        deadline->tv_sec += 1;
-        deadline->tv_nsec -= 1000000000L;
+    return cls ? cls : fallback;
+}
+
+static PyObject *
+set_errors(PyObject *mod, PyObject *args, PyObject *kwargs)
+{
+    static char *kw[] = {"closed", "timeout", "protocol", "too_large", "handle_closed", NULL};
+    PyObject *all[5] = {NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOOO", kw, &all[0], &all[1], &all[2],
+                                     &all[3], &all[4]))
+        return NULL;
+    for (int i = 0; i < 5; i++) {
+        if (!PyExceptionClass_Check(all[i])) {
+            PyErr_SetString(PyExc_TypeError, "set_errors() takes exception classes");
+            return NULL;
+        }
     }
-    *has_deadline = 1;
+    ip_state *st = PyModule_GetState(mod);
+    Py_XSETREF(st->closed, Py_NewRef(all[0]));
+    Py_XSETREF(st->timeout, Py_NewRef(all[1]));
+    Py_XSETREF(st->protocol, Py_NewRef(all[2]));
+    Py_XSETREF(st->too_large, Py_NewRef(all[3]));
+    Py_XSETREF(st->handle_closed, Py_NewRef(all[4]));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"set_errors", (PyCFunction)(void (*)(void))set_errors, METH_VARARGS | METH_KEYWORDS,
+     "set_errors($module, *, closed, timeout, protocol, too_large, handle_closed)\n--\n\n"
+     "Tell the native core which exceptions to raise (interproc's error tree)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static int
+state_traverse(PyObject *m, visitproc visit, void *arg)
+{
+    ip_state *st = PyModule_GetState(m);
+    Py_VISIT(st->closed);
+    Py_VISIT(st->timeout);
+    Py_VISIT(st->protocol);
+    Py_VISIT(st->too_large);
+    Py_VISIT(st->handle_closed);
     return 0;
 }
 
-int
-ip_remaining(const struct timespec *deadline, struct timespec *left)
+static int
+state_clear(PyObject *m)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
-    left->tv_sec = deadline->tv_sec - now.tv_sec;
-    left->tv_nsec = deadline->tv_nsec - now.tv_nsec;
-    if (left->tv_nsec < 0) {
-        left->tv_sec -= 1;
-        left->tv_nsec += 1000000000L;
-    }
-    if (left->tv_sec < 0) {
-        left->tv_sec = 0;
-        left->tv_nsec = 0;
-        return 0;
-    }
-    return 1;
+    ip_state *st = PyModule_GetState(m);
+    Py_CLEAR(st->closed);
+    Py_CLEAR(st->timeout);
+    Py_CLEAR(st->protocol);
+    Py_CLEAR(st->too_large);
+    Py_CLEAR(st->handle_closed);
+    return 0;
 }
 
 static int
@@ -74,22 +90,18 @@ native_exec(PyObject *m)
 {
     PyMethodDef *tables[] = {ip_atomic_methods, ip_futex_methods,
                              ip_mutex_methods, ip_ring_methods,
-                             ip_pubsub_methods, ip_framing_methods};
+                             ip_pubsub_core_methods,
+                             ip_framing_methods};
     for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); i++) {
         if (PyModule_AddFunctions(m, tables[i]) < 0)
             return -1;
     }
     if (ip_mutex_add_constants(m) < 0)
         return -1;
-    if (ip_ring_init(m) < 0)
+    if (ip_ring_init(m) < 0 || ip_pubsub_init(m) < 0)
         return -1;
     return 0;
 }
-
-static PyModuleDef_Slot native_slots[] = {
-    {Py_mod_exec, native_exec},
-    {0, NULL},
-};
 
 static struct PyModuleDef native_module = {
     PyModuleDef_HEAD_INIT,
@@ -97,12 +109,18 @@ static struct PyModuleDef native_module = {
     .m_doc = "interproc's native core: atomics, futexes, robust mutexes, rings.\n\n"
              "Every function addresses shared memory as (buffer, offset) and\n"
              "bounds-checks the pair; waits release the GIL and return on signals.",
-    .m_size = 0,
-    .m_slots = native_slots,
+    .m_size = sizeof(ip_state),
+    .m_methods = module_methods,
+    .m_traverse = state_traverse,
+    .m_clear = state_clear,
 };
 
 PyMODINIT_FUNC
 PyInit__native(void)
 {
-    return PyModuleDef_Init(&native_module);
+    /* Single-phase: the static types reach the state via PyState_FindModule. */
+    PyObject *m = PyModule_Create(&native_module);
+    if (m && native_exec(m) < 0)
+        Py_CLEAR(m);
+    return m;
 }

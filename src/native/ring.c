@@ -1,43 +1,14 @@
-/* The shm:// channel object: records, send/recv/recv_into/recv_view,
- * loans and construction.  Layout and invariants: ring.h. */
+/* The shm:// channel's records: send/recv/recv_into/recv_view and the
+ * in-order release of loans (the object itself: ring_obj.c).  Layout and
+ * invariants: ring.h. */
 #include "ring.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
-typedef struct {
-    PyObject_HEAD
-    ChanObject *chan;
-    char *ptr;
-    Py_ssize_t len;
-    uint64_t seq;
-    int exports, done;
-} LoanObject;
 
-static PyTypeObject Chan_Type;
-static PyTypeObject Loan_Type;
-
-/* Exceptions given meaning by Python (interproc._errors), set at import. */
-static PyObject *err_closed, *err_timeout, *err_protocol, *err_too_large;
-
-static PyObject *
-exc(PyObject *cls, PyObject *fallback)
-{
-    return cls ? cls : fallback;
-}
-
-/* Deadline from a Python timeout: -1 for none, else absolute monotonic ns. */
-static int
-deadline_ns(PyObject *timeout, long long *out)
-{
-    int has;
-    struct timespec ts;
-    if (ip_deadline(timeout, &has, &ts) < 0)
-        return -1;
-    *out = has ? (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec : -1;
-    return 0;
-}
 
 static PyObject *
 protocol_error(ChanObject *self, const char *what)
@@ -48,8 +19,6 @@ protocol_error(ChanObject *self, const char *what)
                  "wrote garbage into the segment", what);
     return NULL;
 }
-
-static void chan_drop_view(ChanObject *self);
 
 /* -- send ------------------------------------------------------------------ */
 
@@ -83,45 +52,8 @@ check_usable(ChanObject *self, int sending)
     return 0;
 }
 
-static uint64_t
-max_message(ChanObject *self)
-{
-    return self->cap / 2 - 8;
-}
 
-/* Parse (obj, timeout) from a vectorcall with keywords "timeout". */
-static int
-parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-           PyObject *kwnames, int npos, PyObject **pos, PyObject **timeout)
-{
-    *timeout = Py_None;
-    if (nargs != npos) {
-        if (nargs == npos + 1) {
-            *timeout = args[npos];
-        } else {
-            PyErr_Format(PyExc_TypeError, "%s() takes %d positional argument%s (%zd given)",
-                         fname, npos, npos == 1 ? "" : "s", nargs);
-            return -1;
-        }
-    }
-    for (int i = 0; i < npos; i++)
-        pos[i] = args[i];
-    if (kwnames) {
-        Py_ssize_t nk = PyTuple_GET_SIZE(kwnames);
-        for (Py_ssize_t i = 0; i < nk; i++) {
-            PyObject *k = PyTuple_GET_ITEM(kwnames, i);
-            if (PyUnicode_CompareWithASCIIString(k, "timeout") != 0 || nargs > npos) {
-                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument %R",
-                             fname, k);
-                return -1;
-            }
-            *timeout = args[nargs + i];
-        }
-    }
-    return 0;
-}
-
-static PyObject *
+PyObject *
 chan_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *data, *timeout;
@@ -267,7 +199,7 @@ consume(ChanObject *self, uint64_t end)
     self->loan_next++;
 }
 
-static void
+void
 loan_finish(ChanObject *self, uint64_t seq)
 {
     self->loan_done[seq % NLOANS] = 1;
@@ -282,7 +214,7 @@ loan_finish(ChanObject *self, uint64_t seq)
         publish_tail(self, tail);
 }
 
-static void
+void
 chan_drop_view(ChanObject *self)
 {
     if (self->has_view && self->live_loans == 0 && !self->busy_send && !self->busy_recv &&
@@ -323,7 +255,8 @@ next_message(ChanObject *self, PyObject *timeout, char **ptr, uint64_t *len, uin
             if (r < 0)
                 return -1;
             if (r == 0 && __atomic_load_n(&self->rx->head, __ATOMIC_ACQUIRE) == self->rpos &&
-                !__atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE) && !self->peer_dead) {
+                !__atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE) && !self->peer_dead &&
+                !ip_bell_rearm(self)) { /* a recv that finds nothing re-arms the doorbell */
                 PyErr_SetString(exc(err_timeout, PyExc_TimeoutError),
                                 "shm channel: recv timed out");
                 return -1;
@@ -386,7 +319,7 @@ end_recv(ChanObject *self)
         chan_drop_view(self);
 }
 
-static PyObject *
+PyObject *
 chan_recv(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *timeout;
@@ -415,7 +348,7 @@ chan_recv(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
     return result;
 }
 
-static PyObject *
+PyObject *
 chan_recv_into(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *target, *timeout;
@@ -454,7 +387,7 @@ out:
     return result;
 }
 
-static PyObject *
+PyObject *
 chan_recv_view(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *timeout;
@@ -472,7 +405,7 @@ chan_recv_view(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
     uint64_t len, end;
     PyObject *result = NULL;
     if (next_message(self, timeout, &ptr, &len, &end) == 0) {
-        LoanObject *loan = PyObject_New(LoanObject, &Loan_Type);
+        LoanObject *loan = PyObject_New(LoanObject, &ip_loan_type);
         if (loan) {
             loan->chan = (ChanObject *)Py_NewRef(self);
             loan->ptr = ptr;
@@ -491,405 +424,4 @@ chan_recv_view(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObje
     }
     end_recv(self);
     return result;
-}
-
-/* -- waits for asyncio and friends ---------------------------------------- */
-
-static PyObject *
-chan_wait_recv(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
-{
-    PyObject *timeout;
-    if (parse_args("wait_recv", args, nargs, kwnames, 0, NULL, &timeout) < 0)
-        return NULL;
-    if (self->closed || self->broken || rx_ready(self))
-        return Py_NewRef(Py_True);
-    long long deadline;
-    if (deadline_ns(timeout, &deadline) < 0)
-        return NULL;
-    if (deadline >= 0 && mono_ns() >= deadline)
-        return PyBool_FromLong(ip_peer_gone(self));
-    self->waiters++;
-    int r = ip_chan_wait(self, 0, 0, deadline);
-    PyObject *res = r < 0 ? NULL : PyBool_FromLong(self->closed || rx_ready(self) || self->peer_dead);
-    self->waiters--;
-    if (self->closed)
-        chan_drop_view(self);
-    return res;
-}
-
-static PyObject *
-chan_wait_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
-{
-    PyObject *nobj, *timeout;
-    if (parse_args("wait_send", args, nargs, kwnames, 1, &nobj, &timeout) < 0)
-        return NULL;
-    Py_ssize_t n = PyNumber_AsSsize_t(nobj, PyExc_OverflowError);
-    if (n == -1 && PyErr_Occurred())
-        return NULL;
-    if (n < 0 || (uint64_t)n > max_message(self))
-        return Py_NewRef(Py_True); /* send() itself reports the problem */
-    uint64_t need = tx_need(self, (uint64_t)n);
-    if (self->closed || self->broken || tx_ready(self, need))
-        return Py_NewRef(Py_True);
-    long long deadline;
-    if (deadline_ns(timeout, &deadline) < 0)
-        return NULL;
-    if (deadline >= 0 && mono_ns() >= deadline)
-        return PyBool_FromLong(ip_peer_gone(self));
-    self->waiters++;
-    int r = ip_chan_wait(self, 1, need, deadline);
-    PyObject *res = r < 0 ? NULL : PyBool_FromLong(self->closed || tx_ready(self, need) || self->peer_dead);
-    self->waiters--;
-    if (self->closed)
-        chan_drop_view(self);
-    return res;
-}
-
-static PyObject *
-chan_interrupt(ChanObject *self, PyObject *unused)
-{
-    /* Wake this process's own waiters (a cancelled asyncio wait): bump the
-     * words they sleep on; the peer treats the extra bump as spurious. */
-    __atomic_fetch_add(&self->interrupts, 1, __ATOMIC_SEQ_CST);
-    if (self->has_view) {
-        ip_chan_wake(&self->rx->data_seq);
-        ip_chan_wake(&self->tx->space_seq);
-    }
-    Py_RETURN_NONE;
-}
-
-static PyObject *
-chan_close(ChanObject *self, PyObject *unused)
-{
-    if (!self->closed) {
-        __atomic_store_n(&self->closed, 1, __ATOMIC_SEQ_CST);
-        if (self->has_view) {
-            __atomic_store_n(self->my_closed, 1, __ATOMIC_SEQ_CST);
-            ip_chan_wake(&self->tx->data_seq);  /* a peer waiting for data */
-            ip_chan_wake(&self->rx->space_seq); /* a peer waiting for space */
-            ip_chan_wake(&self->rx->data_seq);  /* our own threads (they see `closed`) */
-            ip_chan_wake(&self->tx->space_seq);
-        }
-        if (self->pidfd >= 0) {
-            close(self->pidfd);
-            self->pidfd = -1;
-        }
-        chan_drop_view(self);
-    }
-    Py_RETURN_NONE;
-}
-
-/* -- construction ------------------------------------------------------------- */
-
-static int
-chan_init(ChanObject *self, PyObject *args, PyObject *kwargs)
-{
-    static char *kw[] = {"buffer", "side", "pidfd", "policy", "spin_us", NULL};
-    PyObject *buffer;
-    int side, pidfd = -1;
-    const char *policy = "hybrid";
-    double spin_us = 50.0;
-    if (self->has_view) {
-        PyErr_SetString(PyExc_TypeError, "ShmChannel is already initialised");
-        return -1;
-    }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "Oi|i$sd", kw, &buffer, &side, &pidfd,
-                                     &policy, &spin_us))
-        return -1;
-    if (side != 0 && side != 1) {
-        PyErr_Format(PyExc_ValueError, "side must be 0 or 1, not %d", side);
-        return -1;
-    }
-    if (strcmp(policy, "hybrid") == 0)
-        self->policy = POLICY_HYBRID;
-    else if (strcmp(policy, "spin") == 0)
-        self->policy = POLICY_SPIN;
-    else if (strcmp(policy, "sleep") == 0)
-        self->policy = POLICY_SLEEP;
-    else {
-        PyErr_Format(PyExc_ValueError,
-                     "policy must be 'hybrid', 'spin' or 'sleep', not '%.50s'", policy);
-        return -1;
-    }
-    if (!(spin_us >= 0 && spin_us <= 1e7)) {
-        PyErr_Format(PyExc_ValueError, "spin_us must be 0..1e7 microseconds, not %g", spin_us);
-        return -1;
-    }
-    if (PyObject_GetBuffer(buffer, &self->view, PyBUF_WRITABLE) < 0)
-        return -1;
-    char *base = self->view.buf;
-    if (self->view.len < CHAN_DATA || ((uintptr_t)base & 63)) {
-        PyErr_Format(err_protocol ? err_protocol : PyExc_ValueError,
-                     "shm channel segment of %zd bytes is too small or misaligned",
-                     self->view.len);
-        PyBuffer_Release(&self->view);
-        return -1;
-    }
-    uint32_t magic = ((uint32_t *)base)[0], version = ((uint32_t *)base)[1];
-    uint64_t cap = ((uint64_t *)base)[1];
-    const char *bad = NULL;
-    if (magic != CHAN_MAGIC)
-        bad = "bad magic";
-    else if (version != CHAN_VERSION)
-        bad = "unknown layout version";
-    else if (cap < MIN_CAPACITY || cap > MAX_CAPACITY || cap % 4096 ||
-             (uint64_t)self->view.len < CHAN_DATA + 2 * cap)
-        bad = "capacity does not match the segment";
-    if (bad) {
-        PyErr_Format(err_protocol ? err_protocol : PyExc_ValueError,
-                     "not a valid shm channel segment (%s)", bad);
-        PyBuffer_Release(&self->view);
-        return -1;
-    }
-    self->has_view = 1;
-    self->cap = cap;
-    self->side = side;
-    ring_hdr *r0 = (ring_hdr *)(base + OFF_RING0), *r1 = (ring_hdr *)(base + OFF_RING1);
-    self->tx = side == 0 ? r0 : r1;
-    self->rx = side == 0 ? r1 : r0;
-    self->txdata = base + CHAN_DATA + (side == 0 ? 0 : cap);
-    self->rxdata = base + CHAN_DATA + (side == 0 ? cap : 0);
-    self->my_closed = (uint32_t *)(base + OFF_CLOSED) + side;
-    self->peer_closed = (uint32_t *)(base + OFF_CLOSED) + (1 - side);
-    self->peer_asym = (uint32_t *)(base + OFF_ASYM) + (1 - side);
-    /* The sleep policy sleeps on every wait: there a membarrier (IPIs to the
-     * peer's CPU) would cost more than the fence it saves the peer. */
-    self->asym = self->policy != POLICY_SLEEP && ip_asym_register();
-    __atomic_store_n((uint32_t *)(base + OFF_ASYM) + side, (uint32_t)self->asym,
-                     __ATOMIC_SEQ_CST);
-    self->head = __atomic_load_n(&self->tx->head, __ATOMIC_ACQUIRE);
-    self->tail_seen = __atomic_load_n(&self->tx->tail, __ATOMIC_ACQUIRE);
-    self->rpos = __atomic_load_n(&self->rx->tail, __ATOMIC_ACQUIRE);
-    self->head_seen = self->rpos;
-    if (self->head - self->tail_seen > cap || (self->head & 7) || (self->rpos & 7))
-        self->broken = 1; /* reported by the first send/recv */
-    self->pidfd = pidfd >= 0 ? pidfd : -1;
-    self->peer_dead = pidfd == -2; /* the caller found the peer already gone */
-    self->spin_ns = (long long)(spin_us * 1000.0);
-    return 0;
-}
-
-static void
-chan_dealloc(ChanObject *self)
-{
-    if (!self->closed && self->has_view)
-        chan_close(self, NULL);
-    if (self->pidfd >= 0)
-        close(self->pidfd);
-    if (self->has_view)
-        PyBuffer_Release(&self->view);
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
-
-static PyObject *
-chan_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
-{
-    ChanObject *self = (ChanObject *)type->tp_alloc(type, 0);
-    if (self)
-        self->pidfd = -1;
-    return (PyObject *)self;
-}
-
-static PyObject *
-get_capacity(ChanObject *self, void *c)
-{
-    return PyLong_FromUnsignedLongLong(self->cap);
-}
-
-static PyObject *
-get_max_message(ChanObject *self, void *c)
-{
-    return PyLong_FromUnsignedLongLong(self->cap ? max_message(self) : 0);
-}
-
-static PyObject *
-get_closed(ChanObject *self, void *c)
-{
-    return PyBool_FromLong(self->closed);
-}
-
-static PyObject *
-get_peer_closed(ChanObject *self, void *c)
-{
-    if (!self->has_view)
-        return Py_NewRef(Py_True);
-    return PyBool_FromLong(__atomic_load_n(self->peer_closed, __ATOMIC_ACQUIRE) ||
-                           ip_peer_gone(self));
-}
-
-static PyObject *
-get_policy(ChanObject *self, void *c)
-{
-    static const char *names[] = {"hybrid", "spin", "sleep"};
-    return PyUnicode_FromString(names[self->policy]);
-}
-
-static PyObject *
-get_spin_us(ChanObject *self, void *c)
-{
-    return PyFloat_FromDouble(self->spin_ns / 1000.0);
-}
-
-static PyObject *
-get_pending(ChanObject *self, void *c)
-{
-    if (!self->has_view)
-        return PyLong_FromLong(0);
-    uint64_t d = __atomic_load_n(&self->rx->head, __ATOMIC_ACQUIRE) - self->rpos;
-    return PyLong_FromUnsignedLongLong(d > self->cap ? 0 : d);
-}
-
-static PyGetSetDef chan_getset[] = {
-    {"capacity", (getter)get_capacity, NULL, "Bytes per ring (each direction).", NULL},
-    {"max_message", (getter)get_max_message, NULL, "Largest message that fits.", NULL},
-    {"closed", (getter)get_closed, NULL, "True after close().", NULL},
-    {"peer_closed", (getter)get_peer_closed, NULL, "The peer closed its end or died.", NULL},
-    {"policy", (getter)get_policy, NULL, "Wait policy: hybrid, spin or sleep.", NULL},
-    {"spin_us", (getter)get_spin_us, NULL, "Spin budget before sleeping (hybrid).", NULL},
-    {"pending", (getter)get_pending, NULL, "Bytes published to us and not yet read.", NULL},
-    {NULL},
-};
-
-#define FASTKW (METH_FASTCALL | METH_KEYWORDS)
-static PyMethodDef chan_methods[] = {
-    {"send", (PyCFunction)(void (*)(void))chan_send, FASTKW,
-     "send(data, timeout=None)\n--\n\nCopy one message into the ring (any contiguous buffer)."},
-    {"recv", (PyCFunction)(void (*)(void))chan_recv, FASTKW,
-     "recv(timeout=None)\n--\n\nReceive one message as bytes."},
-    {"recv_into", (PyCFunction)(void (*)(void))chan_recv_into, FASTKW,
-     "recv_into(buffer, timeout=None)\n--\n\nCopy the next message into buffer; returns its size."},
-    {"recv_view", (PyCFunction)(void (*)(void))chan_recv_view, FASTKW,
-     "recv_view(timeout=None)\n--\n\nA read-only memoryview of the next message in the ring;\n"
-     "its space is freed when the view is released."},
-    {"wait_recv", (PyCFunction)(void (*)(void))chan_wait_recv, FASTKW,
-     "wait_recv(timeout=None)\n--\n\nWait until recv() would not block; False on timeout\n"
-     "or interrupt()."},
-    {"wait_send", (PyCFunction)(void (*)(void))chan_wait_send, FASTKW,
-     "wait_send(nbytes, timeout=None)\n--\n\nWait until send() of nbytes would not block."},
-    {"interrupt", (PyCFunction)chan_interrupt, METH_NOARGS,
-     "interrupt()\n--\n\nWake this process's threads waiting in wait_recv/wait_send."},
-    {"close", (PyCFunction)chan_close, METH_NOARGS,
-     "close()\n--\n\nMark our end closed and wake the peer."},
-    {NULL},
-};
-
-static PyTypeObject Chan_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "interproc._native.ShmChannel",
-    .tp_basicsize = sizeof(ChanObject),
-    .tp_dealloc = (destructor)chan_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "ShmChannel(buffer, side, pidfd=-1, *, policy='hybrid', spin_us=50.0)\n--\n\n"
-              "One end of a duplex shared-memory channel laid over `buffer`\n"
-              "(the segment's user area).  Side 0 sends on ring 0 and receives on\n"
-              "ring 1; side 1 the reverse.  `pidfd` watches the peer process.",
-    .tp_methods = chan_methods,
-    .tp_getset = chan_getset,
-    .tp_init = (initproc)chan_init,
-    .tp_new = chan_new,
-};
-
-/* -- Loan: the exporter behind recv_view()'s memoryview -------------------- */
-
-static int
-loan_getbuffer(LoanObject *self, Py_buffer *view, int flags)
-{
-    if (self->done) {
-        PyErr_SetString(PyExc_BufferError, "this shm channel view was already released");
-        return -1;
-    }
-    if (PyBuffer_FillInfo(view, (PyObject *)self, self->ptr, self->len, 1, flags) < 0)
-        return -1;
-    self->exports++;
-    return 0;
-}
-
-static void
-loan_return(LoanObject *self)
-{
-    if (!self->done) {
-        self->done = 1;
-        ChanObject *chan = self->chan;
-        loan_finish(chan, self->seq);
-        chan->live_loans--;
-        if (chan->closed)
-            chan_drop_view(chan);
-    }
-}
-
-static void
-loan_releasebuffer(LoanObject *self, Py_buffer *view)
-{
-    if (--self->exports == 0)
-        loan_return(self);
-}
-
-static void
-loan_dealloc(LoanObject *self)
-{
-    loan_return(self);
-    Py_DECREF(self->chan);
-    PyObject_Free(self);
-}
-
-static PyBufferProcs loan_as_buffer = {
-    (getbufferproc)loan_getbuffer,
-    (releasebufferproc)loan_releasebuffer,
-};
-
-static PyTypeObject Loan_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "interproc._native.ShmLoan",
-    .tp_basicsize = sizeof(LoanObject),
-    .tp_dealloc = (destructor)loan_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "A message lent out of a shm channel ring (see ShmChannel.recv_view).",
-    .tp_as_buffer = &loan_as_buffer,
-};
-
-/* -- module glue ------------------------------------------------------------- */
-
-static PyObject *
-ring_set_errors(PyObject *mod, PyObject *args, PyObject *kwargs)
-{
-    static char *kw[] = {"closed", "timeout", "protocol", "too_large", NULL};
-    PyObject *c, *t, *p, *l;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "$OOOO", kw, &c, &t, &p, &l))
-        return NULL;
-    PyObject *all[] = {c, t, p, l};
-    for (int i = 0; i < 4; i++) {
-        if (!PyExceptionClass_Check(all[i])) {
-            PyErr_SetString(PyExc_TypeError, "ring_set_errors() takes exception classes");
-            return NULL;
-        }
-    }
-    Py_XSETREF(err_closed, Py_NewRef(c));
-    Py_XSETREF(err_timeout, Py_NewRef(t));
-    Py_XSETREF(err_protocol, Py_NewRef(p));
-    Py_XSETREF(err_too_large, Py_NewRef(l));
-    Py_RETURN_NONE;
-}
-
-PyMethodDef ip_ring_methods[] = {
-    {"ring_set_errors", (PyCFunction)(void (*)(void))ring_set_errors,
-     METH_VARARGS | METH_KEYWORDS,
-     "ring_set_errors($module, *, closed, timeout, protocol, too_large)\n--\n\n"
-     "Tell the shm channel which exceptions to raise (interproc's error tree)."},
-    {NULL, NULL, 0, NULL},
-};
-
-int
-ip_ring_init(PyObject *module)
-{
-    if (PyType_Ready(&Chan_Type) < 0 || PyType_Ready(&Loan_Type) < 0)
-        return -1;
-    if (PyModule_AddObjectRef(module, "ShmChannel", (PyObject *)&Chan_Type) < 0)
-        return -1;
-    if (PyModule_AddIntConstant(module, "CHAN_DATA_OFFSET", CHAN_DATA) < 0 ||
-        PyModule_AddIntConstant(module, "CHAN_MAGIC", CHAN_MAGIC) < 0 ||
-        PyModule_AddIntConstant(module, "CHAN_VERSION", CHAN_VERSION) < 0 ||
-        PyModule_AddIntConstant(module, "CHAN_MIN_CAPACITY", MIN_CAPACITY) < 0 ||
-        PyModule_AddIntConstant(module, "CHAN_MAX_CAPACITY", (long)MAX_CAPACITY) < 0)
-        return -1;
-    return 0;
 }

@@ -1,5 +1,6 @@
 /* The shm:// channel's shared declarations (ring.c: records, send/recv,
- * loans; chanwait.c: the wait policy and wake-ups).
+ * loans; ring_obj.c: the object, its type and construction; chanwait.c:
+ * the wait policy and wake-ups; bell.c: the fileno() doorbell).
  *
  * Duplex shared-memory channel: two single-producer single-consumer byte
  * rings in one segment.
@@ -16,8 +17,14 @@
  * A ring header holds four cache lines, each written by one side only so
  * that the fast path does not bounce lines it does not need:
  *     +0   head  (producer)        +64  tail (consumer)
- *     +128 data_seq, data_wait     (consumer sleeps on data_seq)
- *     +192 space_seq, space_wait   (producer sleeps on space_seq)
+ *     +128 data_seq, data_wait, data_fdwait   (consumer sleeps on data_seq,
+ *                                               or polls its doorbell)
+ *     +192 space_seq, space_wait, space_fdwait (the same for the producer)
+ *
+ * Doorbells (bell.c): a side that waits on a file descriptor instead of the
+ * futex publishes its pipe at OFF_BELL + 16 * side (u32 fd, pad, u64 inode)
+ * and sets *_fdwait; the other side then opens that pipe through
+ * /proc/PID/fd and writes a byte.
  *
  * Records are 8-byte aligned: u32 length, u32 tag (MSG or PAD), payload.
  * A record never wraps: when it does not fit before the end of the ring, a
@@ -43,6 +50,7 @@
 #define CHAN_DATA 4096
 #define OFF_CLOSED 64
 #define OFF_ASYM 72
+#define OFF_BELL 128
 #define OFF_RING0 256
 #define OFF_RING1 512
 #define TAG_MSG 0x4753u
@@ -62,10 +70,10 @@ typedef struct {
     char pad0[56];
     uint64_t tail;
     char pad1[56];
-    uint32_t data_seq, data_wait;
-    char pad2[56];
-    uint32_t space_seq, space_wait;
-    char pad3[56];
+    uint32_t data_seq, data_wait, data_fdwait;
+    char pad2[52];
+    uint32_t space_seq, space_wait, space_fdwait;
+    char pad3[52];
 } ring_hdr;
 
 typedef struct {
@@ -94,16 +102,69 @@ typedef struct {
     long long spin_ns;
     int busy_send, busy_recv, waiters; /* threads inside a call that may block */
     uint32_t interrupts;
+    /* Doorbell (bell.c), made by the first fileno(): our pipe, the epoll fd
+     * handed out (pipe + pidfd), and the peer's pipe once opened. */
+    int bell_r, bell_w, bell_ep, peer_bell, peer_bell_failed;
+    uint64_t peer_bell_ino;
 } ChanObject;
 
 enum { W_READY, W_TIMEOUT, W_CHECK, W_DEAD };
 
 /* chanwait.c */
-extern int ip_asym_ok;
-int ip_asym_register(void);
 int ip_peer_gone(ChanObject *self);
 int ip_chan_wait(ChanObject *self, int for_space, uint64_t need, long long deadline);
 void ip_chan_wake(uint32_t *word);
+
+/* ring.c: records, send and receive */
+typedef struct {
+    PyObject_HEAD
+    ChanObject *chan;
+    char *ptr;
+    Py_ssize_t len;
+    uint64_t seq;
+    int exports, done;
+} LoanObject;
+extern PyTypeObject ip_loan_type; /* ring_obj.c */
+
+PyObject *chan_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *chan_recv(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *chan_recv_into(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+PyObject *chan_recv_view(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
+void chan_drop_view(ChanObject *self);
+void loan_finish(ChanObject *self, uint64_t seq);
+
+/* Exceptions given meaning by Python (interproc._errors): the module state. */
+#define err_closed ip_error(IP_ERR_CLOSED, NULL)
+#define err_timeout ip_error(IP_ERR_TIMEOUT, NULL)
+#define err_protocol ip_error(IP_ERR_PROTOCOL, NULL)
+#define err_too_large ip_error(IP_ERR_TOO_LARGE, NULL)
+
+static inline PyObject *
+exc(PyObject *cls, PyObject *fallback)
+{
+    return cls ? cls : fallback;
+}
+
+#define deadline_ns ip_deadline_ns
+#define parse_args ip_parse_timeout_args
+
+static inline uint64_t
+max_message(ChanObject *self)
+{
+    return self->cap / 2 - 8;
+}
+
+/* bell.c */
+void ip_bell_init(ChanObject *self);
+void ip_bell_wake(ChanObject *self, uint32_t *flag, uint32_t *word);
+void ip_bell_ring_peer(ChanObject *self);
+void ip_bell_ring_self(ChanObject *self);
+void ip_bell_close(ChanObject *self);
+int ip_bell_rearm(ChanObject *self);
+PyObject *ip_bell_fileno(ChanObject *self, PyObject *unused);
+PyObject *ip_bell_arm_recv(ChanObject *self, PyObject *unused);
+PyObject *ip_bell_arm_send(ChanObject *self, PyObject *arg);
+PyObject *ip_bell_drain(ChanObject *self, PyObject *unused);
 
 /* -- small inline helpers (hot path) --------------------------------------- */
 
@@ -162,7 +223,8 @@ publish(ChanObject *self, uint64_t *index, uint64_t value, uint32_t *flag, uint3
     } else {
         __atomic_store_n(index, value, __ATOMIC_SEQ_CST); /* full barrier (Dekker) */
     }
-    if (__atomic_load_n(flag, __ATOMIC_RELAXED))
-        ip_chan_wake(word);
+    /* flag[1] is the fd-waiter flag next to it, in the same cache line. */
+    if (__atomic_load_n(flag, __ATOMIC_RELAXED) | __atomic_load_n(flag + 1, __ATOMIC_RELAXED))
+        ip_bell_wake(self, flag, word);
 }
 #endif

@@ -25,9 +25,14 @@ import importlib.util
 import os
 import socket
 import tempfile
+import time
 from typing import Any, Callable
 
 AUTHKEY = b"interproc-bench"
+
+
+#: How long a busy-polling endpoint waits for a stalled peer before giving up.
+STALL_SECONDS = 10.0
 
 
 class Peer:
@@ -444,12 +449,17 @@ class _IoxEndpoint:
         receive = self.sub.receive
         s = receive()
         polls = 0
+        give_up = None
         while s is None:  # iceoryx2's own benchmarks busy-poll too
             polls += 1
             if polls & 63 == 0:
                 # As interproc's spin does: a peer woken onto our CPU must
                 # not wait for our whole time slice.
                 os.sched_yield()
+                if polls & 0xFFFF == 0:  # bounded: a stalled peer is an error, not a hang
+                    give_up = give_up or time.monotonic() + STALL_SECONDS
+                    if time.monotonic() > give_up:
+                        raise TimeoutError(f"the iceoryx2 peer sent nothing for {STALL_SECONDS} s")
             s = receive()
         if self.loan:
             self._held = s

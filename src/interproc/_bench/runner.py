@@ -39,7 +39,7 @@ class Metric:
 
 
 METRICS = (
-    Metric("rtt_64B", 64, "us", False, "64 B round trip"),
+    Metric("rtt_64B", 64, "µs", False, "64 B round trip"),
     Metric("oneway_64B", 64, "msg/s", True, "64 B one-way"),
     Metric("bulk_1MiB", MIB, "MiB/s", True, "1 MiB one-way"),
 )
@@ -75,6 +75,37 @@ class Options:
     @property
     def case_timeout(self) -> int:
         return 30 if self.quick or self.iterations else 240
+
+    @property
+    def run_budget(self) -> float | None:
+        """Seconds for the whole run: cases still waiting when it is used up are
+        reported as skipped, so ``--quick`` ends in about a minute however
+        loaded the machine is.  None (no budget) with fixed iterations."""
+        if self.iterations:
+            return None
+        return 60.0 if self.quick else 900.0
+
+
+class _Budget:
+    """What is left of the run's time budget."""
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def left(self) -> float | None:
+        return None if self.end is None else self.end - time.monotonic()
+
+    def alarm(self, cap: int) -> int:
+        """Seconds for the next case's watchdog: at most ``cap``, at least 1."""
+        left = self.left()
+        return cap if left is None else max(1, min(cap, int(left + 0.999)))
+
+    def used_up(self) -> str | None:
+        left = self.left()
+        if left is not None and left <= 0:
+            return f"not run: the run's time budget ({self.seconds:.0f} s) was used up"
+        return None
 
 
 class CaseTimeout(Exception):
@@ -212,7 +243,7 @@ def _entry(peer: Peer, metric: Metric, **kw: Any) -> dict[str, Any]:
     return base
 
 
-def run_case(peer: Peer, opts: Options) -> list[dict[str, Any]]:
+def run_case(peer: Peer, opts: Options, watchdog: int | None = None) -> list[dict[str, Any]]:
     reason = peer.available()
     if reason:
         return [_entry(peer, m, status="skipped", reason=reason) for m in METRICS]
@@ -232,7 +263,7 @@ def run_case(peer: Peer, opts: Options) -> list[dict[str, Any]]:
         # then costs the other side its time slice.
         os.sched_setaffinity(0, {cpus[0]})
     try:
-        with _alarm(opts.case_timeout):
+        with _alarm(watchdog or opts.case_timeout):
             proc.start()
             child_ctl.close()
             peer.child_started(state)
@@ -320,36 +351,49 @@ def all_peers() -> tuple[list[Peer], list[tuple[str, Any, str | None]]]:
     return peers, extras
 
 
-def _extra_results(name: str, mod: Any, error: str | None, opts: Options) -> list[dict[str, Any]]:
-    """Results of another benchmark module (``extra_results``, ``run_all`` or ``run``)."""
+def _extra_results(name: str, mod: Any, error: str | None, opts: Options,
+                   budget: _Budget | None = None) -> list[dict[str, Any]]:
+    """Rows that another benchmark module adds to the one table.
+
+    Only modules with ``extra_results(options)`` take part: it returns rows in
+    the table's own metrics (``rtt_64B`` in µs, ``oneway_64B`` in msg/s,
+    ``bulk_1MiB`` in MiB/s) for baselines the table does not already have.
+    Modules that re-measure the table's transports their own way (with other
+    names and other numbers) are for ``benchmarks/*.py``, not for this table.
+    """
     if mod is None:
-        return [_adopt({"transport": name, "metric": "-", "unit": "", "status": "error",
+        return [_adopt({"transport": name, "metric": "-", "status": "error",
                         "reason": f"import failed: {error}"}, name)]
+    if not hasattr(mod, "extra_results"):
+        return []
+    budget = budget or _Budget(None)
+    used_up = budget.used_up()
+    if used_up:
+        return [_adopt({"transport": name, "metric": "-", "status": "skipped", "reason": used_up}, name)]
     try:
-        if hasattr(mod, "extra_results"):
+        with _alarm(budget.alarm(opts.case_timeout)):
             raw = mod.extra_results(opts)
-        elif hasattr(mod, "run_all"):
-            raw = mod.run_all(quick=opts.quick)
-        elif hasattr(mod, "run"):
-            raw = mod.run(quick=opts.quick)
-        else:
-            return []
-    except Exception as exc:  # one broken module must not sink the run
-        return [_adopt({"transport": name, "metric": "-", "unit": "", "status": "error",
+    except Exception as exc:  # one broken or stalled module must not sink the run
+        return [_adopt({"transport": name, "metric": "-", "status": "error",
                         "reason": f"{type(exc).__name__}: {exc}"}, name)]
-    return [_adopt(r, name) for r in raw]
+    return [_adopt(r, name) for r in raw if r.get("metric") in _METRIC_KEYS or r.get("status") != "ok"]
+
+
+_METRIC_KEYS = {m.key for m in METRICS}
+_UNITS = {m.key: m.unit for m in METRICS}
 
 
 def _adopt(r: dict[str, Any], source: str) -> dict[str, Any]:
     """A result from an extra module, in this runner's shape."""
     out = dict(r)
     out["source"] = source
-    out.setdefault("metric", r.get("test", "-"))
     out.setdefault("group", "baseline")
     out.setdefault("median", r.get("value"))
     out.setdefault("p99", None)
     out.setdefault("status", "ok")
     out.setdefault("reason", None)
+    out["unit"] = _UNITS.get(out["metric"], out.get("unit", ""))
+    out.setdefault("title", next((m.title for m in METRICS if m.key == out["metric"]), out["metric"]))
     return out
 
 
@@ -374,23 +418,33 @@ def add_ratios(results: list[dict[str, Any]]) -> tuple[str | None, str]:
 
 def run(opts: Options, progress: Any = None) -> dict[str, Any]:
     peers, extras = all_peers()
+    budget = _Budget(opts.run_budget)
     results: list[dict[str, Any]] = []
     for peer in peers:
         if opts.only and opts.only.lower() not in peer.name.lower():
             continue
+        used_up = budget.used_up()
+        if used_up:
+            results.extend(_entry(peer, m, status="skipped", reason=used_up) for m in METRICS)
+            continue
         if progress:
             progress(peer.name)
-        results.extend(run_case(peer, opts))
+        results.extend(run_case(peer, opts, budget.alarm(opts.case_timeout)))
     if opts.extras and not opts.iterations:
-        # The other benchmark modules of this package (the shm channel's C
-        # baselines, the transports' and mailslots' own runs): appended as
-        # they come, in their own section of the table.
+        # Baselines from the other benchmark modules (C spin/futex/ring, a
+        # pure-Python busy-poll): more rows of the same table.
         for name, mod, error in extras:
-            if opts.only and opts.only.lower() not in name.lower():
+            if mod is not None and not hasattr(mod, "extra_results"):
+                continue
+            names = [name, *getattr(mod, "BASELINES", ())]
+            if opts.only and not any(opts.only.lower() in n.lower() for n in names):
                 continue
             if progress:
-                progress(f"extra benchmarks: {name}")
-            results.extend(_extra_results(name, mod, error, opts))
+                progress(f"baselines: {name}")
+            rows = _extra_results(name, mod, error, opts, budget)
+            if opts.only and opts.only.lower() not in name.lower():
+                rows = [r for r in rows if opts.only.lower() in r["transport"].lower()]
+            results.extend(rows)
     ref, note = add_ratios(results)
     return {"machine": machine(), "quick": opts.quick, "iterations": opts.iterations, "pinned": opts.cpus(),
             "reference": ref, "note": note, "results": results}
@@ -401,7 +455,7 @@ def run(opts: Options, progress: Any = None) -> dict[str, Any]:
 def _fmt(value: float | None, unit: str) -> str:
     if value is None:
         return "-"
-    if unit == "us":
+    if unit == "µs":
         return f"{value:.1f}" if value < 1000 else f"{value:,.0f}"
     if unit == "msg/s":
         return f"{value / 1e6:.2f}M" if value >= 1e6 else f"{value / 1e3:.0f}k"
@@ -412,27 +466,38 @@ def _fmt_ratio(r: float | None) -> str:
     return "-" if r is None else f"x{r:.2f}" if r < 100 else f"x{r:,.0f}"
 
 
-def table(report: dict[str, Any]) -> str:
+def _rows(report: dict[str, Any]) -> dict[str, dict[str, dict]]:
+    """transport -> metric -> result, in table order: the cases, then the baselines."""
     rows: dict[str, dict[str, dict]] = {}
-    extras = [r for r in report["results"] if r.get("group") == "baseline"]
-    for r in report["results"]:
-        if r.get("group") == "baseline":
-            continue
-        rows.setdefault(r["transport"], {})[r["metric"]] = r
-    head = ("TRANSPORT", "RTT64 med us", "p99 us", "ratio", "64B msg/s", "ratio", "1MiB MiB/s", "ratio")
+    for group in (False, True):
+        for r in report["results"]:
+            if (r.get("group") == "baseline") == group and r["metric"] in _METRIC_KEYS | {"-"}:
+                rows.setdefault(r["transport"], {})[r["metric"]] = r
+    return rows
+
+
+def table(report: dict[str, Any]) -> str:
+    """The one table: every case and every baseline, one row each, µs / msg/s / MiB/s."""
+    rows = _rows(report)
+    head = ("TRANSPORT", "RTT64 med µs", "p99 µs", "ratio", "64B msg/s", "ratio", "1MiB MiB/s", "ratio")
     lines = [head]
     notes = []
     for name, by in rows.items():
         statuses = {r["status"] for r in by.values()}
-        if statuses == {"skipped"}:
-            lines.append((name, "skipped: " + next(iter(by.values()))["reason"]))
+        if statuses <= {"skipped", "error"} and len(statuses) == 1 and len({r["reason"] for r in by.values()}) == 1:
+            first = next(iter(by.values()))
+            lines.append((name, f"{first['status']}: {first['reason']}"))
             continue
         cells = [name]
-        for key, unit in (("rtt_64B", "us"), ("oneway_64B", "msg/s"), ("bulk_1MiB", "MiB/s")):
+        for key, unit in (("rtt_64B", "µs"), ("oneway_64B", "msg/s"), ("bulk_1MiB", "MiB/s")):
             r = by.get(key)
-            if r is None or r["status"] != "ok":
-                cells += ["error"] + (["", ""] if key == "rtt_64B" else [""])
-                if r is not None and r["reason"]:
+            blanks = ["", ""] if key == "rtt_64B" else [""]
+            if r is None:  # a baseline that does not measure this metric
+                cells += ["-"] + blanks
+                continue
+            if r["status"] != "ok":
+                cells += [r["status"]] + blanks
+                if r["reason"]:
                     notes.append(f"{name} {key}: {r['reason']}")
                 continue
             cells.append(_fmt(r["median"], unit))
@@ -457,28 +522,14 @@ def table(report: dict[str, Any]) -> str:
     if notes:
         out.append("")
         out += [f"error: {n}" for n in notes]
-    if extras:
-        out.append("")
-        out.append("baselines and extra measurements (other modules of interproc._bench):")
-        source = None
-        for r in extras:
-            if r.get("source") != source:
-                source = r.get("source")
-                out.append(f"  [{source}]")
-            if r.get("status") == "error":
-                out.append(f"  {r['transport']:<28} error: {r.get('reason')}")
-                continue
-            value = r["median"]
-            shown = "-" if not isinstance(value, (int, float)) else f"{value:,.3f}" if value < 100 else f"{value:,.0f}"
-            extra = {k: v for k, v in r.items() if k not in {"transport", "metric", "test", "median", "value", "p99",
-                                                              "unit", "group", "status", "reason", "ratio",
-                                                              "ratio_to", "source", "runs", "higher_is_better"}}
-            detail = " ".join(f"{k}={v}" for k, v in extra.items())
-            out.append(f"  {r['transport']:<28} {r['metric']:<24} {shown:>12} {r['unit']:<6} {detail}")
     return "\n".join(out)
 
 
+_COLORS = {"interproc": "tab:blue", "peer": "tab:gray", "baseline": "tab:orange"}
+
+
 def plot(report: dict[str, Any], path: str) -> None:
+    """Bar charts of the table's medians: the same rows, in the same order, in every panel."""
     try:
         import matplotlib
 
@@ -486,18 +537,24 @@ def plot(report: dict[str, Any], path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError as exc:
         raise RuntimeError("--plot needs matplotlib (pip install matplotlib, or the 'bench' extra)") from exc
-    fig, axes = plt.subplots(1, len(METRICS), figsize=(6 * len(METRICS), 0.45 * 14 + 1.5))
+    rows = _rows(report)
+    names = list(rows)[::-1]  # barh draws bottom-up: keep the table's top row on top
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(6 * len(METRICS), 0.35 * len(names) + 1.5), sharey=True)
     for ax, metric in zip(axes, METRICS):
-        data = [r for r in report["results"] if r["metric"] == metric.key and r["status"] == "ok"]
-        names = [r["transport"] for r in data][::-1]
-        values = [r["median"] for r in data][::-1]
-        colors = ["tab:blue" if r["group"] == "interproc" else "tab:gray" for r in data][::-1]
+        values, colors = [], []
+        for name in names:
+            r = rows[name].get(metric.key)
+            ok = r is not None and r["status"] == "ok" and r["median"]
+            values.append(r["median"] if ok else float("nan"))
+            group = next(iter(rows[name].values())).get("group", "peer")
+            colors.append(_COLORS.get(group, "tab:gray"))
         ax.barh(names, values, color=colors)
         ax.set_xscale("log")
         better = "higher" if metric.higher_is_better else "lower"
         ax.set_title(f"{metric.title} ({metric.unit}, {better} is better)")
         ax.grid(axis="x", which="both", alpha=0.3)
-    fig.suptitle("interproc bench: median between two processes (blue: interproc)")
+    fig.suptitle("interproc bench: medians between two processes "
+                 "(blue: interproc, grey: other libraries, orange: baselines; no bar: not measured)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

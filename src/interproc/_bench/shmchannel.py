@@ -222,15 +222,18 @@ shm = shared_memory.SharedMemory(name)
 resource_tracker.unregister(shm._name, "shared_memory")  # the parent owns it
 buf = shm.buf
 # byte 0: ping counter (parent writes), byte 64: pong counter (child writes)
-import os
-parent = os.getppid()
+import os, time
+parent, stall = os.getppid(), float(sys.argv[3])
 for i in range(1, n + 1):
     want = i & 0xFF
     spins = 0
+    give_up = None
     while buf[0] != want:
         spins += 1
-        if spins > 1 << 22 and os.getppid() != parent:
-            sys.exit("the benchmark parent died")
+        if not spins & 0xFFFF:  # every spin loop is bounded: a parent that stopped asking is gone
+            give_up = give_up or time.monotonic() + stall
+            if os.getppid() != parent or time.monotonic() > give_up:
+                sys.exit("the benchmark parent stopped")
     buf[65:129] = buf[1:65]
     buf[64] = want
 del buf
@@ -238,38 +241,53 @@ shm.close()
 """
 
 
+class Stalled(RuntimeError):
+    """The peer of a busy-poll measurement stopped answering within the budget."""
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
 @_pinned
-def pypoll_rtt(n: int = 20000, budget: float = 10.0) -> list[dict]:
-    """64 B round trip with two Python processes busy-polling a shared_memory block."""
+def pypoll_rtt(n: int = 20000, budget: float = 10.0, peer: str | None = None) -> list[dict]:
+    """64 B round trip with two Python processes busy-polling a shared_memory block.
+
+    Every spin is bounded by ``budget``: a peer that stops answering is
+    reported (``Stalled``), it never hangs the run.  ``peer`` replaces the
+    peer program (tests use one that never answers)."""
     from multiprocessing import shared_memory
 
     shm = shared_memory.SharedMemory(create=True, size=4096)
     try:
-        proc = _spawn(_PYPOLL, shm.name, str(n))
+        proc = _spawn(peer or _PYPOLL, shm.name, str(n), str(budget))
         buf = shm.buf
         msg = bytes(64)
-        clock = time.perf_counter_ns
+        clock, now = time.perf_counter_ns, time.monotonic
         samples = []
-        stop = time.monotonic() + budget
+        stop = now() + budget
         try:
             for i in range(1, n + 1):
                 want = i & 0xFF
                 t0 = clock()
                 buf[1:65] = msg
                 buf[0] = want
+                spins = 0
                 while buf[64] != want:
-                    pass
+                    spins += 1
+                    if not spins & 0xFFFF and now() > stop + budget:
+                        raise Stalled(f"the busy-poll peer did not answer round trip {i} within {budget:.0f} s")
                 bytes(buf[65:129])
                 samples.append(clock() - t0)
-                if not i & 255 and time.monotonic() > stop:
+                if not i & 255 and now() > stop:
                     break  # two pure spinners sharing a CPU: a time slice per round trip
             if len(samples) == n:
                 _finish(proc)
-            else:
-                proc.kill()
-                proc.wait()
         finally:
             del buf
+            _stop(proc)
     finally:
         shm.close()
         shm.unlink()
@@ -289,17 +307,22 @@ resource_tracker.unregister(shm._name, "shared_memory")
 idx = shm.buf.cast("Q")   # idx[0] head (producer), idx[8] tail (consumer)
 slots = shm.buf[128:]
 msg = bytes(64)
-import os
-parent = os.getppid()
+import os, time
+parent, stall = os.getppid(), float(sys.argv[3])
+give_up = time.monotonic() + stall
 head = 0
 while idx[8] != 1:        # the consumer says go
-    pass
+    if time.monotonic() > give_up:
+        sys.exit("the benchmark parent never started")
 for _ in range(n):
     spins = 0
+    give_up = None
     while head - idx[8] + 1 >= 1024:  # full (tail counts from 1)
         spins += 1
-        if spins > 1 << 22 and os.getppid() != parent:
-            sys.exit("the benchmark parent died")
+        if not spins & 0xFFFF:
+            give_up = give_up or time.monotonic() + stall
+            if os.getppid() != parent or time.monotonic() > give_up:
+                sys.exit("the benchmark parent stopped")
     off = (head % 1024) * 64
     slots[off:off + 64] = msg
     head += 1
@@ -310,23 +333,29 @@ shm.close()
 
 
 @_pinned
-def pypoll_oneway(n: int = 300000, budget: float = 10.0) -> list[dict]:
-    """64 B one-way through a slot ring in multiprocessing.shared_memory, busy-polling."""
+def pypoll_oneway(n: int = 300000, budget: float = 10.0, peer: str | None = None) -> list[dict]:
+    """64 B one-way through a slot ring in multiprocessing.shared_memory, busy-polling
+    (every spin bounded by ``budget``, as in :func:`pypoll_rtt`)."""
     from multiprocessing import shared_memory
 
     shm = shared_memory.SharedMemory(create=True, size=128 + 1024 * 64)
     try:
-        proc = _spawn(_PYPOLL_SRC, shm.name, str(n))
+        proc = _spawn(peer or _PYPOLL_SRC, shm.name, str(n), str(budget))
         idx = shm.buf.cast("Q")
         slots = shm.buf[128:]
         try:
             idx[8] = 1
             tail = 0
             t0 = time.perf_counter()
-            stop = time.monotonic() + budget
+            now = time.monotonic
+            stop = now() + budget
             while tail < n:
+                spins = 0
                 while idx[0] == tail:
-                    pass
+                    spins += 1
+                    if not spins & 0xFFFF and now() > stop + budget:
+                        raise Stalled(f"the busy-poll peer sent nothing after message {tail} "
+                                      f"within {budget:.0f} s")
                 off = (tail % 1024) * 64
                 bytes(slots[off:off + 64])
                 tail += 1
@@ -336,11 +365,9 @@ def pypoll_oneway(n: int = 300000, budget: float = 10.0) -> list[dict]:
             dt = time.perf_counter() - t0
             if tail == n:
                 _finish(proc)
-            else:
-                proc.kill()
-                proc.wait()
         finally:
             del idx, slots
+            _stop(proc)
     finally:
         shm.close()
         shm.unlink()
@@ -362,7 +389,7 @@ def _compile() -> Path | None:
     return out
 
 
-def c_baselines(quick: bool = False) -> list[dict]:
+def c_baselines(quick: bool = False, limit: float = 120) -> list[dict]:
     """C spin / futex ping-pong (64 B) and a C ring moving 1 MiB messages."""
     try:
         exe = _compile()
@@ -375,15 +402,68 @@ def c_baselines(quick: bool = False) -> list[dict]:
             ["ring", str(MiB), "2000" if not quick else "500", str(4 * MiB)]]
     results = []
     for args in runs:
-        env = dict(os.environ)
+        env = dict(os.environ, LIMIT_S=str(max(1, int(limit))))  # the C side's own watchdog
         if _cpus():
             env["PIN_CPUS"] = "%d,%d" % _cpus()
         out = subprocess.run([str(exe), *args], check=True, capture_output=True, text=True,
-                             timeout=120, env=env).stdout
+                             timeout=limit + 5, env=env).stdout
         for line in out.splitlines():
             if line.startswith("{"):
                 results.append(json.loads(line))
     return results
+
+
+# -- rows for the one table of `interproc bench` ----------------------------------------
+
+def _row(transport: str, metric: str, median: float, p99: float | None = None, **extra: Any) -> dict:
+    return {"transport": transport, "metric": metric, "median": median, "p99": p99, "status": "ok",
+            "samples": 1, "group": "baseline", **extra}
+
+
+#: The rows extra_results adds (``interproc bench --only`` matches these names).
+BASELINES = ("C spin ping-pong", "C futex ping-pong", "C shm ring (memcpy in/out)",
+             "python busy-poll (multiprocessing.shared_memory)")
+
+
+def extra_results(options: Any) -> list[dict]:
+    """Baselines for ``interproc bench``'s table, in its metrics and units:
+    C spin and futex ping-pongs (``rtt_64B``, µs), a C ring moving 1 MiB
+    messages with a memcpy in and out (``bulk_1MiB``, MiB/s), and a pure-Python
+    busy-poll over ``multiprocessing.shared_memory`` (``rtt_64B``,
+    ``oneway_64B``).  interproc's own transports are in the table already,
+    measured by the runner, so they are not measured again here."""
+    quick = bool(getattr(options, "quick", False))
+    budget = 2.0 if quick else 10.0
+    rows: list[dict] = []
+    try:
+        raw = c_baselines(quick, limit=20 if quick else 120)
+    except Exception as exc:  # noqa: BLE001 - reported as a row, never fatal
+        raw = [{"transport": "C baselines", "skipped": f"{type(exc).__name__}: {exc}"}]
+    by: dict[tuple[str, str], float] = {(r["transport"], r["metric"]): r["value"] for r in raw if "value" in r}
+    for r in raw:
+        if "skipped" in r:
+            rows.append({"transport": r["transport"], "metric": "-", "status": "skipped", "reason": r["skipped"],
+                         "group": "baseline"})
+    for name in ("C spin ping-pong", "C futex ping-pong"):
+        if (name, "rtt_64B_median") in by:
+            rows.append(_row(name, "rtt_64B", by[(name, "rtt_64B_median")], by.get((name, "rtt_64B_p99"))))
+    ring = "C shm ring (memcpy in/out)"
+    if (ring, f"oneway_{MiB}B_throughput") in by:
+        rows.append(_row(ring, "bulk_1MiB", by[(ring, f"oneway_{MiB}B_throughput")]))
+    pypoll = "python busy-poll (multiprocessing.shared_memory)"
+    for metric, step in (("rtt_64B", lambda: pypoll_rtt(3000 if quick else 10000, budget=budget)),
+                         ("oneway_64B", lambda: pypoll_oneway(50000 if quick else 125000, budget=budget))):
+        try:
+            got = {r["metric"]: r["value"] for r in step()}
+        except Exception as exc:  # noqa: BLE001 - a stalled peer is a failed row
+            rows.append({"transport": pypoll, "metric": metric, "status": "error", "group": "baseline",
+                         "reason": f"{type(exc).__name__}: {exc}"})
+            continue
+        if metric == "rtt_64B":
+            rows.append(_row(pypoll, metric, got["rtt_64B_median"], got["rtt_64B_p99"]))
+        else:
+            rows.append(_row(pypoll, metric, got["oneway_64B_msgs"]))
+    return rows
 
 
 def run_all(quick: bool = False, progress: bool = False) -> list[dict]:

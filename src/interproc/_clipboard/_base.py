@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Mapping, Union
 
 from .._errors import InterprocError, Timeout
+from .._timeout import deadline_of as _deadline_of
 
 TEXT = "text/plain"
 HTML = "text/html"
@@ -96,9 +97,7 @@ def formats_from_targets(targets: list[str]) -> list[str]:
 
 
 def deadline_of(timeout: float | None) -> float | None:
-    if timeout is not None and timeout < 0:
-        raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
-    return None if timeout is None else time.monotonic() + timeout
+    return _deadline_of(timeout)
 
 
 def remaining(deadline: float | None, what: str) -> float | None:

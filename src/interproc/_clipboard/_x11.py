@@ -21,7 +21,7 @@ import sys
 import threading
 from typing import Callable
 
-from .._errors import ChannelClosed, InterprocError, NotFound, ProtocolError, Timeout
+from .._errors import ChannelClosed, InterprocError, MissingDependency, NotFound, ProtocolError, Timeout
 from ._base import (
     TEXT,
     TEXT_TARGETS,
@@ -97,9 +97,7 @@ def _xid(obj: object) -> int:
 def open_display(name: str | None = None):
     """Connect to the X server; any failure becomes an InterprocError naming the display."""
     if _IMPORT_ERROR is not None:
-        raise InterprocError(
-            "the X11 clipboard needs python-xlib: pip install 'interproc[clipboard]'"
-        ) from _IMPORT_ERROR
+        raise MissingDependency("the X11 clipboard", "python-xlib", "clipboard") from _IMPORT_ERROR
     shown = name or os.environ.get("DISPLAY", "")
     try:
         display = xdisplay.Display(name)
@@ -217,6 +215,8 @@ class X11Backend(Backend):
 
     def __init__(self, selection: str = "CLIPBOARD", display_name: str | None = None) -> None:
         super().__init__(selection)
+        if _IMPORT_ERROR is not None:  # say so before any owner process is started
+            raise MissingDependency("the X11 clipboard", "python-xlib", "clipboard") from _IMPORT_ERROR
         self.display_name = display_name or os.environ.get("DISPLAY")
         if not self.display_name:
             raise InterprocError("no X display: DISPLAY is not set")

@@ -22,7 +22,6 @@ import os
 import stat
 import threading
 import time
-import weakref
 from collections import deque
 from typing import Any, NamedTuple
 
@@ -42,6 +41,8 @@ from .._errors import (
 from .._naming import SCOPES, parse_segment_name, segment_name, segment_prefix, validate_name, validate_scope
 from .._platform import SHM_DIR, owner_alive, shm_path
 from .._shm import register_foreign_kind
+from .._lifecycle import finalizer, run_quietly
+from .._timeout import nobody_came
 from ._queue import Gone, Queue, deadline_of
 
 KIND = "mailslot"
@@ -198,7 +199,8 @@ class Mailslot:
         self._receiver = None
         self._local: deque[bytes] = deque()  # taken from the segment in one batch, not yet read
         self._closed = False
-        self._finalizer = weakref.finalize(self, Mailslot._finalize, queue, path, [None], os.getpid())
+        self._finalizer = finalizer(self, Mailslot._finalize, queue, path, [None], os.getpid(),
+                                    what=f"Mailslot {name!r}")
         if domain:
             try:
                 # The thread must not hold the Mailslot itself, or a dropped
@@ -216,7 +218,8 @@ class Mailslot:
                 self.close()
                 raise map_os_error(exc, f"{what}: joining multicast group {group}:{port}") from exc
             self._finalizer.detach()
-            self._finalizer = weakref.finalize(self, Mailslot._finalize, queue, path, [self._receiver], os.getpid())
+            self._finalizer = finalizer(self, Mailslot._finalize, queue, path, [self._receiver], os.getpid(),
+                                        what=f"Mailslot {name!r}")
         return self
 
     @staticmethod
@@ -371,7 +374,8 @@ class Mailslot:
     @staticmethod
     def open(name: str, *, scope: str = "user", timeout: float | None = None, codec: str = "json") -> "MailslotWriter":
         """A write-only Channel to the server of ``name``.  ``NotFound`` at once if there is
-        none, unless ``timeout`` is given: then wait that long for a server to appear."""
+        none, unless ``timeout`` is given: then wait that long for a server to appear
+        (``Timeout`` if none did)."""
         validate_name(name)
         validate_scope(scope, None if scope == "user" else 0o600)
         deadline = deadline_of(timeout)
@@ -379,8 +383,10 @@ class Mailslot:
             try:
                 return MailslotWriter(_open_queue(name, scope), name, scope, codec=codec)
             except NotFound:
-                if deadline is None or time.monotonic() >= deadline:
+                if deadline is None:
                     raise
+                if time.monotonic() >= deadline:
+                    raise nobody_came(f"mailslot {name!r}", timeout) from None
                 time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
 
     # -- lifetime --------------------------------------------------------
@@ -397,7 +403,7 @@ class Mailslot:
         if not self._closed:
             self._closed = True
             self._local.clear()
-            self._finalizer()
+            run_quietly(self._finalizer)
 
     def __enter__(self) -> "Mailslot":
         return self
@@ -560,6 +566,7 @@ def _collect() -> list[_registry.ObjectInfo]:
     return removed
 
 
-_registry.register(KIND, _list, _collect)
+_registry.register(KIND, _list, _collect,
+                   remove=lambda info: _remove_if_stale(info.path, info.scope, f"mailslot {info.name!r}"))
 # Our segments have their own layout: the generic segment lister must leave them to us.
 register_foreign_kind(KIND)

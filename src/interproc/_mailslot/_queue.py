@@ -40,6 +40,7 @@ from .. import _native
 from .._errors import MessageTooLarge, ProtocolError, Timeout
 from .._naming import check_segment_file
 from .._platform import current_process, hold_owner_lock, make_anonymous_file, owner_alive, publish_file
+from .._timeout import deadline_of as _deadline_of
 
 MAGIC = b"IPMSLOT1"
 VERSION = 2  # 2: the queue lock holds integers only (no pthread mutex)
@@ -88,11 +89,7 @@ def _remaining(deadline: float | None) -> float | None:
 
 
 def deadline_of(timeout: float | None) -> float | None:
-    if timeout is None:
-        return None
-    if timeout != timeout or timeout < 0:
-        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}")
-    return time.monotonic() + timeout
+    return _deadline_of(timeout)
 
 
 class Queue:

@@ -13,10 +13,11 @@ Segment layout (the user area of a ``pub`` segment, little-endian)::
     128   space u32       futex word the publisher sleeps on
     136   pub_waiting i64
     144   table_gen i64   bumped whenever a subscriber joins or leaves
+    152   publisher doorbell: fd u32, fdwait u32, inode u64 (asyncio waits)
     192   subscriber table: max_subscribers x 64-byte entries
               word i64 (state | ticket << 8), pid u32, policy u32, start u64,
               read_seq i64 (oldest sample not yet released), dropped i64,
-              received i64
+              received i64, doorbell (fd u32, fdwait u32, inode u64)
     ...   slots x (64-byte slot header: seq i64, length i64; then slot_size
           bytes rounded up to 64)
 
@@ -37,11 +38,19 @@ marks its entry ACTIVE, bumps ``table_gen`` and then reads ``published``;
 the publisher stores ``published`` and then reads ``table_gen`` before every
 loan.  All of these are sequentially consistent atomics, so (Dekker) either
 the publisher sees the new entry, or the subscriber sees the newer count and
-moves its start past the slot being overwritten.
+moves its start past the slot being overwritten.  The publisher's side of
+that handshake (and of waking sleepers) uses no fence when the process is
+registered for membarrier: the subscriber's side (join, going to sleep)
+then calls ``heavy_fence()``, which runs a full barrier on every CPU of a
+registered process -- the asymmetric scheme of the shm:// rings.
 
 Nothing read from the segment is trusted: the geometry is validated once at
 open and kept in Python, lengths and sequence numbers read later are checked
 against it, and anything inconsistent raises ``ProtocolError``.
+
+The hot path (``Publisher.send``, ``Subscriber.recv``, ``Sample``) is C
+(``_native.PubSubCore``, src/native/pubsub_core.c); the numbers above come
+from C too (``_native.PUBSUB_LAYOUT``).
 """
 
 from .._shm import register_details

@@ -9,27 +9,26 @@ import struct
 import time
 
 from .. import _native
-from .._errors import ProtocolError
+from .._errors import (ChannelClosed, HandleClosed, MessageTooLarge, ProtocolError,
+                       Timeout)
 from .._platform import ProcessId, is_alive
 from .._shm import SharedMemory
+from .._timeout import check_timeout
 
 MAGIC = b"IPPUBSUB"
 VERSION = 1
 _GEOM = struct.Struct("<8sIIQII")  # magic, version, max_subs, slot_size, slots, history
 
-OFF_PUBLISHED = 64
-OFF_SUB_WAITERS = 72
-OFF_CLOSED = 80
-OFF_PUB_PID = 88
-OFF_HWM = 104
-OFF_SPACE = 128
-OFF_PUB_WAITING = 136
-OFF_GEN = 144
-OFF_TABLE = 192
-ENTRY = 64
-E_WORD, E_PID, E_POLICY, E_START, E_READ, E_DROPPED, E_RECEIVED = 0, 8, 12, 16, 24, 32, 40
-SLOT_HEADER = 64
-WRITING = -1  # a slot's seq while the publisher fills it
+# The layout is written once, in C (src/native/pubsub.h), and read here.
+_L = _native.PUBSUB_LAYOUT
+OFF_PUBLISHED, OFF_SUB_WAITERS, OFF_CLOSED = _L["OFF_PUBLISHED"], _L["OFF_SUB_WAITERS"], _L["OFF_CLOSED"]
+OFF_PUB_PID, OFF_HWM, OFF_SPACE = _L["OFF_PUB_PID"], _L["OFF_HWM"], _L["OFF_SPACE"]
+OFF_PUB_WAITING, OFF_GEN, OFF_PUB_BELL = _L["OFF_PUB_WAITING"], _L["OFF_GEN"], _L["OFF_PUB_BELL"]
+OFF_TABLE, ENTRY = _L["OFF_TABLE"], _L["ENTRY"]
+E_WORD, E_PID, E_POLICY, E_START = _L["E_WORD"], _L["E_PID"], _L["E_POLICY"], _L["E_START"]
+E_READ, E_DROPPED, E_RECEIVED, E_BELL = _L["E_READ"], _L["E_DROPPED"], _L["E_RECEIVED"], _L["E_BELL"]
+SLOT_HEADER = _L["SLOT_HEADER"]
+WRITING = _L["WRITING"]  # a slot's seq while the publisher fills it
 
 FREE, CLAIMING, ACTIVE = 0, 1, 2
 BLOCK, DROP_OLDEST = 0, 1
@@ -54,11 +53,12 @@ _add = _native.atomic_add
 _cas = _native.atomic_compare_exchange
 _wait = _native.futex_wait
 _wake = _native.futex_wake
-_c_publish = _native.pubsub_publish
-_c_spin = _native.pubsub_spin
-_c_slot = _native.pubsub_slot
-_c_release = _native.pubsub_release
 _now = time.monotonic
+PubSubCore = _native.PubSubCore
+_heavy_fence = _native.heavy_fence
+
+_native.set_errors(closed=ChannelClosed, timeout=Timeout, protocol=ProtocolError,
+                   too_large=MessageTooLarge, handle_closed=HandleClosed)
 
 
 def _round64(n: int) -> int:
@@ -74,10 +74,8 @@ def _int_arg(value: object, what: str, low: int, high: int) -> int:
 
 
 def _check_timeout(timeout: float | None) -> float | None:
-    if timeout is None:
+    if check_timeout(timeout) is None:
         return None
-    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout != timeout or timeout < 0:
-        raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout!r}")
     return _now() + timeout
 
 

@@ -6,59 +6,73 @@ import struct
 import weakref
 from typing import Any
 
-from .._errors import AlreadyExists, MessageTooLarge, ProtocolError, Timeout
+from .._errors import AlreadyExists, HandleClosed, ProtocolError, Timeout
 from .._naming import Scope
 from .._platform import current_process
 from .._shm import SharedMemory
 from ._layout import (
     ACTIVE, BLOCK, CLAIMING, DEFAULT_MAX_SUBSCRIBERS, DEFAULT_SPIN, E_POLICY, E_READ, E_WORD, ENTRY, FREE,
-    MAGIC, MAX_SLOT_SIZE, MAX_SLOTS, MAX_SUBSCRIBERS, OFF_CLOSED, OFF_GEN, OFF_HWM, OFF_PUB_PID,
-    OFF_PUB_WAITING, OFF_PUBLISHED, OFF_SPACE, OFF_SUB_WAITERS, OFF_TABLE, SLICE, SLOT_HEADER, VERSION,
-    WRITING, _GEOM, _U32, _add, _c_publish, _check_spin, _check_timeout, _Geometry, _int_arg,
-    _live_entries, _load, _now, _PubSegment, _reap_dead, _store, _wait, _wake,
+    MAGIC, MAX_SLOT_SIZE, MAX_SLOTS, MAX_SUBSCRIBERS, OFF_HWM, OFF_PUB_PID, OFF_PUB_WAITING, OFF_SPACE,
+    OFF_TABLE, SLICE, SLOT_HEADER, VERSION, WRITING, _GEOM, _U32, _add, _check_spin, _Geometry, _int_arg,
+    _live_entries, _load, _now, _PubSegment, _reap_dead, _store, _wait, PubSubCore, _heavy_fence,
 )
+from ._lend import lend, take_back
 
 class Loan:
     """A slot lent to the caller: ``buf`` is writable memory inside the slot.
 
     ``with pub.loan(n) as buf: ...`` publishes the ``n`` bytes on a normal
     exit and discards the loan if the block raises.  Without ``with``, call
-    ``publish()`` or ``discard()``.  ``buf`` (and any numpy array laid over
-    it) must not be used after that.
+    ``publish()`` or ``discard()``.  ``buf`` is released then, so it cannot
+    be written into a published slot.  A numpy array (or any other export)
+    over ``buf`` must be gone by then (``del frame``): otherwise ``publish()``
+    raises ``BufferError`` and publishes nothing (the loan stays out, so
+    ``publish()`` can be called again once the array is gone), and the end of
+    a ``with`` block raises ``BufferError`` and discards the loan.
     """
 
-    __slots__ = ("_pub", "_seq", "_n", "buf")
+    __slots__ = ("_pub", "_seq", "_n", "buf", "_exporter")
 
-    def __init__(self, pub: "Publisher", seq: int, n: int, buf: memoryview) -> None:
-        self._pub, self._seq, self._n, self.buf = pub, seq, n, buf
+    def __init__(self, pub: "Publisher", seq: int, n: int, segment: memoryview, start: int) -> None:
+        self._pub, self._seq, self._n = pub, seq, n
+        self._exporter, self.buf = lend(segment, start, n, readonly=False)
 
     def publish(self, length: int | None = None) -> None:
         """Publish the sample (``length`` bytes, default all the loan's bytes)."""
         n = self._n if length is None else _int_arg(length, "length", 0, self._n)
         self._finish()
-        self._pub._publish(self._seq, n)
+        self._pub._core.publish(self._seq, n)
 
     def discard(self) -> None:
         """Give the slot back without publishing anything."""
         self._finish()
-        self._pub._loaned = False
+        self._pub._core.discard()
 
     def _finish(self) -> None:
         if self._pub is None or not self._pub._loaned:
             raise ValueError("this loan was already published or discarded")
-        try:
-            self.buf.release()
-        except BufferError:
-            pass  # an array over it still exists; the caller was told not to use it
+        if not take_back(self._exporter, self.buf):
+            # A live array could still write into the slot after subscribers
+            # read it: refuse rather than publish a sample that can change.
+            raise BufferError(
+                f"the loan's buf is still exported (a numpy array or other view over it is alive): "
+                f"nothing was published; delete the view (del frame) before the loan ends") from None
 
     def __enter__(self) -> memoryview:
         return self.buf
 
     def __exit__(self, exc_type: Any, *_: object) -> None:
         if exc_type is None:
-            self.publish()
+            try:
+                self.publish()
+            except BufferError:
+                self._pub._loaned = False  # the with-form cannot retry: give the slot back
+                raise
         elif self._pub._loaned:
-            self.discard()
+            try:
+                self.discard()
+            except BufferError:
+                self._pub._loaned = False
 
 
 class Publisher:
@@ -102,11 +116,16 @@ class Publisher:
             raise AlreadyExists(f"publisher {name!r} already exists")
         self = object.__new__(cls)
         self.name, self._seg, self._buf, self._geo, self._spin = name, seg, seg.buf, geo, spin
-        self._seq = 0
-        self._loaned = False
-        self._gen = -1
-        self._min_read = 0
-        self._finalizer = weakref.finalize(self, _close_publisher, seg, self._buf)
+        try:
+            core = PubSubCore(seg.buf, True, max_subscribers, slot_size, slots, history, spin,
+                              _room_waiter(seg.buf, geo, name))
+        except BaseException:
+            seg.close()
+            raise
+        self._core = core
+        # The hot path: the C method itself, no Python frame in between.
+        self.send = core.send  # type: ignore[method-assign]
+        self._finalizer = weakref.finalize(self, _close_publisher, core, seg)
         return self
 
     # -- properties ------------------------------------------------------
@@ -118,7 +137,11 @@ class Publisher:
     @property
     def published(self) -> int:
         """Samples published so far."""
-        return self._seq
+        return self._core.seq
+
+    @property
+    def _loaned(self) -> bool:
+        return self._core.loaned
 
     @property
     def subscribers(self) -> int:
@@ -132,7 +155,7 @@ class Publisher:
 
     def _check_open(self) -> None:
         if self.closed:
-            raise ValueError(f"publisher {self.name!r} is closed")
+            raise HandleClosed(f"publisher {self.name!r} is closed")
 
     # -- sending -----------------------------------------------------------
     def loan(self, n: int | None = None, *, timeout: float | None = None) -> Loan:
@@ -141,108 +164,12 @@ class Publisher:
         n = self._geo.slot_size if n is None else n
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise ValueError(f"loan size must be an int >= 0, got {n!r}")
-        seq, off = self._claim(n, timeout)
-        return Loan(self, seq, n, self._buf[off + SLOT_HEADER: off + SLOT_HEADER + n])
+        seq, off = self._core.claim(n, timeout)
+        return Loan(self, seq, n, self._buf, off + SLOT_HEADER)
 
-    def send(self, data: Any, *, timeout: float | None = None) -> None:
-        """Publish a copy of ``data`` (any bytes-like object)."""
-        mv = memoryview(data)
-        if not mv.c_contiguous:
-            raise ValueError("send() needs a contiguous buffer")
-        mv = mv.cast("B") if mv.format != "B" or mv.ndim != 1 else mv
-        # loan() + publish() without the Loan object.
-        self._check_open()
-        n = mv.nbytes
-        seq, off = self._claim(n, timeout)
-        start = off + SLOT_HEADER
-        self._buf[start: start + n] = mv
-        self._publish(seq, n)
-
-    def _claim(self, n: int, timeout: float | None) -> tuple[int, int]:
-        """Wait for the next slot and mark it being written; returns (seq, offset)."""
-        deadline = _check_timeout(timeout)
-        geo = self._geo
-        if n > geo.slot_size:
-            raise MessageTooLarge(f"publisher {self.name!r}: {n} bytes do not fit a {geo.slot_size}-byte slot")
-        if self._loaned:
-            raise ValueError(f"publisher {self.name!r} already has a loan out; publish or discard it first")
-        seq = self._seq
-        self._wait_for_room(seq, deadline)
-        off = geo.slot(seq)
-        # Mark the slot before touching its bytes: a drop_oldest reader that
-        # copied the old sample sees the mark change and discards its copy.
-        _store(self._buf, off, WRITING)
-        self._loaned = True
-        return seq, off
-
-    def _publish(self, seq: int, n: int) -> None:
-        _c_publish(self._buf, self._geo.slot(seq), seq, n, OFF_PUBLISHED, OFF_SUB_WAITERS)
-        self._seq = seq + 1
-        self._loaned = False
-
-    def _wait_for_room(self, seq: int, deadline: float | None) -> None:
-        """Wait until no block subscriber still needs sample ``seq - slots``."""
-        need = seq - self._geo.slots + 1  # every block reader must have read_seq >= need
-        buf = self._buf
-        gen = _load(buf, OFF_GEN)
-        if gen == self._gen and self._min_read >= need:
-            return
-        self._gen = gen
-        self._min_read = self._scan(seq)
-        if self._min_read >= need:
-            return
-        spin_until = last_reap = _now()
-        spin_until += self._spin
-        while _now() < spin_until:
-            self._min_read = self._scan(seq)
-            if self._min_read >= need:
-                return
-        while True:
-            _add(buf, OFF_PUB_WAITING, 1)
-            try:
-                space = _load(buf, OFF_SPACE, **_U32)
-                self._gen = _load(buf, OFF_GEN)
-                self._min_read = self._scan(seq)
-                if self._min_read >= need:
-                    return
-                wait = SLICE
-                if deadline is not None:
-                    wait = min(wait, deadline - _now())
-                    if wait <= 0:
-                        if _reap_dead(buf, self._geo):
-                            continue  # it was a dead one: look again
-                        raise Timeout(f"publisher {self.name!r}: a subscriber has not released its samples "
-                                      f"(all {self._geo.slots} slots are in use)")
-                _wait(buf, OFF_SPACE, space, wait)
-            finally:
-                _add(buf, OFF_PUB_WAITING, -1)
-            # By the clock, not by timed-out waits: releases by live
-            # subscribers may keep waking us while a dead one holds us back.
-            if _now() - last_reap >= SLICE:
-                _reap_dead(buf, self._geo)
-                last_reap = _now()
-
-    def _scan(self, seq: int) -> int:
-        """The oldest sample a live block subscriber still needs (``seq`` if none)."""
-        buf, geo = self._buf, self._geo
-        low = seq
-        hwm = min(_load(buf, OFF_HWM, **_U32), geo.max_subs)
-        for i in range(hwm):
-            e = OFF_TABLE + i * ENTRY
-            word = _load(buf, e + E_WORD)
-            state = word & 0xFF
-            if state == ACTIVE:
-                if _load(buf, e + E_POLICY, **_U32) != BLOCK:
-                    continue
-                r = _load(buf, e + E_READ)
-                if not 0 <= r <= seq:
-                    raise ProtocolError(f"publisher {self.name!r}: subscriber entry {i} claims to have read "
-                                        f"sample {r} of {seq}; the segment is corrupted")
-                low = min(low, r)
-            elif state not in (FREE, CLAIMING):
-                raise ProtocolError(f"publisher {self.name!r}: subscriber entry {i} has state {state}; "
-                                    "the segment is corrupted")
-        return low
+    def send(self, data: Any, *, timeout: float | None = None) -> None:  # replaced per instance
+        """Publish a copy of ``data`` (any contiguous bytes-like object)."""
+        self._core.send(data, timeout=timeout)
 
     def close(self) -> None:
         """Stop publishing: subscribers get what is queued, then ``ChannelClosed``."""
@@ -257,12 +184,76 @@ class Publisher:
     def __repr__(self) -> str:
         if self.closed:
             return f"<Publisher {self.name!r} closed>"
-        return f"<Publisher {self.name!r} slots={self.slots}x{self.slot_size} published={self._seq}>"
+        return f"<Publisher {self.name!r} slots={self.slots}x{self.slot_size} published={self.published}>"
 
 
-def _close_publisher(seg: SharedMemory, buf: memoryview) -> None:
+def _room_waiter(buf: memoryview, geo: _Geometry, name: str):
+    """The publisher's slow path, called by the C core after its spin: sleep
+    until no block subscriber still needs the slot of sample ``seq`` (reaping
+    dead subscribers on the way); ``Timeout`` after ``timeout`` seconds.  A
+    closure over the segment, not the Publisher, so no reference cycle."""
+    slots = geo.slots
+
+    def wait(seq: int, timeout: float | None) -> None:
+        need = seq - slots + 1
+        if timeout is not None and timeout <= 0:  # a poll (asyncio): no sleeper handshake
+            if _scan(buf, geo, name, seq) >= need or (_reap_dead(buf, geo) and _scan(buf, geo, name, seq) >= need):
+                return
+            raise Timeout(f"publisher {name!r}: a subscriber has not released its samples "
+                          f"(all {slots} slots are in use)")
+        deadline = None if timeout is None else _now() + timeout
+        last_reap = _now()
+        while True:
+            _add(buf, OFF_PUB_WAITING, 1)
+            try:
+                _heavy_fence()  # subscribers release without a full fence
+                space = _load(buf, OFF_SPACE, **_U32)
+                if _scan(buf, geo, name, seq) >= need:
+                    return
+                wait = SLICE
+                if deadline is not None:
+                    wait = min(wait, deadline - _now())
+                    if wait <= 0:
+                        if _reap_dead(buf, geo):
+                            continue  # it was a dead one: look again
+                        raise Timeout(f"publisher {name!r}: a subscriber has not released its samples "
+                                      f"(all {slots} slots are in use)")
+                _wait(buf, OFF_SPACE, space, wait)
+            finally:
+                _add(buf, OFF_PUB_WAITING, -1)
+            # By the clock, not by timed-out waits: releases by live
+            # subscribers may keep waking us while a dead one holds us back.
+            if _now() - last_reap >= SLICE:
+                _reap_dead(buf, geo)
+                last_reap = _now()
+
+    return wait
+
+
+def _scan(buf: memoryview, geo: _Geometry, name: str, seq: int) -> int:
+    """The oldest sample a live block subscriber still needs (``seq`` if none)."""
+    low = seq
+    hwm = min(_load(buf, OFF_HWM, **_U32), geo.max_subs)
+    for i in range(hwm):
+        e = OFF_TABLE + i * ENTRY
+        word = _load(buf, e + E_WORD)
+        state = word & 0xFF
+        if state == ACTIVE:
+            if _load(buf, e + E_POLICY, **_U32) != BLOCK:
+                continue
+            r = _load(buf, e + E_READ)
+            if not 0 <= r <= seq:
+                raise ProtocolError(f"publisher {name!r}: subscriber entry {i} claims to have read "
+                                    f"sample {r} of {seq}; the segment is corrupted")
+            low = min(low, r)
+        elif state not in (FREE, CLAIMING):
+            raise ProtocolError(f"publisher {name!r}: subscriber entry {i} has state {state}; "
+                                "the segment is corrupted")
+    return low
+
+
+def _close_publisher(core: PubSubCore, seg: SharedMemory) -> None:
     try:
-        _store(buf, OFF_CLOSED, 1, **_U32)
-        _wake(buf, OFF_PUBLISHED)
+        core.close()  # marks the segment closed and wakes every subscriber
     finally:
         seg.close()

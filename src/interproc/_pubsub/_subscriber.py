@@ -7,73 +7,28 @@ import time
 import weakref
 from typing import Any
 
-from .._errors import ChannelClosed, InterprocError, NotFound, ProtocolError, Timeout
+from .._errors import ChannelClosed, HandleClosed, InterprocError, NotFound, Timeout
 from .._naming import Scope
 from .._platform import ProcessId, current_process, is_alive
 from .._shm import SharedMemory
 from ._layout import (
-    ACTIVE, BLOCK, CLAIMING, DEFAULT_SPIN, E_DROPPED, E_PID, E_READ, E_START, E_WORD, ENTRY, FREE,
-    OFF_CLOSED, OFF_GEN, OFF_HWM, OFF_PUB_PID, OFF_PUB_WAITING, OFF_PUBLISHED, OFF_SPACE, OFF_SUB_WAITERS,
-    OFF_TABLE, POLICIES, SLICE, SLOT_HEADER, WRITING, _U32, _add, _c_release, _c_slot, _c_spin, _cas,
-    _check_spin, _check_timeout, _Geometry, _load, _now, _PubSegment, _reap_dead, _store, _wait, _wake,
+    ACTIVE, CLAIMING, DEFAULT_SPIN, E_PID, E_READ, E_START, E_WORD, ENTRY, FREE, OFF_CLOSED, OFF_GEN,
+    OFF_HWM, OFF_PUB_PID, OFF_PUB_WAITING, OFF_PUBLISHED, OFF_SPACE, OFF_SUB_WAITERS, OFF_TABLE,
+    POLICIES, SLICE, _U32, _add, _cas, _check_spin, _check_timeout, _Geometry, _load, _now,
+    _PubSegment, _reap_dead, _store, _wait, _wake, PubSubCore, _heavy_fence,
 )
+from .. import _native
+from .._timeout import nobody_came
 
-class Sample:
-    """A received sample: ``buf`` is a read-only memoryview, valid until released.
-
-    Use it as a context manager or call ``release()``; for *block*
-    subscribers the publisher cannot reuse the slot until then.
-    """
-
-    __slots__ = ("seq", "buf", "_sub")
-
-    def __init__(self, sub: "Subscriber", seq: int, buf: memoryview) -> None:
-        self._sub, self.seq, self.buf = sub, seq, buf
-
-    def release(self) -> None:
-        sub = self._sub
-        if sub is None:
-            return
-        self._sub = None
-        try:
-            self.buf.release()
-        except BufferError:
-            pass  # an array over it is still alive; documented as invalid now
-        sub._release(self.seq)
-
-    @property
-    def released(self) -> bool:
-        return self._sub is None
-
-    def tobytes(self) -> bytes:
-        return self.buf.tobytes()
-
-    def __bytes__(self) -> bytes:
-        return self.buf.tobytes()
-
-    def __len__(self) -> int:
-        return self.buf.nbytes
-
-    def __getitem__(self, index: Any) -> Any:
-        return self.buf[index]
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, (bytes, bytearray, memoryview)):
-            return self.buf == other
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __enter__(self) -> "Sample":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-    def __repr__(self) -> str:
-        state = "released" if self._sub is None else f"{self.buf.nbytes} bytes"
-        return f"<Sample #{self.seq} {state}>"
-
+#: A received sample: ``buf`` is a read-only memoryview, valid until
+#: ``release()`` (or the end of a ``with`` block); also ``len()``, ``bytes()``,
+#: indexing, ``== b"..."``, ``tobytes()``, ``seq`` and ``released``.  For
+#: *block* subscribers the publisher cannot reuse the slot until then.
+#: ``release()`` with a numpy array (or other view) still over ``buf`` is a
+#: ``BufferError`` and the sample stays held until the array is gone and
+#: ``release()`` is called again.  The type lives in C
+#: (``_native.PubSubSample``): it is made on every receive.
+Sample = _native.PubSubSample
 
 class Subscriber:
     """The receiving side: ``Subscriber.open(name, policy="block")``.
@@ -93,7 +48,7 @@ class Subscriber:
         """Subscribe to publisher ``name``.
 
         ``NotFound`` at once when there is none, unless ``timeout`` is given:
-        then wait that long for it to appear.
+        then wait that long for it to appear (``Timeout`` if it does not).
         """
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(map(repr, POLICIES))}, not {policy!r}")
@@ -104,9 +59,13 @@ class Subscriber:
                 seg = _PubSegment.open(name, scope=scope, timeout=None if deadline is None else max(0.0, deadline - _now()))
                 break
             except NotFound:
-                if deadline is None or _now() >= deadline:
+                if deadline is None:
                     raise NotFound(f"no publisher {name!r}") from None
+                if _now() >= deadline:
+                    raise nobody_came(f"publisher {name!r}", timeout) from None
                 time.sleep(0.01)
+            except Timeout:  # SharedMemory.open waited for the segment: same rule, our name
+                raise nobody_came(f"publisher {name!r}", timeout) from None
         try:
             buf = seg.buf
             geo = _Geometry.read(buf, f"publisher {name!r}")
@@ -114,14 +73,21 @@ class Subscriber:
             self.name, self.policy, self._seg, self._buf, self._geo, self._spin = name, policy, seg, buf, geo, spin
             self._policy = POLICIES[policy]
             self._pub = ProcessId(*struct.unpack_from("<I4xQ", buf, OFF_PUB_PID))
-            self._held: set[int] = set()
-            self._dropped = 0
-            self._received = 0
             self._entry = self._join()
+            try:
+                core = PubSubCore(buf, False, geo.max_subs, geo.slot_size, geo.slots, geo.history, spin,
+                                  _data_waiter(buf, name, self._pub), entry=self._entry,
+                                  policy=self._policy, cursor=self._cursor)
+            except BaseException:
+                _leave(None, None, buf, self._entry)
+                raise
         except BaseException:
             seg.close()
             raise
-        self._finalizer = weakref.finalize(self, _leave, seg, buf, self._entry)
+        self._core = core
+        # The hot path: the C method itself, no Python frame in between.
+        self.recv = core.recv  # type: ignore[method-assign]
+        self._finalizer = weakref.finalize(self, _leave, core, seg, buf, self._entry)
         return self
 
     def _join(self) -> int:
@@ -147,6 +113,7 @@ class Subscriber:
                 _store(buf, e + E_READ, max(0, first - geo.history))
                 _store(buf, e + E_WORD, claimed & ~0xFF | ACTIVE)
                 _add(buf, OFF_GEN, 1)
+                _heavy_fence()  # Dekker with the publisher's store of published, then load of gen
                 # Samples published meanwhile may have overwritten the oldest
                 # history; start no earlier than the oldest slot not in reuse.
                 now = _load(buf, OFF_PUBLISHED)
@@ -164,11 +131,11 @@ class Subscriber:
     @property
     def dropped(self) -> int:
         """Samples this (drop_oldest) subscriber missed because the publisher lapped it."""
-        return self._dropped
+        return self._core.dropped
 
     @property
     def received(self) -> int:
-        return self._received
+        return self._core.received
 
     @property
     def closed(self) -> bool:
@@ -176,120 +143,24 @@ class Subscriber:
 
     def _check_open(self) -> None:
         if self.closed:
-            raise ValueError(f"subscriber of {self.name!r} is closed")
+            raise HandleClosed(f"subscriber of {self.name!r} is closed")
 
     # -- receiving ---------------------------------------------------------------
-    def recv(self, *, timeout: float | None = None) -> Sample:
+    def recv(self, *, timeout: float | None = None) -> Sample:  # replaced per instance
         """The next sample; ``Timeout`` if none comes in time, ``ChannelClosed``
         once the publisher has gone and everything it published was received."""
-        self._check_open()
-        deadline = _check_timeout(timeout)
-        buf = self._buf
-        while True:
-            r = self._cursor
-            published = _load(buf, OFF_PUBLISHED)
-            if published <= r:
-                self._wait_for_data(r, deadline)
-                continue
-            if self._policy == BLOCK:
-                return self._take(r, published)
-            sample = self._copy(r, published)
-            if sample is not None:
-                return sample
+        return self._core.recv(timeout=timeout)
 
     def recv_bytes(self, *, timeout: float | None = None) -> bytes:
         """The next sample as bytes (a copy; the slot is released at once)."""
         with self.recv(timeout=timeout) as s:
             return s.tobytes()
 
-    def _bad_length(self, n: int) -> None:
-        raise ProtocolError(f"publisher {self.name!r}: a sample claims {n} bytes in a "
-                            f"{self._geo.slot_size}-byte slot; the segment is corrupted")
-
-    def _take(self, r: int, published: int) -> Sample:
-        """Block policy: the slot is ours until released; hand out a view."""
-        buf, geo = self._buf, self._geo
-        off = geo.slot(r)
-        seq, n = _c_slot(buf, off)
-        if seq != r or published - r > geo.slots:
-            raise ProtocolError(f"publisher {self.name!r}: expected sample {r} in its slot, found "
-                                f"{'none' if seq == WRITING else seq} (published {published}); "
-                                "the segment is corrupted")
-        if not 0 <= n <= geo.slot_size:
-            self._bad_length(n)
-        self._cursor = r + 1
-        self._held.add(r)
-        self._received += 1
-        start = off + SLOT_HEADER
-        return Sample(self, r, buf[start: start + n].toreadonly())
-
-    def _copy(self, r: int, published: int) -> Sample | None:
-        """drop_oldest: copy the sample out under the seqlock; None to retry."""
-        buf, geo = self._buf, self._geo
-        oldest = published - (geo.slots - 1)  # the slot of `published` may be in reuse
-        if r < oldest:
-            self._dropped += oldest - r
-            r = self._cursor = oldest
-            _store(buf, self._entry + E_DROPPED, self._dropped)
-        off = geo.slot(r)
-        seq, n = _c_slot(buf, off)
-        if seq != r:
-            if seq == WRITING or (seq > r and (seq - r) % geo.slots == 0):
-                return None  # overwritten since we read `published`: look again
-            raise ProtocolError(f"publisher {self.name!r}: slot of sample {r} holds sample {seq}; "
-                                "the segment is corrupted")
-        if not 0 <= n <= geo.slot_size:
-            self._bad_length(n)
-        start = off + SLOT_HEADER
-        data = buf[start: start + n].tobytes()
-        # The sequentially consistent load orders the copy before it: if the
-        # seq is unchanged, the publisher did not touch the slot meanwhile.
-        if _load(buf, off) != r:
-            return None
-        self._cursor = r + 1
-        self._received += 1
-        _store(buf, self._entry + E_READ, r + 1)
-        return Sample(self, r, memoryview(data))
-
-    def _release(self, seq: int) -> None:
-        if self._policy != BLOCK or self.closed:
-            return
-        held = self._held
-        held.discard(seq)
-        _c_release(self._buf, self._entry + E_READ, min(held) if held else self._cursor,
-                   OFF_PUB_WAITING, OFF_SPACE)
-
     def _wake_publisher(self) -> None:
         buf = self._buf
         if _load(buf, OFF_PUB_WAITING):
             _add(buf, OFF_SPACE, 1, **_U32)
             _wake(buf, OFF_SPACE)
-
-    def _wait_for_data(self, r: int, deadline: float | None) -> None:
-        """Return once ``published > r`` may hold; raise ChannelClosed/Timeout."""
-        buf = self._buf
-        if _c_spin(buf, OFF_PUBLISHED, r, self._spin) > r:
-            return
-        while True:
-            _add(buf, OFF_SUB_WAITERS, 1)
-            try:
-                published = _load(buf, OFF_PUBLISHED)
-                if published > r:
-                    return
-                if _load(buf, OFF_CLOSED, **_U32):
-                    raise ChannelClosed(f"publisher {self.name!r} has closed")
-                wait = SLICE
-                if deadline is not None:
-                    wait = min(wait, deadline - _now())
-                    if wait <= 0:
-                        raise Timeout(f"no sample from publisher {self.name!r} in time")
-                woken = _wait(buf, OFF_PUBLISHED, published & 0xFFFFFFFF, wait)
-            finally:
-                _add(buf, OFF_SUB_WAITERS, -1)
-            if not woken and not is_alive(self._pub):
-                if _load(buf, OFF_PUBLISHED) > r:
-                    return
-                raise ChannelClosed(f"publisher {self.name!r} (pid {self._pub.pid}) died")
 
     def __iter__(self):
         """Yield samples (bytes) until the publisher closes."""
@@ -312,10 +183,55 @@ class Subscriber:
     def __repr__(self) -> str:
         if self.closed:
             return f"<Subscriber {self.name!r} closed>"
-        return f"<Subscriber {self.name!r} policy={self.policy} received={self._received} dropped={self._dropped}>"
+        return f"<Subscriber {self.name!r} policy={self.policy} received={self.received} dropped={self.dropped}>"
 
 
-def _leave(seg: SharedMemory, buf: memoryview, entry: int) -> None:
+def _data_waiter(buf: memoryview, name: str, pub: ProcessId):
+    """The subscriber's slow path, called by the C core after its spin: sleep
+    until a sample after ``r`` may be there; ``Timeout``, or ``ChannelClosed``
+    once the publisher closed or died.  A closure over the segment, not the
+    Subscriber, so no reference cycle."""
+
+    def wait(r: int, timeout: float | None) -> None:
+        if timeout is not None and timeout <= 0:  # a poll (asyncio): no sleeper handshake
+            if _load(buf, OFF_PUBLISHED) > r:
+                return
+            if _load(buf, OFF_CLOSED, **_U32):
+                raise ChannelClosed(f"publisher {name!r} has closed")
+            if not is_alive(pub):
+                if _load(buf, OFF_PUBLISHED) > r:
+                    return
+                raise ChannelClosed(f"publisher {name!r} (pid {pub.pid}) died")
+            raise Timeout(f"no sample from publisher {name!r} in time")
+        deadline = None if timeout is None else _now() + timeout
+        while True:
+            _add(buf, OFF_SUB_WAITERS, 1)
+            try:
+                _heavy_fence()  # the publisher publishes without a full fence
+                published = _load(buf, OFF_PUBLISHED)
+                if published > r:
+                    return
+                if _load(buf, OFF_CLOSED, **_U32):
+                    raise ChannelClosed(f"publisher {name!r} has closed")
+                wait = SLICE
+                if deadline is not None:
+                    wait = min(wait, deadline - _now())
+                    if wait <= 0:
+                        raise Timeout(f"no sample from publisher {name!r} in time")
+                woken = _wait(buf, OFF_PUBLISHED, published & 0xFFFFFFFF, wait)
+            finally:
+                _add(buf, OFF_SUB_WAITERS, -1)
+            if not woken and not is_alive(pub):
+                if _load(buf, OFF_PUBLISHED) > r:
+                    return
+                raise ChannelClosed(f"publisher {name!r} (pid {pub.pid}) died")
+
+    return wait
+
+
+def _leave(core: PubSubCore | None, seg: SharedMemory | None, buf: memoryview, entry: int) -> None:
+    if core is not None:
+        core.close()
     try:
         word = _load(buf, entry + E_WORD)
         if word & 0xFF == ACTIVE and _load(buf, entry + E_PID, **_U32) == current_process().pid:
@@ -325,4 +241,5 @@ def _leave(seg: SharedMemory, buf: memoryview, entry: int) -> None:
                 _add(buf, OFF_SPACE, 1, **_U32)
                 _wake(buf, OFF_SPACE)
     finally:
-        seg.close()
+        if seg is not None:
+            seg.close()

@@ -9,6 +9,7 @@ Each line below re-exports one part's asyncio names.
 
 from ._address import connect as connect, listen as listen
 from ._mailslot import Mailslot as Mailslot, MailslotWriter as MailslotWriter
+from ._pubsub import Publisher as Publisher, Subscriber as Subscriber
 from ._shm import ShmChannel as ShmChannel, ShmListener as ShmListener
 from ._stream import AsyncChannel as AsyncChannel
 from ._sync import Event as Event, Semaphore as Semaphore
@@ -31,9 +32,11 @@ __all__ = [
     "Mailslot",
     "MailslotWriter",
     "NamedPipe",
+    "Publisher",
     "Semaphore",
     "ShmChannel",
     "ShmListener",
+    "Subscriber",
     "connect",
     "connect_tcp",
     "connect_unix",

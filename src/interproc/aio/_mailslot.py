@@ -20,6 +20,7 @@ from .._errors import ChannelClosed, NotFound, Timeout
 from .._mailslot import Pending, _as_view, _cache, _open_queue
 from .._mailslot._queue import _LIVENESS_SLICE, Gone, Queue, deadline_of
 from .._naming import validate_name
+from .._timeout import nobody_came
 
 # A lock wait this short never blocks the event loop noticeably; the mutex is
 # only held for the copy of one message.
@@ -143,8 +144,10 @@ class Mailslot:
             try:
                 return MailslotWriter(_open_queue(name, scope), name)
             except NotFound:
-                if deadline is None or time.monotonic() >= deadline:
+                if deadline is None:
                     raise
+                if time.monotonic() >= deadline:
+                    raise nobody_came(f"mailslot {name!r}", timeout) from None
                 await asyncio.sleep(min(0.05, _left(deadline) or 0.0))
 
 

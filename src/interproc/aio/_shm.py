@@ -1,26 +1,32 @@
 """asyncio face of the ``shm://`` channel.
 
-Shared memory has no file descriptor to put in the event loop, so a wait is
-handed to a small thread pool whose thread blocks in the C wait of
-``_native.ShmChannel`` (spin, then futex sleep, GIL released) and resolves the
-asyncio future through ``call_soon_threadsafe`` (what ``run_in_executor``
-does).  Nothing polls: when no message comes, the thread sleeps in the kernel.
-A cancelled wait is woken at once with ``interrupt()``.
+A wait that cannot be satisfied at once goes on the event loop itself: the
+channel's doorbell descriptor (``fileno()``, a pipe the peer writes to only
+while we are armed, plus the peer's pidfd, in one epoll set) is watched with
+``loop.add_reader``, so one loop serves any number of shm:// channels beside
+sockets with no thread per channel.  A waiter arms (``arm_recv`` /
+``arm_send``: announce, fence, re-check the ring) and awaits; the reader
+callback drains the doorbell and wakes every waiter of the channel, which
+re-check and re-arm.  Draining happens before the re-check, so no wake-up is
+lost, and nothing polls: with no message the loop sleeps in the kernel.
 
-Messages that are already there never touch the pool: ``recv`` first checks
-the ring without blocking.
+Messages that are already there never touch the loop's selector: ``recv``
+first checks the ring without blocking.  ``accept`` waits the same way on
+the listener's doorbell (``ShmListener.fileno``); only ``connect`` (which
+may wait for a listener to appear) runs in the default executor.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, AsyncIterator, Callable
 
 from .. import _shmchannel
 from .._address import Address, parse
 from .._errors import ChannelClosed, Timeout
+from .._timeout import check_timeout
+from ._fdwait import FdWaiters
 
 
 class ShmChannel:
@@ -29,32 +35,25 @@ class ShmChannel:
     def __init__(self, channel: _shmchannel.ShmChannel) -> None:
         self.channel = channel
         self._core = channel._core
-        # Two workers: one task may wait to send while another waits to receive.
-        self._pool: ThreadPoolExecutor | None = None
+        self._fd: int | None = None
+        self._fdw = FdWaiters(self._core.drain_bell)
 
     # -- waiting ----------------------------------------------------------
-    async def _wait(self, fn: Callable[..., bool], *args: Any, deadline: float | None, what: str) -> None:
+    async def _wait(self, arm: Callable[..., bool], *args: Any, deadline: float | None, what: str) -> None:
+        """Sleep until the doorbell rings or the deadline passes (the caller re-checks)."""
         loop = asyncio.get_running_loop()
-        left = None
-        if deadline is not None:
-            left = deadline - loop.time()
-            if left <= 0:
-                raise Timeout(f"shm channel: {what} timed out")
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(2, thread_name_prefix="interproc-shm-wait")
-        fut = loop.run_in_executor(self._pool, functools.partial(fn, *args, timeout=left))
-        try:
-            await fut
-        except asyncio.CancelledError:
-            self._core.interrupt()  # the worker thread returns at once
-            raise
+        if deadline is not None and loop.time() >= deadline:
+            raise Timeout(f"shm channel: {what} timed out")
+        if self._fd is None:
+            self._fd = self._core.fileno()  # once: later calls would drain other waiters' rings
+        if arm(*args):
+            return  # ready after all
+        await self._fdw.wait(self._fd, deadline)
 
     @staticmethod
     def _deadline(timeout: float | None) -> float | None:
-        if timeout is None:
+        if check_timeout(timeout) is None:
             return None
-        if timeout < 0:
-            raise ValueError(f"timeout must be None or >= 0 seconds, not {timeout}")
         return asyncio.get_running_loop().time() + timeout
 
     # -- the channel ------------------------------------------------------
@@ -63,7 +62,7 @@ class ShmChannel:
         n = memoryview(data).nbytes
         deadline = self._deadline(timeout)
         while not core.wait_send(n, timeout=0):
-            await self._wait(core.wait_send, n, deadline=deadline, what="send")
+            await self._wait(core.arm_send, n, deadline=deadline, what="send")
         core.send(data, timeout=0)
 
     async def recv(self, *, timeout: float | None = None) -> bytes:
@@ -79,7 +78,7 @@ class ShmChannel:
         core = self._core
         deadline = self._deadline(timeout)
         while not core.wait_recv(timeout=0):
-            await self._wait(core.wait_recv, deadline=deadline, what="recv")
+            await self._wait(core.arm_recv, deadline=deadline, what="recv")
         return take(timeout=0)
 
     async def send_obj(self, obj: Any, *, timeout: float | None = None) -> None:
@@ -93,11 +92,9 @@ class ShmChannel:
         return self.channel.closed
 
     def close(self) -> None:
-        self._core.interrupt()
+        self._fdw.unwatch()  # before the descriptor goes with the channel
+        self._fdw.wake_all()  # they re-check and find the channel closed
         self.channel.close()
-        if self._pool is not None:
-            self._pool.shutdown(wait=False)
-            self._pool = None
 
     async def aclose(self) -> None:
         self.close()
@@ -129,18 +126,25 @@ class ShmListener:
     def __init__(self, listener: _shmchannel.ShmListener) -> None:
         self.listener = listener
         self.address = listener.address
+        self._fdw = FdWaiters(lambda: None)  # fileno() itself drains and re-arms
 
     async def accept(self, *, timeout: float | None = None) -> ShmChannel:
+        """Wait on the loop (the listener's doorbell fd) for a connection."""
         loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(None, functools.partial(self.listener.accept, timeout=timeout,
-                                                          _cancellable=True))
-        try:
-            return ShmChannel(await fut)
-        except asyncio.CancelledError:
-            self.listener._interrupt()
-            raise
+        deadline = ShmChannel._deadline(timeout)
+        while True:
+            try:
+                return ShmChannel(self.listener.accept(timeout=0))
+            except Timeout:
+                pass
+            fd = self.listener.fileno()  # drains and arms; readable at once if one is queued
+            if deadline is not None and loop.time() >= deadline:
+                raise Timeout(f"{self.address}: no connection within {timeout} s")
+            await self._fdw.wait(fd, deadline)
 
     def close(self) -> None:
+        self._fdw.unwatch()
+        self._fdw.wake_all()
         self.listener.close()
 
     async def __aenter__(self) -> "ShmListener":

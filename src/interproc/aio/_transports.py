@@ -22,12 +22,13 @@ from .._naming import Scope
 from .._pipes import ENV_VAR, pipe_from_env as _sync_pipe_from_env
 from .._platform import peer_credentials
 from ._stream import AsyncChannel, _StreamProtocol, client_handshake, server_handshake
+from .._timeout import check_timeout, nobody_came
 
 _RETRY_SLICE = 0.05  # connect(timeout=) looks again for a listener this often
 
 
 def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else asyncio.get_running_loop().time() + timeout
+    return None if check_timeout(timeout) is None else asyncio.get_running_loop().time() + timeout
 
 
 async def _connect_unix_sock(path: str, deadline: float | None, waiting: bool, what: str) -> socket.socket:
@@ -116,8 +117,10 @@ async def connect_tcp(host: str, port: int, *, timeout: float | None = None, aut
                                            deadline=deadline)
             break
         except NotFound:
-            if timeout is None or loop.time() >= deadline:  # type: ignore[operator]
+            if timeout is None:
                 raise
+            if loop.time() >= deadline:  # type: ignore[operator]
+                raise nobody_came(f"tcp://{host}:{port}", timeout) from None
             await asyncio.sleep(_RETRY_SLICE)
     try:
         sock = transport.get_extra_info("socket")
@@ -309,6 +312,11 @@ async def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any)
     if addr.scheme == "pipe":
         opts = _namedpipe._options(addr, kw)
         keep = {k: v for k, v in opts.items() if k in ("scope", "codec", "max_message_size")}
+        # Server-only options are dropped, as the blocking connect does; anything else is a typo.
+        unknown = set(kw) - set(keep) - {"mode", "max_instances", "file_mode", "allowed_uids", "handshake_timeout"}
+        if unknown:
+            raise TypeError(f"connect() got unexpected keyword argument(s) {', '.join(sorted(unknown))} "
+                            f"for {addr.text!r}")
         return await NamedPipe.connect(addr.name, timeout=timeout, **keep)
     opts = _sockets._options(addr, kw)
     for server_only in ("backlog", "handshake_timeout", "insecure"):

@@ -13,6 +13,7 @@ import importlib
 import pkgutil
 import sys
 
+from .. import __version__
 from .._errors import InterprocError
 
 
@@ -21,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="interproc",
         description="Inter-process communication: every classic IPC method, one API.",
     )
+    parser.add_argument("--version", action="version", version=f"interproc {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):

@@ -10,7 +10,11 @@ KIND_MODULES = (
     "interproc._namedpipe",
     "interproc._mailslot",
     "interproc._shmchannel",
+    "interproc._pipes",
 )
+
+#: Every kind ``interproc ls`` can show (``--kind`` takes one of these).
+KINDS = ("chan", "chanlisten", "event", "fifo", "mailslot", "mutex", "pipe", "pub", "semaphore", "shm", "struct")
 
 
 def load_kinds() -> None:

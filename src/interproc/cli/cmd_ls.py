@@ -6,13 +6,13 @@ import json
 import stat
 
 from .. import _registry
-from ._objects import load_kinds
+from ._objects import KINDS, load_kinds
 
 
 def register(sub) -> None:
     p = sub.add_parser("ls", help="list named objects: kind, name, owner, size, mode, state")
     p.add_argument("--json", action="store_true", help="print a JSON list")
-    p.add_argument("--kind", help="only objects of this kind")
+    p.add_argument("--kind", choices=KINDS, help="only objects of this kind")
     p.set_defaults(func=run)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from .._errors import ChannelClosed
+from .._namedpipe import MAX_INSTANCES
 from ..pipes import NamedPipe
 
 
@@ -16,7 +17,8 @@ def register(sub) -> None:
     s = cmds.add_parser("serve", help="create a pipe and print every message clients send")
     s.add_argument("name")
     s.add_argument("--mode", choices=("message", "byte"), default="message")
-    s.add_argument("--max-instances", type=int, default=1, help="clients served at once (default 1)")
+    s.add_argument("--max-instances", type=int, default=MAX_INSTANCES,
+                   help=f"clients connected at once (default {MAX_INSTANCES}, as NamedPipe.serve)")
     s.add_argument("--echo", action="store_true", help="send each message back to its client")
     s.add_argument("--count", type=int, help="stop after this many messages")
     s.set_defaults(func=serve)

@@ -73,7 +73,7 @@ def run_pty(args) -> int:
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:  # the way to stop it; the with-block closed the pair
-        return 0
+        return 130  # like every other command stopped by Ctrl-C
 
 
 def _open(args, *, receiver: bool = False):

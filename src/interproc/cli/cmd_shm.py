@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import sys
 
 from .._shm import SharedMemory, list_segments
 
@@ -65,7 +66,7 @@ def _find(name: str):
 def _info(args) -> int:
     info = _find(args.name)
     if info is None:
-        print(f"no shm segment named {args.name!r}")
+        print(f"interproc shm info: no shm segment named {args.name!r}", file=sys.stderr)
         return 1
     if args.json:
         print(json.dumps(info.as_dict(), indent=2))
@@ -77,7 +78,7 @@ def _info(args) -> int:
 
 
 def _dump(args) -> int:
-    with SharedMemory.open(args.name, raw=args.raw, timeout=5) as shm:
+    with SharedMemory.open(args.name, raw=args.raw) as shm:  # NotFound at once if absent
         view = shm.view(args.offset, min(args.length, shm.size - args.offset))
         for row in range(0, len(view), 16):
             chunk = bytes(view[row : row + 16])
@@ -89,7 +90,7 @@ def _dump(args) -> int:
 
 
 def _rm(args) -> int:
-    with SharedMemory.open(args.name, timeout=5) as shm:
+    with SharedMemory.open(args.name) as shm:  # NotFound at once if absent
         shm.unlink()
     print(f"removed {args.name!r}")
     return 0
