@@ -39,6 +39,7 @@ from ._protocol import CODECS, SERVER_ERROR, Call, Fault, Protocol, Send, decode
 
 KIND = "rpc"
 QUEUE_GROUP = "interproc-rpc"
+_MAX_OUTSTANDING = 10_000  # reply subjects remembered per proxy
 
 
 def _service(address: str) -> tuple[str, str]:
@@ -155,6 +156,9 @@ class NatsChannel(Channel):
         if ids:
             with inbox.cond:
                 inbox.outstanding[reply] = (_codec_of(data), ids)
+                if len(inbox.outstanding) > _MAX_OUTSTANDING:
+                    # Calls that timed out and were never answered: forget the oldest.
+                    del inbox.outstanding[next(iter(inbox.outstanding))]
         if not inbox.conn.connected:
             # nats-py would buffer it, but then a lost answer could not be told from a slow
             # one: fail these calls now (the proxy stays usable for after the reconnect).
