@@ -130,6 +130,7 @@ LAYERS = [
 LAYERS[0].update({"_lifecycle"})  # ResourceWarning + logger (issue 10)
 
 
+LAYERS[2].add("_nats")  # nats:// transport (issue 14): the shared nats-py connection
 LAYERS[2].add("shmchannel")  # interproc.shmchannel: the shm:// transport's public classes
 
 

@@ -152,13 +152,27 @@ class Mailslot(ReceiveChannel):
         port: int = _domain.DOMAIN_PORT,
         interface: str | None = None,
         domain_max_message_size: int = _domain.DOMAIN_MAX_MESSAGE_SIZE,
+        queue_group: str | None = None,
+        token: str | None = None,
+        nkeys_seed: str | None = None,
+        tls: Any = None,
+        timeout: float | None = None,
     ) -> "Mailslot":
         """Create the mailslot ``name``; ``AlreadyExists`` if a live server has it.
 
         Up to ``max_messages`` messages of at most ``max_message_size`` bytes
         (and ``queue_bytes`` in total) queue until read.  ``domain=True`` also
         receives domain broadcasts (``authkey=`` or ``insecure=True`` required).
+        ``scope="nats://HOST:PORT"`` subscribes on a NATS server instead (every
+        server of the name gets each message; those in one ``queue_group`` share
+        them); ``token=``, ``nkeys_seed=``, ``tls=`` and ``timeout=`` are for that.
         """
+        if isinstance(scope, str) and scope.lower().startswith(("nats://", "tls://")):
+            validate_name(name)
+            from ._nats import NatsMailslot
+
+            return NatsMailslot._make(name, scope, max_message_size, max_messages, queue_group=queue_group,
+                                      timeout=timeout, token=token, nkeys_seed=nkeys_seed, tls=tls)
         validate_name(name)
         file_mode = validate_scope(scope, mode)
         for value, label in ((max_message_size, "max_message_size"), (max_messages, "max_messages"), (queue_bytes, "queue_bytes")):
@@ -320,6 +334,9 @@ class Mailslot(ReceiveChannel):
         port: int = _domain.DOMAIN_PORT,
         interface: str | None = None,
         max_message_size: int = _domain.DOMAIN_MAX_MESSAGE_SIZE,
+        token: str | None = None,
+        nkeys_seed: str | None = None,
+        tls: Any = None,
     ) -> None:
         """Write one message to the server of ``name``, with no connection.
 
@@ -328,9 +345,16 @@ class Mailslot(ReceiveChannel):
         ``MessageTooLarge`` over its ``max_message_size``.  ``scope="domain"``
         multicasts the message to every opted-in server on the network instead:
         unreliable, at most ``max_message_size`` (424) bytes, signed with
-        ``authkey`` (or sent unsigned with ``insecure=True``).
+        ``authkey`` (or sent unsigned with ``insecure=True``).  ``scope="nats://..."``
+        publishes on a NATS server (``token=``, ``nkeys_seed=``, ``tls=`` pass through).
         """
         view = _as_view(data)
+        if isinstance(scope, str) and scope.lower().startswith(("nats://", "tls://")):
+            validate_name(name)
+            from . import _nats
+
+            _nats.write(name, view, scope, timeout=timeout, token=token, nkeys_seed=nkeys_seed, tls=tls)
+            return
         if scope == "domain":
             validate_name(name)
             key = _domain.check_security(authkey, insecure, _what(name, scope))

@@ -12,10 +12,12 @@ import asyncio
 import traceback
 from typing import Any, Callable, Generic, TypeVar, overload
 
-from .._errors import ChannelClosed, HandleClosed, InterprocError, Timeout
+from .._errors import ChannelClosed, HandleClosed, InterprocError, NotFound, RemoteError, Timeout
+from .._nats import is_nats
 from ._client import interface_methods
 from ._dispatch import Exposed
 from ._lines import aio_connect_lines, aio_listen_lines, is_line_address
+from ._nats import AsyncNatsChannel
 from ._protocol import AVAILABLE, METHOD_NOT_FOUND, Call, Failure, Fault, Protocol, Result, Send
 
 T = TypeVar("T")
@@ -291,6 +293,21 @@ async def connect(address: str, *, interface: Callable[..., T] | None = None, ti
     if is_line_address(address):
         channel: Any = await aio_connect_lines(address, timeout=timeout, **options)
         ep = AsyncEndpoint(channel, protocol=Protocol(codecs=("json",)), timeout=timeout)
+        return AsyncProxy(ep, address, interface)
+    if is_nats(address):
+        channel = await AsyncNatsChannel.connect(address, timeout=timeout, **options)
+        ep = AsyncEndpoint(channel, protocol=Protocol(codecs=AVAILABLE if codec is None else (codec,)),
+                           timeout=timeout)
+        try:
+            await ep.hello(timeout)  # also finds out whether any server has the service
+        except RemoteError as exc:
+            await ep.close()
+            if exc.remote_type == "NotFound":
+                raise NotFound(exc.message) from None
+            raise
+        except BaseException:
+            await ep.close()
+            raise
         return AsyncProxy(ep, address, interface)
     channel = await aio_connect(address, timeout=timeout, **options)
     offer = AVAILABLE if codec is None else (codec,)

@@ -6,9 +6,11 @@ import inspect
 from typing import Any, Callable, Generic, TypeVar, overload
 
 from .._address import connect as _connect_channel
-from .._errors import HandleClosed
+from .._errors import HandleClosed, NotFound, RemoteError
+from .._nats import is_nats
 from ._endpoint import _UNSET, Endpoint, Pending
 from ._lines import is_line_address, connect_lines
+from ._nats import NatsChannel
 from ._protocol import AVAILABLE, Protocol
 
 T = TypeVar("T")
@@ -220,6 +222,22 @@ def connect(address: str, *, interface: Callable[..., T] | None = None, timeout:
     Other options (``authkey=``, ``ssl=``, ...) go to ``interproc.connect``.
     """
     channel: Any
+    if is_nats(address):
+        channel = NatsChannel(address, timeout=timeout, **options)
+        offer = AVAILABLE if codec is None else (codec,)
+        ep = Endpoint(channel, protocol=Protocol(codecs=offer), timeout=timeout)
+        try:
+            # Also finds out whether any server has the service: NATS answers "no responders".
+            ep.hello(timeout)
+        except RemoteError as exc:
+            ep.close()
+            if exc.remote_type == "NotFound":
+                raise NotFound(str(exc.message)) from None
+            raise
+        except BaseException:
+            ep.close()
+            raise
+        return Proxy(ep, address, interface)
     if is_line_address(address):
         channel = connect_lines(address, timeout=timeout, **options)
         ep = Endpoint(channel, protocol=Protocol(codecs=("json",)), timeout=timeout)

@@ -8,13 +8,16 @@ peer (failed handshake, junk bytes) costs only its own connection.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from .._address import listen as _listen
 from .._errors import ChannelClosed, HandleClosed, InterprocError, ProtocolError, Timeout
 from ._dispatch import Exposed
 from ._endpoint import Endpoint
+from .._nats import is_nats
 from ._lines import LineListener, is_line_address
+from ._nats import NatsService
 from ._protocol import AVAILABLE, Protocol
 
 
@@ -57,6 +60,17 @@ class Server:
         self.exposed = Exposed(obj)
         self.workers = workers
         self.tracebacks = tracebacks
+        self._nats: NatsService | None = None
+        if is_nats(address):
+            # Request/reply on a broker: no listener, no connections; servers share a queue group.
+            self._nats = NatsService(self.exposed, address, workers=workers, codecs=codecs or AVAILABLE,
+                                     tracebacks=tracebacks, **options)
+            self.address = address
+            self._lock = threading.Lock()
+            self._endpoints: set[Endpoint] = set()
+            self._thread: threading.Thread | None = None
+            self._closed = False
+            return
         self._plain = is_line_address(address)
         self._codecs = ("json",) if self._plain else (codecs or AVAILABLE)
         if self._plain:
@@ -78,6 +92,9 @@ class Server:
 
     def start(self) -> Server:
         """Serve in a background thread; returns the server."""
+        if self._nats is not None:
+            self._nats.start()
+            return self
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name=f"interproc-rpc {self.address}", daemon=True)
             self._thread.start()
@@ -85,6 +102,11 @@ class Server:
 
     def serve_forever(self) -> None:
         """Serve on this thread until ``close()`` (from another thread) or Ctrl-C."""
+        if self._nats is not None:
+            self._nats.start()
+            while not self._closed:
+                time.sleep(0.2)  # the calls run on the service's pool; this thread only waits
+            return
         self._loop()
 
     def _loop(self) -> None:
@@ -132,6 +154,9 @@ class Server:
                 return
             self._closed = True
             endpoints = list(self._endpoints)
+        if self._nats is not None:
+            self._nats.close()
+            return
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(5)
         self._listener.close()
