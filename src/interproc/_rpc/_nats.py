@@ -33,7 +33,7 @@ from typing import Any
 
 from .. import _nats
 from .._channel import Channel
-from .._errors import ChannelClosed, NotFound, Timeout
+from .._errors import ChannelClosed, Timeout
 from ._dispatch import Exposed
 from ._protocol import CODECS, SERVER_ERROR, Call, Fault, Protocol, Send, decode, error_object
 
