@@ -296,3 +296,12 @@ def test_asyncio_wait_cancellation_gives_back_nothing_lost(name):
             sem.close()
 
     assert asyncio.run(main()) == (True, 0)
+
+
+@pytest.mark.parametrize("bad", [True, "3"])
+def test_sync_timeouts_refuse_non_numbers(name, bad):
+    """timeout=True or "3" is a TypeError (not a silent 1-second wait), as everywhere else."""
+    with Mutex(name) as m, Semaphore(name, 1) as s, Event(name) as e:
+        for call in (m.acquire, s.acquire, e.wait):
+            with pytest.raises(TypeError, match="timeout must be a number of seconds"):
+                call(timeout=bad)

@@ -30,6 +30,12 @@ ip_deadline(PyObject *timeout, int *has_deadline, struct timespec *deadline)
     *has_deadline = 0;
     if (timeout == NULL || timeout == Py_None)
         return 0;
+    if (PyBool_Check(timeout) || !(PyLong_Check(timeout) || PyFloat_Check(timeout))) {
+        /* the same rule as interproc._deadline.check_timeout: "3" or True is a mistake */
+        PyErr_Format(PyExc_TypeError, "timeout must be a number of seconds or None, not %s %R",
+                     Py_TYPE(timeout)->tp_name, timeout);
+        return -1;
+    }
     double t = PyFloat_AsDouble(timeout);
     if (t == -1.0 && PyErr_Occurred())
         return -1;
