@@ -22,13 +22,15 @@ FACE = [sys.executable, "-m", "interproc.pywin32"]
 def _atom_table():
     """RegisterWindowMessage makes the user's atom table (it lasts the login
     session); a test that made it removes it, as tests/test_messages.py does."""
-    from interproc._messages._names import table_path
+    from interproc._messages._names import TABLE_NAME
+    from interproc._naming import segment_name
 
-    existed = os.path.exists(table_path())
+    path = os.path.join("/dev/shm", segment_name("shm", TABLE_NAME, "user"))
+    existed = os.path.exists(path)
     yield
     if not existed:
         try:
-            os.unlink(table_path())
+            os.unlink(path)
         except FileNotFoundError:
             pass
 
