@@ -261,13 +261,16 @@ sample_release_impl(SampleObject *self, int strict)
     PyErr_Fetch(&et, &ev, &tb);
     PyObject *base = PyMemoryView_GET_BASE(self->buf);
     SlotViewObject *slot = (base && Py_IS_TYPE(base, &ps_slotview_type)) ? (SlotViewObject *)base : NULL;
-    if (slot)
+    if (slot) {
         slot->done = 1; /* no new exports of the slot */
+        Py_INCREF(slot); /* releasing buf may drop the last other reference */
+    }
     static PyObject *name_release;
     if (!name_release)
         name_release = PyUnicode_InternFromString("release");
     PyObject *r = name_release ? PyObject_CallMethodNoArgs(self->buf, name_release) : NULL;
     int exported = slot && (r == NULL || slot->exports > 0); /* a copy protects nothing */
+    Py_XDECREF((PyObject *)slot);
     Py_XDECREF(r);
     PyErr_Clear();
     if (exported && strict) {
