@@ -78,9 +78,13 @@ typedef struct {
     CoreObject *core; /* NULL once released */
     int64_t seq;
     PyObject *buf;
+    /* Block policy, until released: the exporter behind buf.  Held here, not
+     * found again through buf: once buf is released, its base pointer is
+     * borrowed and may dangle. */
+    struct SlotViewObject *slot;
 } SampleObject;
 
-typedef struct {
+typedef struct SlotViewObject {
     PyObject_HEAD
     CoreObject *core;
     char *ptr;

@@ -15,17 +15,20 @@ bad_slot(CoreObject *self, const char *fmt, long long a, long long b)
     return NULL;
 }
 
+/* Steals `buf` and `slot` (NULL for a copy). */
 static PyObject *
-new_sample(CoreObject *self, int64_t seq, PyObject *buf)
+new_sample(CoreObject *self, int64_t seq, PyObject *buf, SlotViewObject *slot)
 {
     SampleObject *s = PyObject_New(SampleObject, &ps_sample_type);
     if (!s) {
         Py_DECREF(buf);
+        Py_XDECREF((PyObject *)slot);
         return NULL;
     }
     s->core = (CoreObject *)Py_NewRef(self);
     s->seq = seq;
     s->buf = buf;
+    s->slot = slot;
     return (PyObject *)s;
 }
 
@@ -50,13 +53,14 @@ take(CoreObject *self, int64_t r, int64_t published)
     v->exports = v->done = 0;
     self->live++;
     PyObject *mv = PyMemoryView_FromObject((PyObject *)v);
-    Py_DECREF(v); /* the memoryview holds it */
-    if (!mv)
+    if (!mv) {
+        Py_DECREF(v);
         return NULL;
+    }
     self->cursor = r + 1;
     self->held[r % self->slots] = 1;
     self->received++;
-    return new_sample(self, r, mv);
+    return new_sample(self, r, mv, v);
 }
 
 /* drop_oldest: copy the sample out under the seqlock; Py_None to retry. */
@@ -95,7 +99,7 @@ copy_out(CoreObject *self, int64_t r, int64_t published)
     __atomic_store_n(AT(self, self->entry + PS_E_READ, int64_t), r + 1, __ATOMIC_RELEASE);
     PyObject *mv = PyMemoryView_FromObject(data);
     Py_DECREF(data);
-    return mv ? new_sample(self, r, mv) : NULL;
+    return mv ? new_sample(self, r, mv, NULL) : NULL;
 }
 
 /* Spin until published > r: first holding the GIL (a prompt publisher
@@ -246,41 +250,54 @@ PyTypeObject ps_slotview_type = {
 
 /* -- Sample ------------------------------------------------------------------ */
 
+/* How many views of the slot are alive besides buf itself.  A memoryview
+ * made from buf (numpy's frombuffer, a slice, memoryview(buf)) shares buf's
+ * managed buffer and is invisible to the slot's own export count; a buffer
+ * taken from buf (a C consumer) counts in buf's exports; a view of the slot
+ * taken through buf.obj counts in the slot's.  Read without releasing
+ * anything, so a refused release leaves the sample exactly as it was. */
+static Py_ssize_t
+other_views(SampleObject *self)
+{
+    PyMemoryViewObject *mv = (PyMemoryViewObject *)self->buf;
+    _PyManagedBufferObject *mbuf = mv->mbuf;
+    int mv_live = !(mv->flags & _Py_MEMORYVIEW_RELEASED); /* the user may have released buf */
+    int mbuf_live = !(mbuf->flags & _Py_MANAGED_BUFFER_RELEASED);
+    return mv->exports + (mbuf->exports - mv_live) + (self->slot->exports - mbuf_live);
+}
+
 /* Give the slot back.  With `strict` (release() and the end of a with
  * block), a view still alive over the slot -- a numpy array made from buf,
- * a slice of it -- is a BufferError and the sample stays held, so the view
- * never shows a rewritten slot; without it (the sample is being freed) the
- * slot is given back regardless. */
+ * a slice of it -- is a BufferError and nothing changes: the sample stays
+ * held and buf usable, so the view never shows a rewritten slot.  Without
+ * it (the sample is being freed) the slot is given back regardless; the
+ * views left keep the mapping alive (core->live), so they stay readable. */
 static int
 sample_release_impl(SampleObject *self, int strict)
 {
     CoreObject *core = self->core;
     if (!core)
         return 0;
-    PyObject *et, *ev, *tb;
-    PyErr_Fetch(&et, &ev, &tb);
-    PyObject *base = PyMemoryView_GET_BASE(self->buf);
-    SlotViewObject *slot = (base && Py_IS_TYPE(base, &ps_slotview_type)) ? (SlotViewObject *)base : NULL;
-    if (slot) {
-        slot->done = 1; /* no new exports of the slot */
-        Py_INCREF(slot); /* releasing buf may drop the last other reference */
-    }
-    static PyObject *name_release;
-    if (!name_release)
-        name_release = PyUnicode_InternFromString("release");
-    PyObject *r = name_release ? PyObject_CallMethodNoArgs(self->buf, name_release) : NULL;
-    int exported = slot && (r == NULL || slot->exports > 0); /* a copy protects nothing */
-    Py_XDECREF((PyObject *)slot);
-    Py_XDECREF(r);
-    PyErr_Clear();
-    if (exported && strict) {
-        Py_XDECREF(et); Py_XDECREF(ev); Py_XDECREF(tb);
+    if (strict && self->slot && other_views(self) > 0) {
         PyErr_Format(PyExc_BufferError,
                      "sample #%lld's buf is still exported (a numpy array or other view over it is "
                      "alive): delete it before releasing the sample; the slot stays held until then",
                      (long long)self->seq);
         return -1;
     }
+    PyObject *et, *ev, *tb;
+    PyErr_Fetch(&et, &ev, &tb);
+    if (self->slot)
+        self->slot->done = 1; /* no new exports of the slot (through a saved buf.obj) */
+    /* Fails only if views are left, which we checked or do not care about. */
+    static PyObject *name_release;
+    if (!name_release)
+        name_release = PyUnicode_InternFromString("release");
+    PyObject *r = name_release ? PyObject_CallMethodNoArgs(self->buf, name_release) : NULL;
+    Py_XDECREF(r);
+    PyErr_Clear();
+    /* Last: buf's managed buffer may hold the slot's only other reference. */
+    Py_CLEAR(self->slot);
     PyErr_Restore(et, ev, tb);
     self->core = NULL;
     ps_sub_release(core, self->seq);
