@@ -4,16 +4,17 @@ listeners can receive or accept without waiting?
 Like ``multiprocessing.connection.wait``, for every transport at once: each
 object gives a descriptor (``fileno()``) and all of them go into one
 ``selectors`` wait, so any mix of ``shm://``, ``unix://``, ``tcp://``,
-``pipe://``, serial and anonymous-pipe channels, and socket and named-pipe
-listeners, is waited on by one thread that sleeps in the kernel.
+``pipe://``, serial and anonymous-pipe channels, pub/sub subscribers
+(ready when a sample is there), and socket and named-pipe listeners, is
+waited on by one thread that sleeps in the kernel.
 
 Two refinements make the answer exact:
 
 * A channel that has already buffered a message (a byte stream reads ahead
   whole frames) is ready although its descriptor is quiet: ``ready()`` is
   asked first, and an object that is ready returns at once.
-* A descriptor may be readable for nothing: an ``shm://`` channel's doorbell
-  is rung whenever a message *may* have arrived.  Such an object is returned
+* A descriptor may be readable for nothing: an ``shm://`` channel's or a
+  subscriber's doorbell is rung whenever a message *may* have arrived.  Such an object is returned
   only if its ``ready()`` confirms it; otherwise the wait goes on.  Calling
   ``fileno()`` before every wait is part of that protocol (it re-arms the
   shm doorbell), which is why it is called on every round.

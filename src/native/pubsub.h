@@ -5,6 +5,7 @@
 #define INTERPROC_PUBSUB_H
 
 #include "native.h"
+#include "doorbell.h"
 
 #define PS_OFF_PUBLISHED 64    /* i64; low 32 bits: subscribers' futex word */
 #define PS_OFF_SUB_WAITERS 72  /* i64 */
@@ -33,18 +34,6 @@
 #define PS_BLOCK 0
 #define PS_DROP_OLDEST 1
 
-/* A doorbell slot in the segment: where a waiter's pipe is, and whether it
- * waits on it right now (one shot: the ringer clears it). */
-typedef struct {
-    uint32_t fd, fdwait;
-    uint64_t ino;
-} ps_bell;
-
-/* bell.c: open another process's doorbell pipe for writing through
- * /proc/PID/fd/N; -1 unless it is a FIFO with that inode. */
-int ip_bell_open(uint32_t pid, uint32_t fd, uint64_t ino);
-void ip_bell_write(int fd);
-
 int ip_pubsub_init(PyObject *module);
 
 /* -- the C core (pubsub_core.c, pubsub_pub.c, pubsub_sub.c) -------------- */
@@ -52,7 +41,7 @@ int ip_pubsub_init(PyObject *module);
 typedef struct {
     PyObject_HEAD
     Py_buffer view;
-    int has_view, closed;
+    int has_view, closed, is_pub;
     char *base;
     uint32_t max_subs, slots, history;
     uint64_t slot_size, stride, slots_off;
@@ -61,16 +50,18 @@ typedef struct {
     /* publisher */
     int64_t seq, gen, min_read;
     int loaned;
-    int *bells;           /* per entry: our write end of its doorbell, or -1 */
-    uint64_t *bell_inos;
+    ip_bell_peer *bells;  /* per entry: its doorbell, opened once rung */
     /* subscriber */
     Py_ssize_t entry;
     int policy;
     int64_t cursor, read_pos, received, dropped;
     uint8_t *held;        /* samples held, by seq % slots */
     Py_ssize_t live;      /* slot views still exported */
-    int pub_bell;
-    uint64_t pub_bell_ino;
+    ip_bell_peer pub_bell;
+    /* both: our own doorbell (fileno(), asyncio), and whether we count
+     * ourselves a sleeper (sub_waiters / pub_waiting) while it is armed */
+    ip_doorbell bell;
+    int bell_counted;
 } CoreObject;
 
 typedef struct {
@@ -105,15 +96,17 @@ load64(CoreObject *self, Py_ssize_t off)
 /* pubsub_core.c */
 int ps_closed_check(CoreObject *self, const char *who);
 PyObject *ps_remaining(long long deadline);
-void ps_ring(int *cache, uint64_t *cache_ino, ps_bell *b, uint32_t pid, int force);
+void ps_ring(ip_bell_peer *peer, ip_bell_slot *b, uint32_t pid, int force);
 void ps_ring_subscribers(CoreObject *self, int force);
 void ps_drop_view(CoreObject *self);
+void ps_disarm(CoreObject *self);
 /* pubsub_pub.c */
 PyObject *ps_pub_send(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *ps_pub_claim(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 PyObject *ps_pub_publish(CoreObject *self, PyObject *const *args, Py_ssize_t nargs);
 PyObject *ps_pub_discard(CoreObject *self, PyObject *unused);
 PyObject *ps_pub_has_room(CoreObject *self, PyObject *arg);
+int ps_pub_room_now(CoreObject *self);
 /* pubsub_sub.c */
 PyObject *ps_sub_recv(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 void ps_sub_release(CoreObject *self, int64_t seq);

@@ -43,26 +43,14 @@ ps_remaining(long long deadline)
 
 /* -- doorbells ------------------------------------------------------------ */
 
+/* Ring the doorbell in `b` if its owner armed it (always when `force`). */
 void
-ps_ring(int *cache, uint64_t *cache_ino, ps_bell *b, uint32_t pid, int force)
+ps_ring(ip_bell_peer *peer, ip_bell_slot *b, uint32_t pid, int force)
 {
-    uint64_t ino = __atomic_load_n(&b->ino, __ATOMIC_ACQUIRE);
-    if (ino == 0)
-        return;
     if (!force && !(__atomic_load_n(&b->fdwait, __ATOMIC_RELAXED) &&
                     __atomic_exchange_n(&b->fdwait, 0, __ATOMIC_SEQ_CST)))
         return;
-    if (*cache >= 0 && *cache_ino != ino) {
-        close(*cache);
-        *cache = -1;
-    }
-    if (*cache < 0) {
-        *cache = ip_bell_open(pid, __atomic_load_n(&b->fd, __ATOMIC_RELAXED), ino);
-        *cache_ino = ino;
-        if (*cache < 0)
-            return;
-    }
-    ip_bell_write(*cache);
+    ip_bell_peer_ring(peer, b, pid);
 }
 
 /* Ring the armed doorbells of subscribers (all of them when `force`). */
@@ -75,8 +63,112 @@ ps_ring_subscribers(CoreObject *self, int force)
     for (uint32_t i = 0; i < hwm; i++) {
         Py_ssize_t e = PS_OFF_TABLE + (Py_ssize_t)i * PS_ENTRY;
         uint32_t pid = __atomic_load_n(AT(self, e + PS_E_PID, uint32_t), __ATOMIC_RELAXED);
-        ps_ring(&self->bells[i], &self->bell_inos[i], AT(self, e + PS_E_BELL, ps_bell), pid, force);
+        ps_ring(&self->bells[i], AT(self, e + PS_E_BELL, ip_bell_slot), pid, force);
     }
+}
+
+/* -- our own doorbell (fileno(), asyncio) -------------------------------------
+ *
+ * A subscriber's bell sits in its table entry, rung by the publisher after a
+ * publish, with the publisher's pidfd in the epoll set; the publisher's sits
+ * in the header, rung by a subscriber's release.  The other side looks at
+ * the bells only when somebody counts as a sleeper (sub_waiters,
+ * pub_waiting: what it checks after every publish/release anyway), so while
+ * armed we count ourselves one -- until the next recv, disarm() or close(). */
+
+static ip_bell_slot *
+own_slot(CoreObject *self)
+{
+    return self->is_pub ? AT(self, PS_OFF_PUB_BELL, ip_bell_slot)
+                        : AT(self, self->entry + PS_E_BELL, ip_bell_slot);
+}
+
+void
+ps_disarm(CoreObject *self)
+{
+    if (self->bell_counted && self->has_view) {
+        __atomic_fetch_sub(AT(self, self->is_pub ? PS_OFF_PUB_WAITING : PS_OFF_SUB_WAITERS, int64_t),
+                           1, __ATOMIC_SEQ_CST);
+    }
+    self->bell_counted = 0;
+}
+
+/* Would recv (subscriber) / send (publisher) not wait?  -1 on error. */
+static int
+ready_now(CoreObject *self)
+{
+    if (self->is_pub)
+        return ps_pub_room_now(self);
+    return load64(self, PS_OFF_PUBLISHED) > self->cursor ||
+           __atomic_load_n(AT(self, PS_OFF_CLOSED, uint32_t), __ATOMIC_SEQ_CST) ||
+           ip_doorbell_watched_gone(&self->bell);
+}
+
+/* Announce (armed, counted), fence, re-check: 1 ready now, 0 poll, -1 error. */
+static int
+arm(CoreObject *self)
+{
+    const char *who = self->is_pub ? "publisher" : "subscriber";
+    if (ps_closed_check(self, who) < 0)
+        return -1;
+    if (!ip_doorbell_ok(&self->bell)) {
+        uint32_t pub = self->is_pub ? 0 : __atomic_load_n(AT(self, PS_OFF_PUB_PID, uint32_t), __ATOMIC_RELAXED);
+        if (ip_doorbell_open(&self->bell, own_slot(self), -1, pub, pub, who) < 0)
+            return -1;
+    }
+    __atomic_store_n(&own_slot(self)->fdwait, 1, __ATOMIC_SEQ_CST);
+    if (!self->bell_counted) {
+        __atomic_fetch_add(AT(self, self->is_pub ? PS_OFF_PUB_WAITING : PS_OFF_SUB_WAITERS, int64_t),
+                           1, __ATOMIC_SEQ_CST);
+        self->bell_counted = 1;
+    }
+    ip_heavy_fence(ip_asym_ok == 1); /* the other side publishes without a full fence */
+    return ready_now(self);
+}
+
+static PyObject *
+core_arm(CoreObject *self, PyObject *unused)
+{
+    int r = arm(self);
+    return r < 0 ? NULL : PyBool_FromLong(r);
+}
+
+/* fileno() for select/interproc.wait: drain, arm, and ring our own bell when
+ * ready now, so the descriptor is level-triggered for callers that call
+ * fileno() before every wait. */
+static PyObject *
+core_fileno(CoreObject *self, PyObject *unused)
+{
+    if (ip_doorbell_ok(&self->bell))
+        ip_doorbell_drain(&self->bell);
+    int r = arm(self);
+    if (r < 0)
+        return NULL;
+    if (r)
+        ip_doorbell_ring(&self->bell);
+    return PyLong_FromLong(self->bell.ep);
+}
+
+static PyObject *
+core_disarm(CoreObject *self, PyObject *unused)
+{
+    ps_disarm(self);
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_drain_bell(CoreObject *self, PyObject *unused)
+{
+    return PyBool_FromLong(ip_doorbell_drain(&self->bell));
+}
+
+static PyObject *
+core_ready(CoreObject *self, PyObject *unused)
+{
+    if (ps_closed_check(self, self->is_pub ? "publisher" : "subscriber") < 0)
+        return NULL;
+    int r = ready_now(self);
+    return r < 0 ? NULL : PyBool_FromLong(r);
 }
 
 /* -- both ------------------------------------------------------------------- */
@@ -95,17 +187,11 @@ close_bells(CoreObject *self)
 {
     if (self->bells) {
         for (uint32_t i = 0; i < self->max_subs; i++)
-            if (self->bells[i] >= 0)
-                close(self->bells[i]);
+            ip_bell_peer_close(&self->bells[i]);
         PyMem_Free(self->bells);
-        PyMem_Free(self->bell_inos);
         self->bells = NULL;
-        self->bell_inos = NULL;
     }
-    if (self->pub_bell >= 0) {
-        close(self->pub_bell);
-        self->pub_bell = -1;
-    }
+    ip_bell_peer_close(&self->pub_bell);
 }
 
 static PyObject *
@@ -118,6 +204,11 @@ core_close(CoreObject *self, PyObject *unused)
             __atomic_store_n(AT(self, PS_OFF_CLOSED, uint32_t), 1, __ATOMIC_SEQ_CST);
             ip_futex(AT(self, PS_OFF_PUBLISHED, uint32_t), FUTEX_WAKE, INT_MAX, NULL);
             ps_ring_subscribers(self, 1);
+        }
+        if (self->has_view) {
+            ps_disarm(self);
+            ip_doorbell_ring(&self->bell); /* our own pollers: they find us closed */
+            ip_doorbell_close(&self->bell, own_slot(self));
         }
         close_bells(self);
         ps_drop_view(self);
@@ -180,14 +271,14 @@ core_init(CoreObject *self, PyObject *args, PyObject *kwargs)
     self->gen = -1;
     ip_asym_register();
     if (is_pub) {
-        self->bells = PyMem_Malloc(max_subs * sizeof(int));
-        self->bell_inos = PyMem_Calloc(max_subs, sizeof(uint64_t));
-        if (!self->bells || !self->bell_inos) {
+        self->is_pub = 1;
+        self->bells = PyMem_Malloc(max_subs * sizeof(ip_bell_peer));
+        if (!self->bells) {
             PyErr_NoMemory();
             return -1;
         }
         for (uint32_t i = 0; i < max_subs; i++)
-            self->bells[i] = -1;
+            ip_bell_peer_init(&self->bells[i]);
     } else {
         self->held = PyMem_Calloc(slots, 1);
         if (!self->held) {
@@ -205,8 +296,10 @@ static PyObject *
 core_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     CoreObject *self = (CoreObject *)type->tp_alloc(type, 0);
-    if (self)
-        self->pub_bell = -1;
+    if (self) {
+        ip_bell_peer_init(&self->pub_bell);
+        ip_doorbell_init(&self->bell);
+    }
     return (PyObject *)self;
 }
 
@@ -214,6 +307,7 @@ static void
 core_dealloc(CoreObject *self)
 {
     close_bells(self);
+    ip_doorbell_close(&self->bell, NULL); /* closed without close(): the segment's bell slot stays stale */
     if (self->has_view)
         PyBuffer_Release(&self->view);
     PyMem_Free(self->held);
@@ -251,7 +345,14 @@ get_core_closed(CoreObject *self, void *c)
     return PyBool_FromLong(self->closed);
 }
 
+static PyObject *
+get_bell_fd(CoreObject *self, void *c)
+{
+    return PyLong_FromLong(self->bell.ep);
+}
+
 static PyGetSetDef core_getset[] = {
+    {"bell_fd", (getter)get_bell_fd, NULL, "The doorbell's descriptor once arm() made it, else -1.", NULL},
     {"seq", (getter)get_seq, NULL, "Publisher: samples published; subscriber: the next to read.", NULL},
     {"loaned", (getter)get_loaned, NULL, "A slot is lent out (publisher).", NULL},
     {"received", (getter)get_received, NULL, "Samples received (subscriber).", NULL},
@@ -274,6 +375,17 @@ static PyMethodDef core_methods[] = {
      "has_room(seq)\n--\n\nTrue when no block subscriber still needs the slot of sample seq."},
     {"recv", (PyCFunction)(void (*)(void))ps_sub_recv, FASTKW,
      "recv(timeout=None)\n--\n\nThe next sample (a Sample)."},
+    {"fileno", (PyCFunction)core_fileno, METH_NOARGS,
+     "fileno()\n--\n\nA descriptor that polls readable when recv (subscriber) or send\n"
+     "(publisher) may not wait; re-arms it: call it before every wait."},
+    {"arm", (PyCFunction)core_arm, METH_NOARGS,
+     "arm()\n--\n\nArm the doorbell (no draining); True if ready now.  Counts as a sleeper\n"
+     "until disarm(), the next recv or close()."},
+    {"disarm", (PyCFunction)core_disarm, METH_NOARGS, "disarm()\n--\n\nStop counting as a sleeper."},
+    {"drain_bell", (PyCFunction)core_drain_bell, METH_NOARGS,
+     "drain_bell()\n--\n\nEmpty the doorbell (before re-checking); True if it had rung."},
+    {"ready", (PyCFunction)core_ready, METH_NOARGS,
+     "ready()\n--\n\nTrue when recv (subscriber) or send (publisher) would not wait."},
     {"close", (PyCFunction)core_close, METH_NOARGS,
      "close()\n--\n\nPublisher: mark the segment closed and wake subscribers.\n"
      "Both: stop using the segment (its buffer goes when no sample view is left)."},

@@ -220,6 +220,13 @@ ps_pub_discard(CoreObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+int
+ps_pub_room_now(CoreObject *self)
+{
+    self->gen = -1; /* a fresh scan: a waiter must not trust the cache */
+    return room(self, self->seq);
+}
+
 PyObject *
 ps_pub_has_room(CoreObject *self, PyObject *arg)
 {

@@ -145,6 +145,8 @@ ps_sub_recv(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject 
     long long deadline = -1;
     if (timeout != Py_None && ip_deadline_ns(timeout, &deadline) < 0)
         return NULL; /* a bad timeout is an error even when no wait is needed */
+    if (self->bell_counted)
+        ps_disarm(self); /* armed by fileno() for a wait that is over */
     for (;;) {
         if (ps_closed_check(self, "subscriber") < 0)
             return NULL;
@@ -197,7 +199,7 @@ ps_sub_release(CoreObject *self, int64_t seq)
         __atomic_fetch_add(AT(self, PS_OFF_SPACE, uint32_t), 1, __ATOMIC_SEQ_CST);
         ip_futex(AT(self, PS_OFF_SPACE, uint32_t), FUTEX_WAKE, INT_MAX, NULL);
         uint32_t pid = __atomic_load_n(AT(self, PS_OFF_PUB_PID, uint32_t), __ATOMIC_RELAXED);
-        ps_ring(&self->pub_bell, &self->pub_bell_ino, AT(self, PS_OFF_PUB_BELL, ps_bell), pid, 0);
+        ps_ring(&self->pub_bell, AT(self, PS_OFF_PUB_BELL, ip_bell_slot), pid, 0);
     }
 }
 

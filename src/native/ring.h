@@ -42,6 +42,7 @@
 #define INTERPROC_RING_H
 
 #include "native.h"
+#include "doorbell.h"
 
 #include <time.h>
 
@@ -102,10 +103,10 @@ typedef struct {
     long long spin_ns;
     int busy_send, busy_recv, waiters; /* threads inside a call that may block */
     uint32_t interrupts;
-    /* Doorbell (bell.c), made by the first fileno(): our pipe, the epoll fd
-     * handed out (pipe + pidfd), and the peer's pipe once opened. */
-    int bell_r, bell_w, bell_ep, peer_bell, peer_bell_failed;
-    uint64_t peer_bell_ino;
+    /* Doorbell (bell.c, doorbell.c), made by the first fileno(): ours, and
+     * the peer's pipe once opened. */
+    ip_doorbell bell;
+    ip_bell_peer peer_bell;
 } ChanObject;
 
 enum { W_READY, W_TIMEOUT, W_CHECK, W_DEAD };

@@ -156,6 +156,22 @@ class Subscriber:
         with self.recv(timeout=timeout) as s:
             return s.tobytes()
 
+    # -- waiting beside other objects (interproc.wait, selectors) -----------------
+    def fileno(self) -> int:
+        """A descriptor that polls readable when ``recv()`` may not wait: a sample
+        is there, or the publisher closed or died.  Each call re-arms it (the
+        publisher rings it once, then this subscriber counts as a sleeper until
+        the next ``recv()``): call it before every wait, as ``interproc.wait``
+        does.  It may be readable for nothing; ``ready()`` tells."""
+        self._check_open()
+        return self._core.fileno()
+
+    def ready(self) -> bool:
+        """True when ``recv()`` would not wait (it returns a sample or raises
+        ``ChannelClosed`` at once)."""
+        self._check_open()
+        return self._core.ready() or not is_alive(self._pub)
+
     def _wake_publisher(self) -> None:
         buf = self._buf
         if _load(buf, OFF_PUB_WAITING):
