@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import struct
-import weakref
 from typing import Any
 
 from .._errors import AlreadyExists, HandleClosed, ProtocolError, Timeout
+from .._lifecycle import finalizer, run_quietly
 from .._naming import Scope
 from .._platform import current_process
 from .._shm import SharedMemory
@@ -125,7 +125,7 @@ class Publisher:
         self._core = core
         # The hot path: the C method itself, no Python frame in between.
         self.send = core.send  # type: ignore[method-assign]
-        self._finalizer = weakref.finalize(self, _close_publisher, core, seg)
+        self._finalizer = finalizer(self, _close_publisher, core, seg, what=f"Publisher {name!r}")
         return self
 
     # -- properties ------------------------------------------------------
@@ -173,7 +173,7 @@ class Publisher:
 
     def close(self) -> None:
         """Stop publishing: subscribers get what is queued, then ``ChannelClosed``."""
-        self._finalizer()
+        run_quietly(self._finalizer)
 
     def __enter__(self) -> "Publisher":
         return self

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import struct
 import time
-import weakref
 from typing import Any
 
 from .._errors import ChannelClosed, HandleClosed, InterprocError, NotFound, Timeout
+from .._lifecycle import finalizer, run_quietly
 from .._naming import Scope
 from .._platform import ProcessId, current_process, is_alive
 from .._shm import SharedMemory
@@ -87,7 +87,7 @@ class Subscriber:
         self._core = core
         # The hot path: the C method itself, no Python frame in between.
         self.recv = core.recv  # type: ignore[method-assign]
-        self._finalizer = weakref.finalize(self, _leave, core, seg, buf, self._entry)
+        self._finalizer = finalizer(self, _leave, core, seg, buf, self._entry, what=f"Subscriber {name!r}")
         return self
 
     def _join(self) -> int:
@@ -188,7 +188,7 @@ class Subscriber:
 
     def close(self) -> None:
         """Leave: the publisher stops waiting for this subscriber."""
-        self._finalizer()
+        run_quietly(self._finalizer)
 
     def __enter__(self) -> "Subscriber":
         return self
