@@ -6,11 +6,13 @@ side."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import subprocess
-import warnings
 
 from conftest import wait_for_line
+from test_logging_resources import (
+    _warnings_of,  # ResourceWarnings of a call, after a gc
+)
+
 from interproc import aio
 from interproc.shm import Publisher, Subscriber
 
@@ -37,14 +39,6 @@ with Publisher.create(sys.argv[1], slot_size=64, slots=4) as pub:
 """
 
 
-def _resource_warnings(fn):
-    with warnings.catch_warnings(record=True) as got:
-        warnings.simplefilter("always", ResourceWarning)
-        fn()
-        gc.collect()
-    return [str(w.message) for w in got if issubclass(w.category, ResourceWarning)]
-
-
 def test_a_dropped_publisher_warns_and_its_subscribers_see_it_closed(name, spawn):
     def drop():
         pub = Publisher.create(name, slot_size=64, slots=4)
@@ -54,7 +48,7 @@ def test_a_dropped_publisher_warns_and_its_subscribers_see_it_closed(name, spawn
         holder.append(proc)  # dropped here without close()
 
     holder: list[subprocess.Popen] = []
-    assert _resource_warnings(drop) == [f"unclosed Publisher {name!r}"]
+    assert _warnings_of(drop) == [f"unclosed Publisher {name!r}"]
     out, err = holder[0].communicate(timeout=20)
     assert out.split() == ["last", "END"], out + err  # the sample, then ChannelClosed
 
@@ -66,7 +60,7 @@ def test_a_dropped_subscriber_warns_and_leaves_the_table(name, spawn):
     def drop():
         Subscriber.open(name, timeout=10)
 
-    assert _resource_warnings(drop) == [f"unclosed Subscriber {name!r}"]
+    assert _warnings_of(drop) == [f"unclosed Subscriber {name!r}"]
     proc.stdin.write("subscribers\n")
     proc.stdin.flush()
     assert wait_for_line(proc, "SUBSCRIBERS") == "SUBSCRIBERS 0"
@@ -83,7 +77,7 @@ def test_closed_publishers_and_subscribers_do_not_warn(name):
             sub.close()
             sub.close()  # twice is harmless
 
-    assert _resource_warnings(closed) == []
+    assert _warnings_of(closed) == []
 
 
 def test_dropped_asyncio_handles_warn_too(name):
@@ -93,5 +87,5 @@ def test_dropped_asyncio_handles_warn_too(name):
         await pub.send(b"y")
         assert await sub.recv_bytes(timeout=10) == b"y"
 
-    warned = _resource_warnings(lambda: asyncio.run(main()))
+    warned = _warnings_of(lambda: asyncio.run(main()))
     assert sorted(warned) == sorted([f"unclosed Publisher {name!r}", f"unclosed Subscriber {name!r}"])

@@ -9,11 +9,12 @@ import subprocess
 import time
 
 import pytest
+from conftest import wait_for_line
+from test_wait import PEER, _tell, _wait_until  # the channel peer and wait helpers
 
 import interproc
-from conftest import wait_for_line
-from interproc.shm import Subscriber
 from interproc._pubsub._layout import OFF_SUB_WAITERS, _load
+from interproc.shm import Subscriber
 
 # A publisher process: publishes what stdin tells it to.
 PUBLISHER = """
@@ -32,38 +33,6 @@ for line in sys.stdin:
     elif cmd == "close":
         pub.close()
 """
-
-# A channel peer: connects, then sends what stdin tells it to.
-PEER = """
-import sys, interproc
-ch = interproc.connect(sys.argv[1], timeout=10)
-print("READY", flush=True)
-for line in sys.stdin:
-    cmd, *args = line.split()
-    if cmd == "send":
-        for word in args:
-            ch.send(word.encode())
-"""
-
-
-def _tell(proc: subprocess.Popen, line: str) -> None:
-    proc.stdin.write(line + "\n")
-    proc.stdin.flush()
-
-
-def _wait_until(objs, want, timeout=10.0):
-    """wait() until every object of ``want`` was reported; only those may be."""
-    seen: list = []
-    end = time.monotonic() + timeout
-    while not all(any(w is s for s in seen) for w in want):
-        left = end - time.monotonic()
-        assert left > 0, f"wait() never reported {want}, only {seen}"
-        got = interproc.wait(objs, timeout=left)
-        for obj in got:
-            assert any(obj is w for w in want), f"{obj} reported ready with nothing sent"
-        seen.extend(got)
-    return seen
-
 
 def _publisher(spawn, name):
     proc = spawn(PUBLISHER, name, stdin=subprocess.PIPE)
