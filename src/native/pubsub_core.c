@@ -307,9 +307,12 @@ static void
 core_dealloc(CoreObject *self)
 {
     close_bells(self);
-    ip_doorbell_close(&self->bell, NULL); /* closed without close(): the segment's bell slot stays stale */
-    if (self->has_view)
+    if (self->has_view) { /* freed without close(): still leave the segment tidy */
+        ps_disarm(self);
+        ip_doorbell_close(&self->bell, own_slot(self));
         PyBuffer_Release(&self->view);
+    }
+    ip_doorbell_close(&self->bell, NULL);
     PyMem_Free(self->held);
     Py_XDECREF(self->slow_wait);
     Py_TYPE(self)->tp_free((PyObject *)self);
