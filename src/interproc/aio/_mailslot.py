@@ -70,6 +70,8 @@ class Mailslot(AsyncReceiveChannel):
 
     async def read(self, *, timeout: float | None = None) -> bytes:
         """The oldest message; waits (without blocking the loop) up to ``timeout`` seconds."""
+        if hasattr(self._slot, "_aread"):  # a nats:// mailslot: its subscription wakes this loop
+            return await self._slot._aread(timeout)
         deadline = deadline_of(timeout)
         queue: Queue = self._slot._queue
         while True:
@@ -105,6 +107,9 @@ class Mailslot(AsyncReceiveChannel):
     async def write(name: str, data: Any, *, timeout: float | None = None, scope: str = "user", **kwargs: Any) -> None:
         """Like ``Mailslot.write``; while the server's queue is full the wait happens
         in a waiter thread, not on the event loop."""
+        if scope.lower().startswith(("nats://", "tls://")):  # the first write connects: not on the loop
+            await asyncio.to_thread(_sync.Mailslot.write, name, data, scope=scope, timeout=timeout, **kwargs)
+            return
         if scope == "domain":  # one sendto(): never blocks
             _sync.Mailslot.write(name, data, scope=scope, **kwargs)
             return
