@@ -221,3 +221,33 @@ def test_a_server_without_jetstream_is_a_clear_error(name):
             dde.Server(name, host=server.url)
     finally:
         server.close()
+
+
+def test_dde_and_window_messages_pass_credentials_through(spawn, name):
+    from interproc import messages
+
+    server = NatsServer(extra=["--user", "alice", "--pass", "s3cret"])
+    try:
+        host = server.url.removeprefix("nats://")
+        with pytest.raises(PermissionDenied):
+            dde.connect(name, "Stocks", host=f"nats://alice:wrong@{host}", timeout=5)
+        url = f"nats://alice:s3cret@{host}"
+        srv = _server(spawn, url, name)
+        with dde.connect(name, "Stocks", host=url, timeout=5) as conv:
+            assert conv.request("ACME") == "101.5"
+            assert "s3cret" not in repr(conv)
+        _stop(srv)
+        with pytest.raises(PermissionDenied):
+            messages.send_message(name, 0x401, host=f"nats://alice:wrong@{host}", timeout=5)
+    finally:
+        _nats.close_all()
+        server.close()
+    server = NatsServer(extra=["--auth", "tok3n"])
+    try:
+        srv = _server(spawn, server.url.replace("nats://", "nats://tok3n@"), name)
+        with dde.connect(name, "Stocks", host=server.url, token="tok3n", timeout=5) as conv:
+            assert conv.request("ACME") == "101.5"
+        _stop(srv)
+    finally:
+        _nats.close_all()
+        server.close()
