@@ -163,7 +163,7 @@ class Server:
         if host is not None:
             try:
                 if host.lower().startswith(("nats://", "tls://")):
-                    from ._nats import NatsHost
+                    from ._nats_host import NatsHost
 
                     self._nats = NatsHost(self, host, **listen_options)
                 else:
