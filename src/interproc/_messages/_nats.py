@@ -102,6 +102,7 @@ class NatsPort:
 def call(name: str, kind: int, msg: int, wparam: int, lparam: int, *, data: Any, timeout: float | None,
          abort_if_hung: bool, address: str) -> Any:
     """SEND (request/reply, the handler's result) or POST (publish, None) to window ``name``."""
+    _nats.require()  # ImportError naming the extra, before anything else
     from nats import errors
 
     subject = _nats.subject(KIND, name)
