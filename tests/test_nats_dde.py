@@ -251,3 +251,21 @@ def test_dde_and_window_messages_pass_credentials_through(spawn, name):
     finally:
         _nats.close_all()
         server.close()
+
+
+def test_a_killed_servers_stale_items_are_gone_when_a_new_server_starts(nats_server, spawn, name):
+    srv = _server(spawn, nats_server.url, name)
+    _tell(srv, "set Only-Old yes")
+    srv.kill()  # SIGKILL: no close, the bucket stays behind
+    srv.wait(10)
+    import contextlib
+    import os
+
+    with contextlib.suppress(FileNotFoundError):  # what `interproc gc` does with a dead server's socket
+        os.unlink(os.path.join(os.environ["INTERPROC_RUNTIME_DIR"], f"dde.{name}.sock"))
+    srv = _server(spawn, nats_server.url, name)
+    with dde.connect(name, "Stocks", host=nats_server.url, timeout=5) as conv:
+        assert conv.request("ACME") == "101.5"
+        with pytest.raises(NotFound):
+            conv.request("Only-Old")
+    _stop(srv)

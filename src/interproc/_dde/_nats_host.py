@@ -103,6 +103,10 @@ class NatsHost:
             pass
         else:
             raise AlreadyExists(f"{self.what}: another server already serves that name")
+        try:  # a bucket nobody serves was left by a server that died: its items are stale
+            await self.conn.nc.jetstream().delete_key_value(self.bucket)
+        except Exception:  # none there (the usual case), or no JetStream: _ensure_bucket says which
+            pass
         self._kv = await self._ensure_bucket()
 
     async def _ensure_bucket(self) -> Any:
