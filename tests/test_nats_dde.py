@@ -269,3 +269,28 @@ def test_a_killed_servers_stale_items_are_gone_when_a_new_server_starts(nats_ser
         with pytest.raises(NotFound):
             conv.request("Only-Old")
     _stop(srv)
+
+
+def test_a_broker_that_lost_its_store_gets_the_items_again(nats_server, spawn, name):
+    import shutil
+
+    srv = _server(spawn, nats_server.url, name)
+    conv = dde.connect(name, "Stocks", host=nats_server.url, timeout=5)
+    hot = Values()
+    conv.advise("ACME", callback=hot)
+    hot.wait_for("101.5")
+    nats_server.stop()
+    shutil.rmtree(nats_server.store)  # the broker comes back empty: no bucket at all
+    nats_server.start()
+    _tell(srv, "set ACME 300")
+    assert hot.wait_for("300", timeout=30)[-1] == "300"  # the server re-created and re-filled the bucket
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            if conv.request("a.b") == "dotted":  # an item not set since: put again too
+                break
+        except NotFound:
+            time.sleep(0.1)
+    assert conv.request("a.b") == "dotted"
+    conv.close()
+    _stop(srv)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 
 import pytest
 
@@ -43,6 +44,10 @@ def note(m):
 def fail(m):
     raise KeyError("nope")
 
+@win.handler(0x405)
+def count(m):
+    return len(posted)
+
 @win.handler(0x404)
 def stop(m):
     win.quit()
@@ -72,8 +77,11 @@ def test_send_post_and_copy_data_reach_a_window_in_another_process(nats_server, 
     with pytest.raises(RemoteError) as info:
         messages.send_message(name, 0x403, host=url, timeout=10)
     assert info.value.remote_type == "KeyError"
-    # the posts were published before this send: the window dispatched them first, in order
-    assert messages.send_message(name, 0x404, host=url, timeout=10) == list(range(20))
+    # posts are not waited for (and a window dispatches sent messages first): poll, bounded
+    deadline = time.monotonic() + 15
+    while messages.send_message(name, 0x405, host=url, timeout=10) < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert messages.send_message(name, 0x404, host=url, timeout=10) == list(range(20))  # all, in order
     assert wait_for_line(win, "POSTED").split() == ["POSTED", "20"]
     win.wait(10)
     with pytest.raises(NotFound):  # the window is gone: no responders

@@ -67,7 +67,8 @@ class NatsAdviseLink(AdviseLink):
                  callback: Callable[..., Any] | None) -> None:
         super().__init__(conv, link_id, item, hot, ack, callback)
         self.key = item_key(conv.topic, item)
-        self.revision = 0  # of the last value delivered (a replay of it after a re-watch is skipped)
+        #: (revision, time) of the last value delivered: its replay after a re-watch is skipped
+        self.stamp: tuple[int, Any] = (0, None)
         self._task: Any = None
         self._values: deque[Any] = deque()
 
@@ -266,9 +267,10 @@ class NatsConversation(Conversation):
                     continue  # "the replay is done"
                 if not hasattr(entry, "revision"):
                     return  # the watcher was stopped
-                if entry.operation in (KV_DEL, KV_PURGE) or entry.revision == link.revision:
+                stamp = (entry.revision, entry.created)  # a re-created bucket counts revisions from 1 again
+                if entry.operation in (KV_DEL, KV_PURGE) or stamp == link.stamp:
                     continue  # deleted, or the replay of what this link already delivered
-                link.revision = entry.revision
+                link.stamp = stamp
                 try:
                     value = _unpack(entry.value or b"", self.what) if link.hot else None
                 except ProtocolError:

@@ -170,14 +170,16 @@ class NatsHost:
     async def _resync(self) -> None:
         from nats.js import errors as js_errors
 
-        for _ in range(100):  # JetStream may need a moment after a restart to load its streams
+        lost = False
+        for attempt in range(100):  # JetStream may need a moment after a restart to load its streams
             if self._closed:
                 return
             try:
                 try:
                     self._kv = await self.conn.nc.jetstream().key_value(self.bucket)
-                    lost = False
                 except js_errors.BucketNotFoundError:
+                    if attempt < 20:  # not loaded yet, or really lost: ask again for 2 s first
+                        raise
                     self._kv, lost = await self._ensure_bucket(), True
                 break
             except Exception:
