@@ -86,3 +86,28 @@ print("GOT", slot.read(timeout=10).decode(), slot.read(timeout=10).decode(), flu
 
     asyncio.run(main())
     assert wait_for_line(reader, "GOT").split() == ["GOT", "one", "two"]
+
+
+def test_open_gives_write_only_channels_on_nats_blocking_and_asyncio(nats_server, name):
+    from interproc.mailslot import Mailslot as SyncMailslot
+
+    slot = SyncMailslot.create(name, scope=nats_server.url)
+    try:
+        with SyncMailslot.open(name, scope=nats_server.url) as w:
+            w.send(b"sync")
+            w.send_obj({"n": 1})
+            assert w.max_message_size >= 1024 * 1024 and not hasattr(w, "recv")
+        with pytest.raises(HandleClosed):
+            w.send(b"late")
+
+        async def main() -> None:
+            aw = await Mailslot.open(name, scope=nats_server.url)
+            await aw.send(b"async")
+            aw.close()
+            with pytest.raises(HandleClosed):
+                await aw.send(b"late")
+
+        asyncio.run(main())
+        assert [slot.read(timeout=5) for _ in range(3)] == [b"sync", b'{"n":1}', b"async"]
+    finally:
+        slot.close()

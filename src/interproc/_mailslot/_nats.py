@@ -150,7 +150,46 @@ def write(name: str, data: memoryview, address: str, *, timeout: float | None, *
     conn.publish_nowait(subj, bytes(data), timeout=timeout)
 
 
-from . import Mailslot, Pending  # noqa: E402  (this module is imported lazily, after the package)
+from . import Mailslot, MailslotWriter, Pending, _as_view  # noqa: E402  (imported lazily, after the package)
+
+
+class NatsMailslotWriter(MailslotWriter):
+    """A write-only channel publishing to a NATS mailslot (``Mailslot.open(name, scope="nats://...")``).
+
+    As ``Mailslot.write`` on NATS: no ``NotFound`` when nobody reads (the
+    broker does not tell a publisher), and ``send`` waits only while
+    ``_nats.OUT_LIMIT`` bytes of this process are still on their way.
+    """
+
+    def __init__(self, name: str, address: str, *, codec: str = "json", timeout: float | None = None,
+                 **creds: Any) -> None:
+        server, path = _nats.split(address)
+        if path:
+            raise ValueError(f"mailslot scope {address!r}: give the server only (nats://HOST:PORT)")
+        self.subject = _nats.subject(KIND, name)
+        self.conn = _nats.connection(server, timeout=timeout, **creds)
+        self.name = name
+        self.scope = address
+        super(MailslotWriter, self).__init__(codec=codec)
+
+    def _resources(self) -> Any:
+        return None
+
+    @staticmethod
+    def _finalize(resources: Any) -> None:
+        pass  # the connection is the process's, shared: nothing of this writer's own to free
+
+    def _send_bytes(self, data: Any, timeout: float | None) -> None:
+        view = _as_view(data)
+        self.conn.check_size(len(view))
+        self.conn.publish_nowait(self.subject, bytes(view), timeout=timeout)
+
+    @property
+    def max_message_size(self) -> int:
+        return self.conn.max_payload
+
+    def __repr__(self) -> str:
+        return f"<MailslotWriter {self.name!r} scope={_nats.redact(self.scope)}{' closed' if self.closed else ''}>"
 
 
 class NatsMailslot(Mailslot):

@@ -130,6 +130,8 @@ class Mailslot(AsyncReceiveChannel):
     async def open(name: str, *, scope: str = "user", timeout: float | None = None) -> "MailslotWriter":
         """A write-only async channel to the server of ``name``."""
         validate_name(name)
+        if scope.lower().startswith(("nats://", "tls://")):  # connecting may take a while: not on the loop
+            return _NatsWriter(await asyncio.to_thread(_sync.Mailslot.open, name, scope=scope, timeout=timeout))
         deadline = deadline_of(timeout)
         while True:
             try:
@@ -193,3 +195,28 @@ async def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any)
     if kw:
         raise TypeError(f"mailslot:// addresses take no options {sorted(kw)}")
     return await Mailslot.open(addr.name, scope=addr.query.get("scope", "user"), timeout=timeout)
+
+
+class _NatsWriter(MailslotWriter):
+    """``interproc.aio.Mailslot.open(name, scope="nats://...")``: sends hand the bytes to the
+    NATS loop thread at once; only while this process has too much queued does a send wait,
+    and then in a worker thread."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+        self.name = writer.name
+        self._closed = False
+
+    async def send(self, data: Any, *, timeout: float | None = None) -> None:
+        if self._closed:
+            raise HandleClosed(f"send on mailslot writer {self.name!r} after its close()")
+        try:
+            self._writer.send(data, timeout=0)
+        except Timeout:
+            await asyncio.to_thread(self._writer.send, data, timeout=timeout)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._writer.close()
+
