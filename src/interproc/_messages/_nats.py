@@ -12,7 +12,7 @@ one).  The messages are the frames of :mod:`._protocol`, unchanged:
 * ``post_message``: a plain publish, as PostMessage returns without waiting
   for the window.  So, unlike a local post, there is no ``QueueFull`` and no
   ``NotFound``: a post to a full queue or to no window is dropped (the
-  window counts those in ``posts_dropped``).
+  window's :class:`NatsPort` counts the first kind in ``posts_dropped``).
 
 Senders over NATS are remote: they cannot hand over shared memory, so a
 frame that names a segment is a ``ProtocolError``, never mapped.  The
