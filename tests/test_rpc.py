@@ -125,6 +125,16 @@ def transport(request, name, spawn):
     srv = spawn(SERVER, address, mode, *tls_files)
     served = wait_for_line(srv, "ADDRESS").split()[1]
     client_address = f"serial://{cable.b}" if cable is not None and kind == "serial" else served
+    if kind == "nats":  # the server subscribes in serve_forever(), just after printing its address
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                rpc.connect(served, timeout=5).close()
+                break
+            except interproc.NotFound:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
     try:
         yield kind, srv, client_address, client_opts, mode, tls_files
     finally:
