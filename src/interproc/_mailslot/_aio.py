@@ -17,11 +17,11 @@ from .._codec import get_codec
 from .._contract import AsyncReceiveChannel, AsyncSendChannel
 from .._deadline import time_left as _left
 from .._errors import ChannelClosed, HandleClosed, NotFound, Timeout
-from .._mailslot import Pending, _as_view, _cache, _open_queue
-from .._mailslot._queue import _LIVENESS_SLICE, Gone, Queue, deadline_of
+from . import Pending, _as_view, _cache, _open_queue
+from ._queue import _LIVENESS_SLICE, Gone, Queue, deadline_of
 from .._naming import validate_name
 from .._deadline import nobody_came
-from ._futex import futex_wait
+from .._aio_futex import futex_wait
 
 # A lock wait this short never blocks the event loop noticeably; the mutex is
 # only held for the copy of one message.

@@ -23,11 +23,11 @@ import subprocess
 import time
 from typing import Any
 
-from . import _registry
-from ._errors import AlreadyExists, NotFound, Timeout, map_os_error
-from ._framing import DEFAULT_MAX_MESSAGE
-from ._naming import GLOBAL_DIR, Scope, check_private, object_path, runtime_dir, validate_scope
-from ._stream import FdIO, StreamEnd, StreamReceiver, StreamSender, deadline_of
+from .. import _registry
+from .._errors import AlreadyExists, NotFound, Timeout, map_os_error
+from .._framing import DEFAULT_MAX_MESSAGE
+from .._naming import GLOBAL_DIR, Scope, check_private, object_path, runtime_dir, validate_scope
+from .._stream._channel import FdIO, StreamEnd, StreamReceiver, StreamSender, deadline_of
 
 ENV_VAR = "INTERPROC_PIPE"
 _OPEN_SLICE = 0.02  # how often opening a FIFO for writing looks for a reader

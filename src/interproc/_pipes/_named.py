@@ -38,16 +38,16 @@ import time
 import warnings
 from typing import Any, Iterable, Iterator
 
-from . import _registry
-from ._channel import Listener
-from ._errors import AlreadyExists, ChannelClosed, HandleClosed, Timeout, map_os_error
-from ._framing import DEFAULT_MAX_MESSAGE
-from ._lifecycle import log
-from ._setup import ClientSetup, ServerSetup
-from ._naming import GLOBAL_DIR, Scope, object_path, runtime_dir, validate_name, validate_scope
-from ._platform import PeerCredentials, peer_credentials, socket_owner, unix_listeners
-from ._sockets import HANDSHAKE_TIMEOUT, accept_with, bind_unix, connect_unix_socket
-from ._stream import SockIO, StreamChannel, deadline_of, run_client_handshake, run_server_handshake
+from .. import _registry
+from .._channel import Listener
+from .._errors import AlreadyExists, ChannelClosed, HandleClosed, Timeout, map_os_error
+from .._framing import DEFAULT_MAX_MESSAGE
+from .._lifecycle import log
+from .._setup import ClientSetup, ServerSetup
+from .._naming import GLOBAL_DIR, Scope, object_path, runtime_dir, validate_name, validate_scope
+from .._platform import PeerCredentials, peer_credentials, socket_owner, unix_listeners
+from .._sockets._channel import HANDSHAKE_TIMEOUT, accept_with, bind_unix, connect_unix_socket
+from .._stream._channel import SockIO, StreamChannel, deadline_of, run_client_handshake, run_server_handshake
 
 KIND = "pipe"
 MODES = ("message", "byte")
@@ -328,7 +328,7 @@ class PipeServer(Listener):
 
 
 def _frame(payload: bytes) -> bytes:
-    from ._framing import HEADER
+    from .._framing import HEADER
 
     return HEADER.pack(len(payload)) + payload
 

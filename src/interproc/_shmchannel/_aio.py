@@ -22,11 +22,12 @@ import asyncio
 import functools
 from typing import Any, AsyncIterator, Callable
 
-from .. import _contract, _shmchannel
+from .. import _contract
+from . import _channel as _shmchannel
 from .._address import Address, parse
 from .._deadline import check_timeout
 from .._errors import ChannelClosed, HandleClosed, Timeout
-from ._fdwait import FdWaiters
+from .._aio_fdwait import FdWaiters
 
 
 class ShmChannel(_contract.AsyncChannel):

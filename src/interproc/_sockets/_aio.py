@@ -13,16 +13,18 @@ import socket
 import ssl as _ssl
 from typing import Any
 
-from .. import _contract, _namedpipe, _sockets
+from .. import _contract
+from .._pipes import _named as _namedpipe
+from . import _channel as _sockets
 from .._errors import ChannelClosed, HandleClosed, NotFound, PermissionDenied, ProtocolError, Timeout
 from .._framing import DEFAULT_MAX_MESSAGE
 from .._deadline import deadline_of as _deadline, now as _now
 from .._setup import ClientSetup, ServerSetup
 from .._trust import refuse_pickle_early
 from .._naming import Scope
-from .._pipes import ENV_VAR, pipe_from_env as _sync_pipe_from_env
+from .._pipes._anonymous import ENV_VAR, pipe_from_env as _sync_pipe_from_env
 from .._platform import peer_credentials
-from ._stream import (AsyncChannel, AsyncStreamEnd, AsyncStreamReceiver, AsyncStreamSender, _StreamProtocol,
+from .._stream._aio import (AsyncChannel, AsyncStreamEnd, AsyncStreamReceiver, AsyncStreamSender, _StreamProtocol,
                       client_handshake, server_handshake)
 from .._deadline import nobody_came
 
@@ -300,7 +302,7 @@ async def from_pipe_end(end: Any, *, codec: Any = "json") -> AsyncPipeReader | A
 
 async def pipe(*, codec: Any = "json") -> tuple[AsyncPipeReader, AsyncPipeWriter]:
     """A new anonymous one-way pipe for asyncio: ``(reader, writer)``."""
-    from .._pipes import pipe as sync_pipe
+    from .._pipes._anonymous import pipe as sync_pipe
 
     r, w = sync_pipe()
     return await from_pipe_end(r, codec=codec), await from_pipe_end(w, codec=codec)  # type: ignore[return-value]

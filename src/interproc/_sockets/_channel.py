@@ -23,9 +23,9 @@ import time
 import warnings
 from typing import Any
 
-from ._channel import Listener
-from ._codec import get_codec
-from ._errors import (
+from .._channel import Listener
+from .._codec import get_codec
+from .._errors import (
     AlreadyExists,
     ChannelClosed,
     HandleClosed,
@@ -36,12 +36,12 @@ from ._errors import (
     Timeout,
     map_os_error,
 )
-from ._framing import DEFAULT_MAX_MESSAGE
-from ._lifecycle import log
-from ._platform import PeerCredentials, peer_credentials
-from ._setup import ClientSetup, ServerSetup
-from ._trust import refuse_pickle_early
-from ._stream import (
+from .._framing import DEFAULT_MAX_MESSAGE
+from .._lifecycle import log
+from .._platform import PeerCredentials, peer_credentials
+from .._setup import ClientSetup, ServerSetup
+from .._trust import refuse_pickle_early
+from .._stream._channel import (
     SockIO,
     StreamChannel,
     deadline_of,

@@ -24,12 +24,12 @@ import time
 from termios import FIONREAD
 from typing import Any
 
-from ._channel import Channel, ReceiveChannelBase, SendChannelBase
-from ._deadline import deadline_of as deadline_of, poll_ms
-from ._errors import ChannelClosed, HandleClosed, ProtocolError, Timeout, map_os_error
-from ._framing import DEFAULT_MAX_MESSAGE, HEADER, FrameDecoder, encode
-from ._handshake import MAX_HANDSHAKE_FRAME
-from ._lifecycle import log
+from .._channel import Channel, ReceiveChannelBase, SendChannelBase
+from .._deadline import deadline_of as deadline_of, poll_ms
+from .._errors import ChannelClosed, HandleClosed, ProtocolError, Timeout, map_os_error
+from .._framing import DEFAULT_MAX_MESSAGE, HEADER, FrameDecoder, encode
+from .._handshake import MAX_HANDSHAKE_FRAME
+from .._lifecycle import log
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError)
 _NOWAIT = socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT

@@ -15,11 +15,11 @@ from .._contract import (
     AsyncSendChannel as AsyncSendChannel,
 )
 from ._serve import AsyncServer as AsyncServer, serve as serve
-from ._mailslot import Mailslot as Mailslot, MailslotWriter as MailslotWriter
+from .._mailslot._aio import Mailslot as Mailslot, MailslotWriter as MailslotWriter
 from ._pubsub import Publisher as Publisher, Subscriber as Subscriber
-from ._shm import ShmChannel as ShmChannel, ShmListener as ShmListener
+from .._shmchannel._aio import ShmChannel as ShmChannel, ShmListener as ShmListener
 from ._sync import Event as Event, Semaphore as Semaphore
-from ._transports import (
+from .._sockets._aio import (
     NamedPipe as NamedPipe,
     connect_tcp as connect_tcp,
     connect_unix as connect_unix,

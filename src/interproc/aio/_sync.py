@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .. import _sync
 from .._naming import Scope
-from ._futex import futex_wait as _in_thread
+from .._aio_futex import futex_wait as _in_thread
 
 
 class Event:
