@@ -95,7 +95,7 @@ def kind_modules() -> tuple[str, ...]:
 _NP, _SK, _AT = "interproc._pipes._named", "interproc._sockets._channel", "interproc._sockets._aio"
 
 register(Scheme("pipe", "name", f"{_NP}:connect_address", f"{_NP}:listen_address",
-                f"{_AT}:connect_address", f"{_AT}:listen_address", kinds=(_NP,),
+                "interproc._pipes._aio:connect_address", "interproc._pipes._aio:listen_address", kinds=(_NP,),
                 summary="named pipe (interproc.pipes)"))
 register(Scheme("unix", "path", f"{_SK}:connect_address", f"{_SK}:listen_address",
                 f"{_AT}:connect_address", f"{_AT}:listen_address", summary="framed AF_UNIX stream socket"))

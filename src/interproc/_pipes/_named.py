@@ -29,7 +29,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-import hashlib
 import os
 import socket
 import stat
@@ -43,32 +42,13 @@ from .._channel import Listener
 from .._errors import AlreadyExists, ChannelClosed, HandleClosed, Timeout, map_os_error
 from .._framing import DEFAULT_MAX_MESSAGE
 from .._lifecycle import log
-from .._setup import ClientSetup, ServerSetup
-from .._naming import GLOBAL_DIR, Scope, object_path, runtime_dir, validate_name, validate_scope
+from .._naming import GLOBAL_DIR, Scope, runtime_dir, validate_name, validate_scope
 from .._platform import PeerCredentials, peer_credentials, socket_owner, unix_listeners
-from .._sockets._channel import HANDSHAKE_TIMEOUT, accept_with, bind_unix, connect_unix_socket
+from .._sockets._channel import accept_with, bind_unix, connect_unix_socket
+from .._sockets._core import HANDSHAKE_TIMEOUT
 from .._stream._channel import SockIO, StreamChannel, deadline_of, run_client_handshake, run_server_handshake
-
-KIND = "pipe"
-MODES = ("message", "byte")
-#: PIPE_UNLIMITED_INSTANCES is 255 in Win32; the same default here.
-MAX_INSTANCES = 255
-
-
-def _lock_name(path: str) -> str:
-    digest = hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()[:40]
-    return f"interproc-pipe-owner/{digest}"
-
-
-def _pipe_path(name: str, scope: Scope) -> str:
-    path = object_path(KIND, name, scope)
-    if len(os.fsencode(path)) > 107:
-        room = 107 - (len(os.fsencode(path)) - len(name))
-        raise ValueError(
-            f"pipe name {name!r} is too long for the runtime directory {runtime_dir(scope)}: "
-            f"AF_UNIX paths are limited to 107 bytes, leaving {room} characters for the name"
-        )
-    return path
+from ._core import KIND, MAX_INSTANCES, MODES, client_setup, connect_options, server_setup
+from ._core import lock_name as _lock_name, options as _options, pipe_path as _pipe_path
 
 
 class PipeChannel(StreamChannel):
@@ -251,6 +231,11 @@ class PipeServer(Listener):
             raise HandleClosed(f"pipe server {self.name!r} was used after its close()")
         return self._sock.fileno()
 
+    @property
+    def listening_socket(self) -> socket.socket | None:
+        """The listening socket (None once closed): the asyncio driver accepts on it."""
+        return self._sock
+
     def accept(self, *, timeout: float | None = None) -> PipeChannel:
         """The next client, once an instance is free (``Timeout`` otherwise).
 
@@ -278,15 +263,8 @@ class PipeServer(Listener):
             self._instances.give_back()
             raise
 
-    def _refuse(self, creds: PeerCredentials) -> str | None:
-        if self.scope == "user" and creds.uid != os.getuid():
-            return f"uid {creds.uid} may not use a user-scope pipe of uid {os.getuid()}"
-        if self.allowed_uids is not None and creds.uid not in self.allowed_uids:
-            return f"uid {creds.uid} is not allowed on this pipe"
-        return None
-
     def _setup(self, conn: socket.socket, peer: Any = None) -> PipeChannel:
-        setup = ServerSetup(KIND, f"pipe {self.name!r}", mode=self.mode, refuse=self._refuse)
+        setup = server_setup(self)
         io = SockIO(conn)
         try:
             creds = peer_credentials(conn)
@@ -364,7 +342,7 @@ class NamedPipe:
         io = SockIO(sock)
         try:
             creds = peer_credentials(sock)
-            setup = ClientSetup(KIND, what, scope=scope)
+            setup = client_setup(name, scope)
             setup.check_peer(creds)
             try:
                 decoder = run_client_handshake(io, setup.handshake, deadline, what)
@@ -386,26 +364,8 @@ class NamedPipe:
 
 # -- addresses ------------------------------------------------------------------
 
-def _options(addr: Any, kw: dict) -> dict:
-    opts: dict[str, Any] = {}
-    for key, value in addr.query.items():
-        if key in ("max_instances", "max_message_size"):
-            opts[key] = int(value)
-        elif key == "file_mode":
-            opts[key] = int(value, 8)
-        elif key in ("mode", "scope", "codec"):
-            opts[key] = value
-        else:
-            raise ValueError(f"address {addr} has the unknown option {key!r}")
-    opts.update(kw)
-    return opts
-
-
 def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> PipeChannel:
-    opts = _options(addr, kw)
-    for server_only in ("mode", "max_instances", "file_mode", "allowed_uids", "handshake_timeout"):
-        opts.pop(server_only, None)
-    return NamedPipe.connect(addr.name, timeout=timeout, **opts)
+    return NamedPipe.connect(addr.name, timeout=timeout, **connect_options(addr, kw))
 
 
 def listen_address(addr: Any, **kw: Any) -> PipeServer:

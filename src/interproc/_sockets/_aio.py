@@ -1,156 +1,136 @@
-"""asyncio pipes and sockets: the same wire format and checks as the sync ones.
+"""asyncio sockets: the blocking driver's steps (:mod:`._core`, :mod:`interproc._setup`),
+waiting on the event loop instead of in ``poll()``.
 
-Listening sockets, names, permissions and the first-instance token are made
-by the sync classes (that part never blocks); only the waiting — accept,
-connect, handshake, I/O — is asyncio.
+Listening sockets, their files and permissions are made by the blocking
+classes (that never waits); connect, accept, TLS, the handshake and the I/O
+are awaited.  :class:`StreamAsyncListener` also serves named pipes
+(:mod:`interproc._pipes._aio`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
 import ssl as _ssl
 from typing import Any
 
 from .. import _contract
-from .._pipes import _named as _namedpipe
-from . import _channel as _sockets
-from .._errors import ChannelClosed, HandleClosed, NotFound, PermissionDenied, ProtocolError, Timeout
+from .._deadline import deadline_of, now
+from .._errors import ChannelClosed, HandleClosed, ProtocolError, Timeout
 from .._framing import DEFAULT_MAX_MESSAGE
-from .._deadline import deadline_of as _deadline, now as _now
-from .._setup import ClientSetup, ServerSetup
-from .._trust import refuse_pickle_early
-from .._naming import Scope
-from .._pipes._anonymous import ENV_VAR, pipe_from_env as _sync_pipe_from_env
 from .._platform import peer_credentials
-from .._stream._aio import (AsyncChannel, AsyncStreamEnd, AsyncStreamReceiver, AsyncStreamSender, _StreamProtocol,
-                      client_handshake, server_handshake)
-from .._deadline import nobody_came
+from .._setup import ClientSetup, ServerSetup
+from .._stream._aio import AsyncChannel, client_handshake, open_stream, server_handshake
+from .._trust import refuse_pickle_early
+from . import _channel as _blocking
+from ._core import (
+    connect_options,
+    format_tcp,
+    listen_options,
+    resolve_tcp,
+    retry_delay,
+    server_setup,
+    tcp_options,
+    tcp_refused,
+    tcp_socket,
+    try_connect_unix,
+)
 
-_RETRY_SLICE = 0.05  # connect(timeout=) looks again for a listener this often
+
+async def connect_unix_socket(path: str, deadline: float | None, waiting: bool, what: str) -> socket.socket:
+    """A connected AF_UNIX stream socket; ``NotFound`` at once unless ``waiting``."""
+    while (sock := try_connect_unix(path, waiting, what)) is None:
+        # No event says "someone bound this path": look again after a short sleep.
+        await asyncio.sleep(retry_delay(deadline, what))
+    return sock
 
 
-async def _connect_unix_sock(path: str, deadline: float | None, waiting: bool, what: str) -> socket.socket:
+async def _connect_tcp_socket(host: str, port: int, deadline: float | None, waiting: bool,
+                              what: str) -> socket.socket:
     loop = asyncio.get_running_loop()
+    infos = await loop.run_in_executor(None, resolve_tcp, host, port)  # getaddrinfo may block on DNS
     while True:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        try:
-            await loop.sock_connect(sock, path)
-            return sock
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            sock.close()
-            if not waiting:
-                raise NotFound(f"nothing listens at {what}") from exc
-        except BaseException:
-            sock.close()
-            raise
-        # Waiting for a listener to appear: there is no event for "someone
-        # bound this path", so look again after a short sleep.
-        if deadline is not None and _now() >= deadline:
-            raise Timeout(f"nothing listened at {what} in time")
-        await asyncio.sleep(_RETRY_SLICE)
+        err = 0
+        for info in infos:
+            sock = tcp_socket(info)
+            try:
+                left = None if deadline is None else max(0.0, deadline - now())
+                await asyncio.wait_for(loop.sock_connect(sock, info[4]), left)
+                return sock
+            except asyncio.TimeoutError:
+                sock.close()
+                raise Timeout(f"connect to {what} timed out") from None
+            except OSError as exc:
+                sock.close()
+                err = exc.errno or 0
+            except BaseException:
+                sock.close()
+                raise
+        await asyncio.sleep(tcp_refused(err, waiting, deadline, what))
 
 
-async def _wrap(sock: socket.socket | None, *, ssl: Any = None, server_side: bool = False,
-                server_hostname: str | None = None, host_port: tuple | None = None,
-                deadline: float | None = None) -> tuple[Any, _StreamProtocol]:
-    loop = asyncio.get_running_loop()
-    left = None if deadline is None else max(0.001, deadline - _now())
-    kw: dict[str, Any] = {}
-    if ssl is not None:
-        kw["ssl"] = ssl
-        kw["ssl_handshake_timeout"] = left or 60.0
+async def finish_connect(sock: socket.socket, setup: ClientSetup, deadline: float | None, *, creds: Any = None,
+                  peer: Any = None, name: str | None = None, codec: Any, max_message_size: int, ssl: Any = None,
+                  server_hostname: str | None = None) -> AsyncChannel:
+    """The client's steps after connect, as in the blocking driver: TLS, handshake, trust decision."""
+    transport, proto = await open_stream(sock, ssl=ssl, server_hostname=server_hostname, deadline=deadline)
     try:
-        if server_side:
-            coro = loop.connect_accepted_socket(_StreamProtocol, sock, **kw)
-        elif host_port is not None:
-            if ssl is not None:
-                kw["server_hostname"] = server_hostname or host_port[0]
-            coro = loop.create_connection(_StreamProtocol, *host_port, **kw)
-        else:
-            coro = loop.create_connection(_StreamProtocol, sock=sock, **kw)
-        transport, proto = await asyncio.wait_for(coro, left)
-    except asyncio.TimeoutError:
-        raise Timeout("connection setup timed out") from None
-    except _ssl.SSLError as exc:
-        raise PermissionDenied(f"TLS handshake failed: {exc}") from exc
-    except ConnectionRefusedError as exc:
-        raise NotFound(f"nothing listens at {host_port}: connection refused") from exc
-    return transport, proto
-
-
-# -- sockets ---------------------------------------------------------------------
-
-async def connect_unix(path: str, *, timeout: float | None = None, authkey: bytes | None = None,
-                       codec: Any = "json", max_message_size: int = DEFAULT_MAX_MESSAGE) -> AsyncChannel:
-    what = f"unix://{path}"
-    deadline = _deadline(timeout)
-    sock = await _connect_unix_sock(path, deadline, timeout is not None, what)
-    creds = peer_credentials(sock)
-    transport, proto = await _wrap(sock)
-    try:
-        setup = ClientSetup("socket", what, authkey=authkey)
-        await client_handshake(transport, proto, setup.handshake, deadline, what)
-        out = setup.outcome(creds)
-        ch = AsyncChannel(transport, proto, name=out.name, codec=codec, max_message_size=max_message_size,
-                          trusted=out.trusted)
+        await client_handshake(transport, proto, setup.handshake, deadline, setup.what)
+        out = setup.outcome(creds, peer, name=name)
+        ch = AsyncChannel(transport, proto, name=out.name, framed=out.framed, codec=codec,
+                          max_message_size=max_message_size, trusted=out.trusted)
     except BaseException:
         transport.close()
         raise
     return out.apply(ch)
+
+
+async def connect_unix(path: str, *, timeout: float | None = None, authkey: bytes | None = None,
+                       codec: Any = "json", max_message_size: int = DEFAULT_MAX_MESSAGE) -> AsyncChannel:
+    what = f"unix://{path}"
+    deadline = deadline_of(timeout)
+    sock = await connect_unix_socket(path, deadline, timeout is not None, what)
+    try:
+        creds = peer_credentials(sock)
+    except BaseException:
+        sock.close()
+        raise
+    return await finish_connect(sock, ClientSetup("socket", what, authkey=authkey), deadline, creds=creds,
+                         codec=codec, max_message_size=max_message_size)
 
 
 async def connect_tcp(host: str, port: int, *, timeout: float | None = None, authkey: bytes | None = None,
                       ssl: _ssl.SSLContext | None = None, server_hostname: str | None = None,
                       codec: Any = "json", max_message_size: int = DEFAULT_MAX_MESSAGE) -> AsyncChannel:
-    what = _sockets._format_tcp(host, port)
+    what = format_tcp(host, port)
     refuse_pickle_early(codec, authkey=authkey, tls=ssl)  # the same refusal as the sync side, before connecting
-    deadline = _deadline(timeout)
-    while True:
-        try:
-            transport, proto = await _wrap(None, ssl=ssl, server_hostname=server_hostname, host_port=(host, port),
-                                           deadline=deadline)
-            break
-        except NotFound:
-            if timeout is None:
-                raise
-            if _now() >= deadline:  # type: ignore[operator]
-                raise nobody_came(f"tcp://{host}:{port}", timeout) from None
-            await asyncio.sleep(_RETRY_SLICE)
+    deadline = deadline_of(timeout)
+    sock = await _connect_tcp_socket(host, port, deadline, timeout is not None, what)
     try:
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            _sockets._tcp_options(sock)
-        setup = ClientSetup("socket", what, authkey=authkey, tls=ssl)
-        await client_handshake(transport, proto, setup.handshake, deadline, what)
-        out = setup.outcome(peer=(host, port))
-        ch = AsyncChannel(transport, proto, name=out.name, codec=codec, max_message_size=max_message_size,
-                          trusted=out.trusted)
+        tcp_options(sock)
     except BaseException:
-        transport.close()
+        sock.close()
         raise
-    return out.apply(ch)
+    return await finish_connect(sock, ClientSetup("socket", what, authkey=authkey, tls=ssl), deadline, peer=(host, port),
+                         codec=codec, max_message_size=max_message_size, ssl=ssl,
+                         server_hostname=server_hostname or host)
 
 
 class StreamAsyncListener(_contract.AsyncListener):
-    """``await accept(timeout=)``, ``address``, ``close()``; wraps a sync listener's socket."""
+    """``await accept(timeout=)``, ``address``, ``close()`` over a blocking
+    listener's socket (a ``SocketListener``; ``PipeServer`` in the subclass of
+    :mod:`interproc._pipes._aio`)."""
 
-    def __init__(self, sync_listener: Any, *, kind: str = "socket") -> None:
+    def __init__(self, sync_listener: Any) -> None:
         self._sync = sync_listener
         self.address = sync_listener.address
-        self._kind = kind
-        self._slots: asyncio.Semaphore | None = None
-        if kind == "pipe":
-            self._slots = asyncio.Semaphore(sync_listener.max_instances)
 
     def __repr__(self) -> str:
         return f"<AsyncListener {self.address}{' closed' if self.closed else ''}>"
 
     @property
     def closed(self) -> bool:
-        return self._sync._sock is None
+        return self._sync.listening_socket is None
 
     def fileno(self) -> int:
         return self._sync.fileno()
@@ -163,57 +143,41 @@ class StreamAsyncListener(_contract.AsyncListener):
 
     async def _accept(self) -> AsyncChannel:
         loop = asyncio.get_running_loop()
-        if self._slots is not None:
-            await self._slots.acquire()
-        try:
-            while True:
-                lsock = self._sync._sock
-                if lsock is None:
-                    raise HandleClosed(f"accept on listener {self.address} after its close()")
-                conn, peer = await loop.sock_accept(lsock)
-                try:
-                    return await self._setup(conn, peer)
-                except ChannelClosed:
-                    continue
-        except BaseException:
-            if self._slots is not None:
-                self._slots.release()
-            raise
+        while True:
+            lsock = self._sync.listening_socket
+            if lsock is None:
+                raise HandleClosed(f"accept on listener {self.address} after its close()")
+            conn, peer = await loop.sock_accept(lsock)
+            try:
+                return await self._setup(conn, peer)
+            except ChannelClosed:
+                continue  # the client left before its handshake: wait for the next
 
-    async def _setup(self, conn: socket.socket, peer: Any) -> AsyncChannel:
+    def _server_setup(self, conn: socket.socket) -> tuple[ServerSetup, Any, Any]:
+        """The setup for ``conn``, its peer credentials and TLS context."""
         sync = self._sync
-        deadline = _now() + sync.handshake_timeout
         creds = peer_credentials(conn) if conn.family == socket.AF_UNIX else None
-        if self._kind == "pipe":
-            setup = ServerSetup("pipe", f"pipe {sync.name!r}", mode=sync.mode, refuse=sync._refuse)
-            refusal = setup.check_peer(creds)
-            if refusal:
-                try:
-                    conn.send(refusal)
-                finally:
-                    conn.close()
-                raise setup.refused(creds)
-            tls = None
-        else:
-            tls = sync.ssl
-            setup = ServerSetup("socket", self.address, authkey=sync.authkey, tls=tls)
-            if creds is None:
-                _sockets._tcp_options(conn)
-        what = setup.what
+        if creds is None:
+            tcp_options(conn)
+        return server_setup(sync), creds, sync.ssl
+
+    async def _setup(self, conn: socket.socket, peer: Any, on_close: Any = None) -> AsyncChannel:
+        sync = self._sync
+        deadline = now() + sync.handshake_timeout
         try:
-            transport, proto = await _wrap(conn, ssl=tls, server_side=True, deadline=deadline)
+            setup, creds, tls = self._server_setup(conn)
         except BaseException:
             conn.close()
             raise
+        transport, proto = await open_stream(conn, ssl=tls, server_side=True, deadline=deadline)
         try:
             try:
-                await server_handshake(transport, proto, setup.handshake, deadline, what)
+                await server_handshake(transport, proto, setup.handshake, deadline, setup.what)
             except Timeout:
-                raise ProtocolError(f"{what} did not complete the handshake in {sync.handshake_timeout}s") from None
+                raise ProtocolError(f"{setup.what} did not complete the handshake in {sync.handshake_timeout}s") from None
             out = setup.outcome(creds, peer)
             ch = AsyncChannel(transport, proto, name=out.name, framed=out.framed, codec=sync.codec,
-                              max_message_size=sync.max_message_size, trusted=out.trusted,
-                              on_close=self._slots.release if self._slots else None)
+                              max_message_size=sync.max_message_size, trusted=out.trusted, on_close=on_close)
         except BaseException:
             transport.close()
             raise
@@ -226,115 +190,26 @@ class StreamAsyncListener(_contract.AsyncListener):
 AsyncListener = StreamAsyncListener  # the old private name, used by other modules
 
 
-async def listen_tcp(host: str = "127.0.0.1", port: int = 0, **kw: Any) -> AsyncListener:
+async def listen_tcp(host: str = "127.0.0.1", port: int = 0, **kw: Any) -> StreamAsyncListener:
     """Like :func:`interproc.sockets.listen_tcp` (same arguments), for asyncio."""
-    return AsyncListener(_sockets.listen_tcp(host, port, **kw))
+    return StreamAsyncListener(_blocking.listen_tcp(host, port, **kw))
 
 
-async def listen_unix(path: str, **kw: Any) -> AsyncListener:
-    return AsyncListener(_sockets.listen_unix(path, **kw))
-
-
-# -- named pipes ------------------------------------------------------------------
-
-class NamedPipe:
-    """``await NamedPipe.serve(name)`` / ``await NamedPipe.connect(name)`` for asyncio."""
-
-    @staticmethod
-    async def serve(name: str, **kw: Any) -> AsyncListener:
-        return AsyncListener(_namedpipe.NamedPipe.serve(name, **kw), kind="pipe")
-
-    @staticmethod
-    async def connect(name: str, *, timeout: float | None = None, scope: Scope = "user", codec: Any = "json",
-                      max_message_size: int = DEFAULT_MAX_MESSAGE) -> AsyncChannel:
-        path = _namedpipe._pipe_path(name, scope)
-        what = f"pipe {name!r}"
-        deadline = _deadline(timeout)
-        sock = await _connect_unix_sock(path, deadline, timeout is not None, what)
-        creds = peer_credentials(sock)
-        setup = ClientSetup("pipe", what, scope=scope)
-        try:
-            setup.check_peer(creds)
-        except BaseException:
-            sock.close()
-            raise
-        transport, proto = await _wrap(sock)
-        try:
-            try:
-                await client_handshake(transport, proto, setup.handshake, deadline, what)
-            except Timeout:
-                raise Timeout(f"{what}: no free instance within {timeout}s") from None
-            out = setup.outcome(creds, name=f"pipe {name!r} -> pid {creds.pid}")
-            ch = AsyncChannel(transport, proto, name=out.name, framed=out.framed, codec=codec,
-                              max_message_size=max_message_size, trusted=out.trusted)
-        except BaseException:
-            transport.close()
-            raise
-        return out.apply(ch)
-
-
-# -- anonymous pipes --------------------------------------------------------------
-
-class AsyncPipeReader(AsyncStreamEnd, AsyncStreamReceiver):
-    """The read end of a one-way pipe for asyncio: an AsyncReceiveChannel."""
-
-
-class AsyncPipeWriter(AsyncStreamEnd, AsyncStreamSender):
-    """The write end of a one-way pipe for asyncio: an AsyncSendChannel."""
-
-
-async def from_pipe_end(end: Any, *, codec: Any = "json") -> AsyncPipeReader | AsyncPipeWriter:
-    """Take over the descriptor of a sync PipeReader/PipeWriter for asyncio."""
-    loop = asyncio.get_running_loop()
-    io = end._io
-    reading = io.rfd >= 0
-    fd = io.rfd if reading else io.wfd
-    io.rfd = io.wfd = -1  # the asyncio transport owns it now
-    end.close()
-    fileobj = os.fdopen(fd, "rb" if reading else "wb", buffering=0)
-    if reading:
-        transport, proto = await loop.connect_read_pipe(_StreamProtocol, fileobj)
-    else:
-        transport, proto = await loop.connect_write_pipe(_StreamProtocol, fileobj)
-    cls = AsyncPipeReader if reading else AsyncPipeWriter
-    return cls(transport, proto, name=f"{end.name} (asyncio)", codec=codec, max_message_size=end.max_message_size)
-
-
-async def pipe(*, codec: Any = "json") -> tuple[AsyncPipeReader, AsyncPipeWriter]:
-    """A new anonymous one-way pipe for asyncio: ``(reader, writer)``."""
-    from .._pipes._anonymous import pipe as sync_pipe
-
-    r, w = sync_pipe()
-    return await from_pipe_end(r, codec=codec), await from_pipe_end(w, codec=codec)  # type: ignore[return-value]
-
-
-async def pipe_from_env(env_var: str = ENV_VAR, *, codec: Any = "json") -> AsyncPipeReader | AsyncPipeWriter:
-    """In a child started by ``interproc.pipes.popen_with_pipe``: its end, for asyncio."""
-    return await from_pipe_end(_sync_pipe_from_env(env_var), codec=codec)
+async def listen_unix(path: str, **kw: Any) -> StreamAsyncListener:
+    return StreamAsyncListener(_blocking.listen_unix(path, **kw))
 
 
 # -- addresses (see interproc.aio._address) -------------------------------------------
 
 async def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> AsyncChannel:
-    if addr.scheme == "pipe":
-        opts = _namedpipe._options(addr, kw)
-        keep = {k: v for k, v in opts.items() if k in ("scope", "codec", "max_message_size")}
-        # Server-only options are dropped, as the blocking connect does; anything else is a typo.
-        unknown = set(kw) - set(keep) - {"mode", "max_instances", "file_mode", "allowed_uids", "handshake_timeout"}
-        if unknown:
-            raise TypeError(f"connect() got unexpected keyword argument(s) {', '.join(sorted(unknown))} "
-                            f"for {addr.text!r}")
-        return await NamedPipe.connect(addr.name, timeout=timeout, **keep)
-    opts = _sockets._options(addr, kw)
-    for server_only in ("backlog", "handshake_timeout", "insecure"):
-        opts.pop(server_only, None)
+    opts = connect_options(addr, kw)
     if addr.scheme == "unix":
-        opts.pop("server_hostname", None)
         return await connect_unix(addr.path, timeout=timeout, **opts)
     return await connect_tcp(addr.host, addr.port, timeout=timeout, **opts)
 
 
-async def listen_address(addr: Any, **kw: Any) -> AsyncListener:
-    if addr.scheme == "pipe":
-        return AsyncListener(_namedpipe.listen_address(addr, **kw), kind="pipe")
-    return AsyncListener(_sockets.listen_address(addr, **kw))
+async def listen_address(addr: Any, **kw: Any) -> StreamAsyncListener:
+    opts = listen_options(addr, kw)
+    if addr.scheme == "unix":
+        return await listen_unix(addr.path, **opts)
+    return await listen_tcp(addr.host, addr.port, **opts)

@@ -372,6 +372,17 @@ class StreamEnd:
         poller.register(io.rfd, select.POLLIN)
         return bool(poller.poll(0))
 
+    def detach(self) -> int:
+        """Close this end but not its descriptor, and return the descriptor (the
+        caller owns it now): how a pipe end moves to asyncio."""
+        io = self._io
+        if not isinstance(io, FdIO):
+            raise TypeError(f"only a pipe end can be detached, not {self.name}")
+        fd = io.rfd if io.rfd >= 0 else io.wfd
+        io.rfd = io.wfd = -1
+        self.close()
+        return fd
+
 
 class StreamSender(SendChannelBase):
     """Sending on a byte stream (mixed with :class:`StreamEnd`)."""
