@@ -249,6 +249,12 @@ class ShmChannel(Channel):
             raise HandleClosed(f"{self.address}: fileno() on a closed channel")
         return self._core.fileno()
 
+    @property
+    def core(self) -> Any:
+        """The C ring pair (``_native.ShmChannel``) that both drivers move bytes
+        through: the blocking methods here, the asyncio ones in :mod:`._aio`."""
+        return self._core
+
     def ready(self) -> bool:
         """True when ``recv()`` would not wait: a message is queued or the peer
         has gone (``interproc.wait`` confirms a doorbell ring with this)."""
