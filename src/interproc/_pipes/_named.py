@@ -44,9 +44,9 @@ from .._framing import DEFAULT_MAX_MESSAGE
 from .._lifecycle import log
 from .._naming import GLOBAL_DIR, Scope, runtime_dir, validate_name, validate_scope
 from .._platform import PeerCredentials, peer_credentials, socket_owner, unix_listeners
-from .._sockets._channel import accept_with, bind_unix, connect_unix_socket
+from .._sockets._channel import accept_with, bind_unix, connect_unix_socket, finish_connect
 from .._sockets._core import HANDSHAKE_TIMEOUT
-from .._stream._channel import SockIO, StreamChannel, deadline_of, run_client_handshake, run_server_handshake
+from .._stream._channel import SockIO, StreamChannel, deadline_of, run_server_handshake
 from ._core import KIND, MAX_INSTANCES, MODES, client_setup, connect_options, server_setup
 from ._core import lock_name as _lock_name, options as _options, pipe_path as _pipe_path
 
@@ -339,22 +339,19 @@ class NamedPipe:
         what = f"pipe {name!r}"
         deadline = deadline_of(timeout)
         sock = connect_unix_socket(path, deadline, timeout is not None, what)
-        io = SockIO(sock)
         try:
             creds = peer_credentials(sock)
             setup = client_setup(name, scope)
             setup.check_peer(creds)
-            try:
-                decoder = run_client_handshake(io, setup.handshake, deadline, what)
-            except Timeout:
-                raise Timeout(f"{what}: no free instance within {timeout}s") from None
-            out = setup.outcome(creds, name=f"pipe {name!r} -> pid {creds.pid}")
-            ch = PipeChannel(io, name=out.name, framed=out.framed, codec=codec,
-                             max_message_size=max_message_size, trusted=out.trusted, decoder=decoder)
         except BaseException:
-            io.close()
+            sock.close()
             raise
-        return out.apply(ch)
+        try:
+            return finish_connect(sock, setup, deadline, cls=PipeChannel, creds=creds,
+                                  name=f"pipe {name!r} -> pid {creds.pid}", codec=codec,
+                                  max_message_size=max_message_size)
+        except Timeout:
+            raise Timeout(f"{what}: no free instance within {timeout}s") from None
 
     @staticmethod
     def list() -> list[_registry.ObjectInfo]:

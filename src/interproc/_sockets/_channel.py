@@ -294,6 +294,27 @@ def connect_unix_socket(path: str, deadline: float | None, waiting: bool, what: 
     return sock
 
 
+def finish_connect(sock: Any, setup: ClientSetup, deadline: float | None, *, cls: Any = None, creds: Any = None,
+                   peer: Any = None, name: str | None = None, codec: Any, max_message_size: int, ssl: Any = None,
+                   server_hostname: str | None = None) -> Any:
+    """The client's steps after connect, as in the asyncio driver: TLS, the
+    handshake, the trust decision; a channel of ``cls`` (``SocketChannel``).
+    ``sock`` is closed if a step fails."""
+    try:
+        if ssl is not None:
+            sock = ssl.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
+            _tls_handshake(sock, deadline, setup.what)
+        io = SockIO(sock)
+        decoder = run_client_handshake(io, setup.handshake, deadline, setup.what)
+        out = setup.outcome(creds, peer, name=name)
+        ch = (cls or SocketChannel)(io, name=out.name, framed=out.framed, codec=codec,
+                                    max_message_size=max_message_size, trusted=out.trusted, decoder=decoder)
+    except BaseException:
+        sock.close()
+        raise
+    return out.apply(ch)
+
+
 def connect_unix(path: str, *, timeout: float | None = None, authkey: bytes | None = None, codec: Any = "json",
                  max_message_size: int = DEFAULT_MAX_MESSAGE) -> SocketChannel:
     """Connect to a framed AF_UNIX listener.  ``NotFound`` at once if nobody
@@ -303,16 +324,11 @@ def connect_unix(path: str, *, timeout: float | None = None, authkey: bytes | No
     sock = connect_unix_socket(path, deadline, timeout is not None, what)
     try:
         creds = peer_credentials(sock)
-        io = SockIO(sock)
-        setup = ClientSetup("socket", what, authkey=authkey)
-        decoder = run_client_handshake(io, setup.handshake, deadline, what)
-        out = setup.outcome(creds)
-        ch = SocketChannel(io, name=out.name, codec=codec, max_message_size=max_message_size,
-                           trusted=out.trusted, decoder=decoder)
     except BaseException:
         sock.close()
         raise
-    return out.apply(ch)
+    return finish_connect(sock, ClientSetup("socket", what, authkey=authkey), deadline, creds=creds, codec=codec,
+                          max_message_size=max_message_size)
 
 
 # -- TCP --------------------------------------------------------------------------
@@ -380,19 +396,12 @@ def connect_tcp(host: str, port: int, *, timeout: float | None = None, authkey: 
     sock = _connect_tcp_socket(host, port, deadline, timeout is not None, what)
     try:
         _tcp_options(sock)
-        if ssl is not None:
-            sock = ssl.wrap_socket(sock, server_hostname=server_hostname or host, do_handshake_on_connect=False)
-            _tls_handshake(sock, deadline, what)
-        io = SockIO(sock)
-        setup = ClientSetup("socket", what, authkey=authkey, tls=ssl)
-        decoder = run_client_handshake(io, setup.handshake, deadline, what)
-        out = setup.outcome(peer=(host, port))
-        ch = SocketChannel(io, name=out.name, codec=codec, max_message_size=max_message_size,
-                           trusted=out.trusted, decoder=decoder)
     except BaseException:
         sock.close()
         raise
-    return out.apply(ch)
+    return finish_connect(sock, ClientSetup("socket", what, authkey=authkey, tls=ssl), deadline, peer=(host, port),
+                          codec=codec, max_message_size=max_message_size, ssl=ssl,
+                          server_hostname=server_hostname or host)
 
 
 # -- UDP ------------------------------------------------------------------------
