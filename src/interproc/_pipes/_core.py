@@ -12,6 +12,7 @@ import hashlib
 import os
 from typing import Any
 
+from .._address import query_options
 from .._naming import Scope, object_path, runtime_dir
 from .._setup import ClientSetup, ServerSetup
 
@@ -21,6 +22,8 @@ MODES = ("message", "byte")
 MAX_INSTANCES = 255
 #: Server options a connect() accepts in an address and ignores.
 SERVER_ONLY = ("mode", "max_instances", "file_mode", "allowed_uids", "handshake_timeout")
+_CONVERTERS = {"max_instances": int, "max_message_size": int, "file_mode": lambda v: int(v, 8),
+               "mode": str, "scope": str, "codec": str}
 
 
 def lock_name(path: str) -> str:
@@ -59,20 +62,20 @@ def client_setup(name: str, scope: Scope) -> ClientSetup:
     return ClientSetup(KIND, f"pipe {name!r}", scope=scope)
 
 
+def remove_if_mine(info: Any) -> bool:
+    """``interproc gc``: unlink a stale pipe or FIFO of ours (never another uid's)."""
+    if info.details.get("uid") != os.getuid():
+        return False
+    try:
+        os.unlink(info.path)
+        return True
+    except OSError:
+        return False
+
+
 def options(addr: Any, kw: dict) -> dict:
     """The keyword arguments an address's query and the caller's ``kw`` give."""
-    opts: dict[str, Any] = {}
-    for key, value in addr.query.items():
-        if key in ("max_instances", "max_message_size"):
-            opts[key] = int(value)
-        elif key == "file_mode":
-            opts[key] = int(value, 8)
-        elif key in ("mode", "scope", "codec"):
-            opts[key] = value
-        else:
-            raise ValueError(f"address {addr} has the unknown option {key!r}")
-    opts.update(kw)
-    return opts
+    return query_options(addr, kw, _CONVERTERS)
 
 
 def connect_options(addr: Any, kw: dict) -> dict:

@@ -34,20 +34,18 @@ import socket
 import stat
 import threading
 import time
-import warnings
 from typing import Any, Iterable, Iterator
 
 from .. import _registry
-from .._channel import Listener
-from .._errors import AlreadyExists, ChannelClosed, HandleClosed, Timeout, map_os_error
+from .._errors import AlreadyExists, ChannelClosed, Timeout, map_os_error
 from .._framing import DEFAULT_MAX_MESSAGE
 from .._lifecycle import log
 from .._naming import GLOBAL_DIR, Scope, runtime_dir, validate_name, validate_scope
 from .._platform import PeerCredentials, peer_credentials, socket_owner, unix_listeners
-from .._sockets._channel import accept_with, bind_unix, connect_unix_socket, finish_connect
+from .._sockets._channel import ListeningSocket, accept_with, bind_unix, connect_unix_socket, finish_connect
 from .._sockets._core import HANDSHAKE_TIMEOUT
 from .._stream._channel import SockIO, StreamChannel, deadline_of, run_server_handshake
-from ._core import KIND, MAX_INSTANCES, MODES, client_setup, connect_options, server_setup
+from ._core import KIND, MAX_INSTANCES, MODES, client_setup, connect_options, remove_if_mine, server_setup
 from ._core import lock_name as _lock_name, options as _options, pipe_path as _pipe_path
 
 
@@ -176,7 +174,7 @@ class _AcceptLine:
         self._cond.notify_all()
 
 
-class PipeServer(Listener):
+class PipeServer(ListeningSocket):
     """The server end of a named pipe: ``accept()`` gives one channel per client."""
 
     def __init__(self, name: str, *, mode: str = "message", max_instances: int = MAX_INSTANCES,
@@ -195,6 +193,7 @@ class PipeServer(Listener):
         self.codec, self.max_message_size = codec, max_message_size
         self.handshake_timeout = handshake_timeout
         self.address = f"pipe://{name}"
+        self.label = f"pipe server {name!r}"
         self.path = _pipe_path(name, scope)
         self._instances = _Instances(max_instances)
         self._line = _AcceptLine()
@@ -225,16 +224,6 @@ class PipeServer(Listener):
     def instances(self) -> int:
         """Clients connected right now."""
         return self._instances.count
-
-    def fileno(self) -> int:
-        if self._sock is None:
-            raise HandleClosed(f"pipe server {self.name!r} was used after its close()")
-        return self._sock.fileno()
-
-    @property
-    def listening_socket(self) -> socket.socket | None:
-        """The listening socket (None once closed): the asyncio driver accepts on it."""
-        return self._sock
 
     def accept(self, *, timeout: float | None = None) -> PipeChannel:
         """The next client, once an instance is free (``Timeout`` otherwise).
@@ -298,11 +287,6 @@ class PipeServer(Listener):
             pass
         sock.close()
         self._owner.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_sock", None) is not None:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
-            self.close()
 
 
 def _frame(payload: bytes) -> bytes:
@@ -404,14 +388,7 @@ def _collect_pipes() -> Iterable[_registry.ObjectInfo]:
     return [info for info in _list_pipes() if info.state == _registry.STATE_STALE and _remove_pipe(info)]
 
 
-def _remove_pipe(info: _registry.ObjectInfo) -> bool:
-    if info.details.get("uid") != os.getuid():
-        return False
-    try:
-        os.unlink(info.path)
-        return True
-    except OSError:
-        return False
+_remove_pipe = remove_if_mine
 
 
 _registry.register(KIND, _list_pipes, _collect_pipes, remove=_remove_pipe)

@@ -121,7 +121,30 @@ def accept_with(get_sock: Any, setup: Any, deadline: float | None, what: str) ->
         return ch
 
 
-class SocketListener(Listener):
+class ListeningSocket(Listener):
+    """What a listener on a listening socket has (``SocketListener``,
+    ``PipeServer``): ``fileno()``, ``listening_socket``, the ResourceWarning."""
+
+    _sock: socket.socket | None
+    label = "listener"
+
+    def fileno(self) -> int:
+        if self._sock is None:
+            raise HandleClosed(f"{self.label} was used after its close()")
+        return self._sock.fileno()
+
+    @property
+    def listening_socket(self) -> socket.socket | None:
+        """The listening socket (None once closed): the asyncio driver accepts on it."""
+        return self._sock
+
+    def __del__(self) -> None:
+        if getattr(self, "_sock", None) is not None:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
+            self.close()
+
+
+class SocketListener(ListeningSocket):
     """Accepts framed channels on a listening TCP or AF_UNIX socket."""
 
     def __init__(
@@ -147,20 +170,11 @@ class SocketListener(Listener):
         self.handshake_timeout = handshake_timeout
         self._path = path
         self._path_ino = os.stat(path).st_ino if path else None
+        self.label = f"listener {address}"
         get_codec(codec)  # unknown codec names fail here, not at the first accept
 
     def __repr__(self) -> str:
         return f"<SocketListener {self.address}{' closed' if self._sock is None else ''}>"
-
-    def fileno(self) -> int:
-        if self._sock is None:
-            raise HandleClosed(f"listener {self.address} was used after its close()")
-        return self._sock.fileno()
-
-    @property
-    def listening_socket(self) -> socket.socket | None:
-        """The listening socket (None once closed): the asyncio driver accepts on it."""
-        return self._sock
 
     def accept(self, *, timeout: float | None = None) -> SocketChannel:
         """Wait for the next client and return its channel.
@@ -210,11 +224,6 @@ class SocketListener(Listener):
                     os.unlink(self._path)
             except OSError:
                 pass
-
-    def __del__(self) -> None:
-        if getattr(self, "_sock", None) is not None:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
-            self.close()
 
 
 # -- AF_UNIX --------------------------------------------------------------------

@@ -16,6 +16,7 @@ import os
 import socket
 from typing import Any
 
+from .._address import query_options
 from .._deadline import now
 from .._errors import NotFound, PermissionDenied, Timeout, map_os_error
 from .._setup import ServerSetup
@@ -25,8 +26,8 @@ from .._setup import ServerSetup
 HANDSHAKE_TIMEOUT = 10.0
 RETRY_SLICE = 0.05  # how often connect(timeout=) looks again for a listener
 
-_INT_OPTIONS = ("max_message_size", "backlog")
-_FLOAT_OPTIONS = ("handshake_timeout",)
+_CONVERTERS = {"max_message_size": int, "backlog": int, "handshake_timeout": float, "codec": str,
+               "server_hostname": str, "insecure": lambda v: v.lower() in ("1", "true", "yes")}
 #: Listener options a connect() accepts in an address and ignores (one
 #: address string serves both ends).
 SERVER_ONLY = ("backlog", "handshake_timeout", "insecure")
@@ -138,20 +139,7 @@ def tcp_refused(err: int, waiting: bool, deadline: float | None, what: str) -> f
 
 def options(addr: Any, kw: dict) -> dict:
     """The keyword arguments an address's query and the caller's ``kw`` give."""
-    opts: dict[str, Any] = {}
-    for key, value in addr.query.items():
-        if key in _INT_OPTIONS:
-            opts[key] = int(value)
-        elif key in _FLOAT_OPTIONS:
-            opts[key] = float(value)
-        elif key == "insecure":
-            opts[key] = value.lower() in ("1", "true", "yes")
-        elif key in ("codec", "server_hostname"):
-            opts[key] = value
-        else:
-            raise ValueError(f"address {addr} has the unknown option {key!r}")
-    opts.update(kw)
-    return opts
+    return query_options(addr, kw, _CONVERTERS)
 
 
 def connect_options(addr: Any, kw: dict) -> dict:
