@@ -1,8 +1,9 @@
 """Connection setup of framed pipes and sockets, without I/O.
 
-Both drivers — the blocking one (:mod:`interproc._sockets`,
-:mod:`interproc._namedpipe`) and the asyncio one
-(:mod:`interproc.aio._transports`) — run the same steps and only move bytes:
+Both drivers — the blocking ones (:mod:`interproc._sockets._channel`,
+:mod:`interproc._pipes._named`) and the asyncio ones
+(:mod:`interproc._sockets._aio`, :mod:`interproc._pipes._aio`) — run the same
+steps and only move bytes:
 
     options -> credentials -> TLS -> handshake -> trust decision
 

@@ -1,7 +1,8 @@
 """Framed TCP and AF_UNIX sockets (``tcp://``, ``unix://``) and plain UDP.
 
-* ``_core.py`` — what both drivers share, without I/O: address options,
-  socket options, naming;
+* ``_core.py`` — what both drivers share and that never waits: address
+  options, the network rule, socket options, one connect attempt and what
+  its failure means;
 * ``_channel.py`` — the blocking driver;
 * ``_aio.py`` — the asyncio driver.
 
