@@ -52,13 +52,7 @@ class AsyncPipeServer(StreamAsyncListener):
 
     def _server_setup(self, conn: socket.socket) -> tuple[ServerSetup, Any, Any]:
         setup, creds = server_setup(self._sync), peer_credentials(conn)
-        refusal = setup.check_peer(creds)
-        if refusal:
-            try:
-                conn.send(refusal)
-            except OSError:
-                pass
-            raise setup.refused(creds)
+        setup.screen(creds, conn.send)
         return setup, creds, None
 
     async def _setup(self, conn: socket.socket, peer: Any, on_close: Any = None) -> AsyncChannel:

@@ -257,14 +257,7 @@ class PipeServer(ListeningSocket):
         io = SockIO(conn)
         try:
             creds = peer_credentials(conn)
-            refusal = setup.check_peer(creds)
-            if refusal:
-                try:
-                    io.send([refusal])
-                except OSError:
-                    pass
-                log.warning("pipe %r: refused pid %s: %s", self.name, creds.pid, refusal)
-                raise setup.refused(creds)
+            setup.screen(creds, lambda frame: io.send([frame]))
             decoder = run_server_handshake(io, setup.handshake, self.handshake_timeout, setup.what)
             out = setup.outcome(creds)
             ch = PipeChannel(io, name=out.name, framed=out.framed, codec=self.codec,
