@@ -226,7 +226,7 @@ class AsyncStreamReceiver(_contract.AsyncReceiveChannel):
 
     def ready(self) -> bool:
         """True when a message is already buffered (``recv()`` will not wait)."""
-        return bool(self._proto.decoder._frames) if self.framed else bool(self._proto.raw)
+        return bool(self._proto.decoder.pending) if self.framed else bool(self._proto.raw)
 
     async def recv(self, *, timeout: float | None = None) -> bytes:
         """The next whole message; ``ChannelClosed`` once the peer has gone."""
