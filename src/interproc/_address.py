@@ -87,9 +87,11 @@ def listen(address: str, **options: Any) -> Listener:
     return SCHEMES[addr.scheme].entry("listen")(addr, **options)
 
 
-def query_options(addr: Address, kw: dict, converters: dict[str, Callable[[str], Any]]) -> dict:
+def query_options(addr: Address, kw: dict, converters: dict[str, Callable[[str], Any]],
+                  drop: tuple[str, ...] = ()) -> dict:
     """The keyword arguments of ``addr``'s query, each converted by
-    ``converters[key]`` (an unknown key is a ``ValueError``), then ``kw`` on top."""
+    ``converters[key]`` (an unknown key is a ``ValueError``), then ``kw`` on
+    top, without the options in ``drop`` (the other end's)."""
     opts: dict[str, Any] = {}
     for key, value in addr.query.items():
         convert = converters.get(key)
@@ -97,4 +99,6 @@ def query_options(addr: Address, kw: dict, converters: dict[str, Callable[[str],
             raise ValueError(f"address {addr} has the unknown option {key!r}")
         opts[key] = convert(value)
     opts.update(kw)
+    for key in drop:
+        opts.pop(key, None)
     return opts

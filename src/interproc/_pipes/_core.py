@@ -80,7 +80,4 @@ def options(addr: Any, kw: dict) -> dict:
 
 def connect_options(addr: Any, kw: dict) -> dict:
     """:func:`options` for a connect: server-only options dropped."""
-    opts = options(addr, kw)
-    for server_only in SERVER_ONLY:
-        opts.pop(server_only, None)
-    return opts
+    return query_options(addr, kw, _CONVERTERS, drop=SERVER_ONLY)

@@ -137,25 +137,13 @@ def tcp_refused(err: int, waiting: bool, deadline: float | None, what: str) -> f
 
 # -- addresses --------------------------------------------------------------------
 
-def options(addr: Any, kw: dict) -> dict:
-    """The keyword arguments an address's query and the caller's ``kw`` give."""
-    return query_options(addr, kw, _CONVERTERS)
-
-
 def connect_options(addr: Any, kw: dict) -> dict:
-    """:func:`options` for a connect: listener-only options dropped."""
-    opts = options(addr, kw)
-    for server_only in SERVER_ONLY:
-        opts.pop(server_only, None)
-    if addr.scheme == "unix":
-        opts.pop("server_hostname", None)
-    return opts
+    """The keyword arguments of a connect: the address's query and ``kw``, listener-only options dropped."""
+    unix = ("server_hostname",) if addr.scheme == "unix" else ()
+    return query_options(addr, kw, _CONVERTERS, drop=SERVER_ONLY + unix)
 
 
 def listen_options(addr: Any, kw: dict) -> dict:
-    """:func:`options` for a listen: connect-only options dropped."""
-    opts = options(addr, kw)
-    opts.pop("server_hostname", None)
-    if addr.scheme == "unix":
-        opts.pop("insecure", None)
-    return opts
+    """The keyword arguments of a listen: the address's query and ``kw``, connect-only options dropped."""
+    unix = ("insecure",) if addr.scheme == "unix" else ()
+    return query_options(addr, kw, _CONVERTERS, drop=("server_hostname",) + unix)
