@@ -132,6 +132,7 @@ LAYERS[0].update({"_lifecycle"})  # ResourceWarning + logger (issue 10)
 
 LAYERS[2].add("_nats")  # nats:// transport (issue 14): the shared nats-py connection
 LAYERS[2].add("shmchannel")  # interproc.shmchannel: the shm:// transport's public classes
+LAYERS[2].update({"_aio_fdwait", "_aio_futex"})  # the asyncio waiters (issue 9 transport folders)
 
 
 def _layer_of(top: str) -> int | None:

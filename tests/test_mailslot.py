@@ -435,8 +435,8 @@ def test_writer_killed_holding_the_lock_leaves_queue_usable(name, spawn):
         proc = spawn(
             "import sys, time\n"
             "from interproc import _native\n"
-            "from interproc._mailslot import _open_queue\n"
-            "q = _open_queue(sys.argv[1], 'user')\n"
+            "from interproc._mailslot import open_queue\n"
+            "q = open_queue(sys.argv[1], 'user')\n"
             "_native.mutex_lock(q.mm, 128)\n"
             "print('LOCKED', flush=True); time.sleep(60)\n",
             name,
@@ -497,7 +497,7 @@ def test_public_names_complete():
 
 
 def test_writer_cache_forgets_closed_mailslots(name_factory):
-    from interproc._mailslot import _cache
+    from interproc._mailslot import writers as _cache
 
     a, b = name_factory(), name_factory()
     slot_a = Mailslot.create(a)

@@ -17,7 +17,7 @@ import interproc
 import interproc.aio
 from interproc import _address
 from interproc.aio import Mailslot
-from interproc.aio._mailslot import connect_address
+from interproc._mailslot._aio import connect_address
 from interproc.mailslot import Mailslot as SyncMailslot
 
 from conftest import wait_for_line

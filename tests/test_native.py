@@ -123,7 +123,8 @@ def test_wait_take_and_post_check_their_arguments():
 
 
 def test_layouts_come_from_c_and_errors_live_in_module_state():
-    from interproc import _shmchannel, HandleClosed, ChannelClosed
+    from interproc._shmchannel import _channel as _shmchannel
+    from interproc import HandleClosed, ChannelClosed
     from interproc._pubsub import _layout
 
     chan = _native.CHAN_LAYOUT

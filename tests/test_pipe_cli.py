@@ -81,7 +81,7 @@ def test_ls_and_gc_show_named_pipes(name, name_factory, spawn, monkeypatch, caps
     from conftest import wait_for_line
     from interproc.cli import main
 
-    monkeypatch.setattr(objects, "KIND_MODULES", ("interproc._namedpipe",))  # only the kind under test
+    monkeypatch.setattr(objects, "KIND_MODULES", ("interproc._pipes._named",))  # only the kind under test
     dead = name_factory()
     proc = spawn("import sys\nfrom interproc.pipes import NamedPipe\nsrv = NamedPipe.serve(sys.argv[1])\n"
                  "print('READY', flush=True)\nimport time\ntime.sleep(60)\n", dead)

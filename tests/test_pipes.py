@@ -289,7 +289,7 @@ def test_user_scope_pipe_refuses_other_uids(name, spawn):
         proc = spawn(
             # import first: the interpreter itself may live where uid 65534 cannot read
             "import os, sys, interproc\nfrom interproc.pipes import NamedPipe\n"
-            "from interproc import _namedpipe\n"
+            "from interproc._pipes import _named as _namedpipe\n"
             "os.setgid(65534); os.setuid(65534)\n"
             "_namedpipe._pipe_path = lambda name, scope: sys.argv[1]\n"
             "try:\n    NamedPipe.connect('x', timeout=10, scope='global')\n"

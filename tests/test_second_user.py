@@ -206,7 +206,7 @@ time.sleep(60)
                    strict=False)
 def test_a_second_user_cannot_squat_a_user_scope_named_pipe(spawn, name, other_user):
     from conftest import wait_for_line
-    from interproc._namedpipe import _lock_name
+    from interproc._pipes._named import _lock_name
     from interproc.pipes import NamedPipe
 
     uid, gid = other_user

@@ -338,7 +338,7 @@ def test_open_timeout_holds_on_a_garbled_lock_word(spawn, name, how):
 
 DIE_BEFORE_QUEUEING = """
 import os, signal, sys
-from interproc import _shmchannel as sc
+from interproc._shmchannel import _channel as sc
 lseg, owner, cap = sc._open_listener(sys.argv[1], "user")
 seg, conn = sc._create_connection(sys.argv[1], lseg.buf, cap, owner, "user", None)
 print("CREATED", flush=True)

@@ -13,11 +13,11 @@ from conftest import wait_for_line
 import interproc
 from interproc import ChannelClosed, Timeout
 from interproc.aio import ShmChannel, ShmListener
-from interproc.aio import _shm as aio_shm
+from interproc._shmchannel import _aio as aio_shm
 
 ASYNC_ECHO = """
 import asyncio, sys
-from interproc.aio import _shm
+from interproc._shmchannel import _aio as _shm
 
 async def main():
     ch = await _shm.connect(sys.argv[1], timeout=10)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from typing import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 if TYPE_CHECKING:  # for the annotations only; each transport imports its own classes
@@ -84,3 +85,20 @@ def listen(address: str, **options: Any) -> Listener:
     """Listen at ``address``; the Listener's ``address`` has the real port/path."""
     addr = parse(address)
     return SCHEMES[addr.scheme].entry("listen")(addr, **options)
+
+
+def query_options(addr: Address, kw: dict, converters: dict[str, Callable[[str], Any]],
+                  drop: tuple[str, ...] = ()) -> dict:
+    """The keyword arguments of ``addr``'s query, each converted by
+    ``converters[key]`` (an unknown key is a ``ValueError``), then ``kw`` on
+    top, without the options in ``drop`` (the other end's)."""
+    opts: dict[str, Any] = {}
+    for key, value in addr.query.items():
+        convert = converters.get(key)
+        if convert is None:
+            raise ValueError(f"address {addr} has the unknown option {key!r}")
+        opts[key] = convert(value)
+    opts.update(kw)
+    for key in drop:
+        opts.pop(key, None)
+    return opts

@@ -28,7 +28,7 @@ handle can do.
 from __future__ import annotations
 
 import abc
-from typing import Any, AsyncIterator, Iterator
+from typing import Any, AsyncIterator, Iterator, TypeVar
 
 from ._errors import ChannelClosed
 
@@ -154,6 +154,9 @@ class Listener(_Handle):
 # -- asyncio --------------------------------------------------------------------
 
 
+_H = TypeVar("_H", bound="_AsyncHandle")
+
+
 class _AsyncHandle(abc.ABC):
     __slots__ = ()
 
@@ -170,7 +173,7 @@ class _AsyncHandle(abc.ABC):
         """True once ``close()`` was called on this handle."""
         return bool(getattr(self, "_closed", False))
 
-    async def __aenter__(self) -> Any:
+    async def __aenter__(self: _H) -> _H:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

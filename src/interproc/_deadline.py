@@ -68,3 +68,13 @@ def nobody_came(what: str, timeout: float) -> Timeout:
     long for the name to appear, then ``Timeout``.
     """
     return Timeout(f"{what}: nothing appeared within {timeout} s")
+
+
+def appear_delay(deadline: float, timeout: float | None, what: str, slice_: float = 0.05) -> float:
+    """After ``NotFound`` while waiting up to ``deadline`` for ``what`` to appear:
+    the seconds to sleep before looking again, or ``Timeout`` (:func:`nobody_came`)
+    once the deadline has passed.  (With no deadline the caller lets NotFound go.)"""
+    left = deadline - now()
+    if left <= 0:
+        raise nobody_came(what, timeout if timeout is not None else 0)
+    return min(slice_, left)

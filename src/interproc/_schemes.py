@@ -92,23 +92,23 @@ def kind_modules() -> tuple[str, ...]:
     return tuple(seen)
 
 
-_NP, _SK, _AT = "interproc._namedpipe", "interproc._sockets", "interproc.aio._transports"
+_NP, _SK, _AT = "interproc._pipes._named", "interproc._sockets._channel", "interproc._sockets._aio"
 
 register(Scheme("pipe", "name", f"{_NP}:connect_address", f"{_NP}:listen_address",
-                f"{_AT}:connect_address", f"{_AT}:listen_address", kinds=(_NP,),
+                "interproc._pipes._aio:connect_address", "interproc._pipes._aio:listen_address", kinds=(_NP,),
                 summary="named pipe (interproc.pipes)"))
 register(Scheme("unix", "path", f"{_SK}:connect_address", f"{_SK}:listen_address",
                 f"{_AT}:connect_address", f"{_AT}:listen_address", summary="framed AF_UNIX stream socket"))
 register(Scheme("tcp", "host", f"{_SK}:connect_address", f"{_SK}:listen_address",
                 f"{_AT}:connect_address", f"{_AT}:listen_address",
                 summary="framed TCP (authkey= or ssl= beyond loopback)"))
-register(Scheme("shm", "name", "interproc._shmchannel:connect_address", "interproc._shmchannel:listen_address",
-                "interproc.aio._shm:connect_address", "interproc.aio._shm:listen_address",
-                kinds=("interproc._shmchannel",), summary="shared-memory channel"))
+register(Scheme("shm", "name", "interproc._shmchannel._channel:connect_address", "interproc._shmchannel._channel:listen_address",
+                "interproc._shmchannel._aio:connect_address", "interproc._shmchannel._aio:listen_address",
+                kinds=("interproc._shmchannel._channel",), summary="shared-memory channel"))
 register(Scheme("serial", "path", "interproc._serial._channel:connect_address", None,
                 "interproc._serial._aio:connect_address", None, summary="framed serial line"))
 register(Scheme("mailslot", "name", "interproc._mailslot:connect_address", None,
-                "interproc.aio._mailslot:connect_address", None, kinds=("interproc._mailslot",),
+                "interproc._mailslot._aio:connect_address", None, kinds=("interproc._mailslot",),
                 summary="one-way: connect() gives a write-only channel"))
 register(Scheme("jsonrpc+tcp", "host", "interproc._rpc._lines:connect_address", "interproc._rpc._lines:listen_address",
                 summary="plain newline-delimited JSON-RPC 2.0 over TCP (interproc.rpc)"))

@@ -1,8 +1,9 @@
 """Connection setup of framed pipes and sockets, without I/O.
 
-Both drivers — the blocking one (:mod:`interproc._sockets`,
-:mod:`interproc._namedpipe`) and the asyncio one
-(:mod:`interproc.aio._transports`) — run the same steps and only move bytes:
+Both drivers — the blocking ones (:mod:`interproc._sockets._channel`,
+:mod:`interproc._pipes._named`) and the asyncio ones
+(:mod:`interproc._sockets._aio`, :mod:`interproc._pipes._aio`) — run the same
+steps and only move bytes:
 
     options -> credentials -> TLS -> handshake -> trust decision
 
@@ -24,6 +25,7 @@ from typing import Any, Callable
 from ._errors import PermissionDenied
 from ._framing import HEADER
 from ._handshake import ClientHandshake, ServerHandshake
+from ._lifecycle import log
 from ._trust import peer_trusted, tls_verified
 
 
@@ -78,6 +80,19 @@ class ServerSetup:
 
     def refused(self, creds: Any) -> PermissionDenied:
         return PermissionDenied(f"{self.label} refused pid {creds.pid}: {self.refusal}")
+
+    def screen(self, creds: Any, send: Callable[[bytes], Any]) -> None:
+        """The credentials step as both drivers run it: a refused peer is sent
+        the refusal frame (best effort, by the driver's ``send``), the refusal
+        is logged, and ``PermissionDenied`` raised."""
+        frame = self.check_peer(creds)
+        if frame:
+            try:
+                send(frame)
+            except OSError:
+                pass
+            log.warning("%s: refused pid %s: %s", self.label, creds.pid, self.refusal)
+            raise self.refused(creds)
 
     def outcome(self, creds: Any, peer: Any = None) -> Outcome:
         """The trust decision, once the handshake is done."""

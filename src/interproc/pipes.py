@@ -8,13 +8,13 @@
 See docs/pipes.md.
 """
 
-from ._namedpipe import (
+from ._pipes._named import (
     MAX_INSTANCES as MAX_INSTANCES,
     NamedPipe as NamedPipe,
     PipeChannel as PipeChannel,
     PipeServer as PipeServer,
 )
-from ._pipes import (
+from ._pipes._anonymous import (
     ENV_VAR as ENV_VAR,
     Fifo as Fifo,
     PipeReader as PipeReader,

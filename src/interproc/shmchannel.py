@@ -5,6 +5,6 @@ Get a channel from ``interproc.connect("shm://NAME")`` or ``ShmListener.accept``
 ``recv_view`` to the Channel methods.  See docs/shmchannel.md.
 """
 
-from ._shmchannel import ShmChannel as ShmChannel, ShmListener as ShmListener
+from ._shmchannel._channel import ShmChannel as ShmChannel, ShmListener as ShmListener
 
 __all__ = ["ShmChannel", "ShmListener"]

@@ -13,7 +13,7 @@ from ._framing import (
     FrameTooLarge as FrameTooLarge,
     TruncatedMessage as TruncatedMessage,
 )
-from ._sockets import (
+from ._sockets._channel import (
     MAX_DATAGRAM as MAX_DATAGRAM,
     SocketChannel as SocketChannel,
     SocketListener as SocketListener,

@@ -69,7 +69,7 @@ def _what(name: str, scope: str) -> str:
     return f"mailslot {name!r}" if scope == "user" else f"mailslot {name!r} ({scope})"
 
 
-def _as_view(data: Any) -> memoryview:
+def as_view(data: Any) -> memoryview:
     view = data if isinstance(data, memoryview) else memoryview(data)
     if not view.c_contiguous:
         raise ValueError("mailslot messages must be contiguous buffers")
@@ -99,7 +99,7 @@ def _remove_if_stale(path: str, scope: str, what: str) -> bool:
         os.close(fd)
 
 
-def _open_queue(name: str, scope: str) -> Queue:
+def open_queue(name: str, scope: str) -> Queue:
     what = _what(name, scope)
     path = shm_path(segment_name(KIND, name, scope))  # type: ignore[arg-type]
     try:
@@ -348,7 +348,7 @@ class Mailslot(ReceiveChannel):
         ``authkey`` (or sent unsigned with ``insecure=True``).  ``scope="nats://..."``
         publishes on a NATS server (``token=``, ``nkeys_seed=``, ``tls=`` pass through).
         """
-        view = _as_view(data)
+        view = as_view(data)
         if isinstance(scope, str) and scope.lower().startswith(("nats://", "tls://")):
             validate_name(name)
             from . import _nats
@@ -363,7 +363,7 @@ class Mailslot(ReceiveChannel):
                 max_message_size=max_message_size,
             )
             return
-        queue = _cache.lookup(name, scope)
+        queue = writers.lookup(name, scope)
         if queue is None:  # a cached name was validated when it was opened
             validate_name(name)
             if scope not in SCOPES:
@@ -371,14 +371,14 @@ class Mailslot(ReceiveChannel):
         deadline = None if timeout is None else deadline_of(timeout)
         for _attempt in range(2):
             if queue is None:
-                queue = _cache.get(name, scope)
+                queue = writers.get(name, scope)
             try:
                 queue.put(view, deadline)
                 return
             except Gone:
                 # The cached mapping may belong to a server that has since
                 # been replaced: drop it and look the name up once more.
-                _cache.drop(name, scope)
+                writers.drop(name, scope)
                 queue = None
         raise NotFound(f"{_what(name, scope)}: its server has closed or died")
 
@@ -396,7 +396,7 @@ class Mailslot(ReceiveChannel):
         deadline = deadline_of(timeout)
         while True:
             try:
-                return MailslotWriter(_open_queue(name, scope), name, scope, codec=codec)
+                return MailslotWriter(open_queue(name, scope), name, scope, codec=codec)
             except NotFound:
                 if deadline is None:
                     raise
@@ -450,7 +450,7 @@ class MailslotWriter(SendChannelBase):
 
     def _send_bytes(self, data: Any, timeout: float | None) -> None:
         try:
-            self._queue.put(_as_view(data), deadline_of(timeout))
+            self._queue.put(as_view(data), deadline_of(timeout))
         except Gone:
             raise ChannelClosed(f"{_what(self.name, self.scope)}: its server has closed or died") from None
 
@@ -459,7 +459,7 @@ class MailslotWriter(SendChannelBase):
         return self._queue.max_message_size
 
 
-class _WriterCache:
+class WriterCache:
     """Mappings that ``Mailslot.write`` keeps open between calls (a few, LRU-ish).
 
     Evicted mappings are not closed here, since another thread may be writing
@@ -486,7 +486,7 @@ class _WriterCache:
         queue = self.lookup(name, scope)
         if queue is not None:
             return queue
-        queue = _open_queue(name, scope)
+        queue = open_queue(name, scope)
         with self._lock:
             # A mapping of a closed or dead mailslot pins its tmpfs pages in
             # memory: forget those whenever a new one comes in.
@@ -507,8 +507,8 @@ class _WriterCache:
             self._queues = {}
 
 
-_cache = _WriterCache()
-os.register_at_fork(after_in_child=_cache.after_fork)
+writers = WriterCache()
+os.register_at_fork(after_in_child=writers.after_fork)
 
 
 def connect_address(addr: Any, *, timeout: float | None = None, scope: str | None = None, codec: str | None = None, **kw: Any) -> MailslotWriter:

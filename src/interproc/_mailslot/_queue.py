@@ -68,7 +68,7 @@ _MASK32 = 0xFFFFFFFF
 
 # A writer waiting on a full queue wakes at least this often to check that
 # the reader still lives (a dead reader never bumps space_seq).
-_LIVENESS_SLICE = 0.1
+LIVENESS_SLICE = 0.1
 # How long a caller whose deadline has passed still tries to take its name
 # off a waiter count (it must not overrun its timeout by more than this).
 _DEREGISTER_GRACE = 0.05
@@ -310,7 +310,7 @@ class Queue:
                         f"{self.what}: the queue stayed full ({self.max_messages} messages or "
                         f"{self.capacity} bytes) for the whole timeout"
                     )
-                _native.futex_wait(mm, _O_SPACE_SEQ, sseq, _LIVENESS_SLICE if left is None else min(left, _LIVENESS_SLICE))
+                _native.futex_wait(mm, _O_SPACE_SEQ, sseq, LIVENESS_SLICE if left is None else min(left, LIVENESS_SLICE))
         finally:
             if registered:
                 self._deregister(_O_WRITERS_WAITING, deadline)

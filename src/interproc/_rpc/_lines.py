@@ -166,7 +166,7 @@ class LineListener:
         self._ssl = ssl
         self._path = ""
         if scheme == "tcp":
-            from .._sockets import _is_loopback
+            from .._sockets._core import is_loopback as _is_loopback
 
             if not (ssl or insecure or _is_loopback(host)):
                 raise PermissionDenied(f"refusing plain JSON-RPC on {host!r} beyond loopback: no authentication "
@@ -348,7 +348,7 @@ async def aio_listen_lines(address: str, on_channel: Any, *, ssl: _ssl.SSLContex
         on_channel(AsyncLineChannel(reader, writer, real))
 
     if scheme == "tcp":
-        from .._sockets import _is_loopback
+        from .._sockets._core import is_loopback as _is_loopback
 
         if not (ssl or insecure or _is_loopback(host)):
             raise PermissionDenied(f"refusing plain JSON-RPC on {host!r} beyond loopback: no authentication "

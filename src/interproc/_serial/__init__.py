@@ -36,7 +36,7 @@ from .._errors import ChannelClosed, HandleClosed, MissingDependency, NotFound, 
 from .._lifecycle import finalizer, run_quietly
 
 _DEFAULT: Any = object()  # "use the port's default timeout"
-_CHUNK = 65536
+READ_CHUNK = 65536
 
 PARITIES = {"N": "N", "E": "E", "O": "O", "M": "M", "S": "S",
             "NONE": "N", "EVEN": "E", "ODD": "O", "MARK": "M", "SPACE": "S"}
@@ -192,7 +192,7 @@ class SerialPort:
             if deadline is not None and time.monotonic() >= deadline:
                 raise Timeout(f"serial port {self.port}: {what} timed out")
 
-    def read(self, n: int = _CHUNK, *, timeout: float | None = _DEFAULT) -> bytes:
+    def read(self, n: int = READ_CHUNK, *, timeout: float | None = _DEFAULT) -> bytes:
         """Return 1..n bytes, waiting up to ``timeout`` for the first; ``Timeout`` if none came."""
         if n <= 0:
             raise ValueError(f"n must be > 0, not {n}")

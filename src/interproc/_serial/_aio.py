@@ -19,24 +19,22 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-import time
 from typing import Any
 
 from .. import _contract
 from .._codec import Codec, get_codec
-from .._deadline import deadline_of, nobody_came, time_left
+from .._deadline import appear_delay, deadline_of, time_left
 from .._errors import ChannelClosed, HandleClosed, NotFound, Timeout
 from ._cobs import DEFAULT_MAX_PAYLOAD
-from . import _CHUNK, SerialPort
+from . import READ_CHUNK, SerialPort
 from . import open as _open_port
-from ._core import SerialSession
-from ._channel import _QUERY_KEYS, _query_value
+from ._core import SerialSession, SessionStats, address_options
 
 _HIGH_FRAMES = 256  # stop reading when this many frames wait unread
 _LOW_FRAMES = 32
 
 
-class AsyncSerialChannel(_contract.AsyncChannel):
+class AsyncSerialChannel(SessionStats, _contract.AsyncChannel):
     """Messages over a serial line for asyncio; same frames and rules as ``SerialChannel``."""
 
     trusted = False  # the far end of a cable is not authenticated: no pickle
@@ -63,18 +61,6 @@ class AsyncSerialChannel(_contract.AsyncChannel):
         return f"<AsyncSerialChannel {self.port.port!r}{' closed' if self.closed else ''} dropped_frames={self.dropped_frames}>"
 
     @property
-    def dropped_frames(self) -> int:
-        return self._session.decoder.dropped
-
-    @property
-    def last_drop_reason(self) -> str | None:
-        return self._session.decoder.last_error
-
-    @property
-    def peer_closes(self) -> int:
-        return self._session.peer_closes
-
-    @property
     def closed(self) -> bool:
         return self.port.closed
 
@@ -94,7 +80,7 @@ class AsyncSerialChannel(_contract.AsyncChannel):
 
     def _on_readable(self) -> None:
         try:
-            data = os.read(self._fd, _CHUNK)
+            data = os.read(self._fd, READ_CHUNK)
         except BlockingIOError:
             return
         except OSError as exc:
@@ -136,9 +122,6 @@ class AsyncSerialChannel(_contract.AsyncChannel):
             finally:
                 self._waiter = None
 
-    async def recv_obj(self, *, timeout: float | None = None) -> Any:
-        return self.codec.decode(await self.recv(timeout=timeout))
-
     # -- writing ---------------------------------------------------------------
     async def send(self, data: Any, *, timeout: float | None = None) -> None:
         """Send one message.  A send cut short by its timeout may leave half a
@@ -171,9 +154,6 @@ class AsyncSerialChannel(_contract.AsyncChannel):
                 finally:
                     self._loop.remove_writer(self._fd)
 
-    async def send_obj(self, obj: Any, *, timeout: float | None = None) -> None:
-        await self.send(self.codec.encode(obj), timeout=timeout)
-
     # -- lifetime --------------------------------------------------------------
     def close(self) -> None:
         if self.closed:
@@ -186,24 +166,6 @@ class AsyncSerialChannel(_contract.AsyncChannel):
         self.port.close()
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
-
-    async def aclose(self) -> None:
-        self.close()
-
-    async def __aenter__(self) -> "AsyncSerialChannel":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-    def __aiter__(self) -> "AsyncSerialChannel":
-        return self
-
-    async def __anext__(self) -> bytes:
-        try:
-            return await self.recv()
-        except ChannelClosed:
-            raise StopAsyncIteration from None
 
 
 async def open_channel(port: str, baudrate: int = 115200, *, codec: str = "json",
@@ -221,19 +183,12 @@ async def open_channel(port: str, baudrate: int = 115200, *, codec: str = "json"
 
 async def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> AsyncSerialChannel:
     """``await interproc.aio.connect("serial:///dev/ttyUSB0?baudrate=115200")``."""
-    options: dict[str, Any] = {}
-    for key, value in addr.query.items():
-        if key not in _QUERY_KEYS:
-            raise ValueError(f"address {addr.text!r}: unknown option {key!r}; expected one of {', '.join(_QUERY_KEYS)}")
-        options[key] = _query_value(key, value, addr.text)
-    options.update(kw)
-    deadline = None if timeout is None else time.monotonic() + timeout
+    options = address_options(addr, kw)
+    deadline = deadline_of(timeout)
     while True:
         try:
             return await open_channel(addr.path, **options)
         except NotFound:
             if deadline is None:
                 raise
-            if time.monotonic() >= deadline:
-                raise nobody_came(f"serial port {addr.path}", timeout) from None
-            await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+            await asyncio.sleep(appear_delay(deadline, timeout, f"serial port {addr.path}", 0.1))

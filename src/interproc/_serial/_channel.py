@@ -13,11 +13,11 @@ import time
 from typing import Any
 
 from .._channel import Channel
-from .._deadline import deadline_of, nobody_came, time_left
+from .._deadline import appear_delay, deadline_of, time_left
 from .._errors import NotFound, Timeout
 from ._cobs import CLOSE, DEFAULT_MAX_PAYLOAD, encode_frame
-from . import _CHUNK, SerialPort, open as _open_port
-from ._core import SerialSession
+from . import READ_CHUNK, SerialPort, open as _open_port
+from ._core import SerialSession, SessionStats, address_options
 
 
 def _finalize_channel(port: SerialPort) -> None:
@@ -30,7 +30,7 @@ def _finalize_channel(port: SerialPort) -> None:
         port.close()
 
 
-class SerialChannel(Channel):
+class SerialChannel(SessionStats, Channel):
     """Messages over a serial line: COBS frames with a CRC-32 (see ``_serial._cobs``).
 
     A corrupted or truncated frame is dropped and counted in
@@ -72,20 +72,6 @@ class SerialChannel(Channel):
     def __repr__(self) -> str:
         return f"<SerialChannel {self.port.port!r}{' closed' if self.closed else ''} dropped_frames={self.dropped_frames}>"
 
-    @property
-    def dropped_frames(self) -> int:
-        """Corrupt, truncated or oversized frames thrown away so far."""
-        return self._session.decoder.dropped
-
-    @property
-    def last_drop_reason(self) -> str | None:
-        return self._session.decoder.last_error
-
-    @property
-    def peer_closes(self) -> int:
-        """CLOSE frames received so far."""
-        return self._session.peer_closes
-
     def ready(self) -> bool:
         """A message (or the peer's CLOSE) is buffered: ``recv()`` will not wait."""
         return bool(self._session.frames) or self._session.peer_closed
@@ -121,7 +107,7 @@ class SerialChannel(Channel):
                 if msg is not None:
                     return msg
                 try:
-                    data = self.port.read(_CHUNK, timeout=time_left(deadline))
+                    data = self.port.read(READ_CHUNK, timeout=time_left(deadline))
                 except Timeout:
                     raise Timeout(f"serial port {self.port.port}: recv timed out after {timeout}s") from None
                 session.feed(data)
@@ -149,31 +135,6 @@ def open_channel(
         raise
 
 
-# -- serial:///dev/...?baudrate=... addresses ---------------------------------
-
-_BOOL = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
-
-
-def _query_value(key: str, value: str, text: str) -> Any:
-    try:
-        if key in ("baudrate", "bytesize", "max_message_size"):
-            return int(value)
-        if key in ("stopbits",):
-            f = float(value)
-            return int(f) if f.is_integer() else f
-        if key in ("timeout", "write_timeout"):
-            return None if value.lower() in ("", "none") else float(value)
-        if key in ("xonxoff", "rtscts", "dsrdtr", "exclusive", "end_on_peer_close"):
-            return _BOOL[value.lower()]
-    except (ValueError, KeyError):
-        raise ValueError(f"address {text!r}: bad value {value!r} for {key}") from None
-    return value  # parity, codec, on_bad_frame: validated where they are used
-
-
-_QUERY_KEYS = ("baudrate", "bytesize", "parity", "stopbits", "xonxoff", "rtscts", "dsrdtr", "exclusive",
-               "timeout", "write_timeout", "codec", "max_message_size", "on_bad_frame", "end_on_peer_close")
-
-
 def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> SerialChannel:
     """``interproc.connect("serial:///dev/ttyUSB0?baudrate=115200")``: a framed channel.
 
@@ -181,12 +142,7 @@ def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> Se
     wait that long for the device to appear (a USB adapter being plugged in),
     then ``Timeout``.
     """
-    options: dict[str, Any] = {}
-    for key, value in addr.query.items():
-        if key not in _QUERY_KEYS:
-            raise ValueError(f"address {addr.text!r}: unknown option {key!r}; expected one of {', '.join(_QUERY_KEYS)}")
-        options[key] = _query_value(key, value, addr.text)
-    options.update(kw)
+    options = address_options(addr, kw)
     deadline = deadline_of(timeout)
     while True:
         try:
@@ -194,6 +150,4 @@ def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> Se
         except NotFound:
             if deadline is None:
                 raise
-            if time_left(deadline) == 0:
-                raise nobody_came(f"serial port {addr.path}", timeout) from None
-            time.sleep(min(0.1, time_left(deadline)))
+            time.sleep(appear_delay(deadline, timeout, f"serial port {addr.path}", 0.1))

@@ -77,3 +77,57 @@ class SerialSession:
     @staticmethod
     def close_frame() -> bytes:
         return encode_frame(b"", CLOSE)
+
+
+class SessionStats:
+    """What both serial channels (blocking and asyncio) report about their session."""
+
+    _session: SerialSession
+
+    @property
+    def dropped_frames(self) -> int:
+        """Corrupt, truncated or oversized frames thrown away so far."""
+        return self._session.decoder.dropped
+
+    @property
+    def last_drop_reason(self) -> str | None:
+        return self._session.decoder.last_error
+
+    @property
+    def peer_closes(self) -> int:
+        """CLOSE frames received so far."""
+        return self._session.peer_closes
+
+
+# -- serial:///dev/...?baudrate=... addresses ---------------------------------
+
+_BOOL = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+QUERY_KEYS = ("baudrate", "bytesize", "parity", "stopbits", "xonxoff", "rtscts", "dsrdtr", "exclusive",
+              "timeout", "write_timeout", "codec", "max_message_size", "on_bad_frame", "end_on_peer_close")
+
+
+def _query_value(key: str, value: str, text: str) -> Any:
+    try:
+        if key in ("baudrate", "bytesize", "max_message_size"):
+            return int(value)
+        if key in ("stopbits",):
+            f = float(value)
+            return int(f) if f.is_integer() else f
+        if key in ("timeout", "write_timeout"):
+            return None if value.lower() in ("", "none") else float(value)
+        if key in ("xonxoff", "rtscts", "dsrdtr", "exclusive", "end_on_peer_close"):
+            return _BOOL[value.lower()]
+    except (ValueError, KeyError):
+        raise ValueError(f"address {text!r}: bad value {value!r} for {key}") from None
+    return value  # parity, codec, on_bad_frame: validated where they are used
+
+
+def address_options(addr: Any, kw: dict) -> dict:
+    """The ``open_channel`` arguments of a ``serial://`` address and the caller's ``kw``."""
+    options: dict[str, Any] = {}
+    for key, value in addr.query.items():
+        if key not in QUERY_KEYS:
+            raise ValueError(f"address {addr.text!r}: unknown option {key!r}; expected one of {', '.join(QUERY_KEYS)}")
+        options[key] = _query_value(key, value, addr.text)
+    options.update(kw)
+    return options

@@ -15,20 +15,18 @@ from .._contract import (
     AsyncSendChannel as AsyncSendChannel,
 )
 from ._serve import AsyncServer as AsyncServer, serve as serve
-from ._mailslot import Mailslot as Mailslot, MailslotWriter as MailslotWriter
+from .._mailslot._aio import Mailslot as Mailslot, MailslotWriter as MailslotWriter
 from ._pubsub import Publisher as Publisher, Subscriber as Subscriber
-from ._shm import ShmChannel as ShmChannel, ShmListener as ShmListener
+from .._shmchannel._aio import ShmChannel as ShmChannel, ShmListener as ShmListener
 from ._sync import Event as Event, Semaphore as Semaphore
-from ._transports import (
-    NamedPipe as NamedPipe,
+from .._sockets._aio import (
     connect_tcp as connect_tcp,
     connect_unix as connect_unix,
-    from_pipe_end as from_pipe_end,
     listen_tcp as listen_tcp,
     listen_unix as listen_unix,
-    pipe as pipe,
-    pipe_from_env as pipe_from_env,
 )
+from .._pipes._aio import NamedPipe as NamedPipe, from_pipe_end as from_pipe_end, pipe as pipe
+from .._pipes._aio import pipe_from_env as pipe_from_env
 
 __all__ = [
     "AsyncChannel",

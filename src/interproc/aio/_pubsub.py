@@ -20,7 +20,7 @@ import asyncio
 from typing import Any, AsyncIterator
 
 from .._errors import ChannelClosed, Timeout
-from ._fdwait import FdWaiters
+from .._aio_fdwait import FdWaiters
 from .._naming import Scope
 from .._platform import is_alive
 from .._pubsub import Publisher as _Publisher, Sample, Subscriber as _Subscriber

@@ -1,6 +1,6 @@
 """asyncio waits on named Event and Semaphore objects.
 
-The wait is :func:`interproc.aio._futex.futex_wait` (the one asyncio waiter
+The wait is :func:`interproc._aio_futex.futex_wait` (the one asyncio waiter
 for futex-based objects): a thread asleep on the object's futex, cancelled
 at once, a count or signal taken in that instant given back.
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from .. import _sync
 from .._naming import Scope
-from ._futex import futex_wait as _in_thread
+from .._aio_futex import futex_wait as _in_thread
 
 
 class Event:

@@ -13,7 +13,7 @@ KIND_MODULES = (
     "interproc._sync",
     "interproc._shared",
     "interproc._pubsub",
-    "interproc._pipes",  # FIFOs
+    "interproc._pipes._anonymous",  # FIFOs
     "interproc._messages._names",  # windows (interproc.messages)
     "interproc._dde._server",  # DDE services
     "interproc._objects._listing",  # object servers (interproc.objects)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from .._errors import ChannelClosed
-from .._namedpipe import MAX_INSTANCES
+from .._pipes._named import MAX_INSTANCES
 from ..pipes import NamedPipe
 
 

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from .._errors import AlreadyExists, ChannelClosed, MessageTooLarge, NotFound, Timeout
-from .._namedpipe import MAX_INSTANCES, PipeServer
+from .._pipes._named import MAX_INSTANCES, PipeServer
 from ..mailslot import Mailslot
 from ..pipes import NamedPipe
 from ._core import raise_error
@@ -254,7 +254,7 @@ def open_pipe(name: str, timeout: float | None, funcname: str) -> PipeEnd:
     except Timeout:
         import os
 
-        from .._namedpipe import _pipe_path
+        from .._pipes._named import _pipe_path
 
         if not os.path.exists(_pipe_path(name, "user")):
             raise_error(ERROR_FILE_NOT_FOUND, funcname, f"no pipe named {name!r}")

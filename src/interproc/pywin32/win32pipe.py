@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from .._errors import Timeout
-from .._namedpipe import _pipe_path
+from .._pipes._named import _pipe_path
 from ..pipes import pipe as _anon_pipe
 from . import _files
 from ._core import (

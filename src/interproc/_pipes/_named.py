@@ -29,46 +29,24 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
-import hashlib
 import os
 import socket
 import stat
 import threading
 import time
-import warnings
 from typing import Any, Iterable, Iterator
 
-from . import _registry
-from ._channel import Listener
-from ._errors import AlreadyExists, ChannelClosed, HandleClosed, Timeout, map_os_error
-from ._framing import DEFAULT_MAX_MESSAGE
-from ._lifecycle import log
-from ._setup import ClientSetup, ServerSetup
-from ._naming import GLOBAL_DIR, Scope, object_path, runtime_dir, validate_name, validate_scope
-from ._platform import PeerCredentials, peer_credentials, socket_owner, unix_listeners
-from ._sockets import HANDSHAKE_TIMEOUT, accept_with, bind_unix, connect_unix_socket
-from ._stream import SockIO, StreamChannel, deadline_of, run_client_handshake, run_server_handshake
-
-KIND = "pipe"
-MODES = ("message", "byte")
-#: PIPE_UNLIMITED_INSTANCES is 255 in Win32; the same default here.
-MAX_INSTANCES = 255
-
-
-def _lock_name(path: str) -> str:
-    digest = hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()[:40]
-    return f"interproc-pipe-owner/{digest}"
-
-
-def _pipe_path(name: str, scope: Scope) -> str:
-    path = object_path(KIND, name, scope)
-    if len(os.fsencode(path)) > 107:
-        room = 107 - (len(os.fsencode(path)) - len(name))
-        raise ValueError(
-            f"pipe name {name!r} is too long for the runtime directory {runtime_dir(scope)}: "
-            f"AF_UNIX paths are limited to 107 bytes, leaving {room} characters for the name"
-        )
-    return path
+from .. import _registry
+from .._errors import AlreadyExists, ChannelClosed, Timeout, map_os_error
+from .._framing import DEFAULT_MAX_MESSAGE
+from .._lifecycle import log
+from .._naming import GLOBAL_DIR, Scope, runtime_dir, validate_name, validate_scope
+from .._platform import PeerCredentials, peer_credentials, socket_owner, unix_listeners
+from .._sockets._channel import ListeningSocket, accept_with, bind_unix, connect_unix_socket, finish_connect
+from .._sockets._core import HANDSHAKE_TIMEOUT
+from .._stream._channel import SockIO, StreamChannel, deadline_of, run_server_handshake
+from ._core import KIND, MAX_INSTANCES, MODES, client_setup, connect_options, remove_if_mine, server_setup
+from ._core import lock_name as _lock_name, options as _options, pipe_path as _pipe_path
 
 
 class PipeChannel(StreamChannel):
@@ -196,7 +174,7 @@ class _AcceptLine:
         self._cond.notify_all()
 
 
-class PipeServer(Listener):
+class PipeServer(ListeningSocket):
     """The server end of a named pipe: ``accept()`` gives one channel per client."""
 
     def __init__(self, name: str, *, mode: str = "message", max_instances: int = MAX_INSTANCES,
@@ -215,6 +193,7 @@ class PipeServer(Listener):
         self.codec, self.max_message_size = codec, max_message_size
         self.handshake_timeout = handshake_timeout
         self.address = f"pipe://{name}"
+        self.label = f"pipe server {name!r}"
         self.path = _pipe_path(name, scope)
         self._instances = _Instances(max_instances)
         self._line = _AcceptLine()
@@ -246,11 +225,6 @@ class PipeServer(Listener):
         """Clients connected right now."""
         return self._instances.count
 
-    def fileno(self) -> int:
-        if self._sock is None:
-            raise HandleClosed(f"pipe server {self.name!r} was used after its close()")
-        return self._sock.fileno()
-
     def accept(self, *, timeout: float | None = None) -> PipeChannel:
         """The next client, once an instance is free (``Timeout`` otherwise).
 
@@ -278,26 +252,12 @@ class PipeServer(Listener):
             self._instances.give_back()
             raise
 
-    def _refuse(self, creds: PeerCredentials) -> str | None:
-        if self.scope == "user" and creds.uid != os.getuid():
-            return f"uid {creds.uid} may not use a user-scope pipe of uid {os.getuid()}"
-        if self.allowed_uids is not None and creds.uid not in self.allowed_uids:
-            return f"uid {creds.uid} is not allowed on this pipe"
-        return None
-
     def _setup(self, conn: socket.socket, peer: Any = None) -> PipeChannel:
-        setup = ServerSetup(KIND, f"pipe {self.name!r}", mode=self.mode, refuse=self._refuse)
+        setup = server_setup(self)
         io = SockIO(conn)
         try:
             creds = peer_credentials(conn)
-            refusal = setup.check_peer(creds)
-            if refusal:
-                try:
-                    io.send([refusal])
-                except OSError:
-                    pass
-                log.warning("pipe %r: refused pid %s: %s", self.name, creds.pid, refusal)
-                raise setup.refused(creds)
+            setup.screen(creds, lambda frame: io.send([frame]))
             decoder = run_server_handshake(io, setup.handshake, self.handshake_timeout, setup.what)
             out = setup.outcome(creds)
             ch = PipeChannel(io, name=out.name, framed=out.framed, codec=self.codec,
@@ -321,14 +281,9 @@ class PipeServer(Listener):
         sock.close()
         self._owner.close()
 
-    def __del__(self) -> None:
-        if getattr(self, "_sock", None) is not None:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
-            self.close()
-
 
 def _frame(payload: bytes) -> bytes:
-    from ._framing import HEADER
+    from .._framing import HEADER
 
     return HEADER.pack(len(payload)) + payload
 
@@ -361,22 +316,19 @@ class NamedPipe:
         what = f"pipe {name!r}"
         deadline = deadline_of(timeout)
         sock = connect_unix_socket(path, deadline, timeout is not None, what)
-        io = SockIO(sock)
         try:
             creds = peer_credentials(sock)
-            setup = ClientSetup(KIND, what, scope=scope)
+            setup = client_setup(name, scope)
             setup.check_peer(creds)
-            try:
-                decoder = run_client_handshake(io, setup.handshake, deadline, what)
-            except Timeout:
-                raise Timeout(f"{what}: no free instance within {timeout}s") from None
-            out = setup.outcome(creds, name=f"pipe {name!r} -> pid {creds.pid}")
-            ch = PipeChannel(io, name=out.name, framed=out.framed, codec=codec,
-                             max_message_size=max_message_size, trusted=out.trusted, decoder=decoder)
         except BaseException:
-            io.close()
+            sock.close()
             raise
-        return out.apply(ch)
+        try:
+            return finish_connect(sock, setup, deadline, cls=PipeChannel, creds=creds,
+                                  name=f"pipe {name!r} -> pid {creds.pid}", codec=codec,
+                                  max_message_size=max_message_size)
+        except Timeout:
+            raise Timeout(f"{what}: no free instance within {timeout}s") from None
 
     @staticmethod
     def list() -> list[_registry.ObjectInfo]:
@@ -386,26 +338,8 @@ class NamedPipe:
 
 # -- addresses ------------------------------------------------------------------
 
-def _options(addr: Any, kw: dict) -> dict:
-    opts: dict[str, Any] = {}
-    for key, value in addr.query.items():
-        if key in ("max_instances", "max_message_size"):
-            opts[key] = int(value)
-        elif key == "file_mode":
-            opts[key] = int(value, 8)
-        elif key in ("mode", "scope", "codec"):
-            opts[key] = value
-        else:
-            raise ValueError(f"address {addr} has the unknown option {key!r}")
-    opts.update(kw)
-    return opts
-
-
 def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> PipeChannel:
-    opts = _options(addr, kw)
-    for server_only in ("mode", "max_instances", "file_mode", "allowed_uids", "handshake_timeout"):
-        opts.pop(server_only, None)
-    return NamedPipe.connect(addr.name, timeout=timeout, **opts)
+    return NamedPipe.connect(addr.name, timeout=timeout, **connect_options(addr, kw))
 
 
 def listen_address(addr: Any, **kw: Any) -> PipeServer:
@@ -447,14 +381,7 @@ def _collect_pipes() -> Iterable[_registry.ObjectInfo]:
     return [info for info in _list_pipes() if info.state == _registry.STATE_STALE and _remove_pipe(info)]
 
 
-def _remove_pipe(info: _registry.ObjectInfo) -> bool:
-    if info.details.get("uid") != os.getuid():
-        return False
-    try:
-        os.unlink(info.path)
-        return True
-    except OSError:
-        return False
+_remove_pipe = remove_if_mine
 
 
 _registry.register(KIND, _list_pipes, _collect_pipes, remove=_remove_pipe)

@@ -1,6 +1,6 @@
 """asyncio channels over byte streams, on the same sans-I/O framing core.
 
-:class:`_StreamProtocol` is an ``asyncio.BufferedProtocol``: the event loop
+:class:`StreamProtocol` is an ``asyncio.BufferedProtocol``: the event loop
 reads straight into :class:`~interproc._framing.FrameDecoder`'s buffer, and
 ``recv()`` waits on a future that the protocol completes when a frame (or the
 end of the stream) arrives.  No polling anywhere; flow control in both
@@ -11,12 +11,14 @@ awaited by ``send``).
 from __future__ import annotations
 
 import asyncio
+import socket
+import ssl as _ssl
 from typing import Any
 
 from .. import _contract
 from .._codec import Codec, get_codec
 from .._deadline import deadline_of, now as _now
-from .._errors import ChannelClosed, HandleClosed, ProtocolError, Timeout
+from .._errors import ChannelClosed, HandleClosed, PermissionDenied, ProtocolError, Timeout
 from .._framing import DEFAULT_MAX_MESSAGE, FrameDecoder, encode
 from .._handshake import MAX_HANDSHAKE_FRAME
 
@@ -24,7 +26,7 @@ _HIGH_FRAMES = 256  # stop reading from the OS when this many frames wait unread
 _LOW_FRAMES = 32
 
 
-class _StreamProtocol(asyncio.BufferedProtocol):
+class StreamProtocol(asyncio.BufferedProtocol):
     def __init__(self) -> None:
         self.decoder = FrameDecoder()
         self.decoder.hold(MAX_HANDSHAKE_FRAME)
@@ -137,7 +139,7 @@ class AsyncStreamEnd:
     authenticated: bool = False
     mode: str = "message"
 
-    def __init__(self, transport: asyncio.BaseTransport, protocol: _StreamProtocol, *, name: str,
+    def __init__(self, transport: asyncio.BaseTransport, protocol: StreamProtocol, *, name: str,
                  framed: bool = True, codec: Any = "json", max_message_size: int = DEFAULT_MAX_MESSAGE,
                  trusted: bool = True, write_transport: asyncio.BaseTransport | None = None,
                  on_close: Any = None) -> None:
@@ -224,7 +226,7 @@ class AsyncStreamReceiver(_contract.AsyncReceiveChannel):
 
     def ready(self) -> bool:
         """True when a message is already buffered (``recv()`` will not wait)."""
-        return bool(self._proto.decoder._frames) if self.framed else bool(self._proto.raw)
+        return bool(self._proto.decoder.pending) if self.framed else bool(self._proto.raw)
 
     async def recv(self, *, timeout: float | None = None) -> bytes:
         """The next whole message; ``ChannelClosed`` once the peer has gone."""
@@ -273,7 +275,7 @@ class AsyncStreamChannel(AsyncStreamEnd, AsyncStreamSender, AsyncStreamReceiver,
 AsyncChannel = AsyncStreamChannel  # the old private name, used by other modules
 
 
-async def read_frame(proto: _StreamProtocol, deadline: float | None, what: str) -> bytes:
+async def read_frame(proto: StreamProtocol, deadline: float | None, what: str) -> bytes:
     """One handshake frame from a fresh connection."""
     while True:
         frame = proto.next_frame()
@@ -285,14 +287,14 @@ async def read_frame(proto: _StreamProtocol, deadline: float | None, what: str) 
         await proto.wait_data(deadline, what)
 
 
-async def client_handshake(transport: Any, proto: _StreamProtocol, hs: Any, deadline: float | None, what: str) -> None:
+async def client_handshake(transport: Any, proto: StreamProtocol, hs: Any, deadline: float | None, what: str) -> None:
     while not hs.done:
         reply = hs.receive(await read_frame(proto, deadline, what))
         if reply is not None:
             transport.writelines(encode(reply))
 
 
-async def server_handshake(transport: Any, proto: _StreamProtocol, hs: Any, deadline: float | None, what: str) -> None:
+async def server_handshake(transport: Any, proto: StreamProtocol, hs: Any, deadline: float | None, what: str) -> None:
     transport.writelines(encode(hs.greeting()))
     while not hs.done:
         frame = await read_frame(proto, deadline, what)
@@ -305,3 +307,33 @@ async def server_handshake(transport: Any, proto: _StreamProtocol, hs: Any, dead
             raise
         if reply is not None:
             transport.writelines(encode(reply))
+
+
+async def open_stream(sock: socket.socket, *, ssl: Any = None, server_side: bool = False,
+                      server_hostname: str | None = None,
+                      deadline: float | None = None) -> tuple[asyncio.Transport, StreamProtocol]:
+    """Put a connected socket on the loop (inside TLS when ``ssl`` is given):
+    ``(transport, protocol)``, ready for the handshake."""
+    loop = asyncio.get_running_loop()
+    kw: dict[str, Any] = {}
+    if ssl is not None:
+        kw["ssl"] = ssl
+        kw["ssl_handshake_timeout"] = 60.0 if deadline is None else max(0.001, deadline - _now())
+        if not server_side:
+            kw["server_hostname"] = server_hostname
+    try:
+        if server_side:
+            coro = loop.connect_accepted_socket(StreamProtocol, sock, **kw)
+        else:
+            coro = loop.create_connection(StreamProtocol, sock=sock, **kw)
+        transport, proto = await asyncio.wait_for(coro, None if deadline is None else max(0.001, deadline - _now()))
+    except asyncio.TimeoutError:
+        sock.close()
+        raise Timeout("connection setup timed out") from None
+    except _ssl.SSLError as exc:
+        sock.close()
+        raise PermissionDenied(f"TLS handshake failed: {exc}") from exc
+    except BaseException:
+        sock.close()
+        raise
+    return transport, proto  # type: ignore[return-value]

@@ -2,7 +2,7 @@
 
 The queue lives in shared memory and is signalled by futex words, which an
 event loop cannot watch: a wait goes through the one asyncio waiter for
-futex-based objects, :func:`interproc.aio._futex.futex_wait` (a waiter thread
+futex-based objects, :func:`interproc._aio_futex.futex_wait` (a waiter thread
 asleep in ``futex_wait``, woken with a spurious futex wake on cancel).
 """
 
@@ -17,11 +17,11 @@ from .._codec import get_codec
 from .._contract import AsyncReceiveChannel, AsyncSendChannel
 from .._deadline import time_left as _left
 from .._errors import ChannelClosed, HandleClosed, NotFound, Timeout
-from .._mailslot import Pending, _as_view, _cache, _open_queue
-from .._mailslot._queue import _LIVENESS_SLICE, Gone, Queue, deadline_of
+from . import Pending, as_view, open_queue, writers
+from ._queue import LIVENESS_SLICE, Gone, Queue, deadline_of
 from .._naming import validate_name
-from .._deadline import nobody_came
-from ._futex import futex_wait
+from .._deadline import appear_delay
+from .._aio_futex import futex_wait
 
 # A lock wait this short never blocks the event loop noticeably; the mutex is
 # only held for the copy of one message.
@@ -97,12 +97,6 @@ class Mailslot(AsyncReceiveChannel):
     def close(self) -> None:
         self._slot.close()
 
-    async def __aenter__(self) -> "Mailslot":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
     @staticmethod
     async def write(name: str, data: Any, *, timeout: float | None = None, scope: str = "user", **kwargs: Any) -> None:
         """Like ``Mailslot.write``; while the server's queue is full the wait happens
@@ -118,12 +112,12 @@ class Mailslot(AsyncReceiveChannel):
         validate_name(name)
         deadline = deadline_of(timeout)
         for _attempt in range(2):
-            queue = _cache.get(name, scope)
+            queue = writers.get(name, scope)
             try:
-                await _put(queue, _as_view(data), deadline)
+                await _put(queue, as_view(data), deadline)
                 return
             except Gone:
-                _cache.drop(name, scope)
+                writers.drop(name, scope)
         raise NotFound(f"mailslot {name!r}: its server has closed or died")
 
     @staticmethod
@@ -135,13 +129,11 @@ class Mailslot(AsyncReceiveChannel):
         deadline = deadline_of(timeout)
         while True:
             try:
-                return MailslotWriter(_open_queue(name, scope), name)
+                return MailslotWriter(open_queue(name, scope), name)
             except NotFound:
                 if deadline is None:
                     raise
-                if time.monotonic() >= deadline:
-                    raise nobody_came(f"mailslot {name!r}", timeout) from None
-                await asyncio.sleep(min(0.05, _left(deadline) or 0.0))
+                await asyncio.sleep(appear_delay(deadline, timeout, f"mailslot {name!r}"))
 
 
 async def _put(queue: Queue, view: memoryview, deadline: float | None) -> None:
@@ -155,7 +147,7 @@ async def _put(queue: Queue, view: memoryview, deadline: float | None) -> None:
         if left == 0:
             raise Timeout(f"{queue.what}: the queue stayed full for the whole timeout")
         # Sleep in slices so a reader that died (and will never read) is noticed.
-        slice_ = _LIVENESS_SLICE if left is None else min(left, _LIVENESS_SLICE)
+        slice_ = LIVENESS_SLICE if left is None else min(left, LIVENESS_SLICE)
         await _sleep_on(lambda t: queue.wait_space(seq, t), queue.wake_writers, slice_)
 
 
@@ -174,7 +166,7 @@ class MailslotWriter(AsyncSendChannel):
         if self._closed:
             raise HandleClosed(f"send on mailslot writer {self.name!r} after its close()")
         try:
-            await _put(self._queue, _as_view(data), deadline_of(timeout))
+            await _put(self._queue, as_view(data), deadline_of(timeout))
         except Gone:
             raise ChannelClosed(f"mailslot {self.name!r}: its server has closed or died") from None
 
@@ -182,12 +174,6 @@ class MailslotWriter(AsyncSendChannel):
         if not self._closed:
             self._closed = True
             self._queue.close()
-
-    async def __aenter__(self) -> "MailslotWriter":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
 
 
 async def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> MailslotWriter:

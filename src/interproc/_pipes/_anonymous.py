@@ -23,11 +23,12 @@ import subprocess
 import time
 from typing import Any
 
-from . import _registry
-from ._errors import AlreadyExists, NotFound, Timeout, map_os_error
-from ._framing import DEFAULT_MAX_MESSAGE
-from ._naming import GLOBAL_DIR, Scope, check_private, object_path, runtime_dir, validate_scope
-from ._stream import FdIO, StreamEnd, StreamReceiver, StreamSender, deadline_of
+from .. import _registry
+from .._errors import AlreadyExists, NotFound, Timeout, map_os_error
+from .._framing import DEFAULT_MAX_MESSAGE
+from .._naming import GLOBAL_DIR, Scope, check_private, object_path, runtime_dir, validate_scope
+from ._core import remove_if_mine
+from .._stream._channel import FdIO, StreamEnd, StreamReceiver, StreamSender, deadline_of
 
 ENV_VAR = "INTERPROC_PIPE"
 _OPEN_SLICE = 0.02  # how often opening a FIFO for writing looks for a reader
@@ -254,14 +255,7 @@ def _list_fifos() -> list[_registry.ObjectInfo]:
     return infos
 
 
-def _remove_fifo(info: _registry.ObjectInfo) -> bool:
-    if info.details.get("uid") != os.getuid():
-        return False
-    try:
-        os.unlink(info.path)
-        return True
-    except OSError:
-        return False
+_remove_fifo = remove_if_mine
 
 
 def _collect_fifos() -> list[_registry.ObjectInfo]:

@@ -38,17 +38,17 @@ import struct
 import time
 from typing import Any
 
-from . import _native
-from ._address import Address
-from ._channel import Channel, Listener
-from ._codec import Codec
-from ._errors import (AlreadyExists, ChannelClosed, HandleClosed, InterprocError, MessageTooLarge,
+from .. import _native
+from .._address import Address
+from .._channel import Channel, Listener
+from .._codec import Codec
+from .._errors import (AlreadyExists, ChannelClosed, HandleClosed, InterprocError, MessageTooLarge,
                       NotFound, PermissionDenied, ProtocolError, Timeout)
-from ._naming import NAME_MAX, Scope, validate_name
-from ._platform import ProcessId, current_process, is_alive
-from ._registry import register
-from ._shm import F_PERSISTENT, OFF_FLAGS, SharedMemory, _HeaderLock, register_details
-from ._deadline import check_timeout, nobody_came
+from .._naming import NAME_MAX, Scope, validate_name
+from .._platform import ProcessId, current_process, is_alive
+from .._registry import register
+from .._shm import F_PERSISTENT, OFF_FLAGS, SharedMemory, _HeaderLock, register_details
+from .._deadline import check_timeout, nobody_came
 
 _native.set_errors(closed=ChannelClosed, timeout=Timeout, protocol=ProtocolError,
                    too_large=MessageTooLarge, handle_closed=HandleClosed)
@@ -248,6 +248,12 @@ class ShmChannel(Channel):
         if self._closed:
             raise HandleClosed(f"{self.address}: fileno() on a closed channel")
         return self._core.fileno()
+
+    @property
+    def core(self) -> Any:
+        """The C ring pair (``_native.ShmChannel``) that both drivers move bytes
+        through: the blocking methods here, the asyncio ones in :mod:`._aio`."""
+        return self._core
 
     def ready(self) -> bool:
         """True when ``recv()`` would not wait: a message is queued or the peer
@@ -653,7 +659,7 @@ def _collect_orphans() -> list:
     accepted, so segment gc alone would keep them.  That is the case once the
     client is gone and either the listener is gone or closed, or the
     connection never reached its backlog (the client died in between)."""
-    from ._shm import STATE_PERSISTENT, list_segments
+    from .._shm import STATE_PERSISTENT, list_segments
 
     removed = []
     for info in list_segments():

@@ -20,21 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, AsyncIterator, Callable
+from typing import Any, Callable
 
-from .. import _contract, _shmchannel
+from .. import _contract
+from . import _channel as _shmchannel
 from .._address import Address, parse
 from .._deadline import check_timeout
-from .._errors import ChannelClosed, HandleClosed, Timeout
-from ._fdwait import FdWaiters
+from .._errors import HandleClosed, Timeout
+from .._aio_fdwait import FdWaiters
 
 
 class ShmChannel(_contract.AsyncChannel):
-    """``async`` twin of :class:`interproc._shmchannel.ShmChannel`."""
+    """``async`` twin of :class:`interproc.shmchannel.ShmChannel`."""
 
     def __init__(self, channel: _shmchannel.ShmChannel) -> None:
         self.channel = channel
-        self._core = channel._core
+        self._core = channel.core
         self._fd: int | None = None
         self._fdw = FdWaiters(self._core.drain_bell)
 
@@ -87,12 +88,6 @@ class ShmChannel(_contract.AsyncChannel):
             await self._wait(core.arm_recv, deadline=deadline, what="recv")
         return take(timeout=0)
 
-    async def send_obj(self, obj: Any, *, timeout: float | None = None) -> None:
-        await self.send(self.channel.codec.encode(obj), timeout=timeout)
-
-    async def recv_obj(self, *, timeout: float | None = None) -> Any:
-        return self.channel.codec.decode(await self.recv(timeout=timeout))
-
     @property
     def closed(self) -> bool:
         return self.channel.closed
@@ -102,32 +97,13 @@ class ShmChannel(_contract.AsyncChannel):
         self._fdw.wake_all()  # they re-check and find the channel closed
         self.channel.close()
 
-    async def aclose(self) -> None:
-        self.close()
-
-    async def __aenter__(self) -> "ShmChannel":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[bytes]:
-        while True:
-            try:
-                yield await self.recv()
-            except ChannelClosed:
-                return
-
     def __getattr__(self, name: str) -> Any:
         # capacity, max_message, policy, name, address, codec ...
         return getattr(self.channel, name)
 
 
 class ShmListener(_contract.AsyncListener):
-    """``async`` twin of :class:`interproc._shmchannel.ShmListener`."""
+    """``async`` twin of :class:`interproc.shmchannel.ShmListener`."""
 
     def __init__(self, listener: _shmchannel.ShmListener) -> None:
         self.listener = listener
@@ -156,12 +132,6 @@ class ShmListener(_contract.AsyncListener):
         self._fdw.unwatch()
         self._fdw.wake_all()
         self.listener.close()
-
-    async def __aenter__(self) -> "ShmListener":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
 
 
 async def connect_address(addr: Address | str, *, timeout: float | None = None, **kw: Any) -> ShmChannel:

@@ -13,7 +13,6 @@ without authkey or verified TLS, an AF_UNIX peer of another uid).
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 import select
 import socket
@@ -23,9 +22,9 @@ import time
 import warnings
 from typing import Any
 
-from ._channel import Listener
-from ._codec import get_codec
-from ._errors import (
+from .._channel import Listener
+from .._codec import get_codec
+from .._errors import (
     AlreadyExists,
     ChannelClosed,
     HandleClosed,
@@ -33,15 +32,14 @@ from ._errors import (
     MessageTooLarge,
     NotFound,
     PermissionDenied,
-    Timeout,
     map_os_error,
 )
-from ._framing import DEFAULT_MAX_MESSAGE
-from ._lifecycle import log
-from ._platform import PeerCredentials, peer_credentials
-from ._setup import ClientSetup, ServerSetup
-from ._trust import refuse_pickle_early
-from ._stream import (
+from .._framing import DEFAULT_MAX_MESSAGE
+from .._lifecycle import log
+from .._platform import PeerCredentials, peer_credentials
+from .._setup import ClientSetup
+from .._trust import refuse_pickle_early
+from .._stream._channel import (
     SockIO,
     StreamChannel,
     deadline_of,
@@ -49,11 +47,21 @@ from ._stream import (
     run_server_handshake,
     wait_fd,
 )
-
-#: How long ``accept()`` gives one client to finish its handshake, so a silent
-#: client cannot hold the accept loop forever.
-HANDSHAKE_TIMEOUT = 10.0
-_RETRY_SLICE = 0.05  # how often connect(timeout=) looks again for a listener
+from ._core import (
+    HANDSHAKE_TIMEOUT,
+    check_network_rule,
+    connect_options,
+    format_tcp as _format_tcp,
+    is_loopback as _is_loopback,
+    listen_options,
+    resolve_tcp,
+    retry_delay,
+    server_setup,
+    tcp_options as _tcp_options,
+    tcp_refused,
+    tcp_socket,
+    try_connect_unix,
+)
 
 
 class SocketChannel(StreamChannel):
@@ -67,28 +75,6 @@ class SocketChannel(StreamChannel):
     peer_credentials: PeerCredentials | None = None
     authenticated: bool = False
     peer_address: Any = None
-
-
-def _is_loopback(host: str) -> bool:
-    if host in ("localhost",):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        try:
-            infos = socket.getaddrinfo(host, None)
-        except OSError:
-            return False
-        return all(ipaddress.ip_address(i[4][0]).is_loopback for i in infos)
-
-
-def _tcp_options(sock: socket.socket) -> None:
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    # Notice a dead peer host in about a minute instead of two hours.
-    for opt, value in (("TCP_KEEPIDLE", 30), ("TCP_KEEPINTVL", 10), ("TCP_KEEPCNT", 3)):
-        if hasattr(socket, opt):
-            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
 
 
 def _tls_handshake(sock: _ssl.SSLSocket, deadline: float | None, what: str) -> None:
@@ -135,7 +121,30 @@ def accept_with(get_sock: Any, setup: Any, deadline: float | None, what: str) ->
         return ch
 
 
-class SocketListener(Listener):
+class ListeningSocket(Listener):
+    """What a listener on a listening socket has (``SocketListener``,
+    ``PipeServer``): ``fileno()``, ``listening_socket``, the ResourceWarning."""
+
+    _sock: socket.socket | None
+    label = "listener"
+
+    def fileno(self) -> int:
+        if self._sock is None:
+            raise HandleClosed(f"{self.label} was used after its close()")
+        return self._sock.fileno()
+
+    @property
+    def listening_socket(self) -> socket.socket | None:
+        """The listening socket (None once closed): the asyncio driver accepts on it."""
+        return self._sock
+
+    def __del__(self) -> None:
+        if getattr(self, "_sock", None) is not None:
+            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
+            self.close()
+
+
+class SocketListener(ListeningSocket):
     """Accepts framed channels on a listening TCP or AF_UNIX socket."""
 
     def __init__(
@@ -161,15 +170,11 @@ class SocketListener(Listener):
         self.handshake_timeout = handshake_timeout
         self._path = path
         self._path_ino = os.stat(path).st_ino if path else None
+        self.label = f"listener {address}"
         get_codec(codec)  # unknown codec names fail here, not at the first accept
 
     def __repr__(self) -> str:
         return f"<SocketListener {self.address}{' closed' if self._sock is None else ''}>"
-
-    def fileno(self) -> int:
-        if self._sock is None:
-            raise HandleClosed(f"listener {self.address} was used after its close()")
-        return self._sock.fileno()
 
     def accept(self, *, timeout: float | None = None) -> SocketChannel:
         """Wait for the next client and return its channel.
@@ -181,7 +186,7 @@ class SocketListener(Listener):
         return accept_with(lambda: self._sock, self._setup, deadline_of(timeout), f"listener {self.address}")
 
     def _setup(self, conn: socket.socket, peer: Any) -> SocketChannel:
-        setup = ServerSetup("socket", self.address, authkey=self.authkey, tls=self.ssl)
+        setup = server_setup(self)
         what = setup.what
         hs_deadline = deadline_of(self.handshake_timeout)
         try:
@@ -219,11 +224,6 @@ class SocketListener(Listener):
                     os.unlink(self._path)
             except OSError:
                 pass
-
-    def __del__(self) -> None:
-        if getattr(self, "_sock", None) is not None:
-            warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
-            self.close()
 
 
 # -- AF_UNIX --------------------------------------------------------------------
@@ -298,24 +298,30 @@ def listen_unix(path: str, *, mode: int = 0o600, authkey: bytes | None = None, c
 
 def connect_unix_socket(path: str, deadline: float | None, waiting: bool, what: str) -> socket.socket:
     """A connected AF_UNIX stream socket; ``NotFound`` at once unless ``waiting``."""
-    while True:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.setblocking(False)
-        try:
-            sock.connect(path)
-            return sock
-        except (FileNotFoundError, ConnectionRefusedError) as exc:
-            sock.close()
-            if not waiting:
-                raise NotFound(f"nothing listens at {what}") from exc
-        except BlockingIOError:
-            sock.close()  # the backlog is full: the server is busy, try again
-        except OSError as exc:
-            sock.close()
-            raise map_os_error(exc, f"connect to {what}") from exc
-        if deadline is not None and time.monotonic() >= deadline:
-            raise Timeout(f"nothing listened at {what} in time")
-        time.sleep(_RETRY_SLICE if deadline is None else max(0.0, min(_RETRY_SLICE, deadline - time.monotonic())))
+    while (sock := try_connect_unix(path, waiting, what)) is None:
+        time.sleep(retry_delay(deadline, what))
+    return sock
+
+
+def finish_connect(sock: Any, setup: ClientSetup, deadline: float | None, *, cls: Any = None, creds: Any = None,
+                   peer: Any = None, name: str | None = None, codec: Any, max_message_size: int, ssl: Any = None,
+                   server_hostname: str | None = None) -> Any:
+    """The client's steps after connect, as in the asyncio driver: TLS, the
+    handshake, the trust decision; a channel of ``cls`` (``SocketChannel``).
+    ``sock`` is closed if a step fails."""
+    try:
+        if ssl is not None:
+            sock = ssl.wrap_socket(sock, server_hostname=server_hostname, do_handshake_on_connect=False)
+            _tls_handshake(sock, deadline, setup.what)
+        io = SockIO(sock)
+        decoder = run_client_handshake(io, setup.handshake, deadline, setup.what)
+        out = setup.outcome(creds, peer, name=name)
+        ch = (cls or SocketChannel)(io, name=out.name, framed=out.framed, codec=codec,
+                                    max_message_size=max_message_size, trusted=out.trusted, decoder=decoder)
+    except BaseException:
+        sock.close()
+        raise
+    return out.apply(ch)
 
 
 def connect_unix(path: str, *, timeout: float | None = None, authkey: bytes | None = None, codec: Any = "json",
@@ -327,23 +333,14 @@ def connect_unix(path: str, *, timeout: float | None = None, authkey: bytes | No
     sock = connect_unix_socket(path, deadline, timeout is not None, what)
     try:
         creds = peer_credentials(sock)
-        io = SockIO(sock)
-        setup = ClientSetup("socket", what, authkey=authkey)
-        decoder = run_client_handshake(io, setup.handshake, deadline, what)
-        out = setup.outcome(creds)
-        ch = SocketChannel(io, name=out.name, codec=codec, max_message_size=max_message_size,
-                           trusted=out.trusted, decoder=decoder)
     except BaseException:
         sock.close()
         raise
-    return out.apply(ch)
+    return finish_connect(sock, ClientSetup("socket", what, authkey=authkey), deadline, creds=creds, codec=codec,
+                          max_message_size=max_message_size)
 
 
 # -- TCP --------------------------------------------------------------------------
-
-def _format_tcp(host: str, port: int) -> str:
-    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
-
 
 def listen_tcp(host: str = "127.0.0.1", port: int = 0, *, authkey: bytes | None = None,
                ssl: _ssl.SSLContext | None = None, insecure: bool = False, codec: Any = "json",
@@ -354,11 +351,7 @@ def listen_tcp(host: str = "127.0.0.1", port: int = 0, *, authkey: bytes | None 
     Beyond loopback an ``authkey`` or ``ssl`` context is required, unless
     ``insecure=True`` says that the network is trusted.
     """
-    if not (authkey or ssl or insecure or _is_loopback(host)):
-        raise PermissionDenied(
-            f"refusing to listen on {host!r} (reachable from other machines) without authkey= or ssl=; "
-            "pass insecure=True if this network is trusted"
-        )
+    check_network_rule(host, authkey=authkey, ssl=ssl, insecure=insecure)
     if ssl is not None and not isinstance(ssl, _ssl.SSLContext):
         raise TypeError("ssl must be an ssl.SSLContext")
     refuse_pickle_early(codec, authkey=authkey, tls=ssl)
@@ -383,35 +376,23 @@ def listen_tcp(host: str = "127.0.0.1", port: int = 0, *, authkey: bytes | None 
 
 
 def _connect_tcp_socket(host: str, port: int, deadline: float | None, waiting: bool, what: str) -> socket.socket:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise NotFound(f"cannot resolve {host!r}: {exc}") from exc
+    infos = resolve_tcp(host, port)
     while True:
-        last: OSError | None = None
-        for family, kind, proto, _, sockaddr in infos:
-            sock = socket.socket(family, kind, proto)
-            sock.setblocking(False)
+        err = 0
+        for info in infos:
+            sock = tcp_socket(info)
             try:
-                err = sock.connect_ex(sockaddr)
+                err = sock.connect_ex(info[4])
                 if err == errno.EINPROGRESS:
                     wait_fd(sock.fileno(), select.POLLOUT, deadline, f"connect to {what}")
                     err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
                 if err == 0:
                     return sock
-                last = OSError(err, os.strerror(err))
             except BaseException:
                 sock.close()
                 raise
             sock.close()
-        assert last is not None
-        if last.errno != errno.ECONNREFUSED:
-            raise map_os_error(last, f"connect to {what}")
-        if not waiting:
-            raise NotFound(f"nothing listens at {what} (connection refused)")
-        if deadline is not None and time.monotonic() >= deadline:
-            raise Timeout(f"nothing listened at {what} in time")
-        time.sleep(_RETRY_SLICE)
+        time.sleep(tcp_refused(err, waiting, deadline, what))
 
 
 def connect_tcp(host: str, port: int, *, timeout: float | None = None, authkey: bytes | None = None,
@@ -424,19 +405,12 @@ def connect_tcp(host: str, port: int, *, timeout: float | None = None, authkey: 
     sock = _connect_tcp_socket(host, port, deadline, timeout is not None, what)
     try:
         _tcp_options(sock)
-        if ssl is not None:
-            sock = ssl.wrap_socket(sock, server_hostname=server_hostname or host, do_handshake_on_connect=False)
-            _tls_handshake(sock, deadline, what)
-        io = SockIO(sock)
-        setup = ClientSetup("socket", what, authkey=authkey, tls=ssl)
-        decoder = run_client_handshake(io, setup.handshake, deadline, what)
-        out = setup.outcome(peer=(host, port))
-        ch = SocketChannel(io, name=out.name, codec=codec, max_message_size=max_message_size,
-                           trusted=out.trusted, decoder=decoder)
     except BaseException:
         sock.close()
         raise
-    return out.apply(ch)
+    return finish_connect(sock, ClientSetup("socket", what, authkey=authkey, tls=ssl), deadline, peer=(host, port),
+                          codec=codec, max_message_size=max_message_size, ssl=ssl,
+                          server_hostname=server_hostname or host)
 
 
 # -- UDP ------------------------------------------------------------------------
@@ -508,40 +482,15 @@ class UdpSocket:
 
 # -- addresses --------------------------------------------------------------------
 
-_INT_OPTIONS = ("max_message_size", "backlog")
-_FLOAT_OPTIONS = ("handshake_timeout",)
-
-
-def _options(addr: Any, kw: dict) -> dict:
-    opts: dict[str, Any] = {}
-    for key, value in addr.query.items():
-        if key in _INT_OPTIONS:
-            opts[key] = int(value)
-        elif key in _FLOAT_OPTIONS:
-            opts[key] = float(value)
-        elif key == "insecure":
-            opts[key] = value.lower() in ("1", "true", "yes")
-        elif key in ("codec", "server_hostname"):
-            opts[key] = value
-        else:
-            raise ValueError(f"address {addr} has the unknown option {key!r}")
-    opts.update(kw)
-    return opts
-
-
 def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> SocketChannel:
-    opts = _options(addr, kw)
-    opts.pop("backlog", None), opts.pop("handshake_timeout", None), opts.pop("insecure", None)
+    opts = connect_options(addr, kw)
     if addr.scheme == "unix":
-        opts.pop("server_hostname", None)
         return connect_unix(addr.path, timeout=timeout, **opts)
     return connect_tcp(addr.host, addr.port, timeout=timeout, **opts)
 
 
 def listen_address(addr: Any, **kw: Any) -> SocketListener:
-    opts = _options(addr, kw)
-    opts.pop("server_hostname", None)
+    opts = listen_options(addr, kw)
     if addr.scheme == "unix":
-        opts.pop("insecure", None)
         return listen_unix(addr.path, **opts)
     return listen_tcp(addr.host, addr.port, **opts)

@@ -24,12 +24,12 @@ import time
 from termios import FIONREAD
 from typing import Any
 
-from ._channel import Channel, ReceiveChannelBase, SendChannelBase
-from ._deadline import deadline_of as deadline_of, poll_ms
-from ._errors import ChannelClosed, HandleClosed, ProtocolError, Timeout, map_os_error
-from ._framing import DEFAULT_MAX_MESSAGE, HEADER, FrameDecoder, encode
-from ._handshake import MAX_HANDSHAKE_FRAME
-from ._lifecycle import log
+from .._channel import Channel, ReceiveChannelBase, SendChannelBase
+from .._deadline import deadline_of as deadline_of, poll_ms
+from .._errors import ChannelClosed, HandleClosed, ProtocolError, Timeout, map_os_error
+from .._framing import DEFAULT_MAX_MESSAGE, HEADER, FrameDecoder, encode
+from .._handshake import MAX_HANDSHAKE_FRAME
+from .._lifecycle import log
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError)
 _NOWAIT = socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT
@@ -371,6 +371,17 @@ class StreamEnd:
         poller = select.poll()
         poller.register(io.rfd, select.POLLIN)
         return bool(poller.poll(0))
+
+    def detach(self) -> int:
+        """Close this end but not its descriptor, and return the descriptor (the
+        caller owns it now): how a pipe end moves to asyncio."""
+        io = self._io
+        if not isinstance(io, FdIO):
+            raise TypeError(f"only a pipe end can be detached, not {self.name}")
+        fd = io.rfd if io.rfd >= 0 else io.wfd
+        io.rfd = io.wfd = -1
+        self.close()
+        return fd
 
 
 class StreamSender(SendChannelBase):
