@@ -162,6 +162,9 @@ class ServerConversation:
         self._turn = 0
         #: the driver's hook for local hot links: (topic, item) -> publisher segment name, or None
         self.fast_path: Any = lambda topic, item: None
+        #: items of this topic with a link fed through this socket (not shared memory): the
+        #: driver indexes conversations by them, so ``set()`` touches only those that listen
+        self.watching: frozenset[str] = frozenset()
 
     def receive(self, frame: bytes) -> list[Poke | Execute]:
         """Take one frame; replies queue up for :meth:`next_frame`; poke/execute come back as events."""
@@ -201,11 +204,13 @@ class ServerConversation:
             item = _str(msg, "item")
             shm = self.fast_path(self.topic, item) if msg.get("shm") is True and hot and not ack else None
             self._links[self._next_link] = _ServerLink(self._next_link, item, hot, ack, shm=shm is not None)
+            self._rewatch()
             self._reply(rid, link=self._next_link, **({"shm": shm} if shm else {}))
         elif op == "unadvise":
             if self._links.pop(_int(msg, "link"), None) is None:
                 self._error(rid, "NotFound", f"no advise link {msg['link']}")
             else:
+                self._rewatch()
                 self._reply(rid)
         elif op == "poke":
             return [Poke(rid, _str(msg, "item"), decode_value(msg.get("format"), msg.get("value")),
@@ -218,6 +223,9 @@ class ServerConversation:
         else:
             raise ProtocolError(f"unknown DDE operation {op!r}")
         return []
+
+    def _rewatch(self) -> None:
+        self.watching = frozenset(link.item for link in self._links.values() if not link.shm)
 
     def _reply(self, rid: int, **fields: Any) -> None:
         self._out.append(dump({"id": rid, "ok": True, **fields}))
@@ -364,16 +372,26 @@ class ClientConversation:
 
 
 # -- hot links through shared memory (local clients that ask with "shm": true) ------
-def encode_sample(value: tuple[str, str], slot_size: int) -> bytes:
-    """A publisher sample: format, NUL, the raw value; or b"" when it does not fit (then request it)."""
+def encode_sample(value: tuple[str, str], slot_size: int, raw: Any = None) -> bytes:
+    """A publisher sample: format, NUL, the raw value; or b"" when it does not fit (then request it).
+    ``raw`` is the value as set, when the caller has it (saves decoding the wire text again)."""
     fmt, text = value
-    raw = text.encode() if fmt == TEXT else base64.b64decode(text)
-    sample = fmt.encode() + b"\0" + raw
-    return sample if len(sample) <= slot_size else b""
+    if fmt == TEXT:
+        data = text.encode()
+    else:
+        data = bytes(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else base64.b64decode(text)
+    if len(data) + len(fmt) >= slot_size:
+        return b""
+    return fmt.encode() + b"\0" + data
+
+
+_TEXT_PREFIX = TEXT.encode() + b"\0"
 
 
 def decode_sample(sample: bytes) -> tuple[str, str | bytes] | None:
     """(format, value) of a sample, or None for "too big: request the item"."""
+    if sample.startswith(_TEXT_PREFIX):  # the common case first: no partition, one decode
+        return TEXT, sample[len(_TEXT_PREFIX):].decode()
     if not sample:
         return None
     fmt, sep, raw = sample.partition(b"\0")

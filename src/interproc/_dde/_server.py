@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from typing import Any, Callable
 
 import interproc
@@ -21,11 +20,10 @@ from .._naming import Scope, object_path, runtime_dir, validate_name
 from .. import _registry
 from .._messages._names import collect_endpoint_sockets, list_endpoint_sockets
 from ..shm import Publisher
-from ._protocol import SYSTEM, Execute, Poke, ServerConversation, Store, decode_value, dump, encode_sample, encode_value
+from ._protocol import SYSTEM, TEXT, Execute, Poke, ServerConversation, Store, decode_value, dump, encode_sample, encode_value
 
 KIND = "dde"
 _SUFFIX = ".sock"
-_ACCEPT_SLICE = 0.25
 #: Shared-memory hot links: one publisher per advised item, values up to this size inline
 #: (a bigger one is announced empty and the client requests it), this many in flight.
 FAST_SLOT_SIZE = 4096
@@ -61,10 +59,19 @@ class _Conv:
             self.proto.fast_path = server._fast_path
         self.cond = threading.Condition(server._lock)
         self.closed = False
+        self.watched: frozenset[tuple[str, str]] = frozenset()
 
-    def start(self) -> None:
-        for target, what in ((self._read_loop, "reader"), (self._write_loop, "writer")):
-            threading.Thread(target=target, daemon=True, name=f"interproc dde {self.server.service} {what}").start()
+    def run(self) -> None:
+        """The conversation, in the thread ``interproc.serve`` gave it: frames in (poke and
+        execute handlers run here); a writer thread of its own moves frames out."""
+        writer = threading.Thread(target=self._write_loop, daemon=True,
+                                  name=f"interproc dde {self.server.service} writer")
+        writer.start()
+        try:
+            self._read_loop()
+        finally:
+            self.close()
+            writer.join(timeout=2)
 
     def _read_loop(self) -> None:
         try:
@@ -72,6 +79,8 @@ class _Conv:
                 frame = self.ch.recv()
                 with self.cond:
                     events = self.proto.receive(frame)
+                    if self.proto.watching is not self._watching:
+                        self._rewatch()
                     self.cond.notify()
                 for event in events:
                     self._handle(event)
@@ -84,8 +93,23 @@ class _Conv:
                 pass
         except Exception:
             pass  # the client left or died: end this conversation only
-        finally:
-            self.close()
+
+    _watching: frozenset[str] = frozenset()
+
+    def _rewatch(self) -> None:
+        """Re-index this conversation under the items it takes over the socket (lock held)."""
+        index = self.server._watchers
+        topic = self.proto.topic or ""
+        now = frozenset((topic, item) for item in self.proto.watching) if not self.closed else frozenset()
+        for key in self.watched - now:
+            convs = index.get(key)
+            if convs is not None:
+                convs.discard(self)
+                if not convs:
+                    del index[key]
+        for key in now - self.watched:
+            index.setdefault(key, set()).add(self)
+        self.watched, self._watching = now, self.proto.watching
 
     def _handle(self, event: Poke | Execute) -> None:
         srv, topic = self.server, self.proto.topic or ""
@@ -129,6 +153,7 @@ class _Conv:
             if self.closed:
                 return
             self.closed = True
+            self._rewatch()
             self.cond.notify_all()
             self.server._convs.discard(self)
         self.ch.close()
@@ -156,7 +181,10 @@ class Server:
         self.on_poke = None
         self.on_execute = None
         self._closed = False
-        self._threads: list[threading.Thread] = []
+        self._serving: list[interproc.Server] = []
+        self._stopped = threading.Event()
+        #: (topic, item) -> the conversations with a socket link on it
+        self._watchers: dict[tuple[str, str], set[_Conv]] = {}
         self._listeners = [interproc.listen(f"unix://{service_path(service, scope)}",
                                             mode=0o600 if scope == "user" else listen_options.get("mode", 0o660))]
         if host is not None:
@@ -174,24 +202,34 @@ class Server:
     # -- data ---------------------------------------------------------------
     def set(self, topic: str, item: str, value: str | bytes, *, format: str | None = None) -> None:
         """Set an item (creating its topic) and advise every link on it; never waits for a client."""
+        # The hot path of every hot link: kept to a few dict operations and one shared-memory
+        # publish (which reaches every local client at once); only conversations that take this
+        # item over their socket are visited.
         if self._closed:
             raise HandleClosed(f"DDE server {self.service!r} is closed")
-        _check_key(topic, "topic")
-        _check_key(item, "item")
+        if not (topic.__class__ is str and topic and item.__class__ is str and item):
+            _check_key(topic, "topic")
+            _check_key(item, "item")
         if topic == SYSTEM:
             raise ValueError("the System topic is the server's own; choose another topic name")
-        wire = encode_value(value, format)
+        wire = (TEXT, value) if value.__class__ is str and format in (None, TEXT) else encode_value(value, format)
+        key = (topic, item)
         with self._lock:
-            self._store.topics.setdefault(topic, {})[item] = wire
-            pub = self._pubs.get((topic, item))
+            items = self._store.topics.get(topic)
+            if items is None:
+                items = self._store.topics[topic] = {}
+            items[item] = wire
+            pub = self._pubs.get(key)
             if pub is not None:
                 try:
-                    pub.send(encode_sample(wire, FAST_SLOT_SIZE), timeout=0)  # drop_oldest readers never stall it
+                    pub.send(encode_sample(wire, FAST_SLOT_SIZE, value), timeout=0)  # drop_oldest: never stalls
                 except Timeout:
                     pass
-            for conv in self._convs:
-                if conv.proto.changed(topic, item, wire):
-                    conv.cond.notify()
+            convs = self._watchers.get(key)
+            if convs:
+                for conv in convs:
+                    if conv.proto.changed(topic, item, wire):
+                        conv.cond.notify()
 
     def _fast_path(self, topic: str, item: str) -> str | None:
         """The publisher of (topic, item) for local hot links (called with the lock held)."""
@@ -225,48 +263,33 @@ class Server:
 
     # -- serving --------------------------------------------------------------
     def start(self) -> "Server":
-        """Serve in background threads; returns self."""
-        if not self._threads:
-            for lst in self._listeners:
-                t = threading.Thread(target=self._accept_loop, args=(lst,), daemon=True,
-                                     name=f"interproc dde {self.service} accept")
-                t.start()
-                self._threads.append(t)
+        """Serve in background threads (``interproc.serve``, one per listener); returns self."""
+        with self._lock:
+            if self._closed:
+                raise HandleClosed(f"DDE server {self.service!r} is closed")
+            if not self._serving:
+                self._serving = [interproc.serve(lst, self._serve_one) for lst in self._listeners]
         return self
 
     def serve_forever(self) -> None:
         """Serve until ``close()`` (from a handler or another thread) or Ctrl-C."""
         self.start()
         try:
-            while not self._closed:
-                time.sleep(0.2)
+            while not self._stopped.wait(0.5):  # a slice, so that Ctrl-C gets through
+                pass
         finally:
             self.close()
 
-    def _accept_loop(self, lst: Any) -> None:
-        while not self._closed:
-            try:
-                ch = lst.accept(timeout=_ACCEPT_SLICE)
-            except Timeout:
-                continue
-            except (ProtocolError, interproc.PermissionDenied, interproc.ChannelClosed):
-                continue  # a stranger, a wrong key, or a probe that left: keep serving the others
-            except Exception:
-                if self._closed:
-                    return
-                time.sleep(_ACCEPT_SLICE)
-                continue
-            creds = getattr(ch, "peer_credentials", None)
-            if self.scope == "user" and creds is not None and creds.uid != os.getuid():
-                ch.close()  # another user's process cannot reach a user-scope service
-                continue
-            conv = _Conv(self, ch)
-            with self._lock:
-                if self._closed:
-                    ch.close()
-                    return
-                self._convs.add(conv)
-            conv.start()
+    def _serve_one(self, ch: Any) -> None:
+        creds = getattr(ch, "peer_credentials", None)
+        if self.scope == "user" and creds is not None and creds.uid != os.getuid():
+            return  # another user's process cannot reach a user-scope service (serve closes ch)
+        conv = _Conv(self, ch)
+        with self._lock:
+            if self._closed:
+                return
+            self._convs.add(conv)
+        conv.run()
 
     @property
     def conversations(self) -> int:
@@ -284,20 +307,20 @@ class Server:
                 return
             self._closed = True
             convs = list(self._convs)
+        for conv in convs:
+            conv.close()
+        for srv in self._serving:
+            srv.close(timeout=2)
         for lst in self._listeners:
             try:
                 lst.close()
             except (InterprocError, OSError):
                 pass
-        for conv in convs:
-            conv.close()
         with self._lock:
             pubs, self._pubs = list(self._pubs.values()), {}
         for pub in pubs:
             pub.close()  # local hot-link subscribers drain what was published, then see ChannelClosed
-        for t in self._threads:
-            if t is not threading.current_thread():
-                t.join(timeout=2)
+        self._stopped.set()
 
     def __enter__(self) -> "Server":
         return self
