@@ -113,5 +113,7 @@ PyObject *ps_pub_has_room(CoreObject *self, PyObject *arg);
 /* pubsub_sub.c */
 PyObject *ps_sub_recv(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 void ps_sub_release(CoreObject *self, int64_t seq);
+/* pubsub_batch.c */
+PyObject *ps_sub_recv_available(CoreObject *self, PyObject *max);
 
 #endif

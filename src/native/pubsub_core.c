@@ -274,6 +274,9 @@ static PyMethodDef core_methods[] = {
      "has_room(seq)\n--\n\nTrue when no block subscriber still needs the slot of sample seq."},
     {"recv", (PyCFunction)(void (*)(void))ps_sub_recv, FASTKW,
      "recv(timeout=None)\n--\n\nThe next sample (a Sample)."},
+    {"recv_available", (PyCFunction)ps_sub_recv_available, METH_O,
+     "recv_available(max)\n--\n\nA drop_oldest subscriber: the samples already published (up to max), as a list\n"
+     "of bytes; [] without waiting when there is none."},
     {"close", (PyCFunction)core_close, METH_NOARGS,
      "close()\n--\n\nPublisher: mark the segment closed and wake subscribers.\n"
      "Both: stop using the segment (its buffer goes when no sample view is left)."},

@@ -26,9 +26,13 @@ KIND = "dde"
 _SUFFIX = ".sock"
 #: Shared-memory hot links: one publisher per advised item, values up to this size inline
 #: (a bigger one is announced empty and the client requests it), this many in flight.
-FAST_SLOT_SIZE = 4096
-FAST_SLOTS = 256
+#: Many small slots rather than few big ones: DDE values are short, and the ring is what a
+#: reader that lost its CPU for a while catches up from (zmq's high-water mark is 1000
+#: messages plus the socket buffers); about 1.1 MiB per advised item.
+FAST_SLOT_SIZE = 512
+FAST_SLOTS = 2048
 FAST_MAX_CLIENTS = 64
+_TEXT_SAMPLE = TEXT.encode() + b"\0"
 
 
 def service_path(service: str, scope: Scope = "user") -> str:
@@ -176,6 +180,7 @@ class Server:
         self._lock = threading.Lock()
         self._convs: set[_Conv] = set()
         self._pubs: dict[tuple[str, str], Publisher] = {}
+        self._hot: dict[tuple[str, str], Callable[..., None]] = {}  # (topic, item) -> its publisher's send
         #: conversations ended because the client sent a frame that does not parse
         self.protocol_errors = 0
         self.on_poke = None
@@ -202,34 +207,47 @@ class Server:
     # -- data ---------------------------------------------------------------
     def set(self, topic: str, item: str, value: str | bytes, *, format: str | None = None) -> None:
         """Set an item (creating its topic) and advise every link on it; never waits for a client."""
-        # The hot path of every hot link: kept to a few dict operations and one shared-memory
-        # publish (which reaches every local client at once); only conversations that take this
-        # item over their socket are visited.
-        if self._closed:
-            raise HandleClosed(f"DDE server {self.service!r} is closed")
-        if not (topic.__class__ is str and topic and item.__class__ is str and item):
-            _check_key(topic, "topic")
-            _check_key(item, "item")
-        if topic == SYSTEM:
-            raise ValueError("the System topic is the server's own; choose another topic name")
-        wire = (TEXT, value) if value.__class__ is str and format in (None, TEXT) else encode_value(value, format)
+        # The hot path of every hot link, kept to a few dict operations and one shared-memory
+        # publish (which reaches every local client at once): names are checked only the first
+        # time an item is set, and only conversations that take this item over their socket
+        # are visited.
+        if value.__class__ is str and format is None:
+            wire = (TEXT, value)
+        else:
+            wire = encode_value(value, format)
         key = (topic, item)
         with self._lock:
-            items = self._store.topics.get(topic)
-            if items is None:
-                items = self._store.topics[topic] = {}
+            if self._closed:
+                raise HandleClosed(f"DDE server {self.service!r} is closed")
+            items = self._store.topics.get(topic) if topic.__class__ is str else None
+            if items is None or item not in items:
+                items = self._new_item(topic, item)
             items[item] = wire
-            pub = self._pubs.get(key)
-            if pub is not None:
+            send = self._hot.get(key)
+            if send is not None:
+                if wire[0] == TEXT:
+                    sample = _TEXT_SAMPLE + value.encode()  # type: ignore[union-attr]
+                    if len(sample) > FAST_SLOT_SIZE:
+                        sample = b""  # announced empty: clients request it
+                else:
+                    sample = encode_sample(wire, FAST_SLOT_SIZE, value)
                 try:
-                    pub.send(encode_sample(wire, FAST_SLOT_SIZE, value), timeout=0)  # drop_oldest: never stalls
+                    send(sample, timeout=0)  # drop_oldest readers: never stalls
                 except Timeout:
-                    pass
+                    pass  # a reader that is not ours holds a slot: socket links still get it
             convs = self._watchers.get(key)
             if convs:
                 for conv in convs:
                     if conv.proto.changed(topic, item, wire):
                         conv.cond.notify()
+
+    def _new_item(self, topic: str, item: str) -> dict[str, tuple[str, str]]:
+        """Check the names of an item set for the first time; its topic's items (lock held)."""
+        _check_key(topic, "topic")
+        _check_key(item, "item")
+        if topic == SYSTEM:
+            raise ValueError("the System topic is the server's own; choose another topic name")
+        return self._store.topics.setdefault(topic, {})
 
     def _fast_path(self, topic: str, item: str) -> str | None:
         """The publisher of (topic, item) for local hot links (called with the lock held)."""
@@ -241,6 +259,7 @@ class Server:
             except (InterprocError, OSError):
                 return None  # no shared memory to spare: the link goes over the socket
             self._pubs[(topic, item)] = pub
+            self._hot[(topic, item)] = pub.send
         return pub.name
 
     def get(self, topic: str, item: str) -> str | bytes:
@@ -317,7 +336,7 @@ class Server:
             except (InterprocError, OSError):
                 pass
         with self._lock:
-            pubs, self._pubs = list(self._pubs.values()), {}
+            pubs, self._pubs, self._hot = list(self._pubs.values()), {}, {}
         for pub in pubs:
             pub.close()  # local hot-link subscribers drain what was published, then see ChannelClosed
         self._stopped.set()
