@@ -34,8 +34,33 @@ from ._protocol import (
 Handler = Callable[[Message], Any]
 #: copy_data bigger than this goes through shared memory when the window is local.
 SHM_THRESHOLD = 256 * 1024
-_ACCEPT_SLICE = 0.25
 _seg_counter = itertools.count()
+
+
+# -- what both drivers (this one and the asyncio one) share ------------------------
+
+def admitted(ch: Any, scope: Scope) -> bool:
+    """May this connection reach a window?  In the user scope, only this user's processes."""
+    creds = getattr(ch, "peer_credentials", None)
+    return scope != "user" or creds is None or creds.uid == os.getuid()
+
+
+def attach_data(m: Message, scope: Scope) -> SharedMemory | None:
+    """Map a large WM_COPYDATA's segment into ``m.data``; give the segment to :func:`detach_data`."""
+    if m.shm is None:
+        return None
+    seg = SharedMemory.open(m.shm[0], scope=scope)
+    if m.shm[1] > seg.size:
+        seg.close()
+        raise ProtocolError(f"WM_COPYDATA announced {m.shm[1]} bytes in a {seg.size}-byte segment")
+    m.data = seg.buf[: m.shm[1]].toreadonly()
+    return seg
+
+
+def detach_data(m: Message, seg: SharedMemory | None) -> None:
+    if seg is not None:
+        m.data = None
+        seg.close()
 
 
 class _Peer:
@@ -73,10 +98,8 @@ class Window:
         if host is not None:
             self._listeners.append(interproc.listen(host, authkey=authkey, **listen_options))
         self.address = self._listeners[-1].address
-        self._threads = [threading.Thread(target=self._accept_loop, args=(lst,), daemon=True,
-                                          name=f"interproc window {name} accept") for lst in self._listeners]
-        for t in self._threads:
-            t.start()
+        # interproc.serve runs each sender's reader in a thread of its own
+        self._serving = [interproc.serve(lst, self._serve_peer) for lst in self._listeners]
 
     def __repr__(self) -> str:
         return f"<Window {self.name!r}{' closed' if self._closed else ''}>"
@@ -145,20 +168,14 @@ class Window:
         result: Any = 0
         error: BaseException | None = None
         try:
-            if m.shm is not None:
-                seg = SharedMemory.open(m.shm[0], scope=self.scope)
-                if m.shm[1] > seg.size:
-                    raise ProtocolError(f"WM_COPYDATA announced {m.shm[1]} bytes in a {seg.size}-byte segment")
-                m.data = seg.buf[: m.shm[1]].toreadonly()
+            seg = attach_data(m, self.scope)
             fn = self._handlers.get(m.msg)
             if fn is not None:  # unhandled: 0, as DefWindowProc answers
                 result = fn(m)
         except Exception as exc:
             error = exc
         finally:
-            if seg is not None:
-                m.data = None
-                seg.close()
+            detach_data(m, seg)
         reply = WindowCore.finish(m, result, error)
         if reply is not None:
             try:
@@ -167,30 +184,15 @@ class Window:
                 pass  # the sender gave up or died; nobody is waiting
 
     # -- connections ----------------------------------------------------
-    def _accept_loop(self, lst: Any) -> None:
-        while not self._closed:
-            try:
-                ch = lst.accept(timeout=_ACCEPT_SLICE)
-            except Timeout:
-                continue
-            except (ProtocolError, interproc.PermissionDenied, interproc.ChannelClosed):
-                continue  # a stranger, a wrong key, or a probe that left: keep serving the others
-            except Exception:
-                if self._closed:
-                    return
-                time.sleep(_ACCEPT_SLICE)
-                continue
-            peer = _Peer(ch)
-            if self.scope == "user" and ch.peer_credentials is not None and peer.uid != os.getuid():
-                ch.close()  # another user's process: not reachable in the user scope
-                continue
-            with self._cond:
-                if self._closed:
-                    ch.close()
-                    return
-                self._peers.add(peer)
-            threading.Thread(target=self._read_loop, args=(peer,), daemon=True,
-                             name=f"interproc window {self.name} reader").start()
+    def _serve_peer(self, ch: Any) -> None:
+        if not admitted(ch, self.scope):
+            return  # another user's process: not reachable in the user scope (serve closes ch)
+        peer = _Peer(ch)
+        with self._cond:
+            if self._closed:
+                return
+            self._peers.add(peer)
+        self._read_loop(peer)
 
     def _read_loop(self, peer: _Peer) -> None:
         try:
@@ -244,13 +246,10 @@ class Window:
                 self._cond.wait(left)
             peers = list(self._peers)
             self._cond.notify_all()
-        for lst in self._listeners:
-            lst.close()
         for peer in peers:
             peer.ch.close()
-        for t in self._threads:
-            if t is not threading.current_thread():
-                t.join(timeout=2)
+        for srv in self._serving:
+            srv.close(timeout=2)  # closes the listener; readers end with their channels
 
     def __enter__(self) -> "Window":
         return self
