@@ -23,6 +23,7 @@ from .._naming import Scope
 from ._protocol import (
     ClientConversation, Execute, Poke, Reply, ServerConversation, Update, decode_value, dump,
 )
+from ._client import connect_args, not_running
 from ._state import ServerState, admitted, service_path
 
 _UNSET: Any = object()
@@ -202,13 +203,11 @@ class AsyncConversation:
 async def aconnect(service: str, topic: str, *, timeout: float | None = None, host: str | None = None,
                    authkey: bytes | None = None, scope: Scope = "user", **connect_options: Any) -> AsyncConversation:
     """The asyncio form of :func:`interproc.dde.connect`."""
-    address = host if host is not None else f"unix://{service_path(service, scope)}"
-    if authkey is not None:
-        connect_options["authkey"] = authkey
+    address, options = connect_args(service, host, authkey, scope, connect_options)
     try:
-        ch = await interproc.aio.connect(address, timeout=timeout, **connect_options)
+        ch = await interproc.aio.connect(address, timeout=timeout, **options)
     except NotFound:
-        raise NotFound(f"no DDE service {service!r} is running") from None
+        raise not_running(service) from None
     conv = AsyncConversation(ch, service, topic, timeout)
     try:
         await conv._call(conv._proto.initiate())

@@ -30,7 +30,7 @@ _TEXT_CUT = len(_TEXT_PREFIX)
 HOT_SPIN = 20e-6
 #: at most this many samples taken per call
 HOT_BATCH = 64
-from ._server import service_names, service_path
+from ._state import service_names, service_path
 
 _UNSET: Any = object()
 
@@ -327,18 +327,27 @@ class Conversation:
         self.close()
 
 
+def connect_args(service: str, host: str | None, authkey: bytes | None, scope: Scope,
+                 options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(address, connect options) of a service; shared with the asyncio client."""
+    address = host if host is not None else f"unix://{service_path(service, scope)}"
+    return address, (dict(options, authkey=authkey) if authkey is not None else options)
+
+
+def not_running(service: str) -> NotFound:
+    return NotFound(f"no DDE service {service!r} is running")
+
+
 def connect(service: str, topic: str, *, timeout: float | None = None, host: str | None = None,
             authkey: bytes | None = None, scope: Scope = "user", **connect_options: Any) -> Conversation:
     """Open a conversation (DdeConnect).  ``NotFound`` at once if the service is not running,
     unless ``timeout=`` is given: then wait that long for it.  ``host="tcp://HOST:PORT"``
     (with ``authkey=`` or ``ssl=``) reaches a server over the network (NetDDE)."""
-    address = host if host is not None else f"unix://{service_path(service, scope)}"
-    if authkey is not None:
-        connect_options["authkey"] = authkey
+    address, options = connect_args(service, host, authkey, scope, connect_options)
     try:
-        ch = interproc.connect(address, timeout=timeout, **connect_options)
+        ch = interproc.connect(address, timeout=timeout, **options)
     except NotFound:
-        raise NotFound(f"no DDE service {service!r} is running") from None
+        raise not_running(service) from None
     conv = Conversation(ch, service, topic, timeout, local=host is None)
     try:
         conv._call(conv._proto.initiate())

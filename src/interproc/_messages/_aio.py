@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import time
 import weakref
 from typing import Any, Callable
@@ -17,13 +16,14 @@ import interproc.aio
 
 from .._errors import ChannelClosed, HandleClosed, InterprocError, NotFound, Timeout
 from .._naming import Scope
-from ..shm import SharedMemory
 from ._names import window_path
 from ._protocol import (
-    DEFAULT_QUEUE_LIMIT, POST, SEND, WM_COPYDATA, Message, SenderCore, WindowCore, check_msg, check_param,
-    encode_request, missing_window,
+    DEFAULT_QUEUE_LIMIT, POST, SEND, WM_COPYDATA, Message, SenderCore, WindowCore, check_msg, encode_request, missing_window,
 )
-from ._window import SHM_THRESHOLD, _seg_counter, admitted, attach_data, detach_data, windows
+from ._window import (
+    admitted, attach_data, check_call, check_owner, connect_args, detach_data, not_answered, stage_copydata,
+    time_left, windows,
+)
 
 
 class _APeer:
@@ -202,9 +202,7 @@ _alinks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, _ALin
 async def _acall(name: str, kind: int, msg: int, wparam: int, lparam: int, *, data: Any = None,
                  timeout: float | None, abort_if_hung: bool = False, scope: Scope = "user",
                  host: str | None = None, authkey: bytes | None = None) -> Any:
-    check_msg(msg)
-    check_param(wparam, "wparam")
-    check_param(lparam, "lparam")
+    check_call(msg, wparam, lparam)
     links = _alinks.setdefault(asyncio.get_running_loop(), {})
     key = (name, scope, host, authkey)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -212,15 +210,12 @@ async def _acall(name: str, kind: int, msg: int, wparam: int, lparam: int, *, da
         link = links.get(key)
         fresh = link is None
         if link is None:
+            address, wait, options = connect_args(name, host, authkey, scope, timeout)
             try:
-                ch = await interproc.aio.connect(host or f"unix://{window_path(name, scope)}",
-                                                 timeout=timeout if host else None,
-                                                 **({"authkey": authkey} if authkey is not None else {}))
+                ch = await interproc.aio.connect(address, timeout=wait, **options)
             except (NotFound, ChannelClosed):
                 raise missing_window(name) from None
-            if scope == "user" and ch.peer_credentials is not None and ch.peer_credentials.uid != os.getuid():
-                ch.close()
-                raise missing_window(name)
+            check_owner(ch, name, scope)
             link = links[key] = _ALink(ch, host is None)
         try:
             return await _aexchange(link, name, kind, msg, wparam, lparam, data, deadline, abort_if_hung, scope)
@@ -239,24 +234,15 @@ async def _aexchange(link: _ALink, name: str, kind: int, msg: int, wparam: int, 
     async with link.lock:
         try:
             req_id = link.core.next_id()
-            shm = None
-            if data is not None and link.local and len(memoryview(data).cast("B")) > SHM_THRESHOLD:
-                view = memoryview(data).cast("B")
-                seg = SharedMemory.create(f"msgcd.{os.getpid()}.{next(_seg_counter)}.{os.urandom(4).hex()}",
-                                          len(view), scope=scope)
-                seg.buf[: len(view)] = view
-                shm, data = (seg.name, len(view)), None
+            seg, data, shm = stage_copydata(data, link.local, scope)
             await link.ch.send(b"".join(encode_request(kind, req_id, msg, wparam, lparam, data=data, shm=shm,
                                                        abort_if_hung=abort_if_hung)))
             while True:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise Timeout(f"window {name!r} did not answer within the timeout (is it pumping messages?)")
+                left = time_left(deadline, name)
                 try:
                     reply = await link.ch.recv(timeout=left)
                 except Timeout:
-                    raise Timeout(f"window {name!r} did not answer within the timeout "
-                                  "(is it pumping messages?)") from None
+                    raise not_answered(name) from None
                 if SenderCore.reply_id(reply) == req_id:
                     return SenderCore.result(reply, name)
         finally:

@@ -264,6 +264,52 @@ class Window:
 
 # -- senders --------------------------------------------------------------------
 
+# What the blocking senders and the asyncio ones (``_aio.py``) share: everything but the I/O.
+
+def check_call(msg: int, wparam: int, lparam: int) -> None:
+    check_msg(msg)
+    check_param(wparam, "wparam")
+    check_param(lparam, "lparam")
+
+
+def connect_args(name: str, host: str | None, authkey: bytes | None, scope: Scope,
+                 timeout: float | None) -> tuple[str, float | None, dict[str, Any]]:
+    """(address, connect timeout, options) of a window: a local one is there or not (no wait)."""
+    address = host if host is not None else f"unix://{window_path(name, scope)}"
+    return address, timeout if host else None, ({"authkey": authkey} if authkey is not None else {})
+
+
+def check_owner(ch: Any, name: str, scope: Scope) -> None:
+    """Another user's window is invisible in the user scope: close and say it is not there."""
+    creds = getattr(ch, "peer_credentials", None)
+    if creds is not None and scope == "user" and creds.uid != os.getuid():
+        ch.close()
+        raise missing_window(name)
+
+
+def stage_copydata(data: Any, local: bool, scope: Scope) -> tuple[SharedMemory | None, Any, tuple[str, int] | None]:
+    """A large local WM_COPYDATA goes through a segment that lives for the call: (segment, data, shm)."""
+    if data is None or not local or len(memoryview(data).cast("B")) <= SHM_THRESHOLD:
+        return None, data, None
+    view = memoryview(data).cast("B")
+    seg = SharedMemory.create(f"msgcd.{os.getpid()}.{next(_seg_counter)}.{os.urandom(4).hex()}",
+                              len(view), scope=scope)
+    seg.buf[: len(view)] = view
+    return seg, None, (seg.name, len(view))
+
+
+def time_left(deadline: float | None, name: str) -> float | None:
+    """Seconds left for a reply, or ``Timeout`` (with the hint every sender gives)."""
+    left = None if deadline is None else deadline - time.monotonic()
+    if left is not None and left <= 0:
+        raise not_answered(name)
+    return left
+
+
+def not_answered(name: str) -> Timeout:
+    return Timeout(f"window {name!r} did not answer within the timeout (is it pumping messages?)")
+
+
 class _Link:
     """A sender's connection to one window, reused by later calls."""
 
@@ -278,29 +324,20 @@ _links: dict[tuple, _Link] = {}
 _links_lock = threading.Lock()
 
 
-def _target(name: str, host: str | None, scope: Scope) -> str:
-    return host if host is not None else f"unix://{window_path(name, scope)}"
-
-
 def _open_link(name: str, host: str | None, authkey: bytes | None, scope: Scope, timeout: float | None) -> _Link:
+    address, wait, options = connect_args(name, host, authkey, scope, timeout)
     try:
-        ch = interproc.connect(_target(name, host, scope), timeout=timeout if host else None,
-                               **({"authkey": authkey} if authkey is not None else {}))
+        ch = interproc.connect(address, timeout=wait, **options)
     except (NotFound, ChannelClosed):  # nobody listens, or its owner is dying
         raise missing_window(name) from None
-    creds = getattr(ch, "peer_credentials", None)
-    if creds is not None and scope == "user" and creds.uid != os.getuid():
-        ch.close()
-        raise missing_window(name)
+    check_owner(ch, name, scope)
     return _Link(ch, host is None)
 
 
 def _call(name: str, kind: int, msg: int, wparam: int, lparam: int, *, data: Any = None, timeout: float | None,
           abort_if_hung: bool = False, host: str | None = None, authkey: bytes | None = None,
           scope: Scope = "user") -> Any:
-    check_msg(msg)
-    check_param(wparam, "wparam")
-    check_param(lparam, "lparam")
+    check_call(msg, wparam, lparam)
     key = (name, host, scope, authkey)  # a connection made with one key is never reused for another
     deadline = None if timeout is None else time.monotonic() + timeout
     for attempt in (0, 1):
@@ -330,24 +367,15 @@ def _exchange(link: _Link, name: str, kind: int, msg: int, wparam: int, lparam: 
     with link.lock:
         try:
             req_id = link.core.next_id()
-            shm = None
-            if data is not None and link.local and len(memoryview(data).cast("B")) > SHM_THRESHOLD:
-                view = memoryview(data).cast("B")
-                seg = SharedMemory.create(f"msgcd.{os.getpid()}.{next(_seg_counter)}.{os.urandom(4).hex()}",
-                                          len(view), scope=scope)
-                seg.buf[: len(view)] = view
-                shm, data = (seg.name, len(view)), None
+            seg, data, shm = stage_copydata(data, link.local, scope)
             frame = encode_request(kind, req_id, msg, wparam, lparam, data=data, shm=shm, abort_if_hung=abort_if_hung)
             link.ch.send(b"".join(frame))
             while True:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise Timeout(f"window {name!r} did not answer within the timeout (is it pumping messages?)")
+                left = time_left(deadline, name)
                 try:
                     reply = link.ch.recv(timeout=left)
                 except Timeout:
-                    raise Timeout(f"window {name!r} did not answer within the timeout "
-                                  "(is it pumping messages?)") from None
+                    raise not_answered(name) from None
                 if SenderCore.reply_id(reply) == req_id:
                     return SenderCore.result(reply, name)
         finally:
