@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import traceback
-from collections import deque
 from typing import Any, Callable
 
 import interproc.aio
@@ -21,7 +20,7 @@ import interproc.aio
 from .._errors import ChannelClosed, HandleClosed, NotFound, ProtocolError, Timeout
 from .._naming import Scope
 from ._protocol import (
-    ClientConversation, Execute, Poke, Reply, ServerConversation, Update, decode_value, dump,
+    ClientConversation, Deliveries, Execute, LinkState, Poke, Reply, ServerConversation, Update, decode_value, dump,
 )
 from ._client import connect_args, not_running
 from ._state import ServerState, admitted, service_path
@@ -29,18 +28,13 @@ from ._state import ServerState, admitted, service_path
 _UNSET: Any = object()
 
 
-class AsyncAdviseLink:
+class AsyncAdviseLink(LinkState):
     """A warm or hot link of an :class:`AsyncConversation`; ``await link.close()`` unadvises."""
 
     def __init__(self, conv: "AsyncConversation", link_id: int, item: str, hot: bool, ack: bool,
                  callback: Callable[..., Any] | None) -> None:
-        self.conversation, self.id, self.item, self.hot, self.ack = conv, link_id, item, hot, ack
-        self.callback = callback
-        self.received = 0
-        self.dropped = 0
-        self.last_value: Any = None
-        self.closed = False
-        self._pending: deque[Update] = deque()
+        super().__init__(link_id, item, hot, ack, callback)
+        self.conversation = conv
 
     async def close(self, *, timeout: float | None = _UNSET) -> None:
         if self.closed:
@@ -63,7 +57,7 @@ class AsyncConversation:
         self._proto = ClientConversation(service, topic)
         self._waiters: dict[int, asyncio.Future] = {}
         self._links: dict[int, AsyncAdviseLink] = {}
-        self._ready: deque[AsyncAdviseLink] = deque()
+        self._deliveries = Deliveries()
         self._orphans: dict[int, list[Update]] = {}
         self._wake = asyncio.Event()
         self._closed = self._user_closed = False
@@ -130,12 +124,7 @@ class AsyncConversation:
             self._end()
 
     def _queue(self, link: AsyncAdviseLink, event: Update) -> None:
-        if not link.ack and link._pending:
-            link.dropped += 1 + link._pending[-1].dropped
-            link._pending.clear()
-        link._pending.append(event)
-        if link not in self._ready:
-            self._ready.append(link)
+        self._deliveries.offer(link, event)
         self._wake.set()
 
     def _end(self) -> None:
@@ -151,26 +140,18 @@ class AsyncConversation:
 
     async def _dispatch_loop(self) -> None:
         while True:
-            if not self._ready:
+            got = self._deliveries.take()
+            if got is None:
                 if self._closed:
                     return
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            link = self._ready.popleft()
-            if not link._pending:
-                continue
-            update = link._pending.popleft()
-            if link._pending:
-                self._ready.append(link)
-            link.received += 1
-            link.dropped += update.dropped
-            link.last_value = update.value
+            link, update = got
             try:
-                if link.callback is not None and not link.closed:
-                    result = link.callback(update.item, update.value) if link.hot else link.callback(update.item)
-                    if inspect.isawaitable(result):
-                        await result
+                result = link.call(update)
+                if inspect.isawaitable(result):
+                    await result
             except Exception:
                 traceback.print_exc()
             if link.ack and not self._closed:
@@ -268,7 +249,7 @@ class _AsyncConv:
         result = None
         if handler is not None:
             try:
-                out = handler(topic, event.item, event.value) if isinstance(event, Poke) else handler(topic, event.command)
+                out = srv.call_handler(handler, event, topic)
                 if inspect.isawaitable(out):
                     out = await out
                 refused, result = srv.after_handler(event, topic, out)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from typing import Any, Callable
 
 import interproc
@@ -20,7 +19,7 @@ import interproc
 from .._errors import ChannelClosed, HandleClosed, InterprocError, NotFound, ProtocolError, Timeout
 from .._naming import Scope
 from ..shm import Subscriber
-from ._protocol import SYSTEM, ClientConversation, Reply, Update, decode_sample, decode_value
+from ._protocol import SYSTEM, ClientConversation, Deliveries, LinkState, Reply, Update, decode_sample, decode_value
 from ._protocol import TEXT as _TEXT
 
 _TEXT_PREFIX = _TEXT.encode() + b"\0"
@@ -35,24 +34,14 @@ from ._state import service_names, service_path
 _UNSET: Any = object()
 
 
-class AdviseLink:
+class AdviseLink(LinkState):
     """A warm or hot link; ``close()`` ends it (unadvise)."""
 
     def __init__(self, conv: "Conversation", link_id: int, item: str, hot: bool, ack: bool,
                  callback: Callable[..., Any] | None) -> None:
-        self.conversation, self.id, self.item, self.hot, self.ack = conv, link_id, item, hot, ack
-        self.callback = callback
-        #: updates delivered to the callback, and updates superseded before delivery (never with ack)
-        self.received = 0
-        self.dropped = 0
-        self.last_value: Any = None
-        self.closed = False
-        self._pending: deque[Update] = deque()
+        super().__init__(link_id, item, hot, ack, callback)
+        self.conversation = conv
         self._thread: threading.Thread | None = None  # the shared-memory reader of a local hot link
-
-    def __repr__(self) -> str:
-        kind = "hot" if self.hot else "warm"
-        return f"<AdviseLink {kind} {self.item!r} received={self.received} dropped={self.dropped}>"
 
     def close(self, *, timeout: float | None = _UNSET) -> None:
         """Unadvise (XTYP_ADVSTOP).  Nothing to do if the conversation already ended."""
@@ -96,7 +85,7 @@ class Conversation:
         self._lock = threading.Condition()
         self._waiters: dict[int, _Waiter] = {}
         self._links: dict[int, AdviseLink] = {}
-        self._ready: deque[AdviseLink] = deque()
+        self._deliveries = Deliveries()
         self._orphans: dict[int, list[Update]] = {}
         self._closed = False
         self._user_closed = False
@@ -209,12 +198,7 @@ class Conversation:
 
     def _queue(self, link: AdviseLink, event: Update) -> None:
         """Hand an update to the dispatcher (called with the lock held)."""
-        if not link.ack and link._pending:
-            link.dropped += 1 + link._pending[-1].dropped  # the newest value wins
-            link._pending.clear()
-        link._pending.append(event)
-        if link not in self._ready:
-            self._ready.append(link)
+        self._deliveries.offer(link, event)
         self._lock.notify_all()
 
     def _end(self) -> None:
@@ -277,22 +261,16 @@ class Conversation:
     def _dispatch_loop(self) -> None:
         while True:
             with self._lock:
-                while not self._ready and not self._closed:
+                while not self._deliveries.ready and not self._closed:
                     self._lock.wait()
-                if not self._ready:
-                    return
-                link = self._ready.popleft()
-                if not link._pending:
+                got = self._deliveries.take()
+                if got is None:
+                    if self._closed:
+                        return
                     continue
-                update = link._pending.popleft()
-                if link._pending:
-                    self._ready.append(link)
-            link.received += 1
-            link.dropped += update.dropped
-            link.last_value = update.value
+            link, update = got
             try:
-                if link.callback is not None and not link.closed:
-                    link.callback(update.item, update.value) if link.hot else link.callback(update.item)
+                link.call(update)
             except Exception:
                 import traceback
 

@@ -308,6 +308,63 @@ class Update:
     dropped: int
 
 
+class LinkState:
+    """A client's advise link without I/O: its counters and the updates waiting for its callback.
+
+    Both client drivers subclass it (``AdviseLink``, ``AsyncAdviseLink``)."""
+
+    def __init__(self, link_id: int, item: str, hot: bool, ack: bool, callback: Any) -> None:
+        self.id, self.item, self.hot, self.ack = link_id, item, hot, ack
+        self.callback = callback
+        #: updates delivered to the callback, and updates superseded before delivery (never with ack)
+        self.received = 0
+        self.dropped = 0
+        self.last_value: Any = None
+        self.closed = False
+        self._pending: deque[Update] = deque()
+
+    def __repr__(self) -> str:
+        kind = "hot" if self.hot else "warm"
+        return f"<{type(self).__name__} {kind} {self.item!r} received={self.received} dropped={self.dropped}>"
+
+    def call(self, update: Update) -> Any:
+        """Run the callback for ``update`` (what it returns: the asyncio driver awaits it)."""
+        if self.callback is None or self.closed:
+            return None
+        return self.callback(update.item, update.value) if self.hot else self.callback(update.item)
+
+
+class Deliveries:
+    """Updates waiting for callbacks, links taking turns; an unacknowledged link keeps only
+    its newest update (the superseded ones add to ``link.dropped``)."""
+
+    def __init__(self) -> None:
+        self.ready: deque[LinkState] = deque()
+
+    def offer(self, link: LinkState, event: Update) -> None:
+        if not link.ack and link._pending:
+            link.dropped += 1 + link._pending[-1].dropped  # the newest value wins
+            link._pending.clear()
+        link._pending.append(event)
+        if link not in self.ready:
+            self.ready.append(link)
+
+    def take(self) -> tuple[LinkState, Update] | None:
+        """The next (link, update) to deliver, counted as delivered; None when nothing waits."""
+        while self.ready:
+            link = self.ready.popleft()
+            if not link._pending:
+                continue
+            update = link._pending.popleft()
+            if link._pending:
+                self.ready.append(link)
+            link.received += 1
+            link.dropped += update.dropped
+            link.last_value = update.value
+            return link, update
+        return None
+
+
 class ClientConversation:
     """The client's end: frames to send for each call, events from frames received."""
 

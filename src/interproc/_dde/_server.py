@@ -76,7 +76,7 @@ class _Conv:
         result = None
         if handler is not None:
             try:
-                out = handler(topic, event.item, event.value) if isinstance(event, Poke) else handler(topic, event.command)
+                out = srv.call_handler(handler, event, topic)
                 refused, result = srv.after_handler(event, topic, out)
             except Exception as exc:
                 error = exc

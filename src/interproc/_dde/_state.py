@@ -14,12 +14,12 @@ import threading
 from typing import Any, Callable
 
 from .._errors import HandleClosed, InterprocError, Timeout
-from .._naming import Scope, object_path, runtime_dir, validate_name
+from .._naming import Scope, validate_name
+from .._messages._names import endpoint_names, endpoint_path
 from ..shm import Publisher
 from ._protocol import SYSTEM, TEXT, Execute, Poke, Store, decode_value, encode_sample, encode_value
 
 KIND = "dde"
-_SUFFIX = ".sock"
 #: Shared-memory hot links: one publisher per advised item, values up to this size inline
 #: (a bigger one is announced empty and the client requests it), this many in flight.
 #: Many small slots rather than few big ones: DDE values are short, and the ring is what a
@@ -32,16 +32,11 @@ _TEXT_SAMPLE = TEXT.encode() + b"\0"
 
 
 def service_path(service: str, scope: Scope = "user") -> str:
-    return object_path(KIND, validate_name(service, "DDE service name"), scope, _SUFFIX)
+    return endpoint_path(KIND, service, "DDE service name", scope)
 
 
 def service_names(scope: Scope = "user") -> list[str]:
-    prefix = KIND + "."
-    try:
-        files = os.listdir(runtime_dir(scope))
-    except OSError:
-        return []
-    return sorted(f[len(prefix) : -len(_SUFFIX)] for f in files if f.startswith(prefix) and f.endswith(_SUFFIX))
+    return endpoint_names(KIND, scope)
 
 
 def _check_key(value: Any, what: str) -> str:
@@ -189,6 +184,13 @@ class ServerState:
         if is_poke and topic == SYSTEM:
             return None, "the System topic cannot be poked"
         return handler, ""
+
+    @staticmethod
+    def call_handler(handler: Callable[..., Any], event: Poke | Execute, topic: str) -> Any:
+        """Run a poke or execute handler (the asyncio driver awaits what it returns)."""
+        if isinstance(event, Poke):
+            return handler(topic, event.item, event.value)
+        return handler(topic, event.command)
 
     def after_handler(self, event: Poke | Execute, topic: str, out: Any) -> tuple[str, Any]:
         """(refusal, result) once the handler returned ``out``; an accepted poke is stored."""
