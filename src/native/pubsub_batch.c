@@ -10,7 +10,8 @@
  * The copy rules are copy_out()'s in pubsub_sub.c: a lapped reader skips to
  * the oldest sample still in the ring (counted in dropped), and a sample is
  * kept only if its slot still holds it after the copy (the slot's sequence
- * word is the seqlock). */
+ * word is the seqlock).  A batch is contiguous: its last sample is number
+ * `seq - 1` (the core's seq after the call), the one before it `seq - 2`... */
 #include "pubsub.h"
 
 PyObject *
@@ -45,7 +46,11 @@ ps_sub_recv_available(CoreObject *self, PyObject *arg)
         int64_t seq = load64(self, off), n = load64(self, off + 8);
         if (seq != r) {
             if (seq == PS_WRITING || (seq > r && (seq - r) % (int64_t)self->slots == 0)) {
-                published = load64(self, PS_OFF_PUBLISHED); /* lapped meanwhile: skip ahead */
+                /* Lapped meanwhile.  A batch stays contiguous (the caller numbers its samples
+                 * back from `seq`): return what we have; the skip comes first next time. */
+                if (PyList_GET_SIZE(out) > 0)
+                    break;
+                published = load64(self, PS_OFF_PUBLISHED);
                 continue;
             }
             Py_DECREF(out);
@@ -66,8 +71,10 @@ ps_sub_recv_available(CoreObject *self, PyObject *arg)
             Py_DECREF(out);
             return NULL;
         }
-        if (load64(self, off) != r) { /* overwritten while we copied: look again */
+        if (load64(self, off) != r) { /* overwritten while we copied: as above */
             Py_DECREF(data);
+            if (PyList_GET_SIZE(out) > 0)
+                break;
             published = load64(self, PS_OFF_PUBLISHED);
             continue;
         }

@@ -206,6 +206,7 @@ class _AsyncConv:
         self.proto = ServerConversation(server._store)
         if getattr(ch, "peer_credentials", None) is not None:
             self.proto.fast_path = server._fast_path
+            self.proto.hot_seq = server._hot_seq
         self.wake = asyncio.Event()
         self.closed = False
         self.watched: frozenset[tuple[str, str]] = frozenset()  # kept by ServerState.rewatch

@@ -110,8 +110,14 @@ class Conversation:
                 raise self._gone()
             self._waiters[rid] = waiter
         try:
-            with self._send_lock:
-                self._ch.send(frame)
+            try:
+                with self._send_lock:
+                    self._ch.send(frame)
+            except ChannelClosed:
+                if self._error is None:
+                    self._error = ChannelClosed("the service went away")
+                self._end()  # the service is gone: end the conversation now, not when the reader notices
+                raise self._gone() from None
             deadline = None if timeout is None else time.monotonic() + timeout
             while not waiter.event.wait(0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))):
                 if deadline is not None and time.monotonic() >= deadline:
@@ -218,9 +224,15 @@ class Conversation:
         reader that falls behind skips the oldest, counted in ``link.dropped``).
 
         This is the fan-out hot path: it takes every sample already published in one C call
-        (``recv_available``) and waits in ``recv`` only when there is none."""
+        (``recv_available``; a batch is contiguous and ends at sample ``core.seq - 1``) and
+        waits in ``recv`` only when there is none.  A value too big for a slot comes as an
+        empty sample and is requested: once, for the newest such sample of a batch (older
+        ones are superseded), and the ring samples older than the requested value are skipped
+        (the reply's "seq"), so nothing older arrives after something newer."""
         core = sub._core
         recv, drain, item, callback = core.recv, core.recv_available, link.item, link.callback
+        skip_below = 0  # samples before this one are older than a value already delivered
+        missed = 0
         try:
             while not link.closed:
                 batch = drain(HOT_BATCH)
@@ -232,18 +244,32 @@ class Conversation:
                     except ChannelClosed:
                         break  # the server closed or died, and everything it published was read
                     batch = [sample.tobytes()]
-                link.dropped = core.dropped
-                for raw in batch:
+                first = core.seq - len(batch)
+                if first < skip_below:
+                    missed += min(len(batch), skip_below - first)
+                    batch = batch[skip_below - first:]
+                    first = skip_below
+                last = len(batch) - 1
+                for i, raw in enumerate(batch):
                     try:
                         if raw.startswith(_TEXT_PREFIX):
                             value: Any = raw[_TEXT_CUT:].decode()
                         else:
                             got = decode_sample(raw)
-                            value = self.request(item) if got is None else got[1]  # too big for a slot
+                            if got is None:  # too big for a slot
+                                if i < last:
+                                    missed += 1  # a newer sample follows in this batch
+                                    continue
+                                value, seq = self._fetch(item)
+                                if seq is not None:
+                                    skip_below = seq
+                            else:
+                                value = got[1]
                     except InterprocError:
-                        continue  # the oversized value could not be fetched: a newer one will come
-                    except (ValueError, ProtocolError):
-                        link.dropped += 1  # not a sample this server wrote: skip it
+                        missed += 1  # the oversized value could not be fetched: a newer one will come
+                        continue
+                    except ValueError:
+                        missed += 1  # not a sample this server wrote: skip it
                         continue
                     link.received += 1
                     link.last_value = value
@@ -254,9 +280,16 @@ class Conversation:
                             import traceback
 
                             traceback.print_exc()  # a callback's bug must not end the link
+                link.dropped = core.dropped + missed
         finally:
             link.closed = True
             sub.close()
+
+    def _fetch(self, item: str) -> tuple[Any, int | None]:
+        """An oversized hot value: (the item's value now, its publisher's sample count then)."""
+        body = self._call(self._proto.request(item)).body
+        seq = body.get("seq")
+        return decode_value(body.get("format"), body.get("value")), seq if isinstance(seq, int) else None
 
     def _dispatch_loop(self) -> None:
         while True:

@@ -162,6 +162,10 @@ class ServerConversation:
         self._turn = 0
         #: the driver's hook for local hot links: (topic, item) -> publisher segment name, or None
         self.fast_path: Any = lambda topic, item: None
+        #: and (topic, item) -> how many samples its publisher has published, or None: a request
+        #: reply carries it ("seq"), so that a local hot-link reader that fetched an oversized
+        #: value skips the older samples still in its ring
+        self.hot_seq: Any = lambda topic, item: None
         #: items of this topic with a link fed through this socket (not shared memory): the
         #: driver indexes conversations by them, so ``set()`` touches only those that listen
         self.watching: frozenset[str] = frozenset()
@@ -195,7 +199,8 @@ class ServerConversation:
             if got is None:
                 self._error(rid, "NotFound", f"topic {self.topic!r} has no item {msg['item']!r}")
             else:
-                self._reply(rid, format=got[0], value=got[1])
+                seq = self.hot_seq(self.topic, msg["item"])
+                self._reply(rid, format=got[0], value=got[1], **({"seq": seq} if seq is not None else {}))
         elif op == "advise":
             hot, ack = msg.get("hot", True), msg.get("ack", False)
             if not isinstance(hot, bool) or not isinstance(ack, bool):

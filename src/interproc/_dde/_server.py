@@ -31,6 +31,7 @@ class _Conv:
         self.proto = ServerConversation(server._store)
         if getattr(ch, "peer_credentials", None) is not None:  # a local client may take hot links from shm
             self.proto.fast_path = server._fast_path
+            self.proto.hot_seq = server._hot_seq
         self.cond = threading.Condition(server._lock)
         self.closed = False
         self.watched: frozenset[tuple[str, str]] = frozenset()  # kept by ServerState.rewatch

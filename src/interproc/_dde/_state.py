@@ -139,6 +139,11 @@ class ServerState:
             self._hot[(topic, item)] = pub.send
         return pub.name
 
+    def _hot_seq(self, topic: str, item: str) -> int | None:
+        """Samples published for (topic, item) so far, if it has a publisher (lock held)."""
+        pub = self._pubs.get((topic, item))
+        return None if pub is None else pub.published
+
     def get(self, topic: str, item: str) -> str | bytes:
         with self._lock:
             got = self._store.get(topic, item)
