@@ -12,7 +12,8 @@ def test_message_benchmarks_measure_every_peer():
     rows = {r["transport"]: r for r in msgdde.bench_messages(quick=True)}
     assert rows["messages send_message"]["value"] > 0
     assert rows["messages post_message"]["value"] > 0
-    assert rows["shm:// request/reply"]["value"] > 0
+    assert rows["bare send+recv over shm://"]["value"] > 0
+    assert rows["rpc call shm://"]["value"] > 0
     assert rows["messages send_message"]["x_shm_rpc"] > 0
     assert "pyzmq REQ/REP ipc://" in rows  # measured, or an error row naming the extra
 

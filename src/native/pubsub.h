@@ -110,5 +110,7 @@ int ps_pub_room_now(CoreObject *self);
 /* pubsub_sub.c */
 PyObject *ps_sub_recv(CoreObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames);
 void ps_sub_release(CoreObject *self, int64_t seq);
+/* pubsub_batch.c */
+PyObject *ps_sub_recv_available(CoreObject *self, PyObject *max);
 
 #endif

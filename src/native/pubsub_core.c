@@ -389,6 +389,9 @@ static PyMethodDef core_methods[] = {
      "drain_bell()\n--\n\nEmpty the doorbell (before re-checking); True if it had rung."},
     {"ready", (PyCFunction)core_ready, METH_NOARGS,
      "ready()\n--\n\nTrue when recv (subscriber) or send (publisher) would not wait."},
+    {"recv_available", (PyCFunction)ps_sub_recv_available, METH_O,
+     "recv_available(max)\n--\n\nA drop_oldest subscriber: the samples already published (up to max), as a list\n"
+     "of bytes; [] without waiting when there is none."},
     {"close", (PyCFunction)core_close, METH_NOARGS,
      "close()\n--\n\nPublisher: mark the segment closed and wake subscribers.\n"
      "Both: stop using the segment (its buffer goes when no sample view is left)."},

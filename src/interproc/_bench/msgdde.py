@@ -1,17 +1,19 @@
 """Window-message and DDE benchmarks, each against the peer a user would pick, in one run.
 
-* ``send_message`` round trip (a window pumping in another process) against a
-  pyzmq REQ/REP round trip over ipc:// and a plain interproc ``shm://``
-  request/reply (``interproc.rpc`` is not on main yet, so the "RPC-like call"
-  is a send + recv on an shm:// channel);
+* ``send_message`` round trip (a window pumping in another process) against an
+  ``interproc.rpc`` call over ``shm://`` (the target: within 2x), a pyzmq
+  REQ/REP round trip over ipc:// and a bare send + recv on an shm:// channel;
 * ``post_message`` throughput (each post returns once queued);
 * DDE hot-link fan-out to 1, 4 and 16 client processes (updates/s delivered
   in total, latency p50/p99 from ``set`` to callback) against pyzmq PUB/SUB
   with the same publisher loop.  Both publish as fast as they can: DDE keeps
-  the newest value per link, PUB/SUB drops at its high-water mark.
+  the newest value per link, PUB/SUB drops at its high-water mark.  The two
+  take turns, ``rounds`` times (1 quick, 3 full), and rows are medians.  A
+  paced run (1000 updates/s) gives the latency at a rate every client keeps up with.
 
 Peers are separate ``python`` processes; every wait is bounded.
-``run(quick=True) -> list[dict]`` is what ``interproc bench`` calls.
+``extra_results(options)`` puts the rows in ``interproc bench``'s table;
+``run(quick=True) -> list[dict]`` has them all, paced rows too.
 """
 
 from __future__ import annotations
@@ -100,6 +102,18 @@ except interproc.ChannelClosed:
 ch.close(); lst.close()
 """
 
+_RPC_SERVER = """
+import sys
+from interproc import rpc
+class Echo:
+    def echo(self, x):
+        return x
+srv = rpc.Server(Echo(), "shm://" + sys.argv[1]).start()
+print("ready", flush=True)
+sys.stdin.readline()  # until the benchmark says so
+srv.close()
+"""
+
 _ZMQ_REP = """
 import sys, zmq
 ctx = zmq.Context(); s = ctx.socket(zmq.REP); s.bind(sys.argv[1])
@@ -167,13 +181,14 @@ def bench_messages(quick: bool) -> list[dict]:
 
             shm_rtt = _latencies(call, budget, 500_000)
         _finish(echo)
-        out.append(_row("shm:// request/reply", "rtt", "us", shm_rtt, False,
-                        note="stands in for an RPC call: interproc.rpc is not on main yet"))
+        out.append(_row("bare send+recv over shm://", "rtt", "us", shm_rtt, False,
+                        note="a bare send + recv on an shm:// channel, no RPC layer"))
     finally:
         if echo.poll() is None:
             echo.kill()
             echo.communicate()
 
+    out.append(_bench_rpc(budget))
     try:
         import zmq
     except ImportError:
@@ -207,9 +222,32 @@ def bench_messages(quick: bool) -> list[dict]:
                 rep.communicate()
     base = {r["transport"]: r["value"] for r in out if r.get("value")}
     for r in out:
-        if r["metric"] == "rtt" and r.get("value") and base.get("shm:// request/reply"):
-            r["x_shm_rpc"] = round(r["value"] / base["shm:// request/reply"], 2)
+        if r["metric"] == "rtt" and r.get("value") and base.get(_RPC_ROW):
+            r["x_shm_rpc"] = round(r["value"] / base[_RPC_ROW], 2)  # the target: send_message <= 2x
     return out
+
+
+_RPC_ROW = "rpc call shm://"
+
+
+def _bench_rpc(budget: float) -> dict:
+    """An interproc.rpc call over shm:// to another process: the send_message target's yardstick."""
+    from interproc import rpc
+
+    chan = _unique("rpc")
+    proc = _spawn(_RPC_SERVER, chan)
+    try:
+        _ready(proc, "the rpc server process")
+        with rpc.connect(f"shm://{chan}", timeout=10) as p:
+            samples = _latencies(lambda: p.call("echo", 1, timeout=10), budget, 200_000)
+        proc.stdin.write("quit\n")
+        proc.stdin.flush()
+        _finish(proc)
+        return _row(_RPC_ROW, "rtt", "us", samples, False)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 _DDE_CLIENT = """
@@ -340,9 +378,25 @@ def _fanout_zmq(n: int, seconds: float, rate: float | None = None) -> dict:
             ctx.term()
 
 
-def bench_fanout(quick: bool, counts: tuple[int, ...] = (1, 4, 16), rate: float | None = None) -> list[dict]:
-    """Hot-link fan-out; ``rate=None`` publishes flat out, a rate paces the publisher (latency)."""
+def _combine(rows: list[dict]) -> dict:
+    """One row from the rounds of one case: medians, and every round's value."""
+    out = dict(rows[0])
+    for key in ("value", "p50_us", "p99_us", "delivered_fraction"):
+        got = [r[key] for r in rows if r.get(key) is not None]
+        out[key] = statistics.median(got) if got else None
+    out["published"] = round(statistics.median(r["published"] for r in rows))
+    out["rounds"] = [round(r["value"]) for r in rows]
+    return out
+
+
+def bench_fanout(quick: bool, counts: tuple[int, ...] = (1, 4, 16), rate: float | None = None,
+                 rounds: int | None = None) -> list[dict]:
+    """Hot-link fan-out; ``rate=None`` publishes flat out, a rate paces the publisher (latency).
+
+    DDE and PUB/SUB take turns, ``rounds`` times each (1 quick, 3 full), so that both see the
+    same machine (other load comes and goes); each row is the median of its rounds."""
     seconds = 1.0 if quick else 3.0
+    rounds = rounds or (1 if quick else 3)
     out = []
     try:
         import zmq  # noqa: F401
@@ -350,10 +404,15 @@ def bench_fanout(quick: bool, counts: tuple[int, ...] = (1, 4, 16), rate: float 
     except ImportError:
         have_zmq = False
     for n in counts:
-        d = _fanout_dde(n, seconds, rate)
+        dde_rounds, zmq_rounds = [], []
+        for _ in range(rounds):
+            dde_rounds.append(_fanout_dde(n, seconds, rate))
+            if have_zmq:
+                zmq_rounds.append(_fanout_zmq(n, seconds, rate))
+        d = _combine(dde_rounds)
         out.append(d)
-        if have_zmq:
-            z = _fanout_zmq(n, seconds, rate)
+        if zmq_rounds:
+            z = _combine(zmq_rounds)
             out.append(z)
             d["x_pyzmq"] = round(d["value"] / z["value"], 2) if z["value"] else None
     return out
@@ -361,6 +420,27 @@ def bench_fanout(quick: bool, counts: tuple[int, ...] = (1, 4, 16), rate: float 
 
 def run(quick: bool = True) -> list[dict]:
     return bench_messages(quick) + bench_fanout(quick) + bench_fanout(quick, rate=1000.0)
+
+
+def extra_results(options: Any) -> list[dict[str, Any]]:
+    """The rows of ``interproc bench``'s table: send_message against an rpc call, pyzmq REQ/REP
+    and a bare shm:// exchange (``rtt_64B``, µs); post_message and the hot-link fan-out against
+    pyzmq PUB/SUB (``oneway_64B``, msg/s: updates delivered per second, all clients together;
+    ``p50_us``/``p99_us`` are the set-to-callback latencies)."""
+    quick = getattr(options, "quick", True)
+    rows: list[dict[str, Any]] = []
+    for r in bench_messages(quick):
+        r = dict(r)
+        if r.get("metric") == "rtt":
+            r.update(metric="rtt_64B", unit="µs")
+        elif r.get("metric") == "throughput":
+            r.update(metric="oneway_64B", unit="msg/s", p99=None)
+        rows.append(r)
+    for r in bench_fanout(quick):
+        n = r["metric"].split("_")[1]
+        rows.append(dict(r, transport=f"{r['transport']} fan-out to {n}", metric="oneway_64B", unit="msg/s",
+                         p99=None, median=r["value"]))
+    return rows
 
 
 if __name__ == "__main__":  # pragma: no cover

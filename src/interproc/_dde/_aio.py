@@ -12,37 +12,29 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import traceback
-from collections import deque
 from typing import Any, Callable
 
 import interproc.aio
 
-from .._errors import ChannelClosed, HandleClosed, InterprocError, NotFound, PermissionDenied, ProtocolError, Timeout
-from .._naming import Scope, validate_name
-from ..shm import Publisher
+from .._errors import ChannelClosed, HandleClosed, NotFound, ProtocolError, Timeout
+from .._naming import Scope
 from ._protocol import (
-    SYSTEM, ClientConversation, Execute, Poke, Reply, ServerConversation, Store, Update, decode_value, dump,
-    encode_sample, encode_value,
+    ClientConversation, Deliveries, Execute, LinkState, Poke, Reply, ServerConversation, Update, decode_value, dump,
 )
-from ._server import FAST_MAX_CLIENTS, FAST_SLOT_SIZE, FAST_SLOTS, service_path
+from ._client import connect_args, not_running
+from ._state import ServerState, admitted, service_path
 
 _UNSET: Any = object()
 
 
-class AsyncAdviseLink:
+class AsyncAdviseLink(LinkState):
     """A warm or hot link of an :class:`AsyncConversation`; ``await link.close()`` unadvises."""
 
     def __init__(self, conv: "AsyncConversation", link_id: int, item: str, hot: bool, ack: bool,
                  callback: Callable[..., Any] | None) -> None:
-        self.conversation, self.id, self.item, self.hot, self.ack = conv, link_id, item, hot, ack
-        self.callback = callback
-        self.received = 0
-        self.dropped = 0
-        self.last_value: Any = None
-        self.closed = False
-        self._pending: deque[Update] = deque()
+        super().__init__(link_id, item, hot, ack, callback)
+        self.conversation = conv
 
     async def close(self, *, timeout: float | None = _UNSET) -> None:
         if self.closed:
@@ -65,7 +57,7 @@ class AsyncConversation:
         self._proto = ClientConversation(service, topic)
         self._waiters: dict[int, asyncio.Future] = {}
         self._links: dict[int, AsyncAdviseLink] = {}
-        self._ready: deque[AsyncAdviseLink] = deque()
+        self._deliveries = Deliveries()
         self._orphans: dict[int, list[Update]] = {}
         self._wake = asyncio.Event()
         self._closed = self._user_closed = False
@@ -132,12 +124,7 @@ class AsyncConversation:
             self._end()
 
     def _queue(self, link: AsyncAdviseLink, event: Update) -> None:
-        if not link.ack and link._pending:
-            link.dropped += 1 + link._pending[-1].dropped
-            link._pending.clear()
-        link._pending.append(event)
-        if link not in self._ready:
-            self._ready.append(link)
+        self._deliveries.offer(link, event)
         self._wake.set()
 
     def _end(self) -> None:
@@ -153,26 +140,18 @@ class AsyncConversation:
 
     async def _dispatch_loop(self) -> None:
         while True:
-            if not self._ready:
+            got = self._deliveries.take()
+            if got is None:
                 if self._closed:
                     return
                 self._wake.clear()
                 await self._wake.wait()
                 continue
-            link = self._ready.popleft()
-            if not link._pending:
-                continue
-            update = link._pending.popleft()
-            if link._pending:
-                self._ready.append(link)
-            link.received += 1
-            link.dropped += update.dropped
-            link.last_value = update.value
+            link, update = got
             try:
-                if link.callback is not None and not link.closed:
-                    result = link.callback(update.item, update.value) if link.hot else link.callback(update.item)
-                    if inspect.isawaitable(result):
-                        await result
+                result = link.call(update)
+                if inspect.isawaitable(result):
+                    await result
             except Exception:
                 traceback.print_exc()
             if link.ack and not self._closed:
@@ -205,13 +184,11 @@ class AsyncConversation:
 async def aconnect(service: str, topic: str, *, timeout: float | None = None, host: str | None = None,
                    authkey: bytes | None = None, scope: Scope = "user", **connect_options: Any) -> AsyncConversation:
     """The asyncio form of :func:`interproc.dde.connect`."""
-    address = host if host is not None else f"unix://{service_path(service, scope)}"
-    if authkey is not None:
-        connect_options["authkey"] = authkey
+    address, options = connect_args(service, host, authkey, scope, connect_options)
     try:
-        ch = await interproc.aio.connect(address, timeout=timeout, **connect_options)
+        ch = await interproc.aio.connect(address, timeout=timeout, **options)
     except NotFound:
-        raise NotFound(f"no DDE service {service!r} is running") from None
+        raise not_running(service) from None
     conv = AsyncConversation(ch, service, topic, timeout)
     try:
         await conv._call(conv._proto.initiate())
@@ -229,49 +206,54 @@ class _AsyncConv:
         self.proto = ServerConversation(server._store)
         if getattr(ch, "peer_credentials", None) is not None:
             self.proto.fast_path = server._fast_path
+            self.proto.hot_seq = server._hot_seq
         self.wake = asyncio.Event()
         self.closed = False
+        self.watched: frozenset[tuple[str, str]] = frozenset()  # kept by ServerState.rewatch
+        self.watching: frozenset[str] = frozenset()
+
+    async def run(self) -> None:
+        """The conversation, in the task ``interproc.aio.serve`` gave it; a writer task of its own."""
+        writer = asyncio.ensure_future(self.write_loop())
+        try:
+            await self.read_loop()
+        finally:
+            self.close()
+            writer.cancel()
+            await asyncio.gather(writer, return_exceptions=True)
 
     async def read_loop(self) -> None:
+        srv = self.server
         try:
             while True:
-                events = self.proto.receive(await self.ch.recv())
+                frame = await self.ch.recv()
+                with srv._lock:
+                    events = self.proto.receive(frame)
+                    if self.proto.watching is not self.watching:
+                        srv.rewatch(self)
                 self.wake.set()
                 for event in events:
                     await self._handle(event)
         except ProtocolError as exc:
-            self.server.protocol_errors += 1
+            srv.protocol_errors += 1
             try:
                 await self.ch.send(dump({"op": "error", "error": "ProtocolError", "message": str(exc)}), timeout=1)
             except Exception:
                 pass
         except Exception:
-            pass
-        finally:
-            self.close()
+            pass  # the client left or died: end this conversation only
 
     async def _handle(self, event: Poke | Execute) -> None:
         srv, topic = self.server, self.proto.topic or ""
-        is_poke = isinstance(event, Poke)
-        handler = srv.on_poke if is_poke else srv.on_execute
-        refused, error, result = "", None, None
-        if handler is None:
-            what = "poke" if is_poke else "execute"
-            refused = f"service {srv.service!r} accepts no {what} (it has no on_{what} handler)"
-        elif is_poke and topic == SYSTEM:
-            refused = "the System topic cannot be poked"
-        else:
+        handler, refused = srv.handler_for(event, topic)
+        error: BaseException | None = None
+        result = None
+        if handler is not None:
             try:
-                out = handler(topic, event.item, event.value) if is_poke else handler(topic, event.command)
+                out = srv.call_handler(handler, event, topic)
                 if inspect.isawaitable(out):
                     out = await out
-                if is_poke:
-                    if out is False:
-                        refused = f"the server refused the poke of {event.item!r}"
-                    else:
-                        srv.set(topic, event.item, event.value, format=event.format)
-                else:
-                    result = out
+                refused, result = srv.after_handler(event, topic, out)
             except Exception as exc:
                 error = exc
         self.proto.answer(event.id, error, refused=refused, result=result)
@@ -293,119 +275,62 @@ class _AsyncConv:
         if not self.closed:
             self.closed = True
             self.wake.set()
+            with self.server._lock:
+                self.server.rewatch(self)
             self.server._convs.discard(self)
             self.ch.close()
 
 
-class AsyncServer:
+class AsyncServer(ServerState):
     """The asyncio form of :class:`interproc.dde.Server` (same rules; handlers may be coroutines)."""
 
     def __init__(self, service: str, *, scope: Scope = "user") -> None:
-        self.service = validate_name(service, "DDE service name")
-        self.scope: Scope = scope
-        self._store = Store(service)
-        self._convs: set[_AsyncConv] = set()
-        self._pubs: dict[tuple[str, str], Any] = {}
-        self._tasks: set[asyncio.Task] = set()
+        super().__init__(service, scope)
         self._listener: Any = None
-        self.on_poke: Callable[..., Any] | None = None
-        self.on_execute: Callable[..., Any] | None = None
-        self.protocol_errors = 0
-        self._closed = False
+        self._serving: Any = None  # interproc.aio.serve: a task per conversation
 
-    def set(self, topic: str, item: str, value: str | bytes, *, format: str | None = None) -> None:
-        if self._closed:
-            raise HandleClosed(f"DDE server {self.service!r} is closed")
-        if not isinstance(topic, str) or not topic or not isinstance(item, str) or not item:
-            raise ValueError("a DDE topic and item are non-empty str")
-        if topic == SYSTEM:
-            raise ValueError("the System topic is the server's own; choose another topic name")
-        wire = encode_value(value, format)
-        self._store.topics.setdefault(topic, {})[item] = wire
-        pub = self._pubs.get((topic, item))
-        if pub is not None:
-            try:
-                pub.send(encode_sample(wire, FAST_SLOT_SIZE), timeout=0)
-            except Timeout:
-                pass
-        for conv in self._convs:
-            if conv.proto.changed(topic, item, wire):
-                conv.wake.set()
-
-    def get(self, topic: str, item: str) -> str | bytes:
-        got = self._store.get(topic, item)
-        if got is None:
-            raise KeyError(f"{topic}!{item}")
-        return decode_value(*got)
-
-    def add_topic(self, topic: str) -> None:
-        self._store.topics.setdefault(topic, {})
-
-    def _fast_path(self, topic: str, item: str) -> str | None:
-        pub = self._pubs.get((topic, item))
-        if pub is None:
-            try:
-                pub = Publisher.create(f"ddehot.{os.getpid()}.a{len(self._pubs)}.{os.urandom(4).hex()}",
-                                       FAST_SLOT_SIZE, FAST_SLOTS, max_subscribers=FAST_MAX_CLIENTS, scope=self.scope)
-            except (InterprocError, OSError):
-                return None
-            self._pubs[(topic, item)] = pub
-        return pub.name
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _notify(self, conv: Any) -> None:
+        conv.wake.set()
 
     async def start(self) -> "AsyncServer":
         """Listen and serve in tasks of the running loop; returns self."""
+        if self._closed:
+            raise HandleClosed(f"DDE server {self.service!r} is closed")
         if self._listener is None:
             self._listener = await interproc.aio.listen(f"unix://{service_path(self.service, self.scope)}")
-            self._spawn(self._accept_loop())
+            self._serving = await interproc.aio.serve(self._listener, self._serve_one)
         return self
 
     async def serve_forever(self) -> None:
         await self.start()
         try:
-            while not self._closed:
-                await asyncio.sleep(0.2)
+            await self._serving.serve_forever()
         finally:
             self.close()
 
-    async def _accept_loop(self) -> None:
-        while not self._closed:
-            try:
-                ch = await self._listener.accept()
-            except (ProtocolError, PermissionDenied, ChannelClosed):
-                continue
-            except Exception:
-                return
-            creds = getattr(ch, "peer_credentials", None)
-            if self.scope == "user" and creds is not None and creds.uid != os.getuid():
-                ch.close()
-                continue
-            conv = _AsyncConv(self, ch)
-            self._convs.add(conv)
-            self._spawn(conv.read_loop())
-            self._spawn(conv.write_loop())
+    async def _serve_one(self, ch: Any) -> None:
+        if not admitted(ch, self.scope) or self._closed:
+            return  # another user's process cannot reach a user-scope service (serve closes ch)
+        conv = _AsyncConv(self, ch)
+        self._convs.add(conv)
+        await conv.run()
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._listener is not None:
-            self._listener.close()
         for conv in list(self._convs):
             conv.close()
-        for pub in self._pubs.values():
-            pub.close()
-        self._pubs.clear()
-        for task in list(self._tasks):
-            task.cancel()
+        if self._serving is not None:
+            self._serving.close()  # stops accepting now; its tasks end with their channels
+        elif self._listener is not None:
+            self._listener.close()
+        self._close_pubs()
 
     async def __aenter__(self) -> "AsyncServer":
         return await self.start()
 
     async def __aexit__(self, *exc: object) -> None:
         self.close()
-        await asyncio.sleep(0)
+        if self._serving is not None:
+            await self._serving.aclose(timeout=2)

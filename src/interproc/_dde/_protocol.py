@@ -162,6 +162,13 @@ class ServerConversation:
         self._turn = 0
         #: the driver's hook for local hot links: (topic, item) -> publisher segment name, or None
         self.fast_path: Any = lambda topic, item: None
+        #: and (topic, item) -> how many samples its publisher has published, or None: a request
+        #: reply carries it ("seq"), so that a local hot-link reader that fetched an oversized
+        #: value skips the older samples still in its ring
+        self.hot_seq: Any = lambda topic, item: None
+        #: items of this topic with a link fed through this socket (not shared memory): the
+        #: driver indexes conversations by them, so ``set()`` touches only those that listen
+        self.watching: frozenset[str] = frozenset()
 
     def receive(self, frame: bytes) -> list[Poke | Execute]:
         """Take one frame; replies queue up for :meth:`next_frame`; poke/execute come back as events."""
@@ -192,7 +199,8 @@ class ServerConversation:
             if got is None:
                 self._error(rid, "NotFound", f"topic {self.topic!r} has no item {msg['item']!r}")
             else:
-                self._reply(rid, format=got[0], value=got[1])
+                seq = self.hot_seq(self.topic, msg["item"])
+                self._reply(rid, format=got[0], value=got[1], **({"seq": seq} if seq is not None else {}))
         elif op == "advise":
             hot, ack = msg.get("hot", True), msg.get("ack", False)
             if not isinstance(hot, bool) or not isinstance(ack, bool):
@@ -201,11 +209,13 @@ class ServerConversation:
             item = _str(msg, "item")
             shm = self.fast_path(self.topic, item) if msg.get("shm") is True and hot and not ack else None
             self._links[self._next_link] = _ServerLink(self._next_link, item, hot, ack, shm=shm is not None)
+            self._rewatch()
             self._reply(rid, link=self._next_link, **({"shm": shm} if shm else {}))
         elif op == "unadvise":
             if self._links.pop(_int(msg, "link"), None) is None:
                 self._error(rid, "NotFound", f"no advise link {msg['link']}")
             else:
+                self._rewatch()
                 self._reply(rid)
         elif op == "poke":
             return [Poke(rid, _str(msg, "item"), decode_value(msg.get("format"), msg.get("value")),
@@ -218,6 +228,9 @@ class ServerConversation:
         else:
             raise ProtocolError(f"unknown DDE operation {op!r}")
         return []
+
+    def _rewatch(self) -> None:
+        self.watching = frozenset(link.item for link in self._links.values() if not link.shm)
 
     def _reply(self, rid: int, **fields: Any) -> None:
         self._out.append(dump({"id": rid, "ok": True, **fields}))
@@ -300,6 +313,63 @@ class Update:
     dropped: int
 
 
+class LinkState:
+    """A client's advise link without I/O: its counters and the updates waiting for its callback.
+
+    Both client drivers subclass it (``AdviseLink``, ``AsyncAdviseLink``)."""
+
+    def __init__(self, link_id: int, item: str, hot: bool, ack: bool, callback: Any) -> None:
+        self.id, self.item, self.hot, self.ack = link_id, item, hot, ack
+        self.callback = callback
+        #: updates delivered to the callback, and updates superseded before delivery (never with ack)
+        self.received = 0
+        self.dropped = 0
+        self.last_value: Any = None
+        self.closed = False
+        self._pending: deque[Update] = deque()
+
+    def __repr__(self) -> str:
+        kind = "hot" if self.hot else "warm"
+        return f"<{type(self).__name__} {kind} {self.item!r} received={self.received} dropped={self.dropped}>"
+
+    def call(self, update: Update) -> Any:
+        """Run the callback for ``update`` (what it returns: the asyncio driver awaits it)."""
+        if self.callback is None or self.closed:
+            return None
+        return self.callback(update.item, update.value) if self.hot else self.callback(update.item)
+
+
+class Deliveries:
+    """Updates waiting for callbacks, links taking turns; an unacknowledged link keeps only
+    its newest update (the superseded ones add to ``link.dropped``)."""
+
+    def __init__(self) -> None:
+        self.ready: deque[LinkState] = deque()
+
+    def offer(self, link: LinkState, event: Update) -> None:
+        if not link.ack and link._pending:
+            link.dropped += 1 + link._pending[-1].dropped  # the newest value wins
+            link._pending.clear()
+        link._pending.append(event)
+        if link not in self.ready:
+            self.ready.append(link)
+
+    def take(self) -> tuple[LinkState, Update] | None:
+        """The next (link, update) to deliver, counted as delivered; None when nothing waits."""
+        while self.ready:
+            link = self.ready.popleft()
+            if not link._pending:
+                continue
+            update = link._pending.popleft()
+            if link._pending:
+                self.ready.append(link)
+            link.received += 1
+            link.dropped += update.dropped
+            link.last_value = update.value
+            return link, update
+        return None
+
+
 class ClientConversation:
     """The client's end: frames to send for each call, events from frames received."""
 
@@ -364,16 +434,26 @@ class ClientConversation:
 
 
 # -- hot links through shared memory (local clients that ask with "shm": true) ------
-def encode_sample(value: tuple[str, str], slot_size: int) -> bytes:
-    """A publisher sample: format, NUL, the raw value; or b"" when it does not fit (then request it)."""
+def encode_sample(value: tuple[str, str], slot_size: int, raw: Any = None) -> bytes:
+    """A publisher sample: format, NUL, the raw value; or b"" when it does not fit (then request it).
+    ``raw`` is the value as set, when the caller has it (saves decoding the wire text again)."""
     fmt, text = value
-    raw = text.encode() if fmt == TEXT else base64.b64decode(text)
-    sample = fmt.encode() + b"\0" + raw
-    return sample if len(sample) <= slot_size else b""
+    if fmt == TEXT:
+        data = text.encode()
+    else:
+        data = bytes(raw) if isinstance(raw, (bytes, bytearray, memoryview)) else base64.b64decode(text)
+    if len(data) + len(fmt) >= slot_size:
+        return b""
+    return fmt.encode() + b"\0" + data
+
+
+_TEXT_PREFIX = TEXT.encode() + b"\0"
 
 
 def decode_sample(sample: bytes) -> tuple[str, str | bytes] | None:
     """(format, value) of a sample, or None for "too big: request the item"."""
+    if sample.startswith(_TEXT_PREFIX):  # the common case first: no partition, one decode
+        return TEXT, sample[len(_TEXT_PREFIX):].decode()
     if not sample:
         return None
     fmt, sep, raw = sample.partition(b"\0")

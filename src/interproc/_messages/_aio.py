@@ -8,22 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import os
 import time
 import weakref
 from typing import Any, Callable
 
 import interproc.aio
 
-from .._errors import ChannelClosed, HandleClosed, InterprocError, NotFound, ProtocolError, Timeout
+from .._errors import ChannelClosed, HandleClosed, InterprocError, NotFound, Timeout
 from .._naming import Scope
-from ..shm import SharedMemory
 from ._names import window_path
 from ._protocol import (
-    DEFAULT_QUEUE_LIMIT, POST, SEND, WM_COPYDATA, Message, SenderCore, WindowCore, check_msg, check_param,
-    encode_request, missing_window,
+    DEFAULT_QUEUE_LIMIT, POST, SEND, WM_COPYDATA, Message, SenderCore, WindowCore, check_msg, encode_request, missing_window,
 )
-from ._window import SHM_THRESHOLD, _seg_counter, windows
+from ._window import (
+    admitted, attach_data, check_call, check_owner, connect_args, detach_data, not_answered, stage_copydata,
+    time_left, windows,
+)
 
 
 class _APeer:
@@ -51,6 +51,7 @@ class AsyncWindow:
         self._host, self._net_options = host, dict(listen_options, **({"authkey": authkey} if authkey else {}))
         self.address = ""
         self._tasks: set[asyncio.Task] = set()
+        self._serving: list[Any] = []  # interproc.aio.serve: a task per sender
         self._peers: set[_APeer] = set()
         self._wake: asyncio.Event | None = None
         self._closed = False
@@ -63,11 +64,11 @@ class AsyncWindow:
             self._wake = asyncio.Event()
             self._listener = await interproc.aio.listen(f"unix://{window_path(self.name, self.scope)}")
             self.address = self._listener.address
-            self._spawn(self._accept_loop(self._listener))
+            self._serving.append(await interproc.aio.serve(self._listener, self._serve_peer))
             if self._host is not None:
                 self._net = await interproc.aio.listen(self._host, **self._net_options)
                 self.address = self._net.address
-                self._spawn(self._accept_loop(self._net))
+                self._serving.append(await interproc.aio.serve(self._net, self._serve_peer))
         return self
 
     def _spawn(self, coro: Any) -> None:
@@ -84,20 +85,12 @@ class AsyncWindow:
 
         return register
 
-    async def _accept_loop(self, listener: Any) -> None:
-        while not self._closed:
-            try:
-                ch = await listener.accept()
-            except (ProtocolError, interproc.PermissionDenied, ChannelClosed):
-                continue
-            except Exception:
-                return  # the listener was closed
-            peer = _APeer(ch)
-            if self.scope == "user" and ch.peer_credentials is not None and peer.uid != os.getuid():
-                ch.close()
-                continue
-            self._peers.add(peer)
-            self._spawn(self._read_loop(peer))
+    async def _serve_peer(self, ch: Any) -> None:
+        if not admitted(ch, self.scope):
+            return  # another user's process: not reachable in the user scope (serve closes ch)
+        peer = _APeer(ch)
+        self._peers.add(peer)
+        await self._read_loop(peer)
 
     async def _read_loop(self, peer: _APeer) -> None:
         try:
@@ -153,11 +146,7 @@ class AsyncWindow:
         result: Any = 0
         error: BaseException | None = None
         try:
-            if m.shm is not None:
-                seg = SharedMemory.open(m.shm[0], scope=self.scope)
-                if m.shm[1] > seg.size:
-                    raise ProtocolError(f"WM_COPYDATA announced {m.shm[1]} bytes in a {seg.size}-byte segment")
-                m.data = seg.buf[: m.shm[1]].toreadonly()
+            seg = attach_data(m, self.scope)
             fn = self._handlers.get(m.msg)
             if fn is not None:
                 result = fn(m)
@@ -166,9 +155,7 @@ class AsyncWindow:
         except Exception as exc:
             error = exc
         finally:
-            if seg is not None:
-                m.data = None
-                seg.close()
+            detach_data(m, seg)
         reply = WindowCore.finish(m, result, error)
         if reply is not None:
             try:
@@ -182,6 +169,8 @@ class AsyncWindow:
         self._closed = True
         if self._wake is not None:
             self._wake.set()
+        for srv in self._serving:
+            srv.close()  # closes its listener now, its handler tasks soon after
         for lst in (self._listener, self._net):
             if lst is not None:
                 lst.close()
@@ -213,9 +202,7 @@ _alinks: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple, _ALin
 async def _acall(name: str, kind: int, msg: int, wparam: int, lparam: int, *, data: Any = None,
                  timeout: float | None, abort_if_hung: bool = False, scope: Scope = "user",
                  host: str | None = None, authkey: bytes | None = None) -> Any:
-    check_msg(msg)
-    check_param(wparam, "wparam")
-    check_param(lparam, "lparam")
+    check_call(msg, wparam, lparam)
     links = _alinks.setdefault(asyncio.get_running_loop(), {})
     key = (name, scope, host, authkey)
     deadline = None if timeout is None else time.monotonic() + timeout
@@ -223,15 +210,12 @@ async def _acall(name: str, kind: int, msg: int, wparam: int, lparam: int, *, da
         link = links.get(key)
         fresh = link is None
         if link is None:
+            address, wait, options = connect_args(name, host, authkey, scope, timeout)
             try:
-                ch = await interproc.aio.connect(host or f"unix://{window_path(name, scope)}",
-                                                 timeout=timeout if host else None,
-                                                 **({"authkey": authkey} if authkey is not None else {}))
+                ch = await interproc.aio.connect(address, timeout=wait, **options)
             except (NotFound, ChannelClosed):
                 raise missing_window(name) from None
-            if scope == "user" and ch.peer_credentials is not None and ch.peer_credentials.uid != os.getuid():
-                ch.close()
-                raise missing_window(name)
+            check_owner(ch, name, scope)
             link = links[key] = _ALink(ch, host is None)
         try:
             return await _aexchange(link, name, kind, msg, wparam, lparam, data, deadline, abort_if_hung, scope)
@@ -250,24 +234,15 @@ async def _aexchange(link: _ALink, name: str, kind: int, msg: int, wparam: int, 
     async with link.lock:
         try:
             req_id = link.core.next_id()
-            shm = None
-            if data is not None and link.local and len(memoryview(data).cast("B")) > SHM_THRESHOLD:
-                view = memoryview(data).cast("B")
-                seg = SharedMemory.create(f"msgcd.{os.getpid()}.{next(_seg_counter)}.{os.urandom(4).hex()}",
-                                          len(view), scope=scope)
-                seg.buf[: len(view)] = view
-                shm, data = (seg.name, len(view)), None
+            seg, data, shm = stage_copydata(data, link.local, scope)
             await link.ch.send(b"".join(encode_request(kind, req_id, msg, wparam, lparam, data=data, shm=shm,
                                                        abort_if_hung=abort_if_hung)))
             while True:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise Timeout(f"window {name!r} did not answer within the timeout (is it pumping messages?)")
+                left = time_left(deadline, name)
                 try:
                     reply = await link.ch.recv(timeout=left)
                 except Timeout:
-                    raise Timeout(f"window {name!r} did not answer within the timeout "
-                                  "(is it pumping messages?)") from None
+                    raise not_answered(name) from None
                 if SenderCore.reply_id(reply) == req_id:
                     return SenderCore.result(reply, name)
         finally:

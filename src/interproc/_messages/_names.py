@@ -27,18 +27,28 @@ _cache: dict[str, int] = {}
 _cache_lock = threading.Lock()
 
 
-def window_path(name: str, scope: Scope = "user") -> str:
-    return object_path(KIND, validate_name(name, "window name"), scope, _SUFFIX)
+def endpoint_path(kind: str, name: str, what: str, scope: Scope = "user") -> str:
+    """The socket file of a named endpoint (a window, a DDE service) in the runtime dir."""
+    return object_path(kind, validate_name(name, what), scope, _SUFFIX)
 
 
-def window_names(scope: Scope = "user") -> list[str]:
-    """Names with a socket file (alive or stale: the caller probes)."""
-    prefix = KIND + "."
+def endpoint_names(kind: str, scope: Scope = "user") -> list[str]:
+    """Names of ``kind`` with a socket file (alive or stale: the caller probes)."""
+    prefix = kind + "."
     try:
         files = os.listdir(runtime_dir(scope))
     except OSError:
         return []
     return sorted(f[len(prefix) : -len(_SUFFIX)] for f in files if f.startswith(prefix) and f.endswith(_SUFFIX))
+
+
+def window_path(name: str, scope: Scope = "user") -> str:
+    return endpoint_path(KIND, name, "window name", scope)
+
+
+def window_names(scope: Scope = "user") -> list[str]:
+    """Names with a socket file (alive or stale: the caller probes)."""
+    return endpoint_names(KIND, scope)
 
 
 def _check_text(text: object) -> str:

@@ -34,8 +34,33 @@ from ._protocol import (
 Handler = Callable[[Message], Any]
 #: copy_data bigger than this goes through shared memory when the window is local.
 SHM_THRESHOLD = 256 * 1024
-_ACCEPT_SLICE = 0.25
 _seg_counter = itertools.count()
+
+
+# -- what both drivers (this one and the asyncio one) share ------------------------
+
+def admitted(ch: Any, scope: Scope) -> bool:
+    """May this connection reach a window?  In the user scope, only this user's processes."""
+    creds = getattr(ch, "peer_credentials", None)
+    return scope != "user" or creds is None or creds.uid == os.getuid()
+
+
+def attach_data(m: Message, scope: Scope) -> SharedMemory | None:
+    """Map a large WM_COPYDATA's segment into ``m.data``; give the segment to :func:`detach_data`."""
+    if m.shm is None:
+        return None
+    seg = SharedMemory.open(m.shm[0], scope=scope)
+    if m.shm[1] > seg.size:
+        seg.close()
+        raise ProtocolError(f"WM_COPYDATA announced {m.shm[1]} bytes in a {seg.size}-byte segment")
+    m.data = seg.buf[: m.shm[1]].toreadonly()
+    return seg
+
+
+def detach_data(m: Message, seg: SharedMemory | None) -> None:
+    if seg is not None:
+        m.data = None
+        seg.close()
 
 
 class _Peer:
@@ -82,10 +107,8 @@ class Window:
         elif host is not None:
             self._listeners.append(interproc.listen(host, authkey=authkey, **listen_options))
         self.address = host if self._nats is not None else self._listeners[-1].address
-        self._threads = [threading.Thread(target=self._accept_loop, args=(lst,), daemon=True,
-                                          name=f"interproc window {name} accept") for lst in self._listeners]
-        for t in self._threads:
-            t.start()
+        # interproc.serve runs each sender's reader in a thread of its own
+        self._serving = [interproc.serve(lst, self._serve_peer) for lst in self._listeners]
 
     def __repr__(self) -> str:
         return f"<Window {self.name!r}{' closed' if self._closed else ''}>"
@@ -154,20 +177,14 @@ class Window:
         result: Any = 0
         error: BaseException | None = None
         try:
-            if m.shm is not None:
-                seg = SharedMemory.open(m.shm[0], scope=self.scope)
-                if m.shm[1] > seg.size:
-                    raise ProtocolError(f"WM_COPYDATA announced {m.shm[1]} bytes in a {seg.size}-byte segment")
-                m.data = seg.buf[: m.shm[1]].toreadonly()
+            seg = attach_data(m, self.scope)
             fn = self._handlers.get(m.msg)
             if fn is not None:  # unhandled: 0, as DefWindowProc answers
                 result = fn(m)
         except Exception as exc:
             error = exc
         finally:
-            if seg is not None:
-                m.data = None
-                seg.close()
+            detach_data(m, seg)
         reply = WindowCore.finish(m, result, error)
         if reply is not None:
             try:
@@ -176,30 +193,15 @@ class Window:
                 pass  # the sender gave up or died; nobody is waiting
 
     # -- connections ----------------------------------------------------
-    def _accept_loop(self, lst: Any) -> None:
-        while not self._closed:
-            try:
-                ch = lst.accept(timeout=_ACCEPT_SLICE)
-            except Timeout:
-                continue
-            except (ProtocolError, interproc.PermissionDenied, interproc.ChannelClosed):
-                continue  # a stranger, a wrong key, or a probe that left: keep serving the others
-            except Exception:
-                if self._closed:
-                    return
-                time.sleep(_ACCEPT_SLICE)
-                continue
-            peer = _Peer(ch)
-            if self.scope == "user" and ch.peer_credentials is not None and peer.uid != os.getuid():
-                ch.close()  # another user's process: not reachable in the user scope
-                continue
-            with self._cond:
-                if self._closed:
-                    ch.close()
-                    return
-                self._peers.add(peer)
-            threading.Thread(target=self._read_loop, args=(peer,), daemon=True,
-                             name=f"interproc window {self.name} reader").start()
+    def _serve_peer(self, ch: Any) -> None:
+        if not admitted(ch, self.scope):
+            return  # another user's process: not reachable in the user scope (serve closes ch)
+        peer = _Peer(ch)
+        with self._cond:
+            if self._closed:
+                return
+            self._peers.add(peer)
+        self._read_loop(peer)
 
     def _read_loop(self, peer: _Peer) -> None:
         try:
@@ -255,13 +257,10 @@ class Window:
             self._cond.notify_all()
         if self._nats is not None:
             self._nats.close()
-        for lst in self._listeners:
-            lst.close()
         for peer in peers:
             peer.ch.close()
-        for t in self._threads:
-            if t is not threading.current_thread():
-                t.join(timeout=2)
+        for srv in self._serving:
+            srv.close(timeout=2)  # closes the listener; readers end with their channels
 
     def __enter__(self) -> "Window":
         return self
@@ -275,6 +274,52 @@ class Window:
 
 
 # -- senders --------------------------------------------------------------------
+
+# What the blocking senders and the asyncio ones (``_aio.py``) share: everything but the I/O.
+
+def check_call(msg: int, wparam: int, lparam: int) -> None:
+    check_msg(msg)
+    check_param(wparam, "wparam")
+    check_param(lparam, "lparam")
+
+
+def connect_args(name: str, host: str | None, authkey: bytes | None, scope: Scope,
+                 timeout: float | None) -> tuple[str, float | None, dict[str, Any]]:
+    """(address, connect timeout, options) of a window: a local one is there or not (no wait)."""
+    address = host if host is not None else f"unix://{window_path(name, scope)}"
+    return address, timeout if host else None, ({"authkey": authkey} if authkey is not None else {})
+
+
+def check_owner(ch: Any, name: str, scope: Scope) -> None:
+    """Another user's window is invisible in the user scope: close and say it is not there."""
+    creds = getattr(ch, "peer_credentials", None)
+    if creds is not None and scope == "user" and creds.uid != os.getuid():
+        ch.close()
+        raise missing_window(name)
+
+
+def stage_copydata(data: Any, local: bool, scope: Scope) -> tuple[SharedMemory | None, Any, tuple[str, int] | None]:
+    """A large local WM_COPYDATA goes through a segment that lives for the call: (segment, data, shm)."""
+    if data is None or not local or len(memoryview(data).cast("B")) <= SHM_THRESHOLD:
+        return None, data, None
+    view = memoryview(data).cast("B")
+    seg = SharedMemory.create(f"msgcd.{os.getpid()}.{next(_seg_counter)}.{os.urandom(4).hex()}",
+                              len(view), scope=scope)
+    seg.buf[: len(view)] = view
+    return seg, None, (seg.name, len(view))
+
+
+def time_left(deadline: float | None, name: str) -> float | None:
+    """Seconds left for a reply, or ``Timeout`` (with the hint every sender gives)."""
+    left = None if deadline is None else deadline - time.monotonic()
+    if left is not None and left <= 0:
+        raise not_answered(name)
+    return left
+
+
+def not_answered(name: str) -> Timeout:
+    return Timeout(f"window {name!r} did not answer within the timeout (is it pumping messages?)")
+
 
 class _Link:
     """A sender's connection to one window, reused by later calls."""
@@ -290,29 +335,20 @@ _links: dict[tuple, _Link] = {}
 _links_lock = threading.Lock()
 
 
-def _target(name: str, host: str | None, scope: Scope) -> str:
-    return host if host is not None else f"unix://{window_path(name, scope)}"
-
-
 def _open_link(name: str, host: str | None, authkey: bytes | None, scope: Scope, timeout: float | None) -> _Link:
+    address, wait, options = connect_args(name, host, authkey, scope, timeout)
     try:
-        ch = interproc.connect(_target(name, host, scope), timeout=timeout if host else None,
-                               **({"authkey": authkey} if authkey is not None else {}))
+        ch = interproc.connect(address, timeout=wait, **options)
     except (NotFound, ChannelClosed):  # nobody listens, or its owner is dying
         raise missing_window(name) from None
-    creds = getattr(ch, "peer_credentials", None)
-    if creds is not None and scope == "user" and creds.uid != os.getuid():
-        ch.close()
-        raise missing_window(name)
+    check_owner(ch, name, scope)
     return _Link(ch, host is None)
 
 
 def _call(name: str, kind: int, msg: int, wparam: int, lparam: int, *, data: Any = None, timeout: float | None,
           abort_if_hung: bool = False, host: str | None = None, authkey: bytes | None = None,
           scope: Scope = "user") -> Any:
-    check_msg(msg)
-    check_param(wparam, "wparam")
-    check_param(lparam, "lparam")
+    check_call(msg, wparam, lparam)
     if host is not None and host.lower().startswith(("nats://", "tls://")):  # through the broker (._nats)
         from ._nats import call
 
@@ -347,24 +383,15 @@ def _exchange(link: _Link, name: str, kind: int, msg: int, wparam: int, lparam: 
     with link.lock:
         try:
             req_id = link.core.next_id()
-            shm = None
-            if data is not None and link.local and len(memoryview(data).cast("B")) > SHM_THRESHOLD:
-                view = memoryview(data).cast("B")
-                seg = SharedMemory.create(f"msgcd.{os.getpid()}.{next(_seg_counter)}.{os.urandom(4).hex()}",
-                                          len(view), scope=scope)
-                seg.buf[: len(view)] = view
-                shm, data = (seg.name, len(view)), None
+            seg, data, shm = stage_copydata(data, link.local, scope)
             frame = encode_request(kind, req_id, msg, wparam, lparam, data=data, shm=shm, abort_if_hung=abort_if_hung)
             link.ch.send(b"".join(frame))
             while True:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise Timeout(f"window {name!r} did not answer within the timeout (is it pumping messages?)")
+                left = time_left(deadline, name)
                 try:
                     reply = link.ch.recv(timeout=left)
                 except Timeout:
-                    raise Timeout(f"window {name!r} did not answer within the timeout "
-                                  "(is it pumping messages?)") from None
+                    raise not_answered(name) from None
                 if SenderCore.reply_id(reply) == req_id:
                     return SenderCore.result(reply, name)
         finally:
