@@ -150,7 +150,7 @@ def write(name: str, data: memoryview, address: str, *, timeout: float | None, *
     conn.publish_nowait(subj, bytes(data), timeout=timeout)
 
 
-from . import Mailslot, MailslotWriter, Pending, _as_view  # noqa: E402  (imported lazily, after the package)
+from . import Mailslot, MailslotWriter, Pending, as_view  # noqa: E402  (imported lazily, after the package)
 
 
 class NatsMailslotWriter(MailslotWriter):
@@ -180,7 +180,7 @@ class NatsMailslotWriter(MailslotWriter):
         pass  # the connection is the process's, shared: nothing of this writer's own to free
 
     def _send_bytes(self, data: Any, timeout: float | None) -> None:
-        view = _as_view(data)
+        view = as_view(data)
         self.conn.check_size(len(view))
         self.conn.publish_nowait(self.subject, bytes(view), timeout=timeout)
 
