@@ -40,14 +40,15 @@ from typing import Any, Iterable, Iterator
 
 from . import _registry
 from ._channel import Listener
-from ._errors import AlreadyExists, ChannelClosed, HandleClosed, Timeout, map_os_error
+from ._errors import AlreadyExists, ChannelClosed, HandleClosed, PermissionDenied, Timeout, map_os_error
 from ._framing import DEFAULT_MAX_MESSAGE
 from ._lifecycle import log
 from ._setup import ClientSetup, ServerSetup
-from ._naming import GLOBAL_DIR, Scope, object_path, runtime_dir, validate_name, validate_scope
+from ._naming import Scope, global_dir, object_path, runtime_dir, validate_name, validate_scope
 from ._platform import PeerCredentials, peer_credentials, socket_owner, unix_listeners
-from ._sockets import HANDSHAKE_TIMEOUT, accept_with, bind_unix, connect_unix_socket
-from ._stream import SockIO, StreamChannel, deadline_of, run_client_handshake, run_server_handshake
+from ._sockets import HANDSHAKE_TIMEOUT, bind_unix, connect_unix_socket
+from ._accept import HandshakePool, PendingHandshake
+from ._stream import SockIO, StreamChannel, deadline_of, run_client_handshake
 
 KIND = "pipe"
 MODES = ("message", "byte")
@@ -56,7 +57,61 @@ MAX_INSTANCES = 255
 
 
 def _lock_name(path: str) -> str:
+    """The public first-instance token of a path (what global pipes use)."""
     digest = hashlib.sha256(os.fsencode(os.path.realpath(path))).hexdigest()[:40]
+    return f"interproc-pipe-owner/{digest}"
+
+
+_KEY_FILE = ".pipe-key"
+_keys: dict[str, bytes] = {}
+
+
+def _user_key() -> bytes:
+    """A random key kept in the private runtime dir (0600 in 0700), made once.
+
+    Abstract sockets have no permissions: any uid may bind any name.  A
+    user-scope token named after a hash of the path *and this key* cannot be
+    predicted, so no other uid can take it first (squatting).
+    """
+    directory = runtime_dir("user")
+    key = _keys.get(directory)
+    if key is not None:
+        return key
+    path = os.path.join(directory, _KEY_FILE)
+    for _ in range(50):
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            tmp = f"{path}.{os.getpid()}.{os.urandom(4).hex()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, os.urandom(32))
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, path)  # whole or not at all; a racing process's key wins
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(tmp)
+            continue
+        try:
+            st = os.fstat(fd)
+            data = os.read(fd, 64)
+        finally:
+            os.close(fd)
+        if st.st_uid != os.getuid() or st.st_mode & 0o077 or len(data) != 32:
+            raise PermissionDenied(f"{path} is not a private 32-byte key of uid {os.getuid()}; remove it")
+        _keys[directory] = data
+        return data
+    raise PermissionDenied(f"could not create {path}")
+
+
+def _token_name(path: str, scope: str) -> str:
+    """The first-instance token a server of ``path`` holds (see :func:`_user_key`)."""
+    if scope != "user":
+        return _lock_name(path)  # shared by every user: first come, first served
+    digest = hashlib.sha256(_user_key() + os.fsencode(os.path.realpath(path))).hexdigest()[:40]
     return f"interproc-pipe-owner/{digest}"
 
 
@@ -151,6 +206,20 @@ class _Instances:
                 self.cond.wait(left)
             self.count += 1
 
+    def free(self) -> bool:
+        return self.count < self.limit
+
+    def wait_free(self, deadline: float | None, what: str) -> None:
+        """Wait until an instance is free (without taking it)."""
+        import time
+
+        with self.cond:
+            while self.count >= self.limit:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise Timeout(f"{what}: all {self.limit} instances are in use")
+                self.cond.wait(left)
+
     def give_back(self) -> None:
         with self.cond:
             self.count -= 1
@@ -220,7 +289,7 @@ class PipeServer(Listener):
         self._line = _AcceptLine()
         self._owner = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._owner.bind("\0" + _lock_name(self.path))
+            self._owner.bind("\0" + _token_name(self.path, scope))
         except OSError as exc:
             self._owner.close()
             self._sock = self._owner = None
@@ -237,6 +306,8 @@ class PipeServer(Listener):
             raise
         self._sock.setblocking(False)
         self._ino = os.stat(self.path).st_ino
+        self._pid = os.getpid()  # only this process removes the name (not a forked child)
+        self._pool = HandshakePool(f"pipe {name!r}", self._start, self._finish)
 
     def __repr__(self) -> str:
         return f"<PipeServer {self.name!r} {self.mode} {self._instances.count}/{self.max_instances}>"
@@ -249,7 +320,13 @@ class PipeServer(Listener):
     def fileno(self) -> int:
         if self._sock is None:
             raise HandleClosed(f"pipe server {self.name!r} was used after its close()")
-        return self._sock.fileno()
+        return self._pool.fileno(self._sock, self._instances.free)
+
+    def wake_after(self) -> float | None:
+        """Seconds until ``accept()`` has work though ``fileno()`` stays quiet
+        (a pending handshake's deadline, or room freed while all instances
+        were taken); None: only when it fires."""
+        return self._pool.wake_after(self._instances.free)
 
     def accept(self, *, timeout: float | None = None) -> PipeChannel:
         """The next client, once an instance is free (``Timeout`` otherwise).
@@ -260,23 +337,16 @@ class PipeServer(Listener):
         """
         deadline = deadline_of(timeout)
         what = f"pipe {self.name!r}"
-        self._instances.take(deadline, f"accept on {what}")
-        try:
-            while True:
-                with self._line.turn(deadline, what):
-                    conn = accept_with(lambda: self._sock, lambda conn, peer: conn, deadline, what)
-                try:
-                    ch = self._setup(conn)
-                except ChannelClosed:
-                    log.debug("pipe %r: a client left before its handshake", self.name)
-                    continue  # the client left before its handshake: wait for the next
-                log.debug("pipe %r: accepted pid %s (uid %s), %d/%d instances", self.name,
-                          ch.peer_credentials.pid, ch.peer_credentials.uid, self._instances.count,
-                          self.max_instances)
-                return ch
-        except BaseException:
-            self._instances.give_back()
-            raise
+        # Accepting threads queue (the longest waiter gets the next client, as
+        # in Win32); handshakes run side by side in the pool, and a client is
+        # greeted only once it has an instance: each handshake in progress
+        # holds one, handed to its channel or given back if dropped.
+        with self._line.turn(deadline, what):
+            ch = self._pool.accept(lambda: self._sock, deadline, self._instances.free,
+                                   lambda d: self._instances.wait_free(d, f"accept on {what}"))
+        log.debug("pipe %r: accepted pid %s (uid %s), %d/%d instances", self.name,
+                  ch.peer_credentials.pid, ch.peer_credentials.uid, self._instances.count, self.max_instances)
+        return ch
 
     def _refuse(self, creds: PeerCredentials) -> str | None:
         if self.scope == "user" and creds.uid != os.getuid():
@@ -285,26 +355,37 @@ class PipeServer(Listener):
             return f"uid {creds.uid} is not allowed on this pipe"
         return None
 
-    def _setup(self, conn: socket.socket, peer: Any = None) -> PipeChannel:
+    def _start(self, conn: socket.socket, peer: Any = None) -> PendingHandshake:
         setup = ServerSetup(KIND, f"pipe {self.name!r}", mode=self.mode, refuse=self._refuse)
         io = SockIO(conn)
         try:
             creds = peer_credentials(conn)
-            refusal = setup.check_peer(creds)
-            if refusal:
-                try:
-                    io.send([refusal])
-                except OSError:
-                    pass
-                log.warning("pipe %r: refused pid %s: %s", self.name, creds.pid, refusal)
-                raise setup.refused(creds)
-            decoder = run_server_handshake(io, setup.handshake, self.handshake_timeout, setup.what)
-            out = setup.outcome(creds)
-            ch = PipeChannel(io, name=out.name, framed=out.framed, codec=self.codec,
-                             max_message_size=self.max_message_size, trusted=out.trusted, decoder=decoder,
+        except OSError as exc:
+            io.close()
+            raise ChannelClosed(f"pipe {self.name!r}: a client went away at once ({exc})") from None
+        refusal = setup.check_peer(creds)
+        if refusal:
+            try:
+                io.send([refusal])
+            except OSError:
+                pass
+            io.close()
+            raise setup.refused(creds)
+        self._instances.take(None, "")  # free (checked before accepting), so this does not wait
+        p = PendingHandshake(io, setup.handshake, time.monotonic() + self.handshake_timeout,
+                             f"client pid {creds.pid} of pipe {self.name!r}", info=(setup, creds))
+        p.close = lambda: (io.close(), self._instances.give_back())  # type: ignore[method-assign]
+        return p
+
+    def _finish(self, p: PendingHandshake) -> PipeChannel:
+        setup, creds = p.info
+        out = setup.outcome(creds)
+        try:
+            ch = PipeChannel(p.io, name=out.name, framed=out.framed, codec=self.codec,
+                             max_message_size=self.max_message_size, trusted=out.trusted, decoder=p.decoder,
                              on_close=self._instances.give_back)
         except BaseException:
-            io.close()
+            p.close()
             raise
         return out.apply(ch)
 
@@ -314,23 +395,18 @@ class PipeServer(Listener):
         if sock is None:
             return
         try:
-            if os.stat(self.path).st_ino == self._ino:
+            if os.getpid() == self._pid and os.stat(self.path).st_ino == self._ino:
                 os.unlink(self.path)
         except OSError:
             pass
         sock.close()
+        self._pool.close()
         self._owner.close()
 
     def __del__(self) -> None:
         if getattr(self, "_sock", None) is not None:
             warnings.warn(f"unclosed {self!r}", ResourceWarning, stacklevel=2)
             self.close()
-
-
-def _frame(payload: bytes) -> bytes:
-    from ._framing import HEADER
-
-    return HEADER.pack(len(payload)) + payload
 
 
 class NamedPipe:
@@ -348,13 +424,18 @@ class NamedPipe:
 
     @staticmethod
     def connect(name: str, *, timeout: float | None = None, scope: Scope = "user", codec: Any = "json",
-                max_message_size: int = DEFAULT_MAX_MESSAGE) -> PipeChannel:
+                max_message_size: int = DEFAULT_MAX_MESSAGE, server_uid: int | None = None) -> PipeChannel:
         """Connect to pipe ``name``.
 
         ``NotFound`` at once when no server has it, unless ``timeout=`` is
         given: then wait that long for a server and for a free instance.
         With ``timeout=None`` and a live server whose instances are all
         busy, wait until one is free (WaitNamedPipe with NMPWAIT_WAIT_FOREVER).
+
+        ``server_uid=`` requires the server process to run as that uid
+        (SO_PEERCRED), else ``PermissionDenied``.  A user-scope pipe always
+        requires your own uid; a global name is first come, first served,
+        so pass ``server_uid=`` whenever it matters who answers.
         """
         validate_name(name, "pipe name")
         path = _pipe_path(name, scope)
@@ -364,7 +445,7 @@ class NamedPipe:
         io = SockIO(sock)
         try:
             creds = peer_credentials(sock)
-            setup = ClientSetup(KIND, what, scope=scope)
+            setup = ClientSetup(KIND, what, scope=scope, server_uid=server_uid)
             setup.check_peer(creds)
             try:
                 decoder = run_client_handshake(io, setup.handshake, deadline, what)
@@ -389,7 +470,7 @@ class NamedPipe:
 def _options(addr: Any, kw: dict) -> dict:
     opts: dict[str, Any] = {}
     for key, value in addr.query.items():
-        if key in ("max_instances", "max_message_size"):
+        if key in ("max_instances", "max_message_size", "server_uid"):
             opts[key] = int(value)
         elif key == "file_mode":
             opts[key] = int(value, 8)
@@ -409,7 +490,9 @@ def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> Pi
 
 
 def listen_address(addr: Any, **kw: Any) -> PipeServer:
-    return NamedPipe.serve(addr.name, **_options(addr, kw))
+    opts = _options(addr, kw)
+    opts.pop("server_uid", None)
+    return NamedPipe.serve(addr.name, **opts)
 
 
 # -- interproc ls / gc ------------------------------------------------------------
@@ -417,8 +500,8 @@ def listen_address(addr: Any, **kw: Any) -> PipeServer:
 def _list_pipes() -> Iterable[_registry.ObjectInfo]:
     bound = unix_listeners(listening_only=False)
     dirs: list[tuple[str, str]] = [("user", runtime_dir("user"))]
-    if os.path.isdir(GLOBAL_DIR):
-        dirs.append(("global", GLOBAL_DIR))
+    if os.path.isdir(global_dir()):
+        dirs.append(("global", global_dir()))
     for scope, directory in dirs:
         try:
             entries = os.listdir(directory)
@@ -434,7 +517,10 @@ def _list_pipes() -> Iterable[_registry.ObjectInfo]:
                 continue
             if not stat.S_ISSOCK(st.st_mode):
                 continue
-            inode = bound.get("@" + _lock_name(path))
+            try:
+                inode = bound.get("@" + _token_name(path, scope))
+            except PermissionDenied:
+                inode = None
             yield _registry.ObjectInfo(
                 kind=KIND, name=entry[len(KIND) + 1 :], scope=scope,
                 owner_pid=socket_owner(inode) if inode else None, size=None,

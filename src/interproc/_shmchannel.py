@@ -311,6 +311,7 @@ class ShmListener(Listener):
         self._closed = False
         self._interrupts = 0
         self._bell: tuple[int, int] | None = None
+        self._pid = os.getpid()  # only this process closes the listener for everyone
 
     @property
     def closed(self) -> bool:
@@ -412,6 +413,11 @@ class ShmListener(Listener):
         if self._closed:
             return
         self._closed = True
+        if os.getpid() != self._pid:
+            # A forked child closing what it inherited: drop its own handle only;
+            # the listener, its name and its queue stay its parent's.
+            self._seg.close()
+            return
         buf = self._buf
         _native.atomic_store(buf, OFF_LCLOSED, 1, **_U32)
         self._interrupt()

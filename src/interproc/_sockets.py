@@ -37,16 +37,15 @@ from ._errors import (
     map_os_error,
 )
 from ._framing import DEFAULT_MAX_MESSAGE
-from ._lifecycle import log
 from ._platform import PeerCredentials, peer_credentials
 from ._setup import ClientSetup, ServerSetup
 from ._trust import refuse_pickle_early
+from ._accept import HandshakePool, PendingHandshake
 from ._stream import (
     SockIO,
     StreamChannel,
     deadline_of,
     run_client_handshake,
-    run_server_handshake,
     wait_fd,
 )
 
@@ -106,35 +105,6 @@ def _tls_handshake(sock: _ssl.SSLSocket, deadline: float | None, what: str) -> N
             raise ChannelClosed(f"TLS handshake with {what}: {exc}") from exc
 
 
-def accept_with(get_sock: Any, setup: Any, deadline: float | None, what: str) -> Any:
-    """Accept connections on ``get_sock()`` until ``setup(conn, peer)`` gives a channel.
-
-    A client that went away before its handshake (``ChannelClosed`` from
-    ``setup``) is skipped silently; any other error of ``setup`` propagates,
-    and the listener stays usable for the next call.
-    """
-    while True:
-        sock = get_sock()
-        if sock is None:
-            raise HandleClosed(f"accept on {what} after its close()")
-        try:
-            conn, peer = sock.accept()
-        except (BlockingIOError, InterruptedError):
-            wait_fd(sock.fileno(), select.POLLIN, deadline, f"accept on {what}")
-            continue
-        except OSError as exc:
-            if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
-                continue
-            raise map_os_error(exc, f"accept on {what}") from exc
-        try:
-            ch = setup(conn, peer)
-        except ChannelClosed:
-            log.debug("%s: a client left before its handshake", what)
-            continue
-        log.debug("%s: accepted %s", what, getattr(ch, "name", peer))
-        return ch
-
-
 class SocketListener(Listener):
     """Accepts framed channels on a listening TCP or AF_UNIX socket."""
 
@@ -161,6 +131,8 @@ class SocketListener(Listener):
         self.handshake_timeout = handshake_timeout
         self._path = path
         self._path_ino = os.stat(path).st_ino if path else None
+        self._pid = os.getpid()  # only this process removes the name
+        self._pool = HandshakePool(f"listener {address}", self._start, self._finish)
         get_codec(codec)  # unknown codec names fail here, not at the first accept
 
     def __repr__(self) -> str:
@@ -169,42 +141,56 @@ class SocketListener(Listener):
     def fileno(self) -> int:
         if self._sock is None:
             raise HandleClosed(f"listener {self.address} was used after its close()")
-        return self._sock.fileno()
+        return self._pool.fileno(self._sock)
+
+    def wake_after(self) -> float | None:
+        """Seconds until ``accept()`` has work though ``fileno()`` stays quiet
+        (a pending handshake's deadline); None: only when it fires."""
+        return self._pool.wake_after()
 
     def accept(self, *, timeout: float | None = None) -> SocketChannel:
         """Wait for the next client and return its channel.
 
-        A client that speaks garbage or fails the authkey raises
-        ``ProtocolError`` / ``PermissionDenied`` here; the listener stays
-        open, so the caller just calls ``accept()`` again.
+        Handshakes run side by side (:class:`~interproc._stream.HandshakePool`):
+        a client that stays silent or trickles its hello does not delay the
+        others; it is dropped (and logged on the ``interproc`` logger) after
+        ``handshake_timeout``.  A client that speaks garbage or fails the
+        authkey raises ``ProtocolError`` / ``PermissionDenied`` here; the
+        listener stays open, so the caller just calls ``accept()`` again.
         """
-        return accept_with(lambda: self._sock, self._setup, deadline_of(timeout), f"listener {self.address}")
+        return self._pool.accept(lambda: self._sock, deadline_of(timeout))
 
-    def _setup(self, conn: socket.socket, peer: Any) -> SocketChannel:
+    def _start(self, conn: socket.socket, peer: Any) -> PendingHandshake:
         setup = ServerSetup("socket", self.address, authkey=self.authkey, tls=self.ssl)
-        what = setup.what
-        hs_deadline = deadline_of(self.handshake_timeout)
+        what = f"client {peer or 'pid ?'} of {self.address}"
         try:
             conn.setblocking(False)
             creds = None
             if self.family == socket.AF_UNIX:
                 creds = peer_credentials(conn)
+                what = f"client pid {creds.pid} of {self.address}"
             else:
                 _tcp_options(conn)
             if self.ssl is not None:
                 conn = self.ssl.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
-                _tls_handshake(conn, hs_deadline, what)
             io = SockIO(conn)
-            decoder = run_server_handshake(io, setup.handshake, self.handshake_timeout, what)
+        except OSError as exc:
+            conn.close()
+            raise ChannelClosed(f"{what}: {exc}") from None
         except BaseException:
             conn.close()
             raise
+        return PendingHandshake(io, setup.handshake, time.monotonic() + self.handshake_timeout, what,
+                                tls=self.ssl is not None, info=(setup, creds, peer))
+
+    def _finish(self, p: PendingHandshake) -> SocketChannel:
+        setup, creds, peer = p.info
         out = setup.outcome(creds, peer)
         try:
-            ch = SocketChannel(io, name=out.name, codec=self.codec, max_message_size=self.max_message_size,
-                               trusted=out.trusted, decoder=decoder)
+            ch = SocketChannel(p.io, name=out.name, codec=self.codec, max_message_size=self.max_message_size,
+                               trusted=out.trusted, decoder=p.decoder)
         except BaseException:
-            io.close()
+            p.io.close()
             raise
         return out.apply(ch)
 
@@ -213,7 +199,8 @@ class SocketListener(Listener):
         if sock is None:
             return
         sock.close()
-        if self._path:
+        self._pool.close()
+        if self._path and os.getpid() == self._pid:
             try:  # remove the socket file only if it is still ours
                 if os.stat(self._path).st_ino == self._path_ino:
                     os.unlink(self._path)
@@ -298,6 +285,7 @@ def listen_unix(path: str, *, mode: int = 0o600, authkey: bytes | None = None, c
 
 def connect_unix_socket(path: str, deadline: float | None, waiting: bool, what: str) -> socket.socket:
     """A connected AF_UNIX stream socket; ``NotFound`` at once unless ``waiting``."""
+    busy = False
     while True:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -310,25 +298,31 @@ def connect_unix_socket(path: str, deadline: float | None, waiting: bool, what: 
                 raise NotFound(f"nothing listens at {what}") from exc
         except BlockingIOError:
             sock.close()  # the backlog is full: the server is busy, try again
+            busy = True
         except OSError as exc:
             sock.close()
             raise map_os_error(exc, f"connect to {what}") from exc
         if deadline is not None and time.monotonic() >= deadline:
+            if busy:
+                raise Timeout(f"{what} is busy: its backlog of waiting connections stayed full")
             raise Timeout(f"nothing listened at {what} in time")
         time.sleep(_RETRY_SLICE if deadline is None else max(0.0, min(_RETRY_SLICE, deadline - time.monotonic())))
 
 
 def connect_unix(path: str, *, timeout: float | None = None, authkey: bytes | None = None, codec: Any = "json",
-                 max_message_size: int = DEFAULT_MAX_MESSAGE) -> SocketChannel:
+                 max_message_size: int = DEFAULT_MAX_MESSAGE, server_uid: int | None = None) -> SocketChannel:
     """Connect to a framed AF_UNIX listener.  ``NotFound`` at once if nobody
-    listens, unless ``timeout=`` is given (then wait that long for one)."""
+    listens, unless ``timeout=`` is given (then wait that long for one).
+    ``server_uid=`` requires the listening process to run as that uid
+    (SO_PEERCRED), checked before a byte is exchanged."""
     deadline = deadline_of(timeout)
     what = f"unix://{path}"
     sock = connect_unix_socket(path, deadline, timeout is not None, what)
     try:
         creds = peer_credentials(sock)
+        setup = ClientSetup("socket", what, authkey=authkey, server_uid=server_uid)
+        setup.check_peer(creds)
         io = SockIO(sock)
-        setup = ClientSetup("socket", what, authkey=authkey)
         decoder = run_client_handshake(io, setup.handshake, deadline, what)
         out = setup.outcome(creds)
         ch = SocketChannel(io, name=out.name, codec=codec, max_message_size=max_message_size,
@@ -508,7 +502,7 @@ class UdpSocket:
 
 # -- addresses --------------------------------------------------------------------
 
-_INT_OPTIONS = ("max_message_size", "backlog")
+_INT_OPTIONS = ("max_message_size", "backlog", "server_uid")
 _FLOAT_OPTIONS = ("handshake_timeout",)
 
 
@@ -535,12 +529,14 @@ def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> So
     if addr.scheme == "unix":
         opts.pop("server_hostname", None)
         return connect_unix(addr.path, timeout=timeout, **opts)
+    if opts.pop("server_uid", None) is not None:
+        raise ValueError("server_uid= applies to unix:// and pipe:// addresses (SO_PEERCRED), not to tcp://")
     return connect_tcp(addr.host, addr.port, timeout=timeout, **opts)
 
 
 def listen_address(addr: Any, **kw: Any) -> SocketListener:
     opts = _options(addr, kw)
-    opts.pop("server_hostname", None)
+    opts.pop("server_hostname", None), opts.pop("server_uid", None)
     if addr.scheme == "unix":
         opts.pop("insecure", None)
         return listen_unix(addr.path, **opts)

@@ -101,6 +101,7 @@ typedef struct {
     int policy;
     long long spin_ns;
     int busy_send, busy_recv, waiters; /* threads inside a call that may block */
+    pid_t owner; /* the process that made this end: only it may mark it closed */
     uint32_t interrupts;
     /* Doorbell (bell.c), made by the first fileno(): our pipe, the epoll fd
      * handed out (pipe + pidfd), and the peer's pipe once opened. */

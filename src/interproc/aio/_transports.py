@@ -19,6 +19,7 @@ from .._framing import DEFAULT_MAX_MESSAGE
 from .._deadline import deadline_of as _deadline, now as _now
 from .._setup import ClientSetup, ServerSetup
 from .._trust import refuse_pickle_early
+from .. import _accept
 from .._naming import Scope
 from .._pipes import ENV_VAR, pipe_from_env as _sync_pipe_from_env
 from .._platform import peer_credentials
@@ -26,21 +27,31 @@ from ._stream import (AsyncChannel, AsyncStreamEnd, AsyncStreamReceiver, AsyncSt
                       client_handshake, server_handshake)
 from .._deadline import nobody_came
 
+
+class _HandshakeTimeout(ProtocolError):
+    """A client that did not finish its handshake in time (dropped, not raised)."""
+
+
 _RETRY_SLICE = 0.05  # connect(timeout=) looks again for a listener this often
 
 
 async def _connect_unix_sock(path: str, deadline: float | None, waiting: bool, what: str) -> socket.socket:
-    loop = asyncio.get_running_loop()
     while True:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.setblocking(False)
         try:
-            await loop.sock_connect(sock, path)
+            # AF_UNIX connect never goes "in progress": it succeeds, fails, or
+            # says EAGAIN when the listener's backlog is full.  (asyncio's
+            # sock_connect would take EAGAIN for "in progress" and hand back
+            # a socket that is not connected.)
+            sock.connect(path)
             return sock
         except (FileNotFoundError, ConnectionRefusedError) as exc:
             sock.close()
             if not waiting:
                 raise NotFound(f"nothing listens at {what}") from exc
+        except BlockingIOError:
+            sock.close()  # the backlog is full: the server is busy, try again
         except BaseException:
             sock.close()
             raise
@@ -82,14 +93,20 @@ async def _wrap(sock: socket.socket | None, *, ssl: Any = None, server_side: boo
 # -- sockets ---------------------------------------------------------------------
 
 async def connect_unix(path: str, *, timeout: float | None = None, authkey: bytes | None = None,
-                       codec: Any = "json", max_message_size: int = DEFAULT_MAX_MESSAGE) -> AsyncChannel:
+                       codec: Any = "json", max_message_size: int = DEFAULT_MAX_MESSAGE,
+                       server_uid: int | None = None) -> AsyncChannel:
     what = f"unix://{path}"
     deadline = _deadline(timeout)
     sock = await _connect_unix_sock(path, deadline, timeout is not None, what)
     creds = peer_credentials(sock)
+    try:
+        setup = ClientSetup("socket", what, authkey=authkey, server_uid=server_uid)
+        setup.check_peer(creds)
+    except BaseException:
+        sock.close()
+        raise
     transport, proto = await _wrap(sock)
     try:
-        setup = ClientSetup("socket", what, authkey=authkey)
         await client_handshake(transport, proto, setup.handshake, deadline, what)
         out = setup.outcome(creds)
         ch = AsyncChannel(transport, proto, name=out.name, codec=codec, max_message_size=max_message_size,
@@ -140,6 +157,8 @@ class StreamAsyncListener(_contract.AsyncListener):
         self.address = sync_listener.address
         self._kind = kind
         self._slots: asyncio.Semaphore | None = None
+        self._acceptor: asyncio.Task | None = None
+        self._ready: asyncio.Queue | None = None
         if kind == "pipe":
             self._slots = asyncio.Semaphore(sync_listener.max_instances)
 
@@ -160,23 +179,82 @@ class StreamAsyncListener(_contract.AsyncListener):
             raise Timeout(f"accept on {self.address} timed out") from None
 
     async def _accept(self) -> AsyncChannel:
+        # Handshakes run as tasks side by side (as in the sync HandshakePool):
+        # a silent or trickling client holds only its own task until its
+        # deadline, and accept() takes whichever handshake finishes first.
+        if self._acceptor is None or self._acceptor.done():
+            self._ready = asyncio.Queue()
+            self._acceptor = asyncio.get_running_loop().create_task(self._accept_loop(self._ready))
+        ready = self._ready
+        while True:
+            if self._sync._sock is None:
+                raise HandleClosed(f"accept on listener {self.address} after its close()")
+            got_task = asyncio.ensure_future(ready.get())
+            try:
+                done, _ = await asyncio.wait({got_task, self._acceptor}, return_when=asyncio.FIRST_COMPLETED)
+            except BaseException:  # timed out or cancelled: leave a finished handshake for the next call
+                if got_task.done() and not got_task.cancelled():
+                    ready.put_nowait(got_task.result())
+                got_task.cancel()
+                raise
+            if got_task not in done:
+                got_task.cancel()
+                exc = self._acceptor.exception()
+                raise exc if exc is not None else HandleClosed(f"accept on listener {self.address} after its close()")
+            result = got_task.result()
+            if isinstance(result, BaseException):
+                raise result
+            return result
+
+    async def _accept_loop(self, ready: asyncio.Queue) -> None:
         loop = asyncio.get_running_loop()
-        if self._slots is not None:
-            await self._slots.acquire()
+        tasks: set[asyncio.Task] = set()
         try:
             while True:
+                if self._slots is not None:
+                    await self._slots.acquire()  # a pipe client is greeted only with a free instance
+                while len(tasks) >= _accept.MAX_PENDING:
+                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 lsock = self._sync._sock
                 if lsock is None:
-                    raise HandleClosed(f"accept on listener {self.address} after its close()")
-                conn, peer = await loop.sock_accept(lsock)
+                    return
                 try:
-                    return await self._setup(conn, peer)
-                except ChannelClosed:
-                    continue
-        except BaseException:
-            if self._slots is not None:
-                self._slots.release()
-            raise
+                    conn, peer = await loop.sock_accept(lsock)
+                except BaseException:
+                    if self._slots is not None:
+                        self._slots.release()
+                    raise
+                task = loop.create_task(self._one(conn, peer, ready))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _one(self, conn: socket.socket, peer: Any, ready: asyncio.Queue) -> None:
+        try:
+            ch = await self._setup(conn, peer)
+        except ChannelClosed as exc:
+            self._give_back()
+            _accept.log.debug("%s: a client left before its handshake: %s", self.address, exc)
+            return
+        except _HandshakeTimeout as exc:
+            self._give_back()
+            _accept.log.warning("%s: dropped a connection from %s: %s", self.address, peer or "a local peer", exc)
+            return
+        except Exception as exc:
+            self._give_back()
+            _accept.log.warning("%s: handshake failed (client %s), connection refused: %s", self.address, peer or "a local peer", exc)
+            ready.put_nowait(exc)
+            return
+        if self._sync._sock is None:
+            ch.close()
+            return
+        ready.put_nowait(ch)
+
+    def _give_back(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
 
     async def _setup(self, conn: socket.socket, peer: Any) -> AsyncChannel:
         sync = self._sync
@@ -207,7 +285,7 @@ class StreamAsyncListener(_contract.AsyncListener):
             try:
                 await server_handshake(transport, proto, setup.handshake, deadline, what)
             except Timeout:
-                raise ProtocolError(f"{what} did not complete the handshake in {sync.handshake_timeout}s") from None
+                raise _HandshakeTimeout(f"{what} did not complete the handshake in {sync.handshake_timeout}s") from None
             out = setup.outcome(creds, peer)
             ch = AsyncChannel(transport, proto, name=out.name, framed=out.framed, codec=sync.codec,
                               max_message_size=sync.max_message_size, trusted=out.trusted,
@@ -218,7 +296,22 @@ class StreamAsyncListener(_contract.AsyncListener):
         return out.apply(ch)
 
     def close(self) -> None:
+        if self._acceptor is not None and not self._acceptor.done():
+            self._acceptor.cancel()
+            sock = self._sync._sock
+            if sock is not None:
+                # The cancelled sock_accept unregisters its reader only on the
+                # next loop turn; do it now, before the descriptor is closed
+                # (else a new socket reusing the number meets a stale entry).
+                try:
+                    self._acceptor.get_loop().remove_reader(sock.fileno())
+                except Exception:
+                    pass
         self._sync.close()
+        while self._ready is not None and not self._ready.empty():
+            leftover = self._ready.get_nowait()
+            if isinstance(leftover, AsyncChannel):
+                leftover.close()
 
 
 AsyncListener = StreamAsyncListener  # the old private name, used by other modules
@@ -244,13 +337,13 @@ class NamedPipe:
 
     @staticmethod
     async def connect(name: str, *, timeout: float | None = None, scope: Scope = "user", codec: Any = "json",
-                      max_message_size: int = DEFAULT_MAX_MESSAGE) -> AsyncChannel:
+                      max_message_size: int = DEFAULT_MAX_MESSAGE, server_uid: int | None = None) -> AsyncChannel:
         path = _namedpipe._pipe_path(name, scope)
         what = f"pipe {name!r}"
         deadline = _deadline(timeout)
         sock = await _connect_unix_sock(path, deadline, timeout is not None, what)
         creds = peer_credentials(sock)
-        setup = ClientSetup("pipe", what, scope=scope)
+        setup = ClientSetup("pipe", what, scope=scope, server_uid=server_uid)
         try:
             setup.check_peer(creds)
         except BaseException:
@@ -316,7 +409,7 @@ async def pipe_from_env(env_var: str = ENV_VAR, *, codec: Any = "json") -> Async
 async def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any) -> AsyncChannel:
     if addr.scheme == "pipe":
         opts = _namedpipe._options(addr, kw)
-        keep = {k: v for k, v in opts.items() if k in ("scope", "codec", "max_message_size")}
+        keep = {k: v for k, v in opts.items() if k in ("scope", "codec", "max_message_size", "server_uid")}
         # Server-only options are dropped, as the blocking connect does; anything else is a typo.
         unknown = set(kw) - set(keep) - {"mode", "max_instances", "file_mode", "allowed_uids", "handshake_timeout"}
         if unknown:
@@ -329,6 +422,8 @@ async def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any)
     if addr.scheme == "unix":
         opts.pop("server_hostname", None)
         return await connect_unix(addr.path, timeout=timeout, **opts)
+    if opts.pop("server_uid", None) is not None:
+        raise ValueError("server_uid= applies to unix:// and pipe:// addresses (SO_PEERCRED), not to tcp://")
     return await connect_tcp(addr.host, addr.port, timeout=timeout, **opts)
 
 

@@ -1,0 +1,231 @@
+"""Listeners against hostile clients: nesting bombs, silent and trickling
+handshakes, frames that announce more than they send.
+
+The servers run in the test process (so what ``accept()``/``recv()`` raise and
+allocate can be checked); the hostile clients are raw sockets and the good
+clients real interproc clients in other processes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import tracemalloc
+
+import pytest
+
+import interproc
+from conftest import wait_for_line
+from interproc import sockets
+from interproc._framing import HEADER
+from interproc.pipes import NamedPipe
+
+GOOD_CLIENT = """
+import sys, interproc
+kw = {"authkey": sys.argv[2].encode()} if len(sys.argv) > 2 else {}
+with interproc.connect(sys.argv[1], timeout=20, **kw) as ch:
+    print("CONNECTED", flush=True)
+    ch.send(b"good")
+    print("GOT", ch.recv(timeout=20).decode(), flush=True)
+"""
+
+
+def _raw(lst) -> socket.socket:
+    if lst.address.startswith("tcp://"):
+        host, port = lst.address[len("tcp://"):].rsplit(":", 1)
+        return socket.create_connection((host, int(port)), timeout=10)
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(lst.path)
+    return s
+
+
+def _frame(payload: bytes) -> bytes:
+    return HEADER.pack(len(payload)) + payload
+
+
+def _read_greeting(s: socket.socket) -> dict:
+    head = b""
+    while len(head) < 8:
+        head += s.recv(8 - len(head))
+    (n,) = HEADER.unpack(head)
+    body = b""
+    while len(body) < n:
+        body += s.recv(n - len(body))
+    return json.loads(body)
+
+
+@pytest.fixture(params=["tcp", "tcp-authkey", "pipe"])
+def listener(request, name):
+    if request.param == "pipe":
+        lst = NamedPipe.serve(name, handshake_timeout=30)
+    else:
+        kw = {"authkey": b"k"} if request.param == "tcp-authkey" else {}
+        lst = sockets.listen_tcp("127.0.0.1", 0, handshake_timeout=30, **kw)
+    lst.kind = request.param
+    yield lst
+    lst.close()
+
+
+def _good_client(spawn, lst):
+    args = [lst.address] + (["k"] if lst.kind == "tcp-authkey" else [])
+    return spawn(GOOD_CLIENT, *args)
+
+
+def test_nested_hello_is_a_protocol_error_before_any_key(listener):
+    # The hostile client does not wait for the greeting: its bytes are queued.
+    bad = _raw(listener)
+    with bad:
+        bad.sendall(_frame(b"[" * 4000))
+        with pytest.raises(interproc.ProtocolError):
+            listener.accept(timeout=10)
+        bad2 = _raw(listener)
+        with bad2:
+            bad2.sendall(_frame(b'{"proto":"interproc/1","kind":{"a":[1]}}'))
+            with pytest.raises(interproc.ProtocolError, match="nested"):
+                listener.accept(timeout=10)
+
+
+def test_silent_and_trickling_clients_do_not_stall_accept(listener, spawn, caplog):
+    silent = [_raw(listener) for _ in range(3)]
+    trickle = _raw(listener)
+    stop = threading.Event()
+
+    def dribble():  # one byte of a plausible hello every 100 ms, never finishing
+        hello = _frame(json.dumps({"proto": "interproc/1", "kind": "socket"}).encode())
+        for b in hello[:-1]:
+            if stop.wait(0.1):
+                return
+            try:
+                trickle.send(bytes([b]))
+            except OSError:
+                return
+
+    t = threading.Thread(target=dribble)
+    t.start()
+    try:
+        proc = _good_client(spawn, listener)
+        # The handshake timeout is 30 s; a sequential accept would sit on the
+        # silent clients first.  The good client must come out of this call.
+        with listener.accept(timeout=15) as peer:
+            assert peer.recv(timeout=10) == b"good"
+            peer.send(b"ok")
+        assert "GOT ok" in wait_for_line(proc, "GOT")
+    finally:
+        stop.set()
+        t.join()
+        for s in silent + [trickle]:
+            s.close()
+    # the hostile ones are still pending (not accepted, not blocking anyone)
+    assert len(listener._pool) >= 1
+
+
+def test_a_silent_client_is_dropped_and_logged_after_its_deadline(name, caplog):
+    lst = sockets.listen_tcp("127.0.0.1", 0, handshake_timeout=0.3)
+    with lst:
+        silent = _raw(lst)
+        with silent, caplog.at_level(logging.WARNING, logger="interproc"):
+            with pytest.raises(interproc.Timeout):
+                lst.accept(timeout=1.0)
+            assert len(lst._pool) == 0
+            assert any("dropped a connection" in r.getMessage() for r in caplog.records)
+            silent.settimeout(5)
+            _read_greeting(silent)
+            assert silent.recv(10) == b""  # the server closed it: a clean end of stream
+
+
+@pytest.mark.parametrize("kind", ["tcp", "pipe"])
+def test_announced_frame_is_not_allocated_before_it_arrives(kind, name, spawn):
+    lst = NamedPipe.serve(name) if kind == "pipe" else sockets.listen_tcp("127.0.0.1", 0)
+    with lst:
+        bad = _raw(lst)
+        bad.sendall(_frame(json.dumps({"proto": "interproc/1", "kind": "pipe" if kind == "pipe" else "socket"}).encode()))
+        with lst.accept(timeout=10) as peer, bad:
+            bad.sendall(HEADER.pack(255 * 1024 * 1024) + b"x" * 100)
+            tracemalloc.start()
+            try:
+                with pytest.raises(interproc.Timeout):
+                    peer.recv(timeout=0.5)
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            assert peak < 8 * 1024 * 1024, f"announcing 255 MiB made the server allocate {peak} bytes"
+
+
+@pytest.mark.parametrize("codec", ["json", "msgpack"])
+def test_hostile_objects_are_protocol_errors(codec, name):
+    pytest.importorskip("msgpack") if codec == "msgpack" else None
+    lst = sockets.listen_tcp("127.0.0.1", 0, codec=codec)
+    with lst:
+        bad = _raw(lst)
+        bad.sendall(_frame(b'{"proto":"interproc/1","kind":"socket"}'))
+        with lst.accept(timeout=10) as peer, bad:
+            bombs = [b"[" * 100000] if codec == "json" else [b"\x91" * 100000, b"\x81\x91\x01\x01", b"\x81\x81\x01\x01\x01"]
+            for bomb in bombs:
+                bad.sendall(_frame(bomb))
+                with pytest.raises(interproc.ProtocolError):
+                    peer.recv_obj(timeout=10)
+
+
+def test_asyncio_listener_does_not_stall_on_silent_clients(name, spawn):
+    import asyncio
+
+    from interproc import aio
+
+    async def main():
+        lst = await aio.listen("tcp://127.0.0.1:0", handshake_timeout=30)
+        async with lst:
+            host, port = lst.address[len("tcp://"):].rsplit(":", 1)
+            silent = [socket.create_connection((host, int(port)), timeout=10) for _ in range(3)]
+            try:
+                await asyncio.sleep(0.2)  # the silent ones are accepted first
+                proc = spawn(GOOD_CLIENT, lst.address)
+                peer = await lst.accept(timeout=15)
+                async with peer:
+                    assert await peer.recv(timeout=10) == b"good"
+                    await peer.send(b"ok")
+                return proc
+            finally:
+                for s in silent:
+                    s.close()
+
+    proc = asyncio.run(main())
+    assert "GOT ok" in wait_for_line(proc, "GOT")
+
+
+def test_a_client_of_a_full_backlog_gets_a_clean_error(name):
+    import asyncio
+    import os
+    import shutil
+
+    from interproc import aio
+    from transport_helpers import short_tmpdir
+
+    tmp = short_tmpdir()
+    lst = sockets.listen_unix(os.path.join(tmp, "s"), backlog=1)
+    raws = []
+    try:
+        for _ in range(4):  # fill the backlog (accept() is never called)
+            s = socket.socket(socket.AF_UNIX)
+            s.setblocking(False)
+            try:
+                s.connect(lst.path if hasattr(lst, "path") else os.path.join(tmp, "s"))
+            except BlockingIOError:
+                s.close()
+                continue
+            raws.append(s)
+        with pytest.raises(interproc.Timeout, match="busy|in time"):
+            sockets.connect_unix(os.path.join(tmp, "s"), timeout=0.5)
+
+        async def main():
+            with pytest.raises(interproc.Timeout):
+                await aio.connect(f"unix://{tmp}/s", timeout=0.5)
+
+        asyncio.run(main())
+    finally:
+        for s in raws:
+            s.close()
+        lst.close()
+        shutil.rmtree(tmp, ignore_errors=True)
