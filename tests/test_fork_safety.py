@@ -70,3 +70,41 @@ def test_forked_child_leaves_parent_handles_alone(kind, how, spawn, name):
         shutil.rmtree(tmp, ignore_errors=True)
     assert out.strip() == "OK"
 
+
+LOCK_HELD_AT_FORK = r"""
+import os, sys, threading, time, interproc
+lst = interproc.listen("tcp://127.0.0.1:0")
+box = {}
+t = threading.Thread(target=lambda: box.setdefault("s", lst.accept(timeout=10)))
+t.start()
+client = interproc.connect(lst.address, timeout=10)
+t.join()
+server = box["s"]
+got = []
+reader = threading.Thread(target=lambda: got.append(server.recv()))  # waits, holding the recv lock
+reader.start()
+time.sleep(0.3)
+pid = os.fork()
+if pid == 0:
+    # The reader thread does not exist here; its lock must not either.
+    try:
+        server.recv(timeout=0.3)
+        code = 3  # nothing was sent: cannot happen
+    except interproc.Timeout as exc:
+        code = 4 if "another thread" in str(exc) else 0
+    os._exit(code)
+_, status = os.waitpid(pid, 0)
+client.send(b"wake")
+reader.join(10)
+assert got == [b"wake"], got
+print("CHILD", os.WEXITSTATUS(status), flush=True)
+for o in (client, server, lst):
+    o.close()
+"""
+
+
+def test_a_lock_held_by_a_parent_thread_at_fork_is_free_in_the_child(spawn):
+    # Without fresh locks after fork the child's send waits for a thread that
+    # only exists in the parent (exit code 4: "another thread's call").
+    out = spawn.run(LOCK_HELD_AT_FORK, timeout=50)
+    assert out.strip() == "CHILD 0"

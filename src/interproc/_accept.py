@@ -17,11 +17,13 @@ loop when to call ``accept()`` though nothing fired (a pending deadline).
 from __future__ import annotations
 
 import errno
+import os
 import select
 import socket
 import ssl
 import threading
 import time
+import weakref
 from typing import Any
 
 from . import _lifecycle
@@ -118,6 +120,18 @@ class PendingHandshake:
         return True
 
 
+def _after_fork_in_child() -> None:
+    # A parent thread inside accept() held the pool's lock; it does not exist
+    # here.  (The epoll set is shared with the parent: the child makes its own.)
+    for pool in list(_POOLS):
+        pool._lock = threading.Lock()
+        pool._ep, pool._watched = None, {}
+
+
+_POOLS: weakref.WeakSet = weakref.WeakSet()
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class HandshakePool:
     """Runs the handshakes of a listener's new connections side by side.
 
@@ -138,6 +152,7 @@ class HandshakePool:
         self._lock = threading.Lock()
         self._ep: select.epoll | None = None  # made by the first fileno()
         self._watched: dict[int, int] = {}  # fd -> events registered in _ep
+        _POOLS.add(self)
 
     def __len__(self) -> int:
         return len(self._pending)

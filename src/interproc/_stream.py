@@ -21,6 +21,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from termios import FIONREAD
 from typing import Any
 
@@ -343,6 +344,7 @@ class StreamEnd:
         # channel, each message going out (coming in) whole.
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
+        _LIVE.add(self)
         super().__init__(codec=codec)
 
     def _resources(self) -> Any:
@@ -537,6 +539,20 @@ class StreamReceiver(ReceiveChannelBase):
 
 class StreamChannel(StreamEnd, StreamSender, StreamReceiver, Channel):
     """A Channel over a byte stream, framed (message mode) or raw (byte mode)."""
+
+
+# A thread of the parent that was inside send/recv when another thread forked
+# does not exist in the child, but its lock would stay taken there forever:
+# the child gets fresh locks (os.register_at_fork) for every live channel.
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def _fresh_locks_after_fork() -> None:
+    for end in list(_LIVE):
+        end._send_lock, end._recv_lock = threading.Lock(), threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_after_fork)
 
 
 def _wait_lock(lock: Any, timeout: float | None, what: str) -> float | None:
