@@ -229,3 +229,104 @@ def test_a_client_of_a_full_backlog_gets_a_clean_error(name):
             s.close()
         lst.close()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# An honest client that takes its time: it answers each handshake frame after
+# 0.5 s, so its hello arrives while the server is not inside accept().
+SLOW_CLIENT = """
+import socket, sys, time
+from interproc._framing import HEADER
+from interproc._handshake import ClientHandshake
+kind, where = sys.argv[1], sys.argv[2]
+if kind == "tcp":
+    host, port = where.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=20)
+else:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(20)
+    s.connect(where)
+def exact(n):
+    data = b""
+    while len(data) < n:
+        more = s.recv(n - len(data))
+        assert more, "the server closed the connection"
+        data += more
+    return data
+def frame():
+    (n,) = HEADER.unpack(exact(HEADER.size))
+    return exact(n)
+hs = ClientHandshake(kind="pipe" if kind == "pipe" else "socket", what="slow client")
+while not hs.done:
+    reply = hs.receive(frame())
+    if reply is not None:
+        time.sleep(0.5)
+        s.sendall(HEADER.pack(len(reply)) + reply)
+s.sendall(HEADER.pack(4) + b"good")
+print("GOT", frame().decode(), flush=True)
+"""
+
+
+def _echo(ch):
+    for msg in ch:
+        ch.send(msg.upper())
+
+
+def _where(lst) -> str:
+    return lst.address[len("tcp://"):] if lst.address.startswith("tcp://") else lst.path
+
+
+@pytest.mark.parametrize("kind", ["tcp", "pipe"])
+def test_serve_answers_a_good_client_beside_silent_ones(kind, name, spawn):
+    # interproc.serve waits on the listener's fileno() and then calls
+    # accept(timeout=0): the descriptor must also fire for handshakes in
+    # progress, or a client whose hello comes later is never finished.
+    lst = NamedPipe.serve(name, handshake_timeout=30) if kind == "pipe" else \
+        sockets.listen_tcp("127.0.0.1", 0, handshake_timeout=30)
+    silent = [_raw(lst) for _ in range(3)]
+    try:
+        with interproc.serve(lst, _echo):
+            fast = spawn(GOOD_CLIENT, f"pipe://{name}" if kind == "pipe" else lst.address)
+            slow = spawn(SLOW_CLIENT, kind, _where(lst))
+            assert "GOT GOOD" in wait_for_line(fast, "GOT", timeout=20)
+            assert "GOT GOOD" in wait_for_line(slow, "GOT", timeout=20)
+            assert fast.wait(timeout=10) == 0 and slow.wait(timeout=10) == 0
+    finally:
+        for s in silent:
+            s.close()
+
+
+def test_wait_then_accept_without_waiting_completes_a_handshake(name, spawn):
+    import time
+
+    lst = sockets.listen_tcp("127.0.0.1", 0, handshake_timeout=30)
+    with lst:
+        silent = _raw(lst)
+        proc = spawn(SLOW_CLIENT, "tcp", _where(lst))
+        end = time.monotonic() + 20
+        peer = None
+        while peer is None and time.monotonic() < end:
+            if interproc.wait([lst], timeout=max(0.0, end - time.monotonic())):
+                try:
+                    peer = lst.accept(timeout=0)
+                except interproc.Timeout:
+                    pass  # a step of a handshake, not yet a channel
+        assert peer is not None, "wait() + accept(timeout=0) never completed the slow client's handshake"
+        with peer, silent:
+            assert peer.recv(timeout=10) == b"good"
+            peer.send(b"ok")
+        assert "GOT ok" in wait_for_line(proc, "GOT")
+
+
+def test_serve_frees_a_pipe_instance_held_by_a_silent_client(name, spawn, caplog):
+    # One instance, taken by a client that never says hello: serve() must
+    # drop it at its deadline although no descriptor fires (wake_after).
+    lst = NamedPipe.serve(name, max_instances=1, handshake_timeout=0.5)
+    silent = _raw(lst)
+    try:
+        with caplog.at_level(logging.WARNING, logger="interproc"), interproc.serve(lst, _echo):
+            proc = spawn(GOOD_CLIENT, f"pipe://{name}")
+            assert "GOT GOOD" in wait_for_line(proc, "GOT", timeout=20)
+            assert proc.wait(timeout=10) == 0
+        assert any("dropped a connection" in r.getMessage() for r in caplog.records)
+    finally:
+        silent.close()
