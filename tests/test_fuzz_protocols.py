@@ -34,8 +34,8 @@ json_values = st.recursive(
     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
     max_leaves=25,
 )
-deep = st.integers(min_value=1, max_value=200000).map(lambda n: b"[" * n + b"]" * n)
-deep_obj = st.integers(min_value=1, max_value=200000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n)
+deep = st.integers(min_value=1, max_value=20000).map(lambda n: b"[" * n + b"]" * n)
+deep_obj = st.integers(min_value=1, max_value=20000).map(lambda n: b'{"a":' * n + b"1" + b"}" * n)
 
 
 def _objects(keys, values=json_values):
