@@ -330,3 +330,46 @@ def test_serve_frees_a_pipe_instance_held_by_a_silent_client(name, spawn, caplog
         assert any("dropped a connection" in r.getMessage() for r in caplog.records)
     finally:
         silent.close()
+
+
+FLOOD = """
+import sys, interproc
+with interproc.connect(sys.argv[1], timeout=20) as ch:
+    for i in range(48):
+        ch.send(bytes([i]) * (1 << 20), timeout=30)  # waits while the server does not read
+    print("SENT", flush=True)
+    ch.recv(timeout=30)
+"""
+
+
+def test_asyncio_channel_buffers_a_bounded_number_of_bytes_for_a_fast_peer(spawn):
+    # 48 MiB in 1 MiB frames that the application does not read yet: the
+    # asyncio protocol stops reading at a few MiB of whole unread frames
+    # (before: at 256 frames, whatever their size) and the kernel's flow
+    # control holds the sender back.  Everything still arrives, in order.
+    import asyncio
+
+    from interproc import aio
+
+    async def main():
+        lst = await aio.listen("tcp://127.0.0.1:0")
+        async with lst:
+            proc = spawn(FLOOD, lst.address)
+            peer = await lst.accept(timeout=20)
+            async with peer:
+                tracemalloc.start()
+                try:
+                    await asyncio.sleep(1.5)  # the client floods; nobody reads
+                    _, peak = tracemalloc.get_traced_memory()
+                finally:
+                    tracemalloc.stop()
+                for i in range(48):
+                    msg = await peer.recv(timeout=30)
+                    assert len(msg) == 1 << 20 and msg[:1] == bytes([i]) and msg[-1:] == bytes([i])
+                await peer.send(b"done")
+            return proc, peak
+
+    proc, peak = asyncio.run(main())
+    assert "SENT" in wait_for_line(proc, "SENT", timeout=20)
+    assert proc.wait(timeout=20) == 0
+    assert peak < 16 * 1024 * 1024, f"an unread fast peer made the asyncio channel hold {peak} bytes"
