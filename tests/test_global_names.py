@@ -109,6 +109,17 @@ srv.close(); lst.close()
         NamedPipe.connect(name, scope="global", server_uid=0, timeout=5)
     with pytest.raises(interproc.PermissionDenied, match=f"uid {OTHER}"):
         interproc.connect(f"unix://{unix_path}?server_uid=0", timeout=5)
+    import asyncio
+
+    from interproc import aio
+
+    async def refused():  # the asyncio clients check it the same way
+        with pytest.raises(interproc.PermissionDenied, match=f"uid {OTHER}, not by the required uid 0"):
+            await aio.NamedPipe.connect(name, scope="global", server_uid=0, timeout=5)
+        with pytest.raises(interproc.PermissionDenied, match=f"uid {OTHER}"):
+            await aio.connect(f"unix://{unix_path}?server_uid=0", timeout=5)
+
+    asyncio.run(refused())
     with NamedPipe.connect(name, scope="global", server_uid=OTHER, timeout=5) as ch:
         assert ch.recv(timeout=10) == b"from the other uid"
     with sockets.connect_unix(unix_path, server_uid=OTHER, timeout=5) as ch:
