@@ -282,10 +282,11 @@ class ShmChannel(Channel):
 
 def _init_listener(capacity: int):
     def init(buf: memoryview) -> None:
-        _LCTRL.pack_into(buf, 0, LISTEN_MAGIC, 1)
         me = current_process()
         _IDENT.pack_into(buf, OFF_LOWNER, me.pid, me.start)
         struct.pack_into("<QQ", buf, OFF_LCAP, capacity, 0)
+        # The magic last: a connector that sees it sees a whole header.
+        _native.atomic_store(buf, 0, int.from_bytes(_LCTRL.pack(LISTEN_MAGIC, 1), "little"), **_U64)
     return init
 
 
@@ -466,6 +467,8 @@ def _open_listener(name: str, scope: Scope) -> tuple[SharedMemory, ProcessId, in
     try:
         buf = seg.buf
         magic, _ = _LCTRL.unpack_from(buf, 0)
+        if magic == 0:  # its creator is still writing the header: not listening yet
+            raise NotFound(f"shm://{name}: the listener is still being set up")
         if magic != LISTEN_MAGIC:
             raise ProtocolError(f"shm://{name}: the listener segment is corrupted")
         owner = _read_ident(buf, OFF_LOWNER)
