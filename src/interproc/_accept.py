@@ -151,7 +151,7 @@ class HandshakePool:
         self._pending: list[PendingHandshake] = []
         self._lock = threading.Lock()
         self._ep: select.epoll | None = None  # made by the first fileno()
-        self._watched: dict[int, int] = {}  # fd -> events registered in _ep
+        self._watched: dict[int, tuple[Any, int]] = {}  # fd -> (owner, events) registered in _ep
         _POOLS.add(self)
 
     def __len__(self) -> int:
@@ -172,28 +172,42 @@ class HandshakePool:
         """An epoll descriptor, readable when ``accept()`` can make progress:
         a new client on ``sock`` (while there is room) or a pending handshake
         whose socket is ready.  Re-synced on every call (call it before each
-        wait, as ``interproc.wait`` does)."""
-        with self._lock:
+        wait, as ``interproc.wait`` does) — except while another thread is
+        inside ``accept()``, which is driving the handshakes itself."""
+        if not self._lock.acquire(False):
+            return self._ep.fileno() if self._ep is not None else sock.fileno()
+        try:
             if self._ep is None:
                 self._ep = select.epoll()
-            want = {p.fd: p.events() for p in self._pending}
+            # fd -> (whose it is, events): a number closed and reused by a new
+            # connection is registered afresh (epoll forgot the closed one).
+            want: dict[int, tuple[Any, int]] = {p.fd: (p, p.events()) for p in self._pending}
             if self._accepting(may_accept):
-                want[sock.fileno()] = select.POLLIN
+                want[sock.fileno()] = (sock, select.POLLIN)
             ep = self._ep
-            for fd in set(self._watched) - set(want):
-                try:
-                    ep.unregister(fd)
-                except OSError:  # closed already (epoll forgot it then)
-                    pass
-            for fd, events in want.items():
-                if self._watched.get(fd) == events:
+            for fd, (who, _) in self._watched.items():
+                if want.get(fd, (None,))[0] is not who:
+                    try:
+                        ep.unregister(fd)
+                    except OSError:  # closed already (epoll forgot it then)
+                        pass
+            for fd, (who, events) in want.items():
+                old = self._watched.get(fd)
+                if old == (who, events):
                     continue
                 try:
-                    ep.modify(fd, events)
+                    if old is not None and old[0] is who:
+                        ep.modify(fd, events)
+                    else:
+                        ep.register(fd, events)
                 except FileNotFoundError:
                     ep.register(fd, events)
+                except FileExistsError:
+                    ep.modify(fd, events)
             self._watched = want
             return ep.fileno()
+        finally:
+            self._lock.release()
 
     def wake_after(self, may_accept: Any = None) -> float | None:
         """Seconds until ``accept()`` has work though no descriptor fires: the
