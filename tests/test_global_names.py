@@ -162,3 +162,22 @@ import time; time.sleep(30)
     finally:
         attacker.kill()
         attacker.wait(10)
+
+
+@pytest.mark.parametrize("bad", ["0", -1, True, 1.5])
+def test_server_uid_must_be_a_uid(bad, name):
+    import asyncio
+
+    from interproc import aio
+
+    # refused before anything is looked up (nobody serves this name)
+    with pytest.raises(ValueError, match="server_uid must be a uid"):
+        NamedPipe.connect(name, server_uid=bad)
+    with pytest.raises(ValueError, match="server_uid must be a uid"):
+        sockets.connect_unix(f"/nonexistent/{name}.sock", server_uid=bad)
+
+    async def main():
+        with pytest.raises(ValueError, match="server_uid must be a uid"):
+            await aio.NamedPipe.connect(name, server_uid=bad)
+
+    asyncio.run(main())

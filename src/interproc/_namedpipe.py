@@ -441,11 +441,11 @@ class NamedPipe:
         path = _pipe_path(name, scope)
         what = f"pipe {name!r}"
         deadline = deadline_of(timeout)
+        setup = ClientSetup(KIND, what, scope=scope, server_uid=server_uid)  # checks server_uid first
         sock = connect_unix_socket(path, deadline, timeout is not None, what)
         io = SockIO(sock)
         try:
             creds = peer_credentials(sock)
-            setup = ClientSetup(KIND, what, scope=scope, server_uid=server_uid)
             setup.check_peer(creds)
             try:
                 decoder = run_client_handshake(io, setup.handshake, deadline, what)

@@ -317,10 +317,10 @@ def connect_unix(path: str, *, timeout: float | None = None, authkey: bytes | No
     (SO_PEERCRED), checked before a byte is exchanged."""
     deadline = deadline_of(timeout)
     what = f"unix://{path}"
+    setup = ClientSetup("socket", what, authkey=authkey, server_uid=server_uid)  # checks server_uid first
     sock = connect_unix_socket(path, deadline, timeout is not None, what)
     try:
         creds = peer_credentials(sock)
-        setup = ClientSetup("socket", what, authkey=authkey, server_uid=server_uid)
         setup.check_peer(creds)
         io = SockIO(sock)
         decoder = run_client_handshake(io, setup.handshake, deadline, what)

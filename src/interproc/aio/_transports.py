@@ -97,10 +97,10 @@ async def connect_unix(path: str, *, timeout: float | None = None, authkey: byte
                        server_uid: int | None = None) -> AsyncChannel:
     what = f"unix://{path}"
     deadline = _deadline(timeout)
+    setup = ClientSetup("socket", what, authkey=authkey, server_uid=server_uid)  # checks server_uid first
     sock = await _connect_unix_sock(path, deadline, timeout is not None, what)
     creds = peer_credentials(sock)
     try:
-        setup = ClientSetup("socket", what, authkey=authkey, server_uid=server_uid)
         setup.check_peer(creds)
     except BaseException:
         sock.close()
@@ -341,9 +341,9 @@ class NamedPipe:
         path = _namedpipe._pipe_path(name, scope)
         what = f"pipe {name!r}"
         deadline = _deadline(timeout)
+        setup = ClientSetup("pipe", what, scope=scope, server_uid=server_uid)  # checks server_uid first
         sock = await _connect_unix_sock(path, deadline, timeout is not None, what)
         creds = peer_credentials(sock)
-        setup = ClientSetup("pipe", what, scope=scope, server_uid=server_uid)
         try:
             setup.check_peer(creds)
         except BaseException:
