@@ -63,7 +63,8 @@ def _our_segments() -> set[str]:
 
 
 def _runtime_files() -> set[str]:
-    return set(os.listdir(_RUNTIME)) if os.path.isdir(_RUNTIME) else set()
+    # .pipe-key: the per-user key of named-pipe tokens, made once on first use
+    return set(os.listdir(_RUNTIME)) - {".pipe-key"} if os.path.isdir(_RUNTIME) else set()
 
 
 @pytest.fixture

@@ -119,7 +119,7 @@ LAYERS = [
     {"_native", "_errors", "_platform", "_naming", "_registry", "_deadline"},
     {"_shm", "shm", "_sync", "sync", "_shared", "shared", "_codec", "_channel", "_contract", "_trust",
      "_pubsub"},  # Publisher/Subscriber: built on _shm alone, re-exported by interproc.shm
-    {"_framing", "_handshake", "_setup", "_stream", "_namedpipe",
+    {"_framing", "_handshake", "_setup", "_stream", "_accept", "_namedpipe",
      "_pipes", "pipes", "_sockets", "sockets", "_mailslot", "mailslot", "_shmchannel",
      "_serial", "serial", "_serial_channel", "_serial_aio", "_serial_core", "_framing_cobs", "_ptypair", "_ptyrelay",
      "_parallel", "parallel", "_framing", "_address", "_schemes", "_serve", "_wait", "aio", "_clipboard", "clipboard"},

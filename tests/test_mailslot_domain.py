@@ -43,7 +43,7 @@ def test_signed_datagram_roundtrip_and_tampering():
 
 @pytest.mark.parametrize(
     "raw",
-    [b"", b"IPMD", b"XXXX" + bytes(30), b"IPMD\x01\x00\xff\xff" + bytes(16), b"IPMD\x02" + bytes(40), os.urandom(200)],
+    [b"", b"IPMD", b"XXXX" + bytes(30), b"IPMD\x01\x00\xff\xff" + bytes(16), b"IPMD\x01" + bytes(40), b"IPMD\x03" + bytes(40), os.urandom(200)],
 )
 def test_malformed_datagrams_are_protocol_errors(raw):
     for key in (KEY, None):

@@ -26,11 +26,52 @@ def _json_encode(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+#: Deepest ``[``/``{`` nesting that :func:`nesting_depth` lets through (the
+#: handshake scans its small frames with it before decoding them).
+MAX_DEPTH = 200
+
+
+def nesting_depth(data: bytes, limit: int = MAX_DEPTH) -> int:
+    """Deepest ``[``/``{`` nesting of JSON text (strings skipped); stops past ``limit``.
+
+    A byte scan, no recursion: cheap enough for every message (the common
+    message without brackets deep enough to matter costs two ``count`` calls).
+    """
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return 0  # cannot be deeper than the number of openers
+    depth = deepest = 0
+    in_str = escaped = False
+    for byte in data:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:
+                in_str = False
+        elif byte == 0x22:
+            in_str = True
+        elif byte in (0x5B, 0x7B):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
 def _json_decode(data: bytes) -> Any:
+    # Nesting is bounded by the interpreter's recursion limit: the C scanner
+    # counts its depth and raises RecursionError, which is the peer's fault.
+    # (A byte scan up front would cost a Python loop per byte on big messages.)
     try:
         return json.loads(bytes(data))
     except (UnicodeDecodeError, ValueError) as exc:
         raise ProtocolError(f"message is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise ProtocolError("message is JSON nested too deeply; refused") from None
 
 
 def _raw_encode(obj: Any) -> bytes:
@@ -54,9 +95,13 @@ def _msgpack_encode(obj: Any) -> bytes:
 def _msgpack_decode(data: bytes) -> Any:
     mp = _msgpack()
     try:
+        # msgpack's own stack bounds nesting (StackError past 1024 levels).
         return mp.unpackb(data, raw=False, strict_map_key=False)
     except (ValueError, mp.ExtraData, mp.FormatError, mp.StackError) as exc:
-        raise ProtocolError(f"message is not valid msgpack: {exc}") from exc
+        raise ProtocolError(f"message is not valid msgpack: {type(exc).__name__} {exc}") from exc
+    except (TypeError, RecursionError) as exc:
+        # A list or map used as a map key is unhashable in Python.
+        raise ProtocolError(f"message is msgpack that has no Python form: {exc}") from exc
 
 
 def _pickle_decode(data: bytes) -> Any:

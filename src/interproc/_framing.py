@@ -13,6 +13,11 @@ pair ``get_buffer()`` / ``buffer_updated(n)`` (the shape of
 whole frames come out of ``next_frame()``.  Large bodies are received straight
 into their own buffer, so a 16 MiB message is not copied through a scratch
 area first.
+
+Memory follows the bytes that arrived, never the length a peer announced:
+a body is received into chunks that double as data comes (the first one
+64 KiB), so nine bytes announcing 255 MiB cost 64 KiB, not 255 MiB.  Only a
+size this connection has already delivered in full is kept for reuse.
 """
 
 from __future__ import annotations
@@ -96,9 +101,12 @@ class FrameDecoder:
         self._mv = memoryview(self._buf)  # fixed size: never resized while viewed
         self._start = 0  # first unparsed byte in _buf
         self._end = 0  # end of valid data in _buf
-        self._body: memoryview | None = None  # a large body being received in place
-        self._body_fill = 0
-        self._big = bytearray()  # reused storage for large bodies
+        self._body: memoryview | None = None  # where the large body being received goes now
+        self._body_fill = 0  # bytes in _body
+        self._body_got = 0  # bytes of the whole body so far
+        self._body_total = 0  # announced body length
+        self._chunks: list[bytearray] | None = None  # growing storage (None: in _big)
+        self._big = bytearray()  # reused storage for large bodies, sized by earlier messages
         self._frames: deque[bytes] = deque()
         self._error: ProtocolError | None = None
         self._hold = False
@@ -117,6 +125,8 @@ class FrameDecoder:
     def get_buffer(self, sizehint: int = -1) -> memoryview:
         """Where the next bytes read from the stream should go."""
         if self._body is not None:
+            if self._body_fill == len(self._body):
+                self._next_chunk()
             return self._body[self._body_fill :]
         if len(self._buf) - self._end < _DIRECT:
             self._compact()
@@ -126,9 +136,8 @@ class FrameDecoder:
         """``get_buffer`` + ``recv_into(buffer)`` + ``buffer_updated`` in one call
         (the per-message hot path of the blocking driver); returns what
         ``recv_into`` returned, 0 meaning end of stream."""
-        body = self._body
-        if body is not None:
-            n = recv_into(body[self._body_fill :])
+        if self._body is not None:
+            n = recv_into(self.get_buffer())
             if n:
                 self.buffer_updated(n)
             return n
@@ -146,10 +155,9 @@ class FrameDecoder:
         """``nbytes`` were written into the last ``get_buffer()``."""
         if self._body is not None:
             self._body_fill += nbytes
-            if self._body_fill == len(self._body):
-                self._frames.append(self._body.tobytes())
-                self._body.release()
-                self._body = None
+            self._body_got += nbytes
+            if self._body_got == self._body_total:
+                self._finish_body()
             return
         self._end += nbytes
         self._parse()
@@ -167,8 +175,9 @@ class FrameDecoder:
     def eof(self) -> None:
         """The stream ended: fine between frames, ``TruncatedMessage`` inside one."""
         if self._body is not None:
-            what = f"{self._body_fill} of {len(self._body)} bytes"
+            what = f"{self._body_got} of {self._body_total} bytes"
             self._body.release()
+            self._chunks = None
         elif self._end > self._start:
             what = f"{self._end - self._start} bytes"
         else:
@@ -234,15 +243,7 @@ class FrameDecoder:
                 start = body_at + n
                 continue
             if n >= _DIRECT:
-                have = end - body_at
-                if n <= _REUSE_MAX:
-                    if len(self._big) < n:
-                        self._big = bytearray(n)
-                    body = memoryview(self._big)[:n]
-                else:
-                    body = memoryview(bytearray(n))
-                body[:have] = buf[body_at:end]
-                self._body, self._body_fill = body, have
+                self._start_body(n, buf, body_at, end)
                 start = end
             break
         if start == end:
@@ -251,3 +252,37 @@ class FrameDecoder:
                 self._buf = bytearray(_SCRATCH)
                 self._mv = memoryview(self._buf)
         self._start, self._end = start, end
+
+    def _start_body(self, n: int, buf: bytearray, at: int, end: int) -> None:
+        have = end - at
+        if len(self._big) >= n:
+            body, self._chunks = memoryview(self._big)[:n], None
+        else:
+            first = bytearray(min(n, max(_SCRATCH, 2 * have)))
+            body, self._chunks = memoryview(first), [first]
+        body[:have] = buf[at:end]
+        self._body, self._body_fill, self._body_got, self._body_total = body, have, have, n
+
+    def _next_chunk(self) -> None:
+        # Double what arrived so far: the copies into the final frame stay
+        # linear, and a peer that stops sending has cost what it sent.
+        assert self._chunks is not None and self._body is not None
+        chunk = bytearray(min(self._body_total - self._body_got, max(_SCRATCH, self._body_got)))
+        self._chunks.append(chunk)
+        self._body.release()
+        self._body, self._body_fill = memoryview(chunk), 0
+
+    def _finish_body(self) -> None:
+        assert self._body is not None
+        if self._chunks is None:
+            frame = self._body.tobytes()
+            self._body.release()
+        else:
+            self._body.release()
+            frame = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+            frame = bytes(frame)
+            if self._body_total <= _REUSE_MAX:
+                # The peer delivered this size in full: keep room for the next one.
+                self._big = bytearray(self._body_total)
+        self._frames.append(frame)
+        self._body, self._chunks = None, None

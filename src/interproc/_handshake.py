@@ -22,6 +22,7 @@ import json
 import os
 from typing import Any
 
+from ._codec import nesting_depth
 from ._errors import PermissionDenied, ProtocolError
 
 PROTO = "interproc/1"
@@ -35,12 +36,19 @@ def _dump(msg: dict) -> bytes:
 
 
 def _load(frame: bytes, what: str) -> dict:
+    # Handshake messages are flat objects of strings: anything nested deeper
+    # is refused by a byte scan before the (recursive) JSON decoder sees it.
+    frame = bytes(frame)
+    if len(frame) > MAX_HANDSHAKE_FRAME or nesting_depth(frame, 1) > 1:
+        raise ProtocolError(f"the peer's {what} is not an interproc handshake (too large or nested)")
     try:
         msg = json.loads(frame)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise ProtocolError(f"the peer's {what} is not an interproc handshake (not JSON)") from None
     if not isinstance(msg, dict) or msg.get("proto", PROTO) != PROTO:
         raise ProtocolError(f"the peer's {what} is not an interproc/1 handshake")
+    if not all(isinstance(v, (str, int, bool)) or v is None for v in msg.values()):
+        raise ProtocolError(f"the peer's {what} is not an interproc/1 handshake (nested values)")
     return msg
 
 

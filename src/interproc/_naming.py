@@ -112,6 +112,37 @@ def _ensure_private_dir(path: str) -> str:
     return path
 
 
+def global_dir() -> str:
+    """Where global-scope files live: ``$INTERPROC_GLOBAL_DIR`` or ``/tmp/interproc-global``."""
+    return os.environ.get("INTERPROC_GLOBAL_DIR") or GLOBAL_DIR
+
+
+def _checked_global_dir() -> str:
+    """The global directory, checked on every use.
+
+    Whoever owns the directory can unlink and replace any name in it despite
+    the sticky bit, so it must belong to root (best: created at boot) or to
+    the caller; one that another ordinary user created first is refused.
+    """
+    path = global_dir()
+    try:
+        os.mkdir(path, 0o1777)
+        os.chmod(path, 0o1777)  # mkdir's mode is cut by the umask
+    except FileExistsError:
+        pass
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise PermissionDenied(f"{path} is not a directory (a symlink?); refusing to put global objects there")
+    if st.st_uid not in (0, os.getuid()):
+        raise PermissionDenied(
+            f"{path} belongs to uid {st.st_uid}, who could replace any global object in it; "
+            f"it must belong to root (as root: install -d -o root -g root -m 1777 {path})"
+        )
+    if not st.st_mode & stat.S_ISVTX:
+        raise PermissionDenied(f"{path} must be a sticky directory (chmod 1777 {path})")
+    return path
+
+
 def runtime_dir(scope: Scope = "user") -> str:
     """The directory for a scope's files and sockets, created and checked on use.
 
@@ -120,15 +151,7 @@ def runtime_dir(scope: Scope = "user") -> str:
     ``global``: ``/tmp/interproc-global``, sticky and world-writable.
     """
     if scope == "global":
-        try:
-            os.mkdir(GLOBAL_DIR, 0o1777)
-            os.chmod(GLOBAL_DIR, 0o1777)
-        except FileExistsError:
-            pass
-        st = os.lstat(GLOBAL_DIR)
-        if not stat.S_ISDIR(st.st_mode) or not st.st_mode & stat.S_ISVTX:
-            raise PermissionDenied(f"{GLOBAL_DIR} must be a sticky directory")
-        return GLOBAL_DIR
+        return _checked_global_dir()
     validate_scope(scope, None)
     env = os.environ.get("INTERPROC_RUNTIME_DIR")
     if env:

@@ -123,8 +123,11 @@ class Server:
                     except (OSError, ValueError):  # HandleClosed: closed meanwhile
                         return
                     sel.register(fd, selectors.EVENT_READ)
+                    # A listener with handshakes in flight may need accept()
+                    # at a deadline even if nothing fires (interproc._accept).
+                    wake_after = getattr(self.listener, "wake_after", None)
                     try:
-                        sel.select()
+                        sel.select(wake_after() if wake_after is not None else None)
                     finally:
                         sel.unregister(fd)
                     if self._stopping:

@@ -112,14 +112,23 @@ class ClientSetup:
     ("user" or "global") for named pipes, whose user-scope server must be us."""
 
     def __init__(self, kind: str, what: str, *, authkey: bytes | None = None, tls: Any = None,
-                 scope: str = "user") -> None:
-        self.kind, self.what, self.tls, self.scope = kind, what, tls, scope
+                 scope: str = "user", server_uid: int | None = None) -> None:
+        if server_uid is not None and (isinstance(server_uid, bool) or not isinstance(server_uid, int)
+                                       or server_uid < 0):
+            raise ValueError(f"server_uid must be a uid (an int >= 0) or None, not {server_uid!r}")
+        self.kind, self.what, self.tls, self.scope, self.server_uid = kind, what, tls, scope, server_uid
         self.handshake = ClientHandshake(kind=kind, authkey=None if kind == "pipe" else authkey, what=what)
 
     def check_peer(self, creds: Any) -> None:
-        """The credentials step: a user-scope pipe served by another uid is refused."""
+        """The credentials step, before a byte is exchanged: a user-scope pipe
+        served by another uid is refused, and so is a server that does not
+        run as ``server_uid`` (SO_PEERCRED: the uid that bound the socket,
+        which no other uid can fake — the client's pin on a global name)."""
         if self.kind == "pipe" and self.scope == "user" and creds.uid != os.getuid():
             raise PermissionDenied(f"{self.what} is served by uid {creds.uid}, not by you (uid {os.getuid()})")
+        if self.server_uid is not None and creds.uid != self.server_uid:
+            raise PermissionDenied(f"{self.what} is served by uid {creds.uid}, "
+                                   f"not by the required uid {self.server_uid}")
 
     def outcome(self, creds: Any = None, peer: Any = None, name: str | None = None) -> Outcome:
         hs = self.handshake

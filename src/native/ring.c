@@ -88,7 +88,10 @@ chan_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
                      (unsigned long long)len, (unsigned long long)self->cap,
                      (unsigned long long)max_message(self),
                      (unsigned long long)(2 * (len + 8)));
-        goto done;
+        /* Refused before claiming the send side: returning here must not
+           clear the claim of another thread that is sending right now. */
+        PyBuffer_Release(&b);
+        return NULL;
     }
     if (self->busy_send) {
         PyErr_SetString(PyExc_ValueError,
@@ -97,6 +100,8 @@ chan_send(ChanObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *k
         PyBuffer_Release(&b);
         return NULL;
     }
+    /* From here on this call owns the send side: every exit goes through
+       `done`, which clears busy_send. */
     self->busy_send = 1;
     uint64_t need = tx_need(self, len);
     uint64_t used = self->head - self->tail_seen;

@@ -102,6 +102,7 @@ typedef struct {
     int policy;
     long long spin_ns;
     int busy_send, busy_recv, waiters; /* threads inside a call that may block */
+    pid_t owner; /* the process that made this end: only it may mark it closed */
     uint32_t interrupts;
     /* Doorbell (bell.c, doorbell.c), made by the first fileno(): ours, and
      * the peer's pipe once opened. */

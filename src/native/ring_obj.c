@@ -79,7 +79,9 @@ chan_close(ChanObject *self, PyObject *unused)
 {
     if (!self->closed) {
         __atomic_store_n(&self->closed, 1, __ATOMIC_SEQ_CST);
-        if (self->has_view) {
+        /* A forked child that closes (or exits with) an inherited end must
+           not tell the peer that the parent's end is gone. */
+        if (self->has_view && getpid() == self->owner) {
             __atomic_store_n(self->my_closed, 1, __ATOMIC_SEQ_CST);
             ip_chan_wake(&self->tx->data_seq);  /* a peer waiting for data */
             ip_chan_wake(&self->rx->space_seq); /* a peer waiting for space */
@@ -183,6 +185,7 @@ chan_init(ChanObject *self, PyObject *args, PyObject *kwargs)
     if (self->head - self->tail_seen > cap || (self->head & 7) || (self->rpos & 7))
         self->broken = 1; /* reported by the first send/recv */
     self->pidfd = pidfd >= 0 ? pidfd : -1;
+    self->owner = getpid();
     self->peer_dead = pidfd == -2; /* the caller found the peer already gone */
     self->spin_ns = (long long)(spin_us * 1000.0);
     return 0;

@@ -77,6 +77,8 @@ def load(frame: bytes) -> dict:
         msg = json.loads(bytes(frame))
     except (UnicodeDecodeError, ValueError):
         raise ProtocolError("a DDE frame is not UTF-8 JSON") from None
+    except RecursionError:  # nested past the interpreter's limit: the peer's fault
+        raise ProtocolError("a DDE frame is JSON nested too deeply") from None
     if not isinstance(msg, dict):
         raise ProtocolError("a DDE frame is not a JSON object")
     return msg

@@ -10,14 +10,20 @@ sender's sequence numbers as ``dropped``.
 
 Datagram (sans-I/O: :func:`encode` / :func:`decode`)::
 
-    magic "IPMD"  version u8  flags u8 (1 = signed)  name length u16
+    magic "IPMD"  version u8 (2)  flags u8 (1 = signed)  name length u16
     sender id 8 bytes (random per process)  sequence u64 (per sender and name)
+    sent at u64 (wall clock, ns since the epoch)
     name  data  [HMAC-SHA256 of everything before it, 32 bytes]
 
 Anything leaving the machine authenticates: with an ``authkey`` the datagram
 carries an HMAC and receivers drop unsigned or badly signed ones (counted as
-``rejected``) and replays of a sequence number already seen.  Without an
-authkey both sides refuse to work unless ``insecure=True``.
+``rejected``).  Replays are refused in two layers: a receiver takes each
+(sender, sequence) once (the nonce cache), and only signed datagrams stamped
+within ``REPLAY_WINDOW`` of its clock and no earlier than its own start (less
+``CLOCK_SKEW``).  The second layer is what survives a restart: a datagram
+captured before a server restarted is older than the new server and refused,
+although the new server's nonce cache is empty.  Without an authkey both sides
+refuse to work unless ``insecure=True``.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ import select
 import socket
 import struct
 import threading
+import time
 from collections import OrderedDict
 from typing import Callable
 
@@ -40,9 +47,13 @@ DOMAIN_TTL = 1  # one hop: the local link only, unless asked for more
 DOMAIN_MAX_MESSAGE_SIZE = 424  # the classic remote-mailslot limit
 
 _MAGIC = b"IPMD"
-_VERSION = 1
+_VERSION = 2  # 2 added the timestamp; version 1 datagrams are refused
 _SIGNED = 1
-_HDR = struct.Struct("<4sBBH8sQ")
+_HDR = struct.Struct("<4sBBH8sQQ")
+#: Signed datagrams stamped further than this from the receiver's clock are refused.
+REPLAY_WINDOW = 30.0
+#: How far a sender's clock may lag the receiver's when the receiver has just started.
+CLOCK_SKEW = 2.0
 _MAC = 32
 _MAX_DATAGRAM = 65507
 _MAX_SENDERS = 4096  # sequence state kept per receiver; the oldest senders are forgotten
@@ -52,10 +63,12 @@ def _mac(authkey: bytes, body: bytes) -> bytes:
     return hmac.new(authkey, body, hashlib.sha256).digest()
 
 
-def encode(name: str, data: bytes, sender: bytes, seq: int, authkey: bytes | None) -> bytes:
+def encode(name: str, data: bytes, sender: bytes, seq: int, authkey: bytes | None,
+           sent_ns: int | None = None) -> bytes:
     raw_name = name.encode("ascii")
     flags = _SIGNED if authkey else 0
-    body = _HDR.pack(_MAGIC, _VERSION, flags, len(raw_name), sender, seq) + raw_name + bytes(data)
+    stamp = time.time_ns() if sent_ns is None else sent_ns
+    body = _HDR.pack(_MAGIC, _VERSION, flags, len(raw_name), sender, seq, stamp) + raw_name + bytes(data)
     if authkey:
         body += _mac(authkey, body)
     if len(body) > _MAX_DATAGRAM:
@@ -66,9 +79,15 @@ def encode(name: str, data: bytes, sender: bytes, seq: int, authkey: bytes | Non
 def decode(raw: bytes, authkey: bytes | None) -> tuple[str, bytes, int, bytes]:
     """(name, sender, seq, data) of a datagram; ProtocolError if it does not parse or
     its signature is missing or wrong while ``authkey`` is set."""
+    name, sender, seq, _, data = decode_stamped(raw, authkey)
+    return name, sender, seq, data
+
+
+def decode_stamped(raw: bytes, authkey: bytes | None) -> tuple[str, bytes, int, int, bytes]:
+    """(name, sender, seq, sent_ns, data): :func:`decode` plus the sender's timestamp."""
     if len(raw) < _HDR.size:
         raise ProtocolError(f"datagram of {len(raw)} bytes is shorter than the header")
-    magic, version, flags, name_len, sender, seq = _HDR.unpack_from(raw)
+    magic, version, flags, name_len, sender, seq, sent_ns = _HDR.unpack_from(raw)
     if magic != _MAGIC or version != _VERSION:
         raise ProtocolError("not an interproc mailslot datagram (bad magic or version)")
     end = len(raw)
@@ -85,7 +104,14 @@ def decode(raw: bytes, authkey: bytes | None) -> tuple[str, bytes, int, bytes]:
         name = raw[_HDR.size : _HDR.size + name_len].decode("ascii")
     except UnicodeDecodeError:
         raise ProtocolError("datagram name is not ASCII") from None
-    return name, sender, seq, raw[_HDR.size + name_len : end]
+    return name, sender, seq, sent_ns, raw[_HDR.size + name_len : end]
+
+
+def fresh(sent_ns: int, started_ns: int, now_ns: int | None = None,
+          window: float = REPLAY_WINDOW, skew: float = CLOCK_SKEW) -> bool:
+    """May a signed datagram stamped ``sent_ns`` be taken by a receiver started at ``started_ns``?"""
+    now = time.time_ns() if now_ns is None else now_ns
+    return abs(now - sent_ns) <= window * 1e9 and sent_ns >= started_ns - skew * 1e9
 
 
 class SequenceTracker:
@@ -205,6 +231,8 @@ class Receiver:
         self.max_message_size = max_message_size
         self.deliver = deliver
         self.tracker = SequenceTracker()
+        # Wall clock: compared with the senders' stamps (clocks in sync, e.g. NTP).
+        self.started_ns = time.time_ns()
         self.received = 0
         self.rejected = 0
         self.overflowed = 0  # arrived intact but the local queue was full
@@ -244,12 +272,15 @@ class Receiver:
 
     def _handle(self, raw: bytes) -> None:
         try:
-            name, sender, seq, data = decode(raw, self.authkey)
+            name, sender, seq, sent_ns, data = decode_stamped(raw, self.authkey)
         except ProtocolError:
             self.rejected += 1
             return
         if name != self.name:
             return  # another mailslot's traffic on the shared group
+        if self.authkey and not fresh(sent_ns, self.started_ns):
+            self.rejected += 1  # a replay from before this receiver started, or outside the window
+            return
         # Sequence first: an authentic datagram refused for its size is not also a gap.
         if not self.tracker.accept(sender, seq) or len(data) > self.max_message_size:
             self.rejected += 1

@@ -219,7 +219,7 @@ class SenderCore:
         _, status, _, _, _, _, body = parse_header(frame)
         try:
             payload = json.loads(bytes(body)) if len(body) else None
-        except ValueError:
+        except (ValueError, RecursionError):  # junk, or nested past the interpreter's limit
             raise ProtocolError(f"window {window!r} sent a reply that is not JSON") from None
         if status == OK:
             return payload

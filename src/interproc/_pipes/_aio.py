@@ -42,21 +42,10 @@ class AsyncPipeServer(StreamAsyncListener):
         super().__init__(sync_server)
         self._slots = asyncio.Semaphore(sync_server.max_instances)
 
-    async def _accept(self) -> AsyncChannel:
-        await self._slots.acquire()
-        try:
-            return await super()._accept()
-        except BaseException:
-            self._slots.release()
-            raise
-
     def _server_setup(self, conn: socket.socket) -> tuple[ServerSetup, Any, Any]:
         setup, creds = server_setup(self._sync), peer_credentials(conn)
         setup.screen(creds, conn.send)
         return setup, creds, None
-
-    async def _setup(self, conn: socket.socket, peer: Any, on_close: Any = None) -> AsyncChannel:
-        return await super()._setup(conn, peer, on_close=self._slots.release)
 
 
 class NamedPipe:
@@ -68,9 +57,9 @@ class NamedPipe:
 
     @staticmethod
     async def connect(name: str, *, timeout: float | None = None, scope: Scope = "user", codec: Any = "json",
-                      max_message_size: int = DEFAULT_MAX_MESSAGE) -> AsyncChannel:
+                      max_message_size: int = DEFAULT_MAX_MESSAGE, server_uid: int | None = None) -> AsyncChannel:
         validate_name(name, "pipe name")
-        setup = client_setup(name, scope)
+        setup = client_setup(name, scope, server_uid)  # checks server_uid first
         deadline = deadline_of(timeout)
         sock = await connect_unix_socket(pipe_path(name, scope), deadline, timeout is not None, setup.what)
         try:

@@ -37,16 +37,17 @@ import time
 from typing import Any, Iterable, Iterator
 
 from .. import _registry
-from .._errors import AlreadyExists, ChannelClosed, Timeout, map_os_error
+from .._accept import HandshakePool, PendingHandshake
+from .._errors import AlreadyExists, ChannelClosed, PermissionDenied, Timeout, map_os_error
 from .._framing import DEFAULT_MAX_MESSAGE
 from .._lifecycle import log
-from .._naming import GLOBAL_DIR, Scope, runtime_dir, validate_name, validate_scope
+from .._naming import Scope, global_dir, runtime_dir, validate_name, validate_scope
 from .._platform import PeerCredentials, peer_credentials, socket_owner, unix_listeners
-from .._sockets._channel import ListeningSocket, accept_with, bind_unix, connect_unix_socket, finish_connect
+from .._sockets._channel import ListeningSocket, bind_unix, connect_unix_socket, finish_connect
 from .._sockets._core import HANDSHAKE_TIMEOUT
-from .._stream._channel import SockIO, StreamChannel, deadline_of, run_server_handshake
+from .._stream._channel import SockIO, StreamChannel, deadline_of
 from ._core import KIND, MAX_INSTANCES, MODES, client_setup, connect_options, remove_if_mine, server_setup
-from ._core import lock_name as _lock_name, options as _options, pipe_path as _pipe_path
+from ._core import options as _options, pipe_path as _pipe_path, token_name as _token_name
 
 
 class PipeChannel(StreamChannel):
@@ -129,6 +130,18 @@ class _Instances:
                 self.cond.wait(left)
             self.count += 1
 
+    def free(self) -> bool:
+        return self.count < self.limit
+
+    def wait_free(self, deadline: float | None, what: str) -> None:
+        """Wait until an instance is free (without taking it)."""
+        with self.cond:
+            while self.count >= self.limit:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise Timeout(f"{what}: all {self.limit} instances are in use")
+                self.cond.wait(left)
+
     def give_back(self) -> None:
         with self.cond:
             self.count -= 1
@@ -196,10 +209,11 @@ class PipeServer(ListeningSocket):
         self.label = f"pipe server {name!r}"
         self.path = _pipe_path(name, scope)
         self._instances = _Instances(max_instances)
+        self._may_accept = self._instances.free  # a client is greeted only with a free instance
         self._line = _AcceptLine()
         self._owner = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            self._owner.bind("\0" + _lock_name(self.path))
+            self._owner.bind("\0" + _token_name(self.path, scope))
         except OSError as exc:
             self._owner.close()
             self._sock = self._owner = None
@@ -216,6 +230,8 @@ class PipeServer(ListeningSocket):
             raise
         self._sock.setblocking(False)
         self._ino = os.stat(self.path).st_ino
+        self._pid = os.getpid()  # only this process removes the name (not a forked child)
+        self._pool = HandshakePool(f"pipe {name!r}", self._start, self._finish)
 
     def __repr__(self) -> str:
         return f"<PipeServer {self.name!r} {self.mode} {self._instances.count}/{self.max_instances}>"
@@ -234,37 +250,45 @@ class PipeServer(ListeningSocket):
         """
         deadline = deadline_of(timeout)
         what = f"pipe {self.name!r}"
-        self._instances.take(deadline, f"accept on {what}")
-        try:
-            while True:
-                with self._line.turn(deadline, what):
-                    conn = accept_with(lambda: self._sock, lambda conn, peer: conn, deadline, what)
-                try:
-                    ch = self._setup(conn)
-                except ChannelClosed:
-                    log.debug("pipe %r: a client left before its handshake", self.name)
-                    continue  # the client left before its handshake: wait for the next
-                log.debug("pipe %r: accepted pid %s (uid %s), %d/%d instances", self.name,
-                          ch.peer_credentials.pid, ch.peer_credentials.uid, self._instances.count,
-                          self.max_instances)
-                return ch
-        except BaseException:
-            self._instances.give_back()
-            raise
+        # Accepting threads queue (the longest waiter gets the next client, as
+        # in Win32); handshakes run side by side in the pool, and a client is
+        # greeted only once it has an instance: each handshake in progress
+        # holds one, handed to its channel or given back if dropped.
+        with self._line.turn(deadline, what):
+            ch = self._pool.accept(lambda: self._sock, deadline, self._may_accept,
+                                   lambda d: self._instances.wait_free(d, f"accept on {what}"))
+        log.debug("pipe %r: accepted pid %s (uid %s), %d/%d instances", self.name,
+                  ch.peer_credentials.pid, ch.peer_credentials.uid, self._instances.count, self.max_instances)
+        return ch
 
-    def _setup(self, conn: socket.socket, peer: Any = None) -> PipeChannel:
+    def _start(self, conn: socket.socket, peer: Any = None) -> PendingHandshake:
         setup = server_setup(self)
         io = SockIO(conn)
         try:
             creds = peer_credentials(conn)
+        except OSError as exc:
+            io.close()
+            raise ChannelClosed(f"pipe {self.name!r}: a client went away at once ({exc})") from None
+        try:
             setup.screen(creds, lambda frame: io.send([frame]))
-            decoder = run_server_handshake(io, setup.handshake, self.handshake_timeout, setup.what)
-            out = setup.outcome(creds)
-            ch = PipeChannel(io, name=out.name, framed=out.framed, codec=self.codec,
-                             max_message_size=self.max_message_size, trusted=out.trusted, decoder=decoder,
-                             on_close=self._instances.give_back)
         except BaseException:
             io.close()
+            raise
+        self._instances.take(None, "")  # free (checked before accepting), so this does not wait
+        p = PendingHandshake(io, setup.handshake, time.monotonic() + self.handshake_timeout,
+                             f"client pid {creds.pid} of pipe {self.name!r}", info=(setup, creds))
+        p.close = lambda: (io.close(), self._instances.give_back())  # type: ignore[method-assign]
+        return p
+
+    def _finish(self, p: PendingHandshake) -> PipeChannel:
+        setup, creds = p.info
+        out = setup.outcome(creds)
+        try:
+            ch = PipeChannel(p.io, name=out.name, framed=out.framed, codec=self.codec,
+                             max_message_size=self.max_message_size, trusted=out.trusted, decoder=p.decoder,
+                             on_close=self._instances.give_back)
+        except BaseException:
+            p.close()
             raise
         return out.apply(ch)
 
@@ -274,18 +298,13 @@ class PipeServer(ListeningSocket):
         if sock is None:
             return
         try:
-            if os.stat(self.path).st_ino == self._ino:
+            if os.getpid() == self._pid and os.stat(self.path).st_ino == self._ino:
                 os.unlink(self.path)
         except OSError:
             pass
         sock.close()
+        self._pool.close()
         self._owner.close()
-
-
-def _frame(payload: bytes) -> bytes:
-    from .._framing import HEADER
-
-    return HEADER.pack(len(payload)) + payload
 
 
 class NamedPipe:
@@ -303,22 +322,27 @@ class NamedPipe:
 
     @staticmethod
     def connect(name: str, *, timeout: float | None = None, scope: Scope = "user", codec: Any = "json",
-                max_message_size: int = DEFAULT_MAX_MESSAGE) -> PipeChannel:
+                max_message_size: int = DEFAULT_MAX_MESSAGE, server_uid: int | None = None) -> PipeChannel:
         """Connect to pipe ``name``.
 
         ``NotFound`` at once when no server has it, unless ``timeout=`` is
         given: then wait that long for a server and for a free instance.
         With ``timeout=None`` and a live server whose instances are all
         busy, wait until one is free (WaitNamedPipe with NMPWAIT_WAIT_FOREVER).
+
+        ``server_uid=`` requires the server process to run as that uid
+        (SO_PEERCRED), else ``PermissionDenied``.  A user-scope pipe always
+        requires your own uid; a global name is first come, first served,
+        so pass ``server_uid=`` whenever it matters who answers.
         """
         validate_name(name, "pipe name")
         path = _pipe_path(name, scope)
         what = f"pipe {name!r}"
         deadline = deadline_of(timeout)
+        setup = client_setup(name, scope, server_uid)  # checks server_uid first
         sock = connect_unix_socket(path, deadline, timeout is not None, what)
         try:
             creds = peer_credentials(sock)
-            setup = client_setup(name, scope)
             setup.check_peer(creds)
         except BaseException:
             sock.close()
@@ -351,8 +375,8 @@ def listen_address(addr: Any, **kw: Any) -> PipeServer:
 def _list_pipes() -> Iterable[_registry.ObjectInfo]:
     bound = unix_listeners(listening_only=False)
     dirs: list[tuple[str, str]] = [("user", runtime_dir("user"))]
-    if os.path.isdir(GLOBAL_DIR):
-        dirs.append(("global", GLOBAL_DIR))
+    if os.path.isdir(global_dir()):
+        dirs.append(("global", global_dir()))
     for scope, directory in dirs:
         try:
             entries = os.listdir(directory)
@@ -368,7 +392,10 @@ def _list_pipes() -> Iterable[_registry.ObjectInfo]:
                 continue
             if not stat.S_ISSOCK(st.st_mode):
                 continue
-            inode = bound.get("@" + _lock_name(path))
+            try:
+                inode = bound.get("@" + _token_name(path, scope))
+            except PermissionDenied:
+                inode = None
             yield _registry.ObjectInfo(
                 kind=KIND, name=entry[len(KIND) + 1 :], scope=scope,
                 owner_pid=socket_owner(inode) if inode else None, size=None,

@@ -343,8 +343,8 @@ class Protocol:
         rid = msg.get("id")
         if rid is None and "error" in msg:
             return Failure(None, remote_error(msg["error"]))
-        if rid not in self._pending:
-            return None  # cancelled or timed out: a late reply is discarded
+        if not _valid_id(rid) or rid not in self._pending:
+            return None  # cancelled or timed out (or an id no request has): discarded
         self._pending.discard(rid)
         if "error" in msg:
             return Failure(rid, remote_error(msg["error"]))

@@ -288,10 +288,11 @@ class ShmChannel(Channel):
 
 def _init_listener(capacity: int):
     def init(buf: memoryview) -> None:
-        _LCTRL.pack_into(buf, 0, LISTEN_MAGIC, 1)
         me = current_process()
         _IDENT.pack_into(buf, OFF_LOWNER, me.pid, me.start)
         struct.pack_into("<QQ", buf, OFF_LCAP, capacity, 0)
+        # The magic last: a connector that sees it sees a whole header.
+        _native.atomic_store(buf, 0, int.from_bytes(_LCTRL.pack(LISTEN_MAGIC, 1), "little"), **_U64)
     return init
 
 
@@ -317,6 +318,7 @@ class ShmListener(Listener):
         self._closed = False
         self._interrupts = 0
         self._bell: tuple[int, int] | None = None
+        self._pid = os.getpid()  # only this process closes the listener for everyone
 
     @property
     def closed(self) -> bool:
@@ -418,6 +420,11 @@ class ShmListener(Listener):
         if self._closed:
             return
         self._closed = True
+        if os.getpid() != self._pid:
+            # A forked child closing what it inherited: drop its own handle only;
+            # the listener, its name and its queue stay its parent's.
+            self._seg.close()
+            return
         buf = self._buf
         _native.atomic_store(buf, OFF_LCLOSED, 1, **_U32)
         self._interrupt()
@@ -466,6 +473,8 @@ def _open_listener(name: str, scope: Scope) -> tuple[SharedMemory, ProcessId, in
     try:
         buf = seg.buf
         magic, _ = _LCTRL.unpack_from(buf, 0)
+        if magic == 0:  # its creator is still writing the header: not listening yet
+            raise NotFound(f"shm://{name}: the listener is still being set up")
         if magic != LISTEN_MAGIC:
             raise ProtocolError(f"shm://{name}: the listener segment is corrupted")
         owner = _read_ident(buf, OFF_LOWNER)

@@ -15,9 +15,11 @@ import ssl as _ssl
 from typing import Any
 
 from .. import _contract
+from .._accept import MAX_PENDING
 from .._deadline import deadline_of, now
 from .._errors import ChannelClosed, HandleClosed, ProtocolError, Timeout
 from .._framing import DEFAULT_MAX_MESSAGE
+from .._lifecycle import log
 from .._platform import peer_credentials
 from .._setup import ClientSetup, ServerSetup
 from .._stream._aio import AsyncChannel, client_handshake, open_stream, server_handshake
@@ -86,17 +88,19 @@ async def finish_connect(sock: socket.socket, setup: ClientSetup, deadline: floa
 
 
 async def connect_unix(path: str, *, timeout: float | None = None, authkey: bytes | None = None,
-                       codec: Any = "json", max_message_size: int = DEFAULT_MAX_MESSAGE) -> AsyncChannel:
+                       codec: Any = "json", max_message_size: int = DEFAULT_MAX_MESSAGE,
+                       server_uid: int | None = None) -> AsyncChannel:
     what = f"unix://{path}"
     deadline = deadline_of(timeout)
+    setup = ClientSetup("socket", what, authkey=authkey, server_uid=server_uid)  # checks server_uid first
     sock = await connect_unix_socket(path, deadline, timeout is not None, what)
     try:
         creds = peer_credentials(sock)
+        setup.check_peer(creds)
     except BaseException:
         sock.close()
         raise
-    return await finish_connect(sock, ClientSetup("socket", what, authkey=authkey), deadline, creds=creds,
-                         codec=codec, max_message_size=max_message_size)
+    return await finish_connect(sock, setup, deadline, creds=creds, codec=codec, max_message_size=max_message_size)
 
 
 async def connect_tcp(host: str, port: int, *, timeout: float | None = None, authkey: bytes | None = None,
@@ -116,14 +120,29 @@ async def connect_tcp(host: str, port: int, *, timeout: float | None = None, aut
                          server_hostname=server_hostname or host)
 
 
+class _HandshakeTimeout(ProtocolError):
+    """A client that did not finish its handshake in time (dropped, not raised)."""
+
+
 class StreamAsyncListener(_contract.AsyncListener):
     """``await accept(timeout=)``, ``address``, ``close()`` over a blocking
     listener's socket (a ``SocketListener``; ``PipeServer`` in the subclass of
-    :mod:`interproc._pipes._aio`)."""
+    :mod:`interproc._pipes._aio`).
+
+    Handshakes run as tasks side by side (as in the blocking
+    :class:`~interproc._accept.HandshakePool`): a silent or trickling client
+    holds only its own task until its deadline, and ``accept()`` takes
+    whichever handshake finishes first.
+    """
+
+    #: A pipe server's free instances (a client is greeted only with one); None: no limit.
+    _slots: asyncio.Semaphore | None = None
 
     def __init__(self, sync_listener: Any) -> None:
         self._sync = sync_listener
         self.address = sync_listener.address
+        self._acceptor: asyncio.Task | None = None
+        self._ready: asyncio.Queue | None = None
 
     def __repr__(self) -> str:
         return f"<AsyncListener {self.address}{' closed' if self.closed else ''}>"
@@ -142,16 +161,79 @@ class StreamAsyncListener(_contract.AsyncListener):
             raise Timeout(f"accept on {self.address} timed out") from None
 
     async def _accept(self) -> AsyncChannel:
-        loop = asyncio.get_running_loop()
+        if self._acceptor is None or self._acceptor.done():
+            self._ready = asyncio.Queue()
+            self._acceptor = asyncio.get_running_loop().create_task(self._accept_loop(self._ready))
+        ready = self._ready
         while True:
-            lsock = self._sync.listening_socket
-            if lsock is None:
+            if self._sync.listening_socket is None:
                 raise HandleClosed(f"accept on listener {self.address} after its close()")
-            conn, peer = await loop.sock_accept(lsock)
+            got_task = asyncio.ensure_future(ready.get())
             try:
-                return await self._setup(conn, peer)
-            except ChannelClosed:
-                continue  # the client left before its handshake: wait for the next
+                done, _ = await asyncio.wait({got_task, self._acceptor}, return_when=asyncio.FIRST_COMPLETED)
+            except BaseException:  # timed out or cancelled: leave a finished handshake for the next call
+                if got_task.done() and not got_task.cancelled():
+                    ready.put_nowait(got_task.result())
+                got_task.cancel()
+                raise
+            if got_task not in done:
+                got_task.cancel()
+                exc = self._acceptor.exception()
+                raise exc if exc is not None else HandleClosed(f"accept on listener {self.address} after its close()")
+            result = got_task.result()
+            if isinstance(result, BaseException):
+                raise result
+            return result
+
+    async def _accept_loop(self, ready: asyncio.Queue) -> None:
+        loop = asyncio.get_running_loop()
+        tasks: set[asyncio.Task] = set()
+        try:
+            while True:
+                if self._slots is not None:
+                    await self._slots.acquire()  # a pipe client is greeted only with a free instance
+                while len(tasks) >= MAX_PENDING:
+                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                lsock = self._sync.listening_socket
+                if lsock is None:
+                    return
+                try:
+                    conn, peer = await loop.sock_accept(lsock)
+                except BaseException:
+                    self._give_back()
+                    raise
+                task = loop.create_task(self._one(conn, peer, ready))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _one(self, conn: socket.socket, peer: Any, ready: asyncio.Queue) -> None:
+        try:
+            ch = await self._setup(conn, peer)
+        except ChannelClosed as exc:
+            self._give_back()
+            log.debug("%s: a client left before its handshake: %s", self.address, exc)
+            return
+        except _HandshakeTimeout as exc:
+            self._give_back()
+            log.warning("%s: dropped a connection from %s: %s", self.address, peer or "a local peer", exc)
+            return
+        except Exception as exc:
+            self._give_back()
+            log.warning("%s: handshake failed (client %s), connection refused: %s", self.address,
+                        peer or "a local peer", exc)
+            ready.put_nowait(exc)
+            return
+        if self._sync.listening_socket is None:
+            ch.close()
+            return
+        ready.put_nowait(ch)
+
+    def _give_back(self) -> None:
+        if self._slots is not None:
+            self._slots.release()
 
     def _server_setup(self, conn: socket.socket) -> tuple[ServerSetup, Any, Any]:
         """The setup for ``conn``, its peer credentials and TLS context."""
@@ -161,7 +243,7 @@ class StreamAsyncListener(_contract.AsyncListener):
             tcp_options(conn)
         return server_setup(sync), creds, sync.ssl
 
-    async def _setup(self, conn: socket.socket, peer: Any, on_close: Any = None) -> AsyncChannel:
+    async def _setup(self, conn: socket.socket, peer: Any) -> AsyncChannel:
         sync = self._sync
         deadline = now() + sync.handshake_timeout
         try:
@@ -169,22 +251,42 @@ class StreamAsyncListener(_contract.AsyncListener):
         except BaseException:
             conn.close()
             raise
-        transport, proto = await open_stream(conn, ssl=tls, server_side=True, deadline=deadline)
+        try:
+            transport, proto = await open_stream(conn, ssl=tls, server_side=True, deadline=deadline)
+        except Timeout:
+            raise _HandshakeTimeout(f"{setup.what} did not complete TLS in {sync.handshake_timeout}s") from None
         try:
             try:
                 await server_handshake(transport, proto, setup.handshake, deadline, setup.what)
             except Timeout:
-                raise ProtocolError(f"{setup.what} did not complete the handshake in {sync.handshake_timeout}s") from None
+                raise _HandshakeTimeout(f"{setup.what} did not complete the handshake in "
+                                        f"{sync.handshake_timeout}s") from None
             out = setup.outcome(creds, peer)
             ch = AsyncChannel(transport, proto, name=out.name, framed=out.framed, codec=sync.codec,
-                              max_message_size=sync.max_message_size, trusted=out.trusted, on_close=on_close)
+                              max_message_size=sync.max_message_size, trusted=out.trusted,
+                              on_close=self._give_back if self._slots is not None else None)
         except BaseException:
             transport.close()
             raise
         return out.apply(ch)
 
     def close(self) -> None:
+        if self._acceptor is not None and not self._acceptor.done():
+            self._acceptor.cancel()
+            sock = self._sync.listening_socket
+            if sock is not None:
+                # The cancelled sock_accept unregisters its reader only on the
+                # next loop turn; do it now, before the descriptor is closed
+                # (else a new socket reusing the number meets a stale entry).
+                try:
+                    self._acceptor.get_loop().remove_reader(sock.fileno())
+                except Exception:
+                    pass
         self._sync.close()
+        while self._ready is not None and not self._ready.empty():
+            leftover = self._ready.get_nowait()
+            if isinstance(leftover, AsyncChannel):
+                leftover.close()
 
 
 AsyncListener = StreamAsyncListener  # the old private name, used by other modules

@@ -34,8 +34,8 @@ from .._errors import (
     PermissionDenied,
     map_os_error,
 )
+from .._accept import HandshakePool, PendingHandshake
 from .._framing import DEFAULT_MAX_MESSAGE
-from .._lifecycle import log
 from .._platform import PeerCredentials, peer_credentials
 from .._setup import ClientSetup
 from .._trust import refuse_pickle_early
@@ -44,7 +44,6 @@ from .._stream._channel import (
     StreamChannel,
     deadline_of,
     run_client_handshake,
-    run_server_handshake,
     wait_fd,
 )
 from ._core import (
@@ -92,46 +91,30 @@ def _tls_handshake(sock: _ssl.SSLSocket, deadline: float | None, what: str) -> N
             raise ChannelClosed(f"TLS handshake with {what}: {exc}") from exc
 
 
-def accept_with(get_sock: Any, setup: Any, deadline: float | None, what: str) -> Any:
-    """Accept connections on ``get_sock()`` until ``setup(conn, peer)`` gives a channel.
-
-    A client that went away before its handshake (``ChannelClosed`` from
-    ``setup``) is skipped silently; any other error of ``setup`` propagates,
-    and the listener stays usable for the next call.
-    """
-    while True:
-        sock = get_sock()
-        if sock is None:
-            raise HandleClosed(f"accept on {what} after its close()")
-        try:
-            conn, peer = sock.accept()
-        except (BlockingIOError, InterruptedError):
-            wait_fd(sock.fileno(), select.POLLIN, deadline, f"accept on {what}")
-            continue
-        except OSError as exc:
-            if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
-                continue
-            raise map_os_error(exc, f"accept on {what}") from exc
-        try:
-            ch = setup(conn, peer)
-        except ChannelClosed:
-            log.debug("%s: a client left before its handshake", what)
-            continue
-        log.debug("%s: accepted %s", what, getattr(ch, "name", peer))
-        return ch
-
-
 class ListeningSocket(Listener):
     """What a listener on a listening socket has (``SocketListener``,
-    ``PipeServer``): ``fileno()``, ``listening_socket``, the ResourceWarning."""
+    ``PipeServer``): ``fileno()`` and ``wake_after()`` of its handshake pool
+    (:mod:`interproc._accept`), ``listening_socket``, the ResourceWarning."""
 
     _sock: socket.socket | None
+    _pool: HandshakePool
+    #: None, or a callable saying whether a new client may be taken now
+    #: (a pipe's free instance); the pool leaves the backlog alone otherwise.
+    _may_accept: Any = None
     label = "listener"
 
     def fileno(self) -> int:
+        """The handshake pool's epoll descriptor: readable when ``accept()``
+        can make progress (a new client, or a handshake in progress)."""
         if self._sock is None:
             raise HandleClosed(f"{self.label} was used after its close()")
-        return self._sock.fileno()
+        return self._pool.fileno(self._sock, self._may_accept)
+
+    def wake_after(self) -> float | None:
+        """Seconds until ``accept()`` has work though ``fileno()`` stays quiet
+        (a pending handshake's deadline, or room freed while a pipe's
+        instances were all taken); None: only when it fires."""
+        return self._pool.wake_after(self._may_accept)
 
     @property
     def listening_socket(self) -> socket.socket | None:
@@ -171,6 +154,8 @@ class SocketListener(ListeningSocket):
         self._path = path
         self._path_ino = os.stat(path).st_ino if path else None
         self.label = f"listener {address}"
+        self._pid = os.getpid()  # only this process removes the name
+        self._pool = HandshakePool(f"listener {address}", self._start, self._finish)
         get_codec(codec)  # unknown codec names fail here, not at the first accept
 
     def __repr__(self) -> str:
@@ -179,37 +164,46 @@ class SocketListener(ListeningSocket):
     def accept(self, *, timeout: float | None = None) -> SocketChannel:
         """Wait for the next client and return its channel.
 
-        A client that speaks garbage or fails the authkey raises
-        ``ProtocolError`` / ``PermissionDenied`` here; the listener stays
-        open, so the caller just calls ``accept()`` again.
+        Handshakes run side by side (:class:`~interproc._accept.HandshakePool`):
+        a client that stays silent or trickles its hello does not delay the
+        others; it is dropped (and logged on the ``interproc`` logger) after
+        ``handshake_timeout``.  A client that speaks garbage or fails the
+        authkey raises ``ProtocolError`` / ``PermissionDenied`` here; the
+        listener stays open, so the caller just calls ``accept()`` again.
         """
-        return accept_with(lambda: self._sock, self._setup, deadline_of(timeout), f"listener {self.address}")
+        return self._pool.accept(lambda: self._sock, deadline_of(timeout))
 
-    def _setup(self, conn: socket.socket, peer: Any) -> SocketChannel:
+    def _start(self, conn: socket.socket, peer: Any) -> PendingHandshake:
         setup = server_setup(self)
-        what = setup.what
-        hs_deadline = deadline_of(self.handshake_timeout)
+        what = f"client {peer or 'pid ?'} of {self.address}"
         try:
             conn.setblocking(False)
             creds = None
             if self.family == socket.AF_UNIX:
                 creds = peer_credentials(conn)
+                what = f"client pid {creds.pid} of {self.address}"
             else:
                 _tcp_options(conn)
             if self.ssl is not None:
                 conn = self.ssl.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
-                _tls_handshake(conn, hs_deadline, what)
             io = SockIO(conn)
-            decoder = run_server_handshake(io, setup.handshake, self.handshake_timeout, what)
+        except OSError as exc:
+            conn.close()
+            raise ChannelClosed(f"{what}: {exc}") from None
         except BaseException:
             conn.close()
             raise
+        return PendingHandshake(io, setup.handshake, time.monotonic() + self.handshake_timeout, what,
+                                tls=self.ssl is not None, info=(setup, creds, peer))
+
+    def _finish(self, p: PendingHandshake) -> SocketChannel:
+        setup, creds, peer = p.info
         out = setup.outcome(creds, peer)
         try:
-            ch = SocketChannel(io, name=out.name, codec=self.codec, max_message_size=self.max_message_size,
-                               trusted=out.trusted, decoder=decoder)
+            ch = SocketChannel(p.io, name=out.name, codec=self.codec, max_message_size=self.max_message_size,
+                               trusted=out.trusted, decoder=p.decoder)
         except BaseException:
-            io.close()
+            p.io.close()
             raise
         return out.apply(ch)
 
@@ -218,7 +212,8 @@ class SocketListener(ListeningSocket):
         if sock is None:
             return
         sock.close()
-        if self._path:
+        self._pool.close()
+        if self._path and os.getpid() == self._pid:
             try:  # remove the socket file only if it is still ours
                 if os.stat(self._path).st_ino == self._path_ino:
                     os.unlink(self._path)
@@ -325,19 +320,22 @@ def finish_connect(sock: Any, setup: ClientSetup, deadline: float | None, *, cls
 
 
 def connect_unix(path: str, *, timeout: float | None = None, authkey: bytes | None = None, codec: Any = "json",
-                 max_message_size: int = DEFAULT_MAX_MESSAGE) -> SocketChannel:
+                 max_message_size: int = DEFAULT_MAX_MESSAGE, server_uid: int | None = None) -> SocketChannel:
     """Connect to a framed AF_UNIX listener.  ``NotFound`` at once if nobody
-    listens, unless ``timeout=`` is given (then wait that long for one)."""
+    listens, unless ``timeout=`` is given (then wait that long for one).
+    ``server_uid=`` requires the listening process to run as that uid
+    (SO_PEERCRED), checked before a byte is exchanged."""
     deadline = deadline_of(timeout)
     what = f"unix://{path}"
+    setup = ClientSetup("socket", what, authkey=authkey, server_uid=server_uid)  # checks server_uid first
     sock = connect_unix_socket(path, deadline, timeout is not None, what)
     try:
         creds = peer_credentials(sock)
+        setup.check_peer(creds)
     except BaseException:
         sock.close()
         raise
-    return finish_connect(sock, ClientSetup("socket", what, authkey=authkey), deadline, creds=creds, codec=codec,
-                          max_message_size=max_message_size)
+    return finish_connect(sock, setup, deadline, creds=creds, codec=codec, max_message_size=max_message_size)
 
 
 # -- TCP --------------------------------------------------------------------------

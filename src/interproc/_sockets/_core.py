@@ -27,10 +27,13 @@ HANDSHAKE_TIMEOUT = 10.0
 RETRY_SLICE = 0.05  # how often connect(timeout=) looks again for a listener
 
 _CONVERTERS = {"max_message_size": int, "backlog": int, "handshake_timeout": float, "codec": str,
-               "server_hostname": str, "insecure": lambda v: v.lower() in ("1", "true", "yes")}
+               "server_hostname": str, "server_uid": int,
+               "insecure": lambda v: v.lower() in ("1", "true", "yes")}
 #: Listener options a connect() accepts in an address and ignores (one
 #: address string serves both ends).
 SERVER_ONLY = ("backlog", "handshake_timeout", "insecure")
+#: Client options a listen() accepts in an address and ignores.
+CLIENT_ONLY = ("server_hostname", "server_uid")
 
 
 def is_loopback(host: str) -> bool:
@@ -138,12 +141,16 @@ def tcp_refused(err: int, waiting: bool, deadline: float | None, what: str) -> f
 # -- addresses --------------------------------------------------------------------
 
 def connect_options(addr: Any, kw: dict) -> dict:
-    """The keyword arguments of a connect: the address's query and ``kw``, listener-only options dropped."""
+    """The keyword arguments of a connect: the address's query and ``kw``, listener-only options dropped.
+    ``server_uid=`` (SO_PEERCRED) only means something for ``unix://``: on ``tcp://`` it is a ``ValueError``."""
     unix = ("server_hostname",) if addr.scheme == "unix" else ()
-    return query_options(addr, kw, _CONVERTERS, drop=SERVER_ONLY + unix)
+    opts = query_options(addr, kw, _CONVERTERS, drop=SERVER_ONLY + unix)
+    if addr.scheme != "unix" and opts.pop("server_uid", None) is not None:
+        raise ValueError("server_uid= applies to unix:// and pipe:// addresses (SO_PEERCRED), not to tcp://")
+    return opts
 
 
 def listen_options(addr: Any, kw: dict) -> dict:
     """The keyword arguments of a listen: the address's query and ``kw``, connect-only options dropped."""
     unix = ("insecure",) if addr.scheme == "unix" else ()
-    return query_options(addr, kw, _CONVERTERS, drop=("server_hostname",) + unix)
+    return query_options(addr, kw, _CONVERTERS, drop=CLIENT_ONLY + unix)

@@ -19,11 +19,17 @@ from .. import _contract
 from .._codec import Codec, get_codec
 from .._deadline import deadline_of, now as _now
 from .._errors import ChannelClosed, HandleClosed, PermissionDenied, ProtocolError, Timeout
-from .._framing import DEFAULT_MAX_MESSAGE, FrameDecoder, encode
+from .._framing import DEFAULT_MAX_MESSAGE, HEADER, FrameDecoder, encode
 from .._handshake import MAX_HANDSHAKE_FRAME
 
 _HIGH_FRAMES = 256  # stop reading from the OS when this many frames wait unread
 _LOW_FRAMES = 32
+# ... or when whole frames waiting unread hold this many bytes: a peer that
+# sends faster than the application reads is held back by the kernel's
+# buffers (TCP/AF_UNIX flow control), not by our memory.  Never while no
+# whole frame waits: a message bigger than this must still come in.
+_HIGH_BYTES = 4 * 1024 * 1024
+_LOW_BYTES = 1024 * 1024
 
 
 class StreamProtocol(asyncio.BufferedProtocol):
@@ -39,6 +45,7 @@ class StreamProtocol(asyncio.BufferedProtocol):
         self._waiter: asyncio.Future | None = None
         self._paused_reading = False
         self._write_ready: asyncio.Future | None = None
+        self._held = 0  # bytes received and not yet taken by recv() (whole frames and the partial one)
 
     # -- asyncio callbacks --------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -50,7 +57,9 @@ class StreamProtocol(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         if self.framed:
             self.decoder.buffer_updated(nbytes)
-            if self.decoder.pending >= _HIGH_FRAMES and not self._paused_reading:
+            self._held += nbytes
+            pending = self.decoder.pending
+            if pending and (pending >= _HIGH_FRAMES or self._held >= _HIGH_BYTES) and not self._paused_reading:
                 self._pause_reading(True)
         else:
             self.raw += self._scratch[:nbytes]
@@ -59,6 +68,10 @@ class StreamProtocol(asyncio.BufferedProtocol):
     def data_received(self, data: bytes) -> None:  # pipe transports hand over bytes
         if self.framed:
             self.decoder.feed(data)
+            self._held += len(data)
+            pending = self.decoder.pending
+            if pending and (pending >= _HIGH_FRAMES or self._held >= _HIGH_BYTES) and not self._paused_reading:
+                self._pause_reading(True)
         else:
             self.raw += data
         self._wake()
@@ -114,8 +127,12 @@ class StreamProtocol(asyncio.BufferedProtocol):
 
     def next_frame(self) -> bytes | None:
         frame = self.decoder.next_frame()
-        if self._paused_reading and self.decoder.pending <= _LOW_FRAMES:
-            self._pause_reading(False)
+        if frame is not None:
+            self._held = max(0, self._held - len(frame) - HEADER.size)
+        if self._paused_reading:
+            pending = self.decoder.pending
+            if not pending or (pending <= _LOW_FRAMES and self._held <= _LOW_BYTES):
+                self._pause_reading(False)
         return frame
 
     async def drained(self) -> None:

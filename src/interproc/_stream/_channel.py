@@ -21,6 +21,7 @@ import socket
 import ssl
 import threading
 import time
+import weakref
 from termios import FIONREAD
 from typing import Any
 
@@ -109,6 +110,7 @@ class SockIO:
         sock.setblocking(not self.tls)
         self.sock = sock
         self.rfd = self.wfd = sock.fileno()
+        self._pid = os.getpid()  # a forked child's copy must not shut the connection down
 
     def recv_into(self, buf: memoryview, block: bool = False) -> int:
         if self.sock is None:  # closed by another thread while this one waited
@@ -145,11 +147,14 @@ class SockIO:
         if self.sock is not None:
             sock, self.sock = self.sock, None
             self.rfd = self.wfd = -1
-            try:
-                # shutdown wakes a thread blocked in recv on this socket; close alone does not.
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+            if os.getpid() == self._pid:
+                try:
+                    # shutdown wakes a thread blocked in recv on this socket; close
+                    # alone does not.  Only the owner: shutdown acts on the shared
+                    # connection, so a forked child's would cut off its parent.
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
             try:
                 sock.close()
             except OSError:
@@ -335,6 +340,11 @@ class StreamEnd:
         if not framed:
             self._fast_recv = None
         self._on_close = on_close
+        # One lock per direction: several threads may send (or receive) on one
+        # channel, each message going out (coming in) whole.
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        _LIVE.add(self)
         super().__init__(codec=codec)
 
     def _resources(self) -> Any:
@@ -385,26 +395,39 @@ class StreamEnd:
 
 
 class StreamSender(SendChannelBase):
-    """Sending on a byte stream (mixed with :class:`StreamEnd`)."""
+    """Sending on a byte stream (mixed with :class:`StreamEnd`).
+
+    Thread safety: one lock per direction (``_send_lock``, made by
+    :class:`StreamEnd`), so several threads may send on one channel and each
+    message goes out whole; uncontended it costs one acquire and release.
+    """
 
     # -- messages --------------------------------------------------------
     def _send_bytes(self, data: Any, timeout: float | None) -> None:
-        if not self.framed:
-            self.write(data, timeout=timeout)
-            return
-        if timeout is None and type(data) is bytes and len(data) <= _SMALL <= self.max_message_size \
-                and self._fast_send is not None:
-            # Fast path for the common small message: one join, one system call.
-            frame = _pack(len(data)) + data
-            try:
-                n = self._fast_send(frame)
-            except OSError:
-                n = 0  # write_all below retries and reports the error properly
-            if n != len(frame):  # a signal can cut a blocking write short
-                write_all(self._io, [memoryview(frame)[n:]], None, f"send on {self.name}", self._cut)
-            return
-        write_message(self._io, encode(data, self.max_message_size), deadline_of(timeout), f"send on {self.name}",
-                      self._cut)
+        lock = self._send_lock
+        if not lock.acquire(False):
+            timeout = _wait_lock(lock, timeout, f"send on {self.name}")
+        try:
+            if not self.framed:
+                view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
+                if len(view):  # (self.write would take this lock again)
+                    write_all(self._io, [view], deadline_of(timeout), f"write on {self.name}")
+                return
+            if timeout is None and type(data) is bytes and len(data) <= _SMALL <= self.max_message_size \
+                    and self._fast_send is not None:
+                # Fast path for the common small message: one join, one system call.
+                frame = _pack(len(data)) + data
+                try:
+                    n = self._fast_send(frame)
+                except OSError:
+                    n = 0  # write_all below retries and reports the error properly
+                if n != len(frame):  # a signal can cut a blocking write short
+                    write_all(self._io, [memoryview(frame)[n:]], None, f"send on {self.name}", self._cut)
+                return
+            write_message(self._io, encode(data, self.max_message_size), deadline_of(timeout),
+                          f"send on {self.name}", self._cut)
+        finally:
+            lock.release()
 
     def _cut(self) -> None:
         self._abort("a send timed out in the middle of a message")
@@ -420,15 +443,34 @@ class StreamSender(SendChannelBase):
         view = memoryview(data).cast("B") if not isinstance(data, bytes) else data
         if not len(view):
             return 0  # nothing to write wakes no reader (Win32 WriteFile of 0 bytes on a byte pipe)
-        return write_all(self._io, [view], deadline_of(timeout), f"write on {self.name}")
+        lock = self._send_lock
+        if not lock.acquire(False):
+            timeout = _wait_lock(lock, timeout, f"write on {self.name}")
+        try:
+            return write_all(self._io, [view], deadline_of(timeout), f"write on {self.name}")
+        finally:
+            lock.release()
 
 
 class StreamReceiver(ReceiveChannelBase):
-    """Receiving on a byte stream (mixed with :class:`StreamEnd`)."""
+    """Receiving on a byte stream (mixed with :class:`StreamEnd`); one lock
+    for the receive direction, as :class:`StreamSender` has for sending."""
 
     def _recv_bytes(self, timeout: float | None) -> bytes:
+        lock = self._recv_lock
+        if not lock.acquire(False):
+            timeout = _wait_lock(lock, timeout, f"recv on {self.name}")
+            if self._closed:
+                lock.release()
+                raise self._handle_closed("recv")
+        try:
+            return self._recv_locked(timeout)
+        finally:
+            lock.release()
+
+    def _recv_locked(self, timeout: float | None) -> bytes:
         if not self.framed:
-            data = self.read(_CHUNK, timeout=timeout)
+            data = self._read_locked(_CHUNK, timeout)
             if not data:
                 raise ChannelClosed(f"{self.name}: the peer closed the stream")
             return data
@@ -479,6 +521,15 @@ class StreamReceiver(ReceiveChannelBase):
         """Up to ``n`` bytes of the raw stream (``b""`` at end of stream)."""
         if self._closed:
             raise self._handle_closed("read")
+        lock = self._recv_lock
+        if not lock.acquire(False):
+            timeout = _wait_lock(lock, timeout, f"read on {self.name}")
+        try:
+            return self._read_locked(n, timeout)
+        finally:
+            lock.release()
+
+    def _read_locked(self, n: int, timeout: float | None) -> bytes:
         if n < 0:
             n = _CHUNK
         if self.framed and not self._raw:
@@ -501,43 +552,34 @@ class StreamChannel(StreamEnd, StreamSender, StreamReceiver, Channel):
     """A Channel over a byte stream, framed (message mode) or raw (byte mode)."""
 
 
+# A thread of the parent that was inside send/recv when another thread forked
+# does not exist in the child, but its lock would stay taken there forever:
+# the child gets fresh locks (os.register_at_fork) for every live channel.
+_LIVE: weakref.WeakSet = weakref.WeakSet()
+
+
+def _fresh_locks_after_fork() -> None:
+    for end in list(_LIVE):
+        end._send_lock, end._recv_lock = threading.Lock(), threading.Lock()
+
+
+os.register_at_fork(after_in_child=_fresh_locks_after_fork)
+
+
+def _wait_lock(lock: Any, timeout: float | None, what: str) -> float | None:
+    """Wait for another thread's call in the same direction; returns the time left."""
+    if timeout is None:
+        lock.acquire()
+        return None
+    start = time.monotonic()
+    if not lock.acquire(timeout=max(0.0, timeout)):
+        raise Timeout(f"{what} timed out waiting for another thread's call to finish")
+    return max(0.0, timeout - (time.monotonic() - start))
+
+
 def _handshake_decoder() -> FrameDecoder:
     decoder = FrameDecoder()
     decoder.hold(MAX_HANDSHAKE_FRAME)
-    return decoder
-
-
-def run_server_handshake(io: Any, hs: Any, handshake_timeout: float, what: str) -> FrameDecoder:
-    """Send the greeting, read the hello (and answer it) on a fresh connection.
-
-    Returns the decoder, which may already hold the client's first messages.
-    A client that does not finish within ``handshake_timeout`` is a stranger:
-    ``ProtocolError``.
-    """
-    decoder = _handshake_decoder()
-    deadline = deadline_of(handshake_timeout)
-    try:
-        write_all(io, encode(hs.greeting()), deadline, what)
-        while not hs.done:
-            frame = _read_frame(io, decoder, deadline, what)
-            try:
-                reply = hs.receive(frame)
-            except Exception:
-                verdict = getattr(hs, "reply", None)
-                if verdict is not None:
-                    try:
-                        write_all(io, encode(verdict), deadline_of(0.5), what)
-                    except Exception:
-                        pass
-                raise
-            if reply is not None:
-                write_all(io, encode(reply), deadline, what)
-    except Timeout:
-        log.warning("%s: handshake not completed within %ss", what, handshake_timeout)
-        raise ProtocolError(f"{what} did not complete the interproc handshake within {handshake_timeout}s") from None
-    except (ProtocolError, PermissionError) as exc:
-        log.warning("%s: handshake failed: %s", what, exc)
-        raise
     return decoder
 
 
