@@ -91,7 +91,10 @@ class Endpoint:
         # the reader from handling replies, or two busy peers could deadlock.
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
-        self._cond = threading.Condition(threading.Lock())
+        # The condition's own lock, taken directly (``with self._held``) where no
+        # wait or notify follows: a C-level lock costs less than Condition.__enter__.
+        self._held = threading.Lock()
+        self._cond = threading.Condition(self._held)
         self._owner: int | None = None
         self._idle = 0  # serving threads waiting for the reader role
         self._sleepers = 0  # threads in cond.wait (idle ones and callers waiting for replies)
@@ -124,7 +127,37 @@ class Endpoint:
 
     def call(self, method: str, args: Any = (), kwargs: dict[str, Any] | None = None,
              timeout: float | None = _UNSET) -> Any:
-        return self.submit(method, args, kwargs).result(timeout)
+        if timeout is _UNSET:
+            timeout = self.timeout
+        # The fast path, for a caller alone on the connection: take the reader
+        # role before sending, then read our own reply on this thread (no
+        # wake-up of another thread, no condition wait).  A nested call (a
+        # callback calling back: we already read) or a busy connection takes
+        # the general path.
+        me = _get_ident()
+        with self._held:
+            fast = self._owner is None and self._closed is None
+            if fast:
+                self._owner = me
+        if not fast:
+            return self.submit(method, args, kwargs).result(timeout)
+        try:
+            with self._lock:
+                rid, data = self.proto.request(method, args, kwargs)
+                fut = self._waiting[rid] = Pending(self, rid, method)
+            self._send(data)
+            deadline = None if timeout is None else _monotonic() + timeout
+            while not fut._done and self._owner == me:
+                if not self._read_some(fut, deadline, timeout):
+                    break
+        finally:
+            self._release_reader(me)
+        if not fut._done:  # the role went to a thread that runs calls: wait like anyone else
+            left = None if deadline is None else max(0.0, deadline - _monotonic())
+            self._wait(fut, left)
+        if fut._error is not None:
+            raise fut._error
+        return fut._value
 
     def notify(self, method: str, args: Any = (), kwargs: dict[str, Any] | None = None) -> None:
         with self._lock:
@@ -223,7 +256,7 @@ class Endpoint:
         return True
 
     def _release_reader(self, me: int) -> None:
-        with self._cond:
+        with self._held:
             if self._owner == me:
                 self._owner = None
                 if self._sleepers:
@@ -252,15 +285,18 @@ class Endpoint:
         with self._lock:
             events = self.proto.receive(data)
         first = events[0] if len(events) == 1 else None
-        if type(first) is Result:  # the common case: one reply
-            fut = self._waiting.pop(first.id, None)
+        kind = type(first)
+        if kind is Result:  # the common case: one reply
+            fut = self._waiting.pop(first.id, None)  # type: ignore[union-attr]
             if fut is not None and not fut._done:
-                fut._value = first.value
+                fut._value = first.value  # type: ignore[union-attr]
                 fut._done = True
             if self._sleepers:
                 with self._cond:
                     self._cond.notify_all()
             return True
+        if kind is Call and self.workers:  # the common case on the answering side: one call
+            return self._run_inline(first)  # type: ignore[arg-type]
         calls: list[Call] = []
         for ev in events:
             if type(ev) is Result:
@@ -285,18 +321,24 @@ class Endpoint:
             for call in calls:
                 self._run(call)
             return True
-        # Run the calls right here, still holding the reader role: no thread
-        # hand-off for the common quick call.  If they last longer than a tick
-        # of the promoter (about a millisecond), it passes the role on.
+        return self._run_inline(*calls)
+
+    def _run_inline(self, *calls: Call) -> bool:
+        """Run calls right here, still holding the reader role: no thread hand-off
+        for the common quick call.  If they last longer than a tick of the promoter
+        (about a millisecond), it passes the role on; False then."""
         me = _get_ident()
-        self._inline_tick = _PROMOTER.tick
-        _PROMOTER.watch(self)
+        promoter = _PROMOTER
+        self._inline_tick = promoter.tick
+        promoter.busy.add(self)
+        if promoter.sleeping:  # read after the add: the promoter sets it, then looks at busy
+            promoter.watch(self)
         try:
             for call in calls:
                 self._run(call)
         finally:
-            with self._cond:
-                _PROMOTER.busy.discard(self)
+            with self._held:
+                promoter.busy.discard(self)
                 still = self._owner == me
         return still
 
