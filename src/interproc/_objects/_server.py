@@ -18,7 +18,8 @@ import time
 from typing import Any, Iterable
 
 from .._address import listen as _listen
-from .._errors import ChannelClosed, HandleClosed, InterprocError, ProtocolError, Timeout
+from .._errors import ChannelClosed, HandleClosed, ProtocolError
+from .._serve import Server as _ServeLoop, serve as _serve
 from .._platform import current_process
 from ._core import ClassInfo, Exports, Session, not_found
 from ._listing import record_path, write_record
@@ -62,6 +63,7 @@ class Server:
         self._listener: Any = _listen(address, **options)
         self.address: str = self._listener.address
         self._threads: list[threading.Thread] = []
+        self._server: _ServeLoop | None = None
         self._stop = threading.Event()
         self._dirty = threading.Event()
         self._closed = False
@@ -115,46 +117,34 @@ class Server:
     # -- serving -------------------------------------------------------------------
     def start(self) -> Server:
         """Serve in background threads; returns the server."""
-        if not self._threads:
-            for target, name in ((self._loop, "accept"), (self._keeper, "lease")):
-                t = threading.Thread(target=target, name=f"interproc-objects-{name}", daemon=True)
-                t.start()
-                self._threads.append(t)
+        with self._lock:
+            if self._server is not None or self._closed:
+                return self
+            # The one accept loop of interproc (a thread per connection; close()
+            # wakes it at once); the lease keeper is ours.
+            self._server = _serve(self._listener, self._handle)
+        t = threading.Thread(target=self._keeper, name="interproc-objects-lease", daemon=True)
+        t.start()
+        self._threads.append(t)
         return self
 
     def serve_forever(self) -> None:
         """Serve on this thread until ``close()`` (from another thread) or Ctrl-C."""
-        keeper = threading.Thread(target=self._keeper, name="interproc-objects-lease", daemon=True)
-        keeper.start()
-        self._threads.append(keeper)
+        self.start()
         try:
-            self._loop()
+            if self._server is not None:
+                self._server.serve_forever()  # Ctrl-C closes the accept loop and returns
         finally:
             self.close()
 
-    def _loop(self) -> None:
-        while not self._closed:
-            try:
-                channel = self._listener.accept(timeout=0.2)
-            except Timeout:
-                continue
-            except (HandleClosed, ChannelClosed):
+    def _handle(self, channel: Any) -> None:
+        session = Session(channel, self.exports, workers=self.workers, factory=self._create,
+                          hello=self._hello, classes=self.classes, tracebacks=self.tracebacks)
+        with self._lock:
+            if self._closed:
+                session.ep.close()
                 return
-            except (InterprocError, OSError):
-                if self._closed:
-                    return
-                continue  # one peer's failed handshake: go on accepting others
-            session = Session(channel, self.exports, workers=self.workers, factory=self._create,
-                              hello=self._hello, classes=self.classes, tracebacks=self.tracebacks)
-            with self._lock:
-                if self._closed:
-                    session.ep.close()
-                    return
-                self._sessions.add(session)
-            threading.Thread(target=self._serve, args=(session,), name="interproc-objects-conn",
-                             daemon=True).start()
-
-    def _serve(self, session: Session) -> None:
+            self._sessions.add(session)
         try:
             session.ep.serve()
         except (ChannelClosed, HandleClosed, ProtocolError, OSError):
@@ -204,9 +194,11 @@ class Server:
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(5)
-        self._listener.close()
         for s in sessions:
             s.closed_by_peer()
+        if self._server is not None:
+            self._server.close(timeout=1.0)
+        self._listener.close()
         _unlink(self._record)
 
     def __enter__(self) -> Server:
