@@ -36,40 +36,37 @@ def _unlink(record: str) -> None:
             pass
 
 
-class Server:
-    """Serve classes by ProgID at ``address`` (``**options``, e.g. ``authkey=``/``ssl=``,
-    go to ``interproc.listen``).
+class Registry:
+    """What the blocking and the asyncio object servers share: ProgIDs, exports,
+    lease terms and the ``interproc ls`` record (no I/O of its own)."""
 
-    ``ping_interval`` (seconds) and ``missed_pings``: a client that sends nothing for
-    ``ping_interval * missed_pings`` seconds loses its objects.  ``workers`` bounds
-    the threads per connection that run overlapping calls; ``tracebacks=False`` keeps the
-    server's traceback text out of error answers (type and message still go).
-    """
-
-    def __init__(self, address: str, *, ping_interval: float = 120.0, missed_pings: int = 3, workers: int = 16,
-                 tracebacks: bool = True, **options: Any) -> None:
+    def __init__(self, *, ping_interval: float = 120.0, missed_pings: int = 3, tracebacks: bool = True) -> None:
         if not ping_interval > 0:
             raise ValueError(f"ping_interval must be > 0 seconds, not {ping_interval!r}")
         if not isinstance(missed_pings, int) or missed_pings < 1:
             raise ValueError(f"missed_pings must be an int >= 1, not {missed_pings!r}")
         self.ping_interval = float(ping_interval)
         self.missed_pings = missed_pings
-        self.workers = workers
         self.tracebacks = tracebacks
         self._classes: dict[str, type] = {}
         self._lock = threading.Lock()
-        self._sessions: set[Session] = set()
+        self._sessions: set[Any] = set()
         self.exports = Exports(on_change=self._changed)
-        self._listener: Any = _listen(address, **options)
-        self.address: str = self._listener.address
-        self._threads: list[threading.Thread] = []
-        self._server: _ServeLoop | None = None
-        self._stop = threading.Event()
         self._dirty = threading.Event()
         self._closed = False
+        self.address: str = ""
         self._record = record_path(f"{os.getpid()}.{next(_numbers)}")
+
+    def _start_record(self) -> None:
         self._write_record()
         atexit.register(_unlink, self._record)  # a process that exits without close()
+
+    def _expired(self) -> list[Any]:
+        """Sessions whose lease ran out (silent for ping_interval * missed_pings)."""
+        lease = self.ping_interval * self.missed_pings
+        now = time.monotonic()
+        with self._lock:
+            return [s for s in self._sessions if now - s.last_seen > lease]
 
     # -- classes -----------------------------------------------------------------
     def register(self, progid: str, cls: type, *, interfaces: Iterable[Any] = ()) -> None:
@@ -114,6 +111,43 @@ class Server:
     def _hello(self) -> dict[str, Any]:
         return {"ping_interval": self.ping_interval, "missed_pings": self.missed_pings}
 
+    def _changed(self) -> None:
+        self._dirty.set()  # written by the keeper, at most twice a second
+
+    def _write_record(self) -> None:
+        self._dirty.clear()
+        if self._closed:
+            return
+        me = current_process()
+        record = {"address": self.address, "pid": me.pid, "start": me.start,
+                  "classes": {c["progid"]: {"class": c["class"], "live": c["live"]} for c in self.classes()}}
+        try:
+            write_record(self._record, record)
+        except OSError:
+            pass  # listing is a convenience: never let it stop serving
+
+
+class Server(Registry):
+    """Serve classes by ProgID at ``address`` (``**options``, e.g. ``authkey=``/``ssl=``,
+    go to ``interproc.listen``).
+
+    ``ping_interval`` (seconds) and ``missed_pings``: a client that sends nothing for
+    ``ping_interval * missed_pings`` seconds loses its objects.  ``workers`` bounds
+    the threads per connection that run overlapping calls; ``tracebacks=False`` keeps the
+    server's traceback text out of error answers (type and message still go).
+    """
+
+    def __init__(self, address: str, *, ping_interval: float = 120.0, missed_pings: int = 3, workers: int = 16,
+                 tracebacks: bool = True, **options: Any) -> None:
+        super().__init__(ping_interval=ping_interval, missed_pings=missed_pings, tracebacks=tracebacks)
+        self.workers = workers
+        self._listener: Any = _listen(address, **options)
+        self.address = self._listener.address
+        self._threads: list[threading.Thread] = []
+        self._server: _ServeLoop | None = None
+        self._stop = threading.Event()
+        self._start_record()
+
     # -- serving -------------------------------------------------------------------
     def start(self) -> Server:
         """Serve in background threads; returns the server."""
@@ -156,31 +190,12 @@ class Server:
 
     def _keeper(self) -> None:
         """Close connections whose lease ran out; keep the ``interproc ls`` record current."""
-        lease = self.ping_interval * self.missed_pings
         period = min(self.ping_interval / 2, 0.5)
         while not self._stop.wait(period):
-            now = time.monotonic()
-            with self._lock:
-                expired = [s for s in self._sessions if now - s.last_seen > lease]
-            for s in expired:
+            for s in self._expired():
                 s.ep.close()  # its serve thread ends and drops its references
             if self._dirty.is_set():
                 self._write_record()
-
-    def _changed(self) -> None:
-        self._dirty.set()  # written by the keeper, at most twice a second
-
-    def _write_record(self) -> None:
-        self._dirty.clear()
-        if self._closed:
-            return
-        me = current_process()
-        record = {"address": self.address, "pid": me.pid, "start": me.start,
-                  "classes": {c["progid"]: {"class": c["class"], "live": c["live"]} for c in self.classes()}}
-        try:
-            write_record(self._record, record)
-        except OSError:
-            pass  # listing is a convenience: never let it stop serving
 
     # -- ending -------------------------------------------------------------------
     def close(self) -> None:
