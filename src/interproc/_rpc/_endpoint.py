@@ -129,27 +129,48 @@ class Endpoint:
              timeout: float | None = _UNSET) -> Any:
         if timeout is _UNSET:
             timeout = self.timeout
-        # The fast path, for a caller alone on the connection: take the reader
-        # role before sending, then read our own reply on this thread (no
-        # wake-up of another thread, no condition wait).  A nested call (a
-        # callback calling back: we already read) or a busy connection takes
-        # the general path.
+        # The fast path, for a caller alone on the connection: send, then take
+        # the free reader role and read our own reply on this thread (no wake-up
+        # of another thread, no condition wait).  The role is taken only after
+        # the send: a reader blocked on a full channel could deadlock with a
+        # peer blocked sending us its replies.  A nested call (a callback calling
+        # back: we already read) or a busy connection takes the general path.
+        fut = self.submit(method, args, kwargs)
         me = _get_ident()
         with self._held:
-            fast = self._owner is None and self._closed is None
+            fast = self._owner is None and not fut._done
             if fast:
                 self._owner = me
         if not fast:
-            return self.submit(method, args, kwargs).result(timeout)
+            return fut.result(timeout)
         try:
-            with self._lock:
-                rid, data = self.proto.request(method, args, kwargs)
-                fut = self._waiting[rid] = Pending(self, rid, method)
-            self._send(data)
             deadline = None if timeout is None else _monotonic() + timeout
+            proto, lock = self.proto, self._lock
             while not fut._done and self._owner == me:
-                if not self._read_some(fut, deadline, timeout):
-                    break
+                if deadline is None:
+                    left = None
+                else:
+                    left = deadline - _monotonic()
+                    if left <= 0:
+                        self._cancel(fut, Timeout(f"call {method}() timed out after {timeout} s"))
+                        break
+                data = self._recv(left)
+                if data is None:
+                    continue
+                with lock:
+                    got = proto.plain_result(data)
+                if got is None:  # anything else (a call from the peer, an error...): the general way
+                    if not self._handle(data):
+                        break
+                    continue
+                rid, value = got
+                other = self._waiting.pop(rid, None)
+                if other is not None and not other._done:
+                    other._value = value
+                    other._done = True
+                    if other is not fut and self._sleepers:
+                        with self._cond:
+                            self._cond.notify_all()
         finally:
             self._release_reader(me)
         if not fut._done:  # the role went to a thread that runs calls: wait like anyone else
@@ -265,10 +286,15 @@ class Endpoint:
     def _read_one(self, timeout: float | None) -> bool:
         """Receive and handle one message as the reader.  False when the role was taken
         away while calls ran on this thread."""
+        data = self._recv(timeout)
+        return True if data is None else self._handle(data)
+
+    def _recv(self, timeout: float | None) -> bytes | None:
+        """One message as the reader (None: the timeout passed)."""
         try:
-            data = self.channel.recv(timeout=timeout)
+            return self.channel.recv(timeout=timeout)  # type: ignore[no-any-return]
         except Timeout:
-            return True
+            return None
         except (ChannelClosed, HandleClosed, OSError) as exc:
             self._fail_all(exc if isinstance(exc, ChannelClosed) else ChannelClosed(f"{exc}"))
             raise self._closed from None  # type: ignore[misc]
@@ -282,6 +308,9 @@ class Endpoint:
             if self._closed is not None:
                 raise type(self._closed)(str(self._closed)) from exc
             raise
+
+    def _handle(self, data: bytes) -> bool:
+        """Handle one message as the reader (False: the role was taken away meanwhile)."""
         with self._lock:
             events = self.proto.receive(data)
         first = events[0] if len(events) == 1 else None
