@@ -146,7 +146,7 @@ def _available(system: str) -> str | None:
     return None
 
 
-def _start_server(system: str, address: str) -> tuple[subprocess.Popen, str]:
+def _start_server(system: str, address: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, "-c", SERVERS[system], address], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_env())
     import selectors
@@ -163,7 +163,7 @@ def _start_server(system: str, address: str) -> tuple[subprocess.Popen, str]:
     return proc, line
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)  # lets an interproc server remove its names
         try:
@@ -197,10 +197,10 @@ def _measure(system: str, address: str, clients: int, seconds: float, ready_with
                 raise RuntimeError(f"{len(waiting)} of {clients} {system} clients were not ready within {ready_within:.0f} s")
             for key, _ in sel.select(timeout=left):
                 p = key.data
-                line = p.stdout.readline()  # type: ignore[union-attr]
+                line = p.stdout.readline()
                 sel.unregister(p.stdout)
                 if line.strip() != "ready":
-                    raise RuntimeError(f"a {system} client failed: {p.stderr.read().strip()[-300:]}")  # type: ignore[union-attr]
+                    raise RuntimeError(f"a {system} client failed: {p.stderr.read().strip()[-300:]}")
                 waiting.discard(p)
         start_at = time.time() + 0.05
         for p in procs:

@@ -81,10 +81,10 @@ class Server:
             self._listener = _PointToPoint(address, options)
         else:
             self._listener = _listen(address, **options)
-        self.address: str = self._listener.address
+        self.address = self._listener.address
         self._lock = threading.Lock()
-        self._endpoints: set[Endpoint] = set()
-        self._server: _ServeLoop | None = None
+        self._endpoints = set()
+        self._server = None
         self._closed = False
 
     @property
