@@ -105,15 +105,19 @@ class Server:
         return self
 
     def serve_forever(self) -> None:
-        """Serve on this thread until ``close()`` (from another thread) or Ctrl-C."""
+        """Serve on this thread until ``close()`` (from another thread) or Ctrl-C (which
+        closes the server and returns)."""
         if self._nats is not None:
             self._nats.start()
             while not self._closed:
                 time.sleep(0.2)  # the calls run on the service's pool; this thread only waits
             return
         self.start()
-        if self._server is not None:
-            self._server.serve_forever()  # Ctrl-C closes the accept loop and returns
+        try:
+            if self._server is not None:
+                self._server.serve_forever()  # Ctrl-C closes the accept loop and returns
+        finally:
+            self.close()  # every connection too (idempotent after a close() from elsewhere)
 
     def _handle(self, channel: Any) -> None:
         ep = Endpoint(channel, exposed=self.exposed, protocol=Protocol(codecs=self._codecs),
