@@ -312,10 +312,14 @@ def test_a_missing_nats_py_names_the_extra(spawn):
 import sys
 sys.modules["nats"] = None  # as if nats-py were not installed
 from interproc.mailslot import Mailslot
-from interproc import rpc
+from interproc import dde, messages, rpc
 for attempt in (lambda: Mailslot.write("x", b"y", scope="nats://127.0.0.1:4222"),
                 lambda: Mailslot.create("x", scope="nats://127.0.0.1:4222"),
-                lambda: rpc.connect("nats://127.0.0.1:4222/calc")):
+                lambda: rpc.connect("nats://127.0.0.1:4222/calc"),
+                lambda: dde.connect("x", "t", host="nats://127.0.0.1:4222"),
+                lambda: dde.Server("x", host="nats://127.0.0.1:4222"),
+                lambda: messages.send_message("x", 0x401, host="nats://127.0.0.1:4222"),
+                lambda: messages.Window("x", host="nats://127.0.0.1:4222")):
     try:
         attempt()
     except ImportError as exc:
@@ -323,7 +327,7 @@ for attempt in (lambda: Mailslot.write("x", b"y", scope="nats://127.0.0.1:4222")
 """
     out = spawn.run(code)
     lines = [x for x in out.splitlines() if x.startswith("IMPORTERROR")]
-    assert len(lines) == 3 and all("pip install 'interproc[nats]'" in x for x in lines)
+    assert len(lines) == 7 and all("pip install 'interproc[nats]'" in x for x in lines)
 
 
 def test_asyncio_proxy_over_nats(nats_server, spawn):

@@ -97,6 +97,12 @@ def transport(request, name, spawn):
         address = f"unix://{short_tmpdir()}/rpc.sock"
     elif kind in ("tcp-authkey", "tcp-tls"):
         address = "tcp://127.0.0.1:0"
+    elif kind == "nats":  # the same battery through a real nats-server (issue 14)
+        pytest.importorskip("nats")
+        from nats_server import NatsServer
+
+        cable = NatsServer()
+        address = f"{cable.url}/calc-{name}"
     elif kind == "serial":
         from interproc import serial
 
@@ -118,7 +124,17 @@ def transport(request, name, spawn):
         client_opts["ssl"] = ctx
     srv = spawn(SERVER, address, mode, *tls_files)
     served = wait_for_line(srv, "ADDRESS").split()[1]
-    client_address = f"serial://{cable.b}" if cable is not None else served
+    client_address = f"serial://{cable.b}" if cable is not None and kind == "serial" else served
+    if kind == "nats":  # the server subscribes in serve_forever(), just after printing its address
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                rpc.connect(served, timeout=5).close()
+                break
+            except interproc.NotFound:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
     try:
         yield kind, srv, client_address, client_opts, mode, tls_files
     finally:
@@ -135,11 +151,15 @@ def transport(request, name, spawn):
                 if not left or time.monotonic() > deadline:
                     break
                 time.sleep(0.1)  # our own side's handles may still be closing
+        if kind == "nats":
+            from interproc import _nats
+
+            _nats.close_all()
         if cable is not None:
             cable.close()
 
 
-ALL = ["shm", "pipe", "unix", "tcp-authkey", "tcp-tls", "serial"]
+ALL = ["shm", "pipe", "unix", "tcp-authkey", "tcp-tls", "serial", "nats"]
 
 
 @pytest.mark.timeout(300 if STRESS else 90)
@@ -200,7 +220,16 @@ def test_call_battery(transport, spawn):
         assert p.add(3, 4) == 7
 
         # the server dies mid-call: ChannelClosed at once, not a Timeout after 20 s
-        if kind != "serial":  # a serial line has no end of file to see a dead peer by
+        if kind == "nats":  # the broker does not tell a caller its server died: the call runs out
+            pending = p.submit("sleep", 30)  # its time, and then nobody serves the name
+            time.sleep(0.2)
+            os.kill(srv.pid, signal.SIGKILL)
+            with pytest.raises(interproc.Timeout):
+                pending.result(timeout=1)
+            with pytest.raises(interproc.RemoteError) as info:  # the broker's "no responders"
+                p.add(1, 1)
+            assert info.value.remote_type == "NotFound"
+        elif kind != "serial":  # a serial line has no end of file to see a dead peer by
             pending = p.submit("sleep", 30)
             time.sleep(0.2)
             os.kill(srv.pid, signal.SIGKILL)

@@ -137,6 +137,7 @@ class Connection:
         self.nc = nc
         self.what = f"NATS server {redact(server)}"
         self._listeners: list[Any] = []
+        self._reconnect_listeners: list[Any] = []
         # Outgoing messages of blocking writers, in order; one pump task on the loop
         # publishes them (a write costs one wake-up of the loop, and bursts batch up).
         self._out_cond = threading.Condition()
@@ -157,6 +158,20 @@ class Connection:
 
     def disconnected(self) -> None:
         for fn in list(self._listeners):
+            fn()
+
+    def add_reconnect_listener(self, fn: Any) -> None:
+        """``fn()`` runs (on the loop thread) each time the connection is back."""
+        self._reconnect_listeners.append(fn)
+
+    def remove_reconnect_listener(self, fn: Any) -> None:
+        try:
+            self._reconnect_listeners.remove(fn)
+        except ValueError:
+            pass
+
+    def reconnected(self) -> None:
+        for fn in list(self._reconnect_listeners):
             fn()
 
     @property
@@ -302,6 +317,10 @@ def _open(server: str, timeout: float | None, **creds: Any) -> Connection:
         if holder:
             holder[0].disconnected()
 
+    async def on_reconnect() -> None:
+        if holder:
+            holder[0].reconnected()
+
     async def on_error(exc: BaseException) -> None:
         errors.append(exc)
 
@@ -311,7 +330,7 @@ def _open(server: str, timeout: float | None, **creds: Any) -> Connection:
         nc = await nats.connect(
             server, connect_timeout=max(1, int(timeout or 5)), allow_reconnect=True,
             max_reconnect_attempts=1, reconnect_time_wait=RECONNECT_WAIT, error_cb=on_error,
-            disconnected_cb=on_disconnect, name="interproc",
+            disconnected_cb=on_disconnect, reconnected_cb=on_reconnect, name="interproc",
             # A silent dead link (cable out, host gone) is noticed within ~30 s, not nats-py's 4 min.
             ping_interval=10, max_outstanding_pings=3, **opts,
         )

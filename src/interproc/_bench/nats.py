@@ -242,8 +242,78 @@ def run(quick: bool = True) -> list[dict[str, Any]]:
         shutil.rmtree(store, ignore_errors=True)
 
 
+# -- rows of the one table (interproc bench) ----------------------------------------
+class _NatsWriter:
+    def __init__(self, name: str, url: str) -> None:
+        self.name, self.url = name, url
+
+    def send(self, data: Any) -> None:
+        from ..mailslot import Mailslot
+
+        Mailslot.write(self.name, data, scope=self.url, timeout=30)
+
+    def close(self) -> None:
+        pass
+
+
+def _mailslot_peer(url: str) -> Any:
+    """The table's mailslot case with both slots on the broker: every message crosses it."""
+    from .peers import InterprocMailslot, _unique
+
+    class NatsMailslot(InterprocMailslot):
+        name = "mailslot nats:// (via nats-server)"
+        requires = ("nats",)
+
+        def available(self) -> str | None:
+            return Peer.available(self)
+
+        def _create(self, size: int) -> Any:  # type: ignore[override]
+            from ..mailslot import Mailslot
+
+            # Big enough that the one-way batches never hit the reader's limit.
+            return Mailslot.create(_unique("slot"), max_message_size=max(size, 64 * 1024), max_messages=10_000_000,
+                                   scope=url)
+
+        def _writer(self, name: str) -> Any:  # type: ignore[override]
+            return _NatsWriter(name, url)
+
+    from .peers import Peer
+
+    return NatsMailslot()
+
+
 def extra_results(options: Any) -> list[dict[str, Any]]:
-    return run(quick=getattr(options, "quick", True))
+    """The table's metrics (64 B round trip, 64 B one-way, 1 MiB one-way) for mailslots on a
+    private nats-server, measured by the runner exactly as its tcp:// and pyzmq rows are.
+    (Calls/s with 1, 4 and 8 servers and the 16-reader fan-out are in ``run()``: their units
+    are not the table's.)"""
+    import importlib.util
+
+    from .runner import run_case
+
+    label = "mailslot nats:// (via nats-server)"
+    if importlib.util.find_spec("nats") is None:
+        return [{"transport": label, "metric": "-", "unit": "", "status": "skipped",
+                 "reason": "nats-py is not installed (pip install 'interproc[nats]')"}]
+    try:
+        proc, url, store = _start_nats()
+    except RuntimeError as exc:
+        return [{"transport": label, "metric": "-", "unit": "", "status": "skipped", "reason": str(exc)}]
+    import signal
+
+    left = signal.alarm(0)  # what is left of the runner's watchdog for this module: the case's own
+    if left:
+        signal.alarm(left)
+    try:
+        rows = run_case(_mailslot_peer(url), options, watchdog=left or None)
+    finally:
+        from .. import _nats
+
+        _nats.close_all()
+        proc.kill()
+        proc.wait(10)
+        shutil.rmtree(store, ignore_errors=True)
+    return [{**r, "value": r.get("median")} for r in rows]
 
 
 if __name__ == "__main__":

@@ -311,6 +311,10 @@ def connect(service: str, topic: str, *, timeout: float | None = None, host: str
     """Open a conversation (DdeConnect).  ``NotFound`` at once if the service is not running,
     unless ``timeout=`` is given: then wait that long for it.  ``host="tcp://HOST:PORT"``
     (with ``authkey=`` or ``ssl=``) reaches a server over the network (NetDDE)."""
+    if host is not None and host.lower().startswith(("nats://", "tls://")):  # a JetStream bucket (._nats)
+        from ._nats import connect as nats_connect
+
+        return nats_connect(service, topic, host, timeout=timeout, **connect_options)
     address = host if host is not None else f"unix://{service_path(service, scope)}"
     if authkey is not None:
         connect_options["authkey"] = authkey

@@ -159,14 +159,20 @@ class Server:
         self._threads: list[threading.Thread] = []
         self._listeners = [interproc.listen(f"unix://{service_path(service, scope)}",
                                             mode=0o600 if scope == "user" else listen_options.get("mode", 0o660))]
+        self._nats: Any = None  # host="nats://...": items in a JetStream bucket (._nats)
         if host is not None:
             try:
-                self._listeners.append(interproc.listen(host, authkey=authkey, **listen_options))
+                if host.lower().startswith(("nats://", "tls://")):
+                    from ._nats_host import NatsHost
+
+                    self._nats = NatsHost(self, host, **listen_options)
+                else:
+                    self._listeners.append(interproc.listen(host, authkey=authkey, **listen_options))
             except BaseException:
                 self._listeners[0].close()
                 raise
         #: where NetDDE clients connect (``host=``): the tcp:// address with its real port
-        self.address = self._listeners[-1].address
+        self.address = host if self._nats is not None else self._listeners[-1].address
 
     def __repr__(self) -> str:
         return f"<dde.Server {self.service!r}{' closed' if self._closed else ''}>"
@@ -192,6 +198,8 @@ class Server:
             for conv in self._convs:
                 if conv.proto.changed(topic, item, wire):
                     conv.cond.notify()
+            if self._nats is not None:
+                self._nats.changed(topic, item, wire)
 
     def _fast_path(self, topic: str, item: str) -> str | None:
         """The publisher of (topic, item) for local hot links (called with the lock held)."""
@@ -226,6 +234,8 @@ class Server:
     # -- serving --------------------------------------------------------------
     def start(self) -> "Server":
         """Serve in background threads; returns self."""
+        if self._nats is not None:
+            self._nats.start()
         if not self._threads:
             for lst in self._listeners:
                 t = threading.Thread(target=self._accept_loop, args=(lst,), daemon=True,
@@ -289,6 +299,8 @@ class Server:
                 lst.close()
             except (InterprocError, OSError):
                 pass
+        if self._nats is not None:
+            self._nats.close()
         for conv in convs:
             conv.close()
         with self._lock:

@@ -388,6 +388,10 @@ class Mailslot(ReceiveChannel):
         none, unless ``timeout`` is given: then wait that long for a server to appear
         (``Timeout`` if none did)."""
         validate_name(name)
+        if isinstance(scope, str) and scope.lower().startswith(("nats://", "tls://")):  # a publisher (._nats)
+            from ._nats import NatsMailslotWriter
+
+            return NatsMailslotWriter(name, scope, codec=codec, timeout=timeout)
         validate_scope(scope, None if scope == "user" else 0o600)
         deadline = deadline_of(timeout)
         while True:

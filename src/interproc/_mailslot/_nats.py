@@ -16,6 +16,7 @@ any NATS core subject.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import weakref
@@ -56,6 +57,7 @@ class NatsReader:
         self.dropped = 0  # over max_messages
         self.rejected = 0  # over max_message_size
         self._closed = False
+        self._async_waiters: list[tuple[Any, Any]] = []  # (loop, future) of asyncio readers
 
         async def on_msg(msg: Any) -> None:
             data = msg.data
@@ -67,6 +69,7 @@ class NatsReader:
                 else:
                     self._queue.append(data)
                     self._cond.notify()
+                    self._wake_async()
 
         async def subscribe() -> Any:
             sub = await self.conn.nc.subscribe(self.subject, queue=self.queue_group or "", cb=on_msg)
@@ -90,6 +93,32 @@ class NatsReader:
                 self._cond.wait(0.25 if left is None else min(left, 0.25))
             return self._queue.popleft()
 
+    def _wake_async(self) -> None:
+        """(Under the lock) a message arrived or the reader closed: wake the asyncio readers."""
+        waiters, self._async_waiters = self._async_waiters, []
+        for loop, fut in waiters:
+            loop.call_soon_threadsafe(lambda f=fut: f.done() or f.set_result(None))
+
+    async def aread(self, timeout: float | None) -> bytes:
+        """:meth:`read` for an asyncio caller: waits on its own loop, never in a thread."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._cond:
+                if self._queue:
+                    return self._queue.popleft()
+                if self._closed:
+                    raise ChannelClosed(f"{self.what} is closed")
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise Timeout(f"{self.what}: no message within {timeout} s")
+                fut = loop.create_future()
+                self._async_waiters.append((loop, fut))
+            try:
+                await asyncio.wait_for(fut, left)
+            except asyncio.TimeoutError:
+                pass  # the loop head says Timeout (or takes a message that just came)
+
     def pending(self) -> tuple[int, int | None]:
         with self._cond:
             return len(self._queue), (len(self._queue[0]) if self._queue else None)
@@ -101,6 +130,7 @@ class NatsReader:
             self._closed = True
             self._queue.clear()
             self._cond.notify_all()
+            self._wake_async()
         try:
             _nats.loop_thread().run(self._sub.unsubscribe(), 5, f"{self.what}: unsubscribe")
         except Exception:  # the connection is gone: the subscription went with it
@@ -120,7 +150,46 @@ def write(name: str, data: memoryview, address: str, *, timeout: float | None, *
     conn.publish_nowait(subj, bytes(data), timeout=timeout)
 
 
-from . import Mailslot, Pending  # noqa: E402  (this module is imported lazily, after the package)
+from . import Mailslot, MailslotWriter, Pending, _as_view  # noqa: E402  (imported lazily, after the package)
+
+
+class NatsMailslotWriter(MailslotWriter):
+    """A write-only channel publishing to a NATS mailslot (``Mailslot.open(name, scope="nats://...")``).
+
+    As ``Mailslot.write`` on NATS: no ``NotFound`` when nobody reads (the
+    broker does not tell a publisher), and ``send`` waits only while
+    ``_nats.OUT_LIMIT`` bytes of this process are still on their way.
+    """
+
+    def __init__(self, name: str, address: str, *, codec: str = "json", timeout: float | None = None,
+                 **creds: Any) -> None:
+        server, path = _nats.split(address)
+        if path:
+            raise ValueError(f"mailslot scope {address!r}: give the server only (nats://HOST:PORT)")
+        self.subject = _nats.subject(KIND, name)
+        self.conn = _nats.connection(server, timeout=timeout, **creds)
+        self.name = name
+        self.scope = address
+        super(MailslotWriter, self).__init__(codec=codec)
+
+    def _resources(self) -> Any:
+        return None
+
+    @staticmethod
+    def _finalize(resources: Any) -> None:
+        pass  # the connection is the process's, shared: nothing of this writer's own to free
+
+    def _send_bytes(self, data: Any, timeout: float | None) -> None:
+        view = _as_view(data)
+        self.conn.check_size(len(view))
+        self.conn.publish_nowait(self.subject, bytes(view), timeout=timeout)
+
+    @property
+    def max_message_size(self) -> int:
+        return self.conn.max_payload
+
+    def __repr__(self) -> str:
+        return f"<MailslotWriter {self.name!r} scope={_nats.redact(self.scope)}{' closed' if self.closed else ''}>"
 
 
 class NatsMailslot(Mailslot):
@@ -159,6 +228,11 @@ class NatsMailslot(Mailslot):
         """The oldest message; waits up to ``timeout`` seconds (``Timeout``), None = forever."""
         self._check_open()
         return self._reader.read(timeout)
+
+    async def _aread(self, timeout: float | None) -> bytes:
+        """``interproc.aio.Mailslot.read`` of a NATS mailslot (waits on the caller's loop)."""
+        self._check_open()
+        return await self._reader.aread(timeout)
 
     def _read_nowait_batch(self) -> bytes | None:
         try:

@@ -70,9 +70,18 @@ class Window:
         self.protocol_errors = 0
         mode = 0o600 if scope == "user" else listen_options.pop("mode", 0o660)
         self._listeners = [interproc.listen(f"unix://{window_path(name, scope)}", mode=mode)]
-        if host is not None:
+        self._nats: Any = None  # host="nats://...": a subject on the broker (._nats)
+        if host is not None and host.lower().startswith(("nats://", "tls://")):
+            from ._nats import NatsPort
+
+            try:
+                self._nats = NatsPort(self, host, **listen_options)
+            except BaseException:
+                self._listeners[0].close()
+                raise
+        elif host is not None:
             self._listeners.append(interproc.listen(host, authkey=authkey, **listen_options))
-        self.address = self._listeners[-1].address
+        self.address = host if self._nats is not None else self._listeners[-1].address
         self._threads = [threading.Thread(target=self._accept_loop, args=(lst,), daemon=True,
                                           name=f"interproc window {name} accept") for lst in self._listeners]
         for t in self._threads:
@@ -244,6 +253,8 @@ class Window:
                 self._cond.wait(left)
             peers = list(self._peers)
             self._cond.notify_all()
+        if self._nats is not None:
+            self._nats.close()
         for lst in self._listeners:
             lst.close()
         for peer in peers:
@@ -302,6 +313,11 @@ def _call(name: str, kind: int, msg: int, wparam: int, lparam: int, *, data: Any
     check_msg(msg)
     check_param(wparam, "wparam")
     check_param(lparam, "lparam")
+    if host is not None and host.lower().startswith(("nats://", "tls://")):  # through the broker (._nats)
+        from ._nats import call
+
+        return call(name, kind, msg, wparam, lparam, data=data, timeout=timeout, abort_if_hung=abort_if_hung,
+                    address=host)
     key = (name, host, scope, authkey)  # a connection made with one key is never reused for another
     deadline = None if timeout is None else time.monotonic() + timeout
     for attempt in (0, 1):

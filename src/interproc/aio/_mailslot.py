@@ -70,6 +70,8 @@ class Mailslot(AsyncReceiveChannel):
 
     async def read(self, *, timeout: float | None = None) -> bytes:
         """The oldest message; waits (without blocking the loop) up to ``timeout`` seconds."""
+        if hasattr(self._slot, "_aread"):  # a nats:// mailslot: its subscription wakes this loop
+            return await self._slot._aread(timeout)
         deadline = deadline_of(timeout)
         queue: Queue = self._slot._queue
         while True:
@@ -105,6 +107,9 @@ class Mailslot(AsyncReceiveChannel):
     async def write(name: str, data: Any, *, timeout: float | None = None, scope: str = "user", **kwargs: Any) -> None:
         """Like ``Mailslot.write``; while the server's queue is full the wait happens
         in a waiter thread, not on the event loop."""
+        if scope.lower().startswith(("nats://", "tls://")):  # the first write connects: not on the loop
+            await asyncio.to_thread(_sync.Mailslot.write, name, data, scope=scope, timeout=timeout, **kwargs)
+            return
         if scope == "domain":  # one sendto(): never blocks
             _sync.Mailslot.write(name, data, scope=scope, **kwargs)
             return
@@ -125,6 +130,8 @@ class Mailslot(AsyncReceiveChannel):
     async def open(name: str, *, scope: str = "user", timeout: float | None = None) -> "MailslotWriter":
         """A write-only async channel to the server of ``name``."""
         validate_name(name)
+        if scope.lower().startswith(("nats://", "tls://")):  # connecting may take a while: not on the loop
+            return _NatsWriter(await asyncio.to_thread(_sync.Mailslot.open, name, scope=scope, timeout=timeout))
         deadline = deadline_of(timeout)
         while True:
             try:
@@ -188,3 +195,28 @@ async def connect_address(addr: Any, *, timeout: float | None = None, **kw: Any)
     if kw:
         raise TypeError(f"mailslot:// addresses take no options {sorted(kw)}")
     return await Mailslot.open(addr.name, scope=addr.query.get("scope", "user"), timeout=timeout)
+
+
+class _NatsWriter(MailslotWriter):
+    """``interproc.aio.Mailslot.open(name, scope="nats://...")``: sends hand the bytes to the
+    NATS loop thread at once; only while this process has too much queued does a send wait,
+    and then in a worker thread."""
+
+    def __init__(self, writer: Any) -> None:
+        self._writer = writer
+        self.name = writer.name
+        self._closed = False
+
+    async def send(self, data: Any, *, timeout: float | None = None) -> None:
+        if self._closed:
+            raise HandleClosed(f"send on mailslot writer {self.name!r} after its close()")
+        try:
+            self._writer.send(data, timeout=0)
+        except Timeout:
+            await asyncio.to_thread(self._writer.send, data, timeout=timeout)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._writer.close()
+
