@@ -382,7 +382,8 @@ def _extra_results(name: str, mod: Any, error: str | None, opts: Options,
     keys = set(section["metrics"]) if section else set()
     out = []
     for r in raw:
-        if section and (r.get("metric") in keys or r.get("status", "ok") != "ok"):
+        if section and (r.get("metric") in keys
+                        or (r.get("status", "ok") != "ok" and r.get("metric") not in _METRIC_KEYS)):
             out.append(_adopt({**r, "section": name}, name))
         elif r.get("metric") in _METRIC_KEYS or r.get("status", "ok") != "ok":
             out.append(_adopt(r, name))
@@ -567,7 +568,8 @@ def section_table(section: dict[str, Any], results: list[dict[str, Any]]) -> str
                     notes.append(f"{name} {m}: {r['reason']}")
                 continue
             value = r.get("value", r.get("median"))
-            cells += [f"{value:,.0f}", f"{r.get('p50_us', 0):.1f}", f"{r.get('p99_us', 0):.1f}",
+            p50, p99 = r.get("p50_us"), r.get("p99_us")  # a throughput (fan-out) has none
+            cells += [f"{value:,.0f}", "-" if p50 is None else f"{p50:.1f}", "-" if p99 is None else f"{p99:.1f}",
                       _fmt_ratio(r.get(section.get("ratio_key", "ratio")))]
         lines.append(cells)
     widths = [max(len(l[i]) for l in lines if len(l) == len(head)) for i in range(len(head))]
