@@ -256,6 +256,38 @@ def _fanout_rows(url: str, seconds: float, subscribers: int, end: float | None) 
     return rows
 
 
+def _raw_nats_py(url: str, seconds: float) -> dict[str, Any]:
+    """The floor: nats-py's own request/reply, both ends on one asyncio loop in this process."""
+    import asyncio
+
+    import nats
+
+    async def main() -> dict[str, Any]:
+        client, server = await nats.connect(url), await nats.connect(url)
+        try:
+            async def answer(msg: Any) -> None:
+                await server.publish(msg.reply, msg.data)
+
+            await server.subscribe("interproc-bench.raw", cb=answer)
+            await server.flush()
+            lat = []
+            end = time.perf_counter() + seconds
+            t0 = time.perf_counter()
+            while time.perf_counter() < end:
+                a = time.perf_counter_ns()
+                await client.request("interproc-bench.raw", b"add", timeout=10)
+                lat.append(time.perf_counter_ns() - a)
+            from . import percentile
+
+            return {"calls_per_s": len(lat) / (time.perf_counter() - t0), "p50_us": percentile(lat, 50) / 1000,
+                    "p99_us": percentile(lat, 99) / 1000}
+        finally:
+            await client.close()
+            await server.close()
+
+    return asyncio.run(asyncio.wait_for(main(), seconds + 30))
+
+
 #: what ``interproc bench`` shows as the nats section (the runner keeps these metrics)
 SECTION = {
     "title": "nats:// (private nats-server): RPC add(i, 1) calls/s by 8 client processes, 1/4/8 server "
@@ -287,8 +319,9 @@ def _skipped(reason: str, *, table: bool = True, rpc: bool = True, fanout: bool 
 
 def run(quick: bool = True, *, url: str | None = None, seconds: float | None = None, clients: int = 8,
         servers: tuple[int, ...] = (1, 4, 8), subscribers: int = 16, budget: float | None = None,
-        rpc: bool = True, fanout: bool = True) -> list[dict[str, Any]]:
-    """The section's rows.  ``url``: a running nats-server (else a private one is started
+        rpc: bool = True, fanout: bool = True, raw: bool = False) -> list[dict[str, Any]]:
+    """The section's rows (``raw``: also nats-py's own request/reply, one client, as a
+    ``calls_1cl`` row: the floor, printed by ``python -m`` only).  ``url``: a running nats-server (else a private one is started
     and killed).  ``budget`` (seconds) bounds the whole run: what does not fit is a row
     saying so."""
     import importlib.util
@@ -306,6 +339,15 @@ def run(quick: bool = True, *, url: str | None = None, seconds: float | None = N
             return _skipped(str(exc), table=False, rpc=rpc, fanout=fanout)
     try:
         rows = _rpc_rows(url, seconds, clients, end, servers) if rpc else []
+        if raw:
+            try:
+                m = _raw_nats_py(url, seconds)
+                rows.append({"transport": "nats-py request/reply (raw, one asyncio loop)", "metric": "calls_1cl",
+                             "value": round(m["calls_per_s"]), "unit": "calls/s", "status": "ok",
+                             "p50_us": round(m["p50_us"], 1), "p99_us": round(m["p99_us"], 1)})
+            except Exception as exc:  # the floor is informative: report, do not sink the run
+                rows.append({"transport": "nats-py request/reply (raw)", "metric": "calls_1cl", "unit": "",
+                             "status": "error", "reason": f"{type(exc).__name__}: {exc}", "value": None})
         return rows + (_fanout_rows(url, seconds, subscribers, end) if fanout else [])
     finally:
         from .. import _nats
@@ -415,5 +457,14 @@ def table(rows: list[dict[str, Any]]) -> str:
     return section_table(SECTION, rows)
 
 
+def main(argv: list[str]) -> None:
+    rows = run(quick="--full" not in argv, raw=True)
+    print(table([r for r in rows if r["metric"] != "calls_1cl"]))
+    for r in rows:
+        if r["metric"] == "calls_1cl":
+            print(f"\n{r['transport']}: " + (f"{r['value']:,} calls/s, p50 {r['p50_us']} µs, p99 {r['p99_us']} µs"
+                                             if r["status"] == "ok" else f"{r['status']}: {r['reason']}"))
+
+
 if __name__ == "__main__":
-    print(table(run(quick="--full" not in sys.argv)))
+    main(sys.argv)
