@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from . import machine, summarize
+from . import machine, section_table, summarize
 from .peers import Peer, builtin_peers
 
 MIB = 1 << 20
@@ -539,47 +539,6 @@ def table(report: dict[str, Any]) -> str:
         rows_of = [r for r in report["results"] if r.get("section") == name]
         if section and rows_of:
             out += ["", section_table(section, rows_of)]
-    return "\n".join(out)
-
-
-def section_table(section: dict[str, Any], results: list[dict[str, Any]]) -> str:
-    """A module's own section: one line per system, per metric value / p50 / p99 / ratio."""
-    metrics = list(section["metrics"])
-    head = ["SYSTEM"]
-    for m in metrics:
-        head += [m, "p50 µs", "p99 µs", "ratio"]
-    lines: list[list[str]] = [head]
-    by: dict[str, dict[str, dict[str, Any]]] = {}
-    for r in results:
-        by.setdefault(r["transport"], {})[r["metric"]] = r
-    notes = []
-    for name, got in by.items():
-        reasons = {r.get("reason") for r in got.values() if r.get("status", "ok") != "ok"}
-        if reasons and all(r.get("status", "ok") != "ok" for r in got.values()) and len(reasons) == 1:
-            first = next(iter(got.values()))
-            lines.append([name, f"{first['status']}: {first['reason']}"])
-            continue
-        cells = [name]
-        for m in metrics:
-            r = got.get(m)
-            if r is None or r.get("status", "ok") != "ok":
-                cells += ["-" if r is None else r["status"], "", "", ""]
-                if r is not None and r.get("reason"):
-                    notes.append(f"{name} {m}: {r['reason']}")
-                continue
-            value = r.get("value", r.get("median"))
-            p50, p99 = r.get("p50_us"), r.get("p99_us")  # a throughput (fan-out) has none
-            cells += [f"{value:,.0f}", "-" if p50 is None else f"{p50:.1f}", "-" if p99 is None else f"{p99:.1f}",
-                      _fmt_ratio(r.get(section.get("ratio_key", "ratio")))]
-        lines.append(cells)
-    widths = [max(len(l[i]) for l in lines if len(l) == len(head)) for i in range(len(head))]
-    out = [section["title"], ""]
-    for l in lines:
-        if len(l) == len(head):
-            out.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(l, widths))))
-        else:
-            out.append(f"{l[0].ljust(widths[0])}  {l[1]}")
-    out += [f"error: {n}" for n in notes]
     return "\n".join(out)
 
 
