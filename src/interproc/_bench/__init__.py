@@ -112,7 +112,8 @@ def section_table(section: dict[str, Any], results: list[dict[str, Any]]) -> str
                     notes.append(f"{name} {m}: {row['reason']}")
                 continue
             value = row.get("value", row.get("median"))
-            cells += [f"{value:,.0f}", f"{row.get('p50_us', 0):.1f}", f"{row.get('p99_us', 0):.1f}",
+            p50, p99 = row.get("p50_us"), row.get("p99_us")  # a throughput (fan-out) has none
+            cells += [f"{value:,.0f}", "-" if p50 is None else f"{p50:.1f}", "-" if p99 is None else f"{p99:.1f}",
                       _ratio_text(row.get(section.get("ratio_key", "ratio")))]
         lines.append(cells)
     widths = [max(len(l[i]) for l in lines if len(l) == len(head)) for i in range(len(head))]

@@ -452,7 +452,7 @@ def extra_results(options: Any) -> list[dict[str, Any]]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    from .runner import section_table
+    from . import section_table
 
     return section_table(SECTION, rows)
 
