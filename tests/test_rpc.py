@@ -332,3 +332,20 @@ def test_own_close_is_handle_closed(transport):
     with pytest.raises(interproc.HandleClosed):
         p.add(1, 2)
     assert p.closed
+
+
+@pytest.mark.parametrize("transport", ["unix"], indirect=True)
+def test_rpyc_style_escapes_over_the_wire(transport):
+    """The known escapes (CVE-2019-16328 and kin: dunder names, attribute walks,
+    private names), sent by a real client to a real server in both codecs: each is
+    "Method not found", and the server goes on."""
+    from test_rpc_protocol import ESCAPES
+
+    kind, srv, address, opts, mode, _ = transport
+    for codec in ("msgpack", "json"):
+        with rpc.connect(address, timeout=10, codec=codec) as p:
+            for name in ESCAPES + ["pid.__globals__", "__init__.__globals__.os.system", "rpc.hello.__class__"]:
+                with pytest.raises(interproc.RemoteError) as info:
+                    p.call(name)
+                assert info.value.remote_type == "MethodNotFound", name
+            assert p.add(1, 2) == 3

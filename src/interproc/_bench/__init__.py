@@ -80,3 +80,48 @@ def machine() -> dict[str, Any]:
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
     }
+
+
+def _ratio_text(r: float | None) -> str:
+    return "-" if r is None else f"x{r:.2f}" if r < 100 else f"x{r:,.0f}"
+
+
+def section_table(section: dict[str, Any], results: list[dict[str, Any]]) -> str:
+    """A module's own section: one line per system, per metric value / p50 / p99 / ratio."""
+    metrics = list(section["metrics"])
+    head = ["SYSTEM"]
+    for m in metrics:
+        head += [m, "p50 µs", "p99 µs", "ratio"]
+    lines: list[list[str]] = [head]
+    by: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in results:
+        by.setdefault(r["transport"], {})[r["metric"]] = r
+    notes = []
+    for name, got in by.items():
+        reasons = {r.get("reason") for r in got.values() if r.get("status", "ok") != "ok"}
+        if reasons and all(r.get("status", "ok") != "ok" for r in got.values()) and len(reasons) == 1:
+            first = next(iter(got.values()))
+            lines.append([name, f"{first['status']}: {first['reason']}"])
+            continue
+        cells = [name]
+        for m in metrics:
+            row = got.get(m)
+            if row is None or row.get("status", "ok") != "ok":
+                cells += ["-" if row is None else row["status"], "", "", ""]
+                if row is not None and row.get("reason"):
+                    notes.append(f"{name} {m}: {row['reason']}")
+                continue
+            value = row.get("value", row.get("median"))
+            p50, p99 = row.get("p50_us"), row.get("p99_us")  # a throughput (fan-out) has none
+            cells += [f"{value:,.0f}", "-" if p50 is None else f"{p50:.1f}", "-" if p99 is None else f"{p99:.1f}",
+                      _ratio_text(row.get(section.get("ratio_key", "ratio")))]
+        lines.append(cells)
+    widths = [max(len(l[i]) for l in lines if len(l) == len(head)) for i in range(len(head))]
+    out = [section["title"], ""]
+    for l in lines:
+        if len(l) == len(head):
+            out.append("  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(l, widths))))
+        else:
+            out.append(f"{l[0].ljust(widths[0])}  {l[1]}")
+    out += [f"error: {n}" for n in notes]
+    return "\n".join(out)

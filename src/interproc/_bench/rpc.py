@@ -86,7 +86,7 @@ except KeyboardInterrupt:
 
 CLIENT = r"""
 import json, sys, time
-system, address, start_at, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+system, address, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
 if system == "interproc":
     from interproc import rpc
     p = rpc.connect(address, timeout=30)
@@ -108,6 +108,8 @@ else:
         return unpack(stub(pack(a, b), timeout=30))[0]
 for i in range(300):
     assert add(i, 1) == i + 1
+print("ready", flush=True)
+start_at = float(sys.stdin.readline())  # the same start for every client, once all are warm
 time.sleep(max(0.0, start_at - time.time()))
 clock = time.perf_counter_ns
 lat = []
@@ -144,7 +146,7 @@ def _available(system: str) -> str | None:
     return None
 
 
-def _start_server(system: str, address: str) -> tuple[subprocess.Popen, str]:
+def _start_server(system: str, address: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, "-c", SERVERS[system], address], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_env())
     import selectors
@@ -161,7 +163,7 @@ def _start_server(system: str, address: str) -> tuple[subprocess.Popen, str]:
     return proc, line
 
 
-def _stop(proc: subprocess.Popen) -> None:
+def _stop(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)  # lets an interproc server remove its names
         try:
@@ -174,15 +176,38 @@ def _stop(proc: subprocess.Popen) -> None:
         pass
 
 
-def _measure(system: str, address: str, clients: int, seconds: float) -> dict[str, Any]:
-    start_at = time.time() + 2.0 + 0.25 * clients  # every client connected and warm by then
-    procs = [subprocess.Popen([sys.executable, "-c", CLIENT, system, address, str(start_at), str(seconds)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+def _measure(system: str, address: str, clients: int, seconds: float, ready_within: float = 30.0) -> dict[str, Any]:
+    import selectors
+
+    procs = [subprocess.Popen([sys.executable, "-c", CLIENT, system, address, str(seconds)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_env())
              for _ in range(clients)]
     outs = []
     try:
+        # Every client connects and warms up, says so, and is then told one common
+        # start time: a bounded wait, and no fixed allowance for slow starts.
+        sel = selectors.DefaultSelector()
         for p in procs:
-            out, err = p.communicate(timeout=60 + seconds + clients)
+            sel.register(p.stdout, selectors.EVENT_READ, p)  # type: ignore[arg-type]
+        waiting, end = set(procs), time.monotonic() + ready_within
+        while waiting:
+            left = end - time.monotonic()
+            if left <= 0:
+                raise RuntimeError(f"{len(waiting)} of {clients} {system} clients were not ready within {ready_within:.0f} s")
+            for key, _ in sel.select(timeout=left):
+                p = key.data
+                line = p.stdout.readline()
+                sel.unregister(p.stdout)
+                if line.strip() != "ready":
+                    raise RuntimeError(f"a {system} client failed: {p.stderr.read().strip()[-300:]}")
+                waiting.discard(p)
+        start_at = time.time() + 0.05
+        for p in procs:
+            p.stdin.write(f"{start_at}\n")  # type: ignore[union-attr]
+            p.stdin.flush()  # type: ignore[union-attr]
+        for p in procs:
+            out, err = p.communicate(timeout=30 + seconds)
             if p.returncode != 0:
                 raise RuntimeError(f"a {system} client failed: {err.strip()[-300:]}")
             outs.append(json.loads(out))
@@ -190,7 +215,10 @@ def _measure(system: str, address: str, clients: int, seconds: float) -> dict[st
         for p in procs:
             if p.poll() is None:
                 p.kill()
-                p.wait(10)
+            try:
+                p.communicate(timeout=10)
+            except (subprocess.TimeoutExpired, ValueError, OSError):
+                pass
     from . import percentile
 
     rate = sum(o["calls"] / o["seconds"] for o in outs)
@@ -204,9 +232,21 @@ def _cases(quick: bool) -> list[tuple[str, str, str]]:
             ("Pyro5", "tcp", ""), ("RPyC", "tcp", ""), ("gRPC", "tcp (HTTP/2)", "")]
 
 
+#: what ``interproc bench`` shows as its RPC section (the runner keeps these metrics)
+SECTION = {
+    "title": "RPC: small calls add(i, 1); calls/s summed over the client processes, "
+             "per-call latency p50/p99; ratio = calls/s / Pyro5's with as many clients",
+    "metrics": ("calls_1cl", "calls_8cl"),
+    "ratio_key": "x_pyro5",
+}
+
+
 def run(quick: bool = True, clients: tuple[int, ...] = (1, 8), *, seconds: float | None = None,
-        systems: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    seconds = seconds or (1.5 if quick else 4.0)
+        systems: tuple[str, ...] | None = None, budget: float | None = None) -> list[dict[str, Any]]:
+    """One row per (system, clients).  ``budget`` (seconds) bounds the whole run: what
+    is left when it is used up is a row saying so."""
+    seconds = seconds or (0.5 if quick else 3.0)
+    end = None if budget is None else time.monotonic() + budget
     rows: list[dict[str, Any]] = []
     for system, over, address in _cases(quick):
         if systems is not None and system not in systems:
@@ -214,25 +254,37 @@ def run(quick: bool = True, clients: tuple[int, ...] = (1, 8), *, seconds: float
         name = f"rpc {system} {over}"
         why = _available(system)
         if why:
-            rows.append({"transport": name, "metric": "calls", "unit": "", "status": "skipped", "reason": why,
-                         "value": None})
+            rows += [{"transport": name, "metric": f"calls_{n}cl", "unit": "calls/s", "status": "skipped",
+                      "reason": why, "value": None} for n in clients]
+            continue
+        if end is not None and end - time.monotonic() < 4 + seconds:
+            rows += [{"transport": name, "metric": f"calls_{n}cl", "unit": "calls/s", "status": "skipped",
+                      "reason": "not run: the RPC section's time budget was used up", "value": None}
+                     for n in clients]
             continue
         try:
             proc, served = _start_server(system, address)
         except RuntimeError as exc:
-            rows.append({"transport": name, "metric": "calls", "unit": "", "status": "error", "reason": str(exc)})
+            rows += [{"transport": name, "metric": f"calls_{n}cl", "unit": "calls/s", "status": "error",
+                      "reason": str(exc), "value": None} for n in clients]
             continue
         try:
             for n in clients:
+                left = None if end is None else end - time.monotonic()
+                if left is not None and left < 2 + seconds:
+                    rows.append({"transport": name, "metric": f"calls_{n}cl", "unit": "calls/s",
+                                 "status": "skipped", "value": None,
+                                 "reason": "not run: the RPC section's time budget was used up"})
+                    continue
                 try:
-                    m = _measure(system, served, n, seconds)
+                    m = _measure(system, served, n, seconds, ready_within=30.0 if left is None else max(1.0, left - seconds - 1))
                 except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
-                    rows.append({"transport": name, "metric": f"calls_{n}cl", "unit": "", "status": "error",
-                                 "reason": str(exc)})
+                    rows.append({"transport": name, "metric": f"calls_{n}cl", "unit": "calls/s", "status": "error",
+                                 "reason": str(exc), "value": None})
                     continue
                 rows.append({"transport": name, "metric": f"calls_{n}cl", "value": round(m["calls_per_s"]),
                              "unit": "calls/s", "p50_us": round(m["p50_us"], 1), "p99_us": round(m["p99_us"], 1),
-                             "higher_is_better": True})
+                             "higher_is_better": True, "status": "ok"})
         finally:
             _stop(proc)
     pyro = {r["metric"]: r["value"] for r in rows if r["transport"].startswith("rpc Pyro5") and r.get("value")}
@@ -244,9 +296,22 @@ def run(quick: bool = True, clients: tuple[int, ...] = (1, 8), *, seconds: float
 
 
 def extra_results(options: Any) -> list[dict[str, Any]]:
-    return run(quick=getattr(options, "quick", True))
+    """The RPC section of ``interproc bench``, within the case watchdog's time."""
+    import signal
+
+    budget = float(getattr(options, "case_timeout", 30))
+    watchdog = signal.getitimer(signal.ITIMER_REAL)[0]  # the runner's alarm: what is left of it
+    if watchdog > 0:
+        budget = min(budget, watchdog)
+    budget -= 3  # to stop servers and reap clients before the watchdog fires
+    return run(quick=getattr(options, "quick", True), budget=budget)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    from . import section_table
+
+    return section_table(SECTION, rows)
 
 
 if __name__ == "__main__":
-    for row in run(quick="--full" not in sys.argv):
-        print(row)
+    print(table(run(quick="--full" not in sys.argv)))

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from . import machine, summarize
+from . import machine, section_table, summarize
 from .peers import Peer, builtin_peers
 
 MIB = 1 << 20
@@ -376,7 +376,18 @@ def _extra_results(name: str, mod: Any, error: str | None, opts: Options,
     except Exception as exc:  # one broken or stalled module must not sink the run
         return [_adopt({"transport": name, "metric": "-", "status": "error",
                         "reason": f"{type(exc).__name__}: {exc}"}, name)]
-    return [_adopt(r, name) for r in raw if r.get("metric") in _METRIC_KEYS or r.get("status") != "ok"]
+    # A module with a SECTION (its own metrics and units, e.g. RPC calls/s) gets
+    # its rows shown as a section under the table, not as rows of it.
+    section = getattr(mod, "SECTION", None)
+    keys = set(section["metrics"]) if section else set()
+    out = []
+    for r in raw:
+        if section and (r.get("metric") in keys
+                        or (r.get("status", "ok") != "ok" and r.get("metric") not in _METRIC_KEYS)):
+            out.append(_adopt({**r, "section": name}, name))
+        elif r.get("metric") in _METRIC_KEYS or r.get("status", "ok") != "ok":
+            out.append(_adopt(r, name))
+    return out
 
 
 _METRIC_KEYS = {m.key for m in METRICS}
@@ -471,7 +482,8 @@ def _rows(report: dict[str, Any]) -> dict[str, dict[str, dict]]:
     rows: dict[str, dict[str, dict]] = {}
     for group in (False, True):
         for r in report["results"]:
-            if (r.get("group") == "baseline") == group and r["metric"] in _METRIC_KEYS | {"-"}:
+            if (r.get("group") == "baseline") == group and r["metric"] in _METRIC_KEYS | {"-"} \
+                    and not r.get("section"):
                 rows.setdefault(r["transport"], {})[r["metric"]] = r
     return rows
 
@@ -522,6 +534,11 @@ def table(report: dict[str, Any]) -> str:
     if notes:
         out.append("")
         out += [f"error: {n}" for n in notes]
+    for name, mod, _ in extra_modules():
+        section = getattr(mod, "SECTION", None) if mod is not None else None
+        rows_of = [r for r in report["results"] if r.get("section") == name]
+        if section and rows_of:
+            out += ["", section_table(section, rows_of)]
     return "\n".join(out)
 
 

@@ -5,8 +5,7 @@ Session's code, with the rpc helper's AsyncEndpoint moving the bytes).
 Methods: ``await c.area()``; properties: ``await c.radius`` and
 ``await c.set("radius", 3.0)``; ``await c.query_interface(I)``.  Callbacks
 into the client run on its event loop (``async def`` methods are awaited).
-Servers are blocking only (``objects.Server``); an asyncio program serves
-through one in its background threads.
+The asyncio server is in :mod:`._aio_server` (``objects.aio.Server``).
 """
 
 from __future__ import annotations
@@ -29,11 +28,17 @@ class _AsyncHandler(_Handler):
 
 
 class AsyncSession(Session):
-    def __init__(self, channel: Any, *, timeout: float | None = None) -> None:
-        self._setup(Exports(), None, None, None, True)  # the reader task always reads
+    def __init__(self, channel: Any, *, timeout: float | None = None, exports: Exports | None = None,
+                 factory: Any = None, hello: Any = None, classes: Any = None, codecs: tuple[str, ...] | None = None,
+                 tracebacks: bool = True) -> None:
+        # The reader task always reads; a server passes its exports and its
+        # obj.create / obj.hello / obj.classes answers, as to the blocking Session.
+        self._setup(exports if exports is not None else Exports(), factory, hello, classes, True)
         self._handlers["obj.call"] = _AsyncHandler(self._ah_call)
         self.loop = asyncio.get_running_loop()
-        self.ep = AsyncEndpoint(channel, exposed=self, protocol=Protocol(), timeout=timeout)  # type: ignore[arg-type]
+        kw = {} if codecs is None else {"codecs": codecs}
+        self.ep = AsyncEndpoint(channel, exposed=self, protocol=Protocol(**kw), timeout=timeout)  # type: ignore[arg-type]
+        self.ep.tracebacks = tracebacks
 
     async def _ah_call(self, oid: Any, name: Any, args: Any = (), kwargs: Any = None) -> Any:
         value = self._invoke(oid, name, args, kwargs)

@@ -18,7 +18,8 @@ import time
 from typing import Any, Iterable
 
 from .._address import listen as _listen
-from .._errors import ChannelClosed, HandleClosed, InterprocError, ProtocolError, Timeout
+from .._errors import ChannelClosed, HandleClosed, ProtocolError
+from .._serve import Server as _ServeLoop, serve as _serve
 from .._platform import current_process
 from ._core import ClassInfo, Exports, Session, not_found
 from ._listing import record_path, write_record
@@ -35,39 +36,37 @@ def _unlink(record: str) -> None:
             pass
 
 
-class Server:
-    """Serve classes by ProgID at ``address`` (``**options``, e.g. ``authkey=``/``ssl=``,
-    go to ``interproc.listen``).
+class Registry:
+    """What the blocking and the asyncio object servers share: ProgIDs, exports,
+    lease terms and the ``interproc ls`` record (no I/O of its own)."""
 
-    ``ping_interval`` (seconds) and ``missed_pings``: a client that sends nothing for
-    ``ping_interval * missed_pings`` seconds loses its objects.  ``workers`` bounds
-    the threads per connection that run overlapping calls; ``tracebacks=False`` keeps the
-    server's traceback text out of error answers (type and message still go).
-    """
-
-    def __init__(self, address: str, *, ping_interval: float = 120.0, missed_pings: int = 3, workers: int = 16,
-                 tracebacks: bool = True, **options: Any) -> None:
+    def __init__(self, *, ping_interval: float = 120.0, missed_pings: int = 3, tracebacks: bool = True) -> None:
         if not ping_interval > 0:
             raise ValueError(f"ping_interval must be > 0 seconds, not {ping_interval!r}")
         if not isinstance(missed_pings, int) or missed_pings < 1:
             raise ValueError(f"missed_pings must be an int >= 1, not {missed_pings!r}")
         self.ping_interval = float(ping_interval)
         self.missed_pings = missed_pings
-        self.workers = workers
         self.tracebacks = tracebacks
         self._classes: dict[str, type] = {}
         self._lock = threading.Lock()
-        self._sessions: set[Session] = set()
+        self._sessions: set[Any] = set()
         self.exports = Exports(on_change=self._changed)
-        self._listener: Any = _listen(address, **options)
-        self.address: str = self._listener.address
-        self._threads: list[threading.Thread] = []
-        self._stop = threading.Event()
         self._dirty = threading.Event()
         self._closed = False
+        self.address: str = ""
         self._record = record_path(f"{os.getpid()}.{next(_numbers)}")
+
+    def _start_record(self) -> None:
         self._write_record()
         atexit.register(_unlink, self._record)  # a process that exits without close()
+
+    def _expired(self) -> list[Any]:
+        """Sessions whose lease ran out (silent for ping_interval * missed_pings)."""
+        lease = self.ping_interval * self.missed_pings
+        now = time.monotonic()
+        with self._lock:
+            return [s for s in self._sessions if now - s.last_seen > lease]
 
     # -- classes -----------------------------------------------------------------
     def register(self, progid: str, cls: type, *, interfaces: Iterable[Any] = ()) -> None:
@@ -112,71 +111,6 @@ class Server:
     def _hello(self) -> dict[str, Any]:
         return {"ping_interval": self.ping_interval, "missed_pings": self.missed_pings}
 
-    # -- serving -------------------------------------------------------------------
-    def start(self) -> Server:
-        """Serve in background threads; returns the server."""
-        if not self._threads:
-            for target, name in ((self._loop, "accept"), (self._keeper, "lease")):
-                t = threading.Thread(target=target, name=f"interproc-objects-{name}", daemon=True)
-                t.start()
-                self._threads.append(t)
-        return self
-
-    def serve_forever(self) -> None:
-        """Serve on this thread until ``close()`` (from another thread) or Ctrl-C."""
-        keeper = threading.Thread(target=self._keeper, name="interproc-objects-lease", daemon=True)
-        keeper.start()
-        self._threads.append(keeper)
-        try:
-            self._loop()
-        finally:
-            self.close()
-
-    def _loop(self) -> None:
-        while not self._closed:
-            try:
-                channel = self._listener.accept(timeout=0.2)
-            except Timeout:
-                continue
-            except (HandleClosed, ChannelClosed):
-                return
-            except (InterprocError, OSError):
-                if self._closed:
-                    return
-                continue  # one peer's failed handshake: go on accepting others
-            session = Session(channel, self.exports, workers=self.workers, factory=self._create,
-                              hello=self._hello, classes=self.classes, tracebacks=self.tracebacks)
-            with self._lock:
-                if self._closed:
-                    session.ep.close()
-                    return
-                self._sessions.add(session)
-            threading.Thread(target=self._serve, args=(session,), name="interproc-objects-conn",
-                             daemon=True).start()
-
-    def _serve(self, session: Session) -> None:
-        try:
-            session.ep.serve()
-        except (ChannelClosed, HandleClosed, ProtocolError, OSError):
-            pass  # the peer went away (or its lease ran out): only its connection ends
-        finally:
-            with self._lock:
-                self._sessions.discard(session)
-            session.closed_by_peer()
-
-    def _keeper(self) -> None:
-        """Close connections whose lease ran out; keep the ``interproc ls`` record current."""
-        lease = self.ping_interval * self.missed_pings
-        period = min(self.ping_interval / 2, 0.5)
-        while not self._stop.wait(period):
-            now = time.monotonic()
-            with self._lock:
-                expired = [s for s in self._sessions if now - s.last_seen > lease]
-            for s in expired:
-                s.ep.close()  # its serve thread ends and drops its references
-            if self._dirty.is_set():
-                self._write_record()
-
     def _changed(self) -> None:
         self._dirty.set()  # written by the keeper, at most twice a second
 
@@ -192,6 +126,77 @@ class Server:
         except OSError:
             pass  # listing is a convenience: never let it stop serving
 
+
+class Server(Registry):
+    """Serve classes by ProgID at ``address`` (``**options``, e.g. ``authkey=``/``ssl=``,
+    go to ``interproc.listen``).
+
+    ``ping_interval`` (seconds) and ``missed_pings``: a client that sends nothing for
+    ``ping_interval * missed_pings`` seconds loses its objects.  ``workers`` bounds
+    the threads per connection that run overlapping calls; ``tracebacks=False`` keeps the
+    server's traceback text out of error answers (type and message still go).
+    """
+
+    def __init__(self, address: str, *, ping_interval: float = 120.0, missed_pings: int = 3, workers: int = 16,
+                 tracebacks: bool = True, **options: Any) -> None:
+        super().__init__(ping_interval=ping_interval, missed_pings=missed_pings, tracebacks=tracebacks)
+        self.workers = workers
+        self._listener: Any = _listen(address, **options)
+        self.address = self._listener.address
+        self._threads: list[threading.Thread] = []
+        self._server: _ServeLoop | None = None
+        self._stop = threading.Event()
+        self._start_record()
+
+    # -- serving -------------------------------------------------------------------
+    def start(self) -> Server:
+        """Serve in background threads; returns the server."""
+        with self._lock:
+            if self._server is not None or self._closed:
+                return self
+            # The one accept loop of interproc (a thread per connection; close()
+            # wakes it at once); the lease keeper is ours.
+            self._server = _serve(self._listener, self._handle)
+        t = threading.Thread(target=self._keeper, name="interproc-objects-lease", daemon=True)
+        t.start()
+        self._threads.append(t)
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve on this thread until ``close()`` (from another thread) or Ctrl-C."""
+        self.start()
+        try:
+            if self._server is not None:
+                self._server.serve_forever()  # Ctrl-C closes the accept loop and returns
+        finally:
+            self.close()
+
+    def _handle(self, channel: Any) -> None:
+        session = Session(channel, self.exports, workers=self.workers, factory=self._create,
+                          hello=self._hello, classes=self.classes, tracebacks=self.tracebacks)
+        with self._lock:
+            if self._closed:
+                session.ep.close()
+                return
+            self._sessions.add(session)
+        try:
+            session.ep.serve()
+        except (ChannelClosed, HandleClosed, ProtocolError, OSError):
+            pass  # the peer went away (or its lease ran out): only its connection ends
+        finally:
+            with self._lock:
+                self._sessions.discard(session)
+            session.closed_by_peer()
+
+    def _keeper(self) -> None:
+        """Close connections whose lease ran out; keep the ``interproc ls`` record current."""
+        period = min(self.ping_interval / 2, 0.5)
+        while not self._stop.wait(period):
+            for s in self._expired():
+                s.ep.close()  # its serve thread ends and drops its references
+            if self._dirty.is_set():
+                self._write_record()
+
     # -- ending -------------------------------------------------------------------
     def close(self) -> None:
         """Stop accepting, close every connection (their objects are released)."""
@@ -204,9 +209,11 @@ class Server:
         for t in self._threads:
             if t is not threading.current_thread():
                 t.join(5)
-        self._listener.close()
         for s in sessions:
             s.closed_by_peer()
+        if self._server is not None:
+            self._server.close(timeout=1.0)
+        self._listener.close()
         _unlink(self._record)
 
     def __enter__(self) -> Server:

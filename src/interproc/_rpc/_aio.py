@@ -333,61 +333,56 @@ class AsyncServer:
         self._codecs = codecs or AVAILABLE
         self._listener: Any = None
         self._plain: Any = None  # the asyncio server of a jsonrpc+ address
-        self._task: asyncio.Task[None] | None = None
+        self._server: Any = None  # interproc.aio.serve's AsyncServer: the accept loop
         self._endpoints: set[AsyncEndpoint] = set()
 
     async def start(self) -> AsyncServer:
         """Listen and serve in a task; returns the server (``address`` then has the real port)."""
-        from ..aio import listen as aio_listen
+        from ..aio import listen as aio_listen, serve as aio_serve
 
         if self._listener is None and self._plain is None and is_line_address(self.address):
             self._plain, self.address = await aio_listen_lines(self.address, self._adopt, **self._options)
         elif self._listener is None and self._plain is None:
             self._listener = await aio_listen(self.address, **self._options)
             self.address = self._listener.address
-            self._task = asyncio.get_running_loop().create_task(self._accept_loop())
+            # The one asyncio accept loop of interproc: a task per connection.
+            self._server = await aio_serve(self._listener, self._handle)
         return self
 
-    def _adopt(self, channel: Any) -> None:
+    async def _handle(self, channel: Any) -> None:
+        ep = self._adopt(channel)
+        try:
+            await ep.wait_closed()  # its reader task answers calls until the peer goes
+        finally:
+            await ep.close()
+
+    def _adopt(self, channel: Any) -> AsyncEndpoint:
         codecs = ("json",) if self._plain is not None else self._codecs
         ep = AsyncEndpoint(channel, exposed=self.exposed, protocol=Protocol(codecs=codecs))
         ep.tracebacks = self.tracebacks
         self._endpoints.add(ep)
         ep._reader.add_done_callback(self._forget(ep))
+        return ep
 
     async def serve_forever(self) -> None:
         await self.start()
         if self._plain is not None:
             await self._plain.serve_forever()
-        assert self._task is not None
-        await self._task
-
-    async def _accept_loop(self) -> None:
-        while True:
-            try:
-                channel = await self._listener.accept()
-            except (HandleClosed, ChannelClosed):
-                return
-            except (InterprocError, OSError):
-                continue  # one peer's failed handshake
-            self._adopt(channel)
+        assert self._server is not None
+        await self._server.serve_forever()
 
     def _forget(self, ep: AsyncEndpoint) -> Any:
         return lambda _task: self._endpoints.discard(ep)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-        if self._listener is not None:
+        for ep in list(self._endpoints):  # their handlers end at once
+            await ep.close()
+        if self._server is not None:
+            await self._server.aclose(timeout=1.0)  # closes the listener too
+        elif self._listener is not None:
             self._listener.close()
         if self._plain is not None:
             self._plain.close()
-        for ep in list(self._endpoints):
-            await ep.close()
 
     async def __aenter__(self) -> AsyncServer:
         return await self.start()

@@ -44,8 +44,7 @@ class _Method:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self._sig is not None:
             self._sig.bind(*args, **kwargs)  # a TypeError here, before anything is sent
-        ep = self._ep
-        return ep.submit(self._name, args, kwargs or None).result(ep.timeout)
+        return self._ep.call(self._name, args, kwargs or None)
 
     def __repr__(self) -> str:
         return f"<remote method {self._name}{self._sig or '(...)'}>"
@@ -164,7 +163,7 @@ class Proxy(Generic[T]):
     def call(self, method: str, *args: Any, timeout: float | None = _UNSET, **kwargs: Any) -> Any:
         """Call ``method``; ``timeout=`` for this call only (default: the proxy's)."""
         self._check_name(method, args, kwargs)
-        return self._ep.submit(method, args, kwargs or None).result(timeout)
+        return self._ep.call(method, args, kwargs or None, timeout)
 
     def submit(self, method: str, *args: Any, **kwargs: Any) -> Pending:
         """Start a call and return at once: ``.result(timeout=)``, ``.cancel()``, ``.done()``."""

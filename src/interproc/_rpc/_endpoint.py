@@ -91,7 +91,10 @@ class Endpoint:
         # the reader from handling replies, or two busy peers could deadlock.
         self._lock = threading.Lock()
         self._send_lock = threading.Lock()
-        self._cond = threading.Condition(threading.Lock())
+        # The condition's own lock, taken directly (``with self._held``) where no
+        # wait or notify follows: a C-level lock costs less than Condition.__enter__.
+        self._held = threading.Lock()
+        self._cond = threading.Condition(self._held)
         self._owner: int | None = None
         self._idle = 0  # serving threads waiting for the reader role
         self._sleepers = 0  # threads in cond.wait (idle ones and callers waiting for replies)
@@ -124,7 +127,58 @@ class Endpoint:
 
     def call(self, method: str, args: Any = (), kwargs: dict[str, Any] | None = None,
              timeout: float | None = _UNSET) -> Any:
-        return self.submit(method, args, kwargs).result(timeout)
+        if timeout is _UNSET:
+            timeout = self.timeout
+        # The fast path, for a caller alone on the connection: send, then take
+        # the free reader role and read our own reply on this thread (no wake-up
+        # of another thread, no condition wait).  The role is taken only after
+        # the send: a reader blocked on a full channel could deadlock with a
+        # peer blocked sending us its replies.  A nested call (a callback calling
+        # back: we already read) or a busy connection takes the general path.
+        fut = self.submit(method, args, kwargs)
+        me = _get_ident()
+        with self._held:
+            fast = self._owner is None and not fut._done
+            if fast:
+                self._owner = me
+        if not fast:
+            return fut.result(timeout)
+        try:
+            deadline = None if timeout is None else _monotonic() + timeout
+            proto, lock = self.proto, self._lock
+            while not fut._done and self._owner == me:
+                if deadline is None:
+                    left = None
+                else:
+                    left = deadline - _monotonic()
+                    if left <= 0:
+                        self._cancel(fut, Timeout(f"call {method}() timed out after {timeout} s"))
+                        break
+                data = self._recv(left)
+                if data is None:
+                    continue
+                with lock:
+                    got = proto.plain_result(data)
+                if got is None:  # anything else (a call from the peer, an error...): the general way
+                    if not self._handle(data):
+                        break
+                    continue
+                rid, value = got
+                other = self._waiting.pop(rid, None)
+                if other is not None and not other._done:
+                    other._value = value
+                    other._done = True
+                    if other is not fut and self._sleepers:
+                        with self._cond:
+                            self._cond.notify_all()
+        finally:
+            self._release_reader(me)
+        if not fut._done:  # the role went to a thread that runs calls: wait like anyone else
+            left = None if deadline is None else max(0.0, deadline - _monotonic())
+            self._wait(fut, left)
+        if fut._error is not None:
+            raise fut._error
+        return fut._value
 
     def notify(self, method: str, args: Any = (), kwargs: dict[str, Any] | None = None) -> None:
         with self._lock:
@@ -223,7 +277,7 @@ class Endpoint:
         return True
 
     def _release_reader(self, me: int) -> None:
-        with self._cond:
+        with self._held:
             if self._owner == me:
                 self._owner = None
                 if self._sleepers:
@@ -232,10 +286,15 @@ class Endpoint:
     def _read_one(self, timeout: float | None) -> bool:
         """Receive and handle one message as the reader.  False when the role was taken
         away while calls ran on this thread."""
+        data = self._recv(timeout)
+        return True if data is None else self._handle(data)
+
+    def _recv(self, timeout: float | None) -> bytes | None:
+        """One message as the reader (None: the timeout passed)."""
         try:
-            data = self.channel.recv(timeout=timeout)
+            return self.channel.recv(timeout=timeout)  # type: ignore[no-any-return]
         except Timeout:
-            return True
+            return None
         except (ChannelClosed, HandleClosed, OSError) as exc:
             self._fail_all(exc if isinstance(exc, ChannelClosed) else ChannelClosed(f"{exc}"))
             raise self._closed from None  # type: ignore[misc]
@@ -249,18 +308,24 @@ class Endpoint:
             if self._closed is not None:
                 raise type(self._closed)(str(self._closed)) from exc
             raise
+
+    def _handle(self, data: bytes) -> bool:
+        """Handle one message as the reader (False: the role was taken away meanwhile)."""
         with self._lock:
             events = self.proto.receive(data)
         first = events[0] if len(events) == 1 else None
-        if type(first) is Result:  # the common case: one reply
-            fut = self._waiting.pop(first.id, None)
+        kind = type(first)
+        if kind is Result:  # the common case: one reply
+            fut = self._waiting.pop(first.id, None)  # type: ignore[union-attr]
             if fut is not None and not fut._done:
-                fut._value = first.value
+                fut._value = first.value  # type: ignore[union-attr]
                 fut._done = True
             if self._sleepers:
                 with self._cond:
                     self._cond.notify_all()
             return True
+        if kind is Call and self.workers:  # the common case on the answering side: one call
+            return self._run_inline(first)  # type: ignore[arg-type]
         calls: list[Call] = []
         for ev in events:
             if type(ev) is Result:
@@ -285,18 +350,24 @@ class Endpoint:
             for call in calls:
                 self._run(call)
             return True
-        # Run the calls right here, still holding the reader role: no thread
-        # hand-off for the common quick call.  If they last longer than a tick
-        # of the promoter (about a millisecond), it passes the role on.
+        return self._run_inline(*calls)
+
+    def _run_inline(self, *calls: Call) -> bool:
+        """Run calls right here, still holding the reader role: no thread hand-off
+        for the common quick call.  If they last longer than a tick of the promoter
+        (about a millisecond), it passes the role on; False then."""
         me = _get_ident()
-        self._inline_tick = _PROMOTER.tick
-        _PROMOTER.watch(self)
+        promoter = _PROMOTER
+        self._inline_tick = promoter.tick
+        promoter.busy.add(self)
+        if promoter.sleeping:  # read after the add: the promoter sets it, then looks at busy
+            promoter.watch(self)
         try:
             for call in calls:
                 self._run(call)
         finally:
-            with self._cond:
-                _PROMOTER.busy.discard(self)
+            with self._held:
+                promoter.busy.discard(self)
                 still = self._owner == me
         return still
 

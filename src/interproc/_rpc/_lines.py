@@ -219,6 +219,10 @@ class LineListener:
             conn = self._ssl.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         return LineChannel(conn, self.address)
 
+    def fileno(self) -> int:
+        """The listening socket (readable: a client is there), for ``interproc.serve``."""
+        return self._sock.fileno()
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

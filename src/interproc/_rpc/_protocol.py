@@ -34,7 +34,7 @@ and JSON itself goes through msgspec.json when it is there.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from .._errors import RemoteError
@@ -105,15 +105,19 @@ CODECS = _codecs()
 #: preference order of the codecs this process can speak
 AVAILABLE: tuple[str, ...] = tuple(c for c in ("msgpack", "json") if c in CODECS)
 _JSON_START = frozenset(b"{[ \t\r\n")
+_MISSING: Any = object()
+
+
+_JSON_LOADS = CODECS["json"][1]
+_MSGPACK_LOADS = CODECS["msgpack"][1] if "msgpack" in CODECS else _JSON_LOADS
 
 
 def decode(data: bytes) -> Any:
     """Decode one message in either codec (told apart by its first byte)."""
     if not data:
         raise ValueError("empty message")
-    name = "json" if data[0] in _JSON_START or "msgpack" not in CODECS else "msgpack"
     try:
-        return CODECS[name][1](data)
+        return (_JSON_LOADS if data[0] in _JSON_START else _MSGPACK_LOADS)(data)
     except Exception as exc:  # each decoder has its own errors (msgpack several) on junk
         raise ValueError(str(exc)) from None
 
@@ -125,25 +129,33 @@ class _Batch:
     waiting: int
 
 
-@dataclass(eq=False)
 class Call:
     """The peer calls ``method``; answer with ``reply``/``fail`` unless ``notification``."""
 
-    id: Any
-    method: str
-    args: list[Any]
-    kwargs: dict[str, Any]
-    notification: bool = False
-    batch: _Batch | None = field(default=None, repr=False)
-    slot: int = -1
+    # A plain class with slots, not a dataclass: one is made per call received,
+    # and this is the cheapest object Python builds.
+    __slots__ = ("id", "method", "args", "kwargs", "notification", "batch", "slot")
+
+    def __init__(self, id: Any, method: str, args: list[Any], kwargs: dict[str, Any], notification: bool = False,
+                 batch: _Batch | None = None, slot: int = -1) -> None:
+        self.id, self.method, self.args, self.kwargs = id, method, args, kwargs
+        self.notification, self.batch, self.slot = notification, batch, slot
+
+    def __repr__(self) -> str:
+        return (f"Call(id={self.id!r}, method={self.method!r}, args={self.args!r}, kwargs={self.kwargs!r}, "
+                f"notification={self.notification!r})")
 
 
-@dataclass(eq=False)
 class Result:
     """The reply to our request ``id``."""
 
-    id: Any
-    value: Any
+    __slots__ = ("id", "value")
+
+    def __init__(self, id: Any, value: Any) -> None:
+        self.id, self.value = id, value
+
+    def __repr__(self) -> str:
+        return f"Result(id={self.id!r}, value={self.value!r})"
 
 
 @dataclass(eq=False)
@@ -243,8 +255,14 @@ class Protocol:
 
     def request(self, method: str, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None) -> tuple[int, bytes]:
         """A call expecting a reply: its id and the bytes to send."""
-        rid = self._new_id()
-        data = self._dumps(self._request(method, args, kwargs, rid))
+        rid = self._next_id
+        self._next_id = rid + 1
+        if type(method) is str and not kwargs:  # the common case, built inline
+            msg = {"jsonrpc": "2.0", "method": method, "params": list(args), "id": rid} if args else \
+                {"jsonrpc": "2.0", "method": method, "id": rid}
+        else:
+            msg = self._request(method, args, kwargs, rid)
+        data = self._dumps(msg)
         self._pending.add(rid)
         return rid, data
 
@@ -277,15 +295,41 @@ class Protocol:
         return ids
 
     # -- incoming ------------------------------------------------------------------
+    def plain_result(self, data: bytes) -> tuple[int, Any] | None:
+        """``(id, result)`` if ``data`` is a plain success reply to one of our pending
+        requests (the id is then no longer pending), else None: hand it to ``receive``.
+        The caller's fast path: one decode and a few tests, no event objects."""
+        try:
+            msg = (_JSON_LOADS if data[0] in _JSON_START else _MSGPACK_LOADS)(data)
+        except Exception:
+            return None
+        if type(msg) is dict and "result" in msg and "method" not in msg and "error" not in msg:
+            rid = msg.get("id")
+            if type(rid) is int and rid in self._pending and rid != self._hello_id:
+                self._pending.discard(rid)
+                return rid, msg["result"]
+        return None
+
     def receive(self, data: bytes) -> list[Event]:
         """Events for one received message."""
         try:
             msg = decode(data)
         except ValueError:
             return [Send(self._dumps(self._error_msg(None, PARSE_ERROR)))]
-        if type(msg) is dict and "method" not in msg:  # the common case: one reply
-            ev = self._response(msg) if ("result" in msg or "error" in msg) else self._one(msg, None, -1)
-            return [] if ev is None else [ev]
+        if type(msg) is dict:
+            method = msg.get("method", _MISSING)
+            if method is _MISSING:  # the common case on the calling side: one reply
+                ev = self._response(msg) if ("result" in msg or "error" in msg) else self._one(msg, None, -1)
+                return [] if ev is None else [ev]
+            # The common case on the answering side: one well-formed request with
+            # positional params, checked here with no more than a few type tests.
+            params = msg.get("params", _MISSING)
+            rid = msg.get("id", _MISSING)
+            if (type(method) is str and msg.get("jsonrpc") == "2.0" and method != HELLO
+                    and (params is _MISSING or type(params) is list)
+                    and (type(rid) is int or type(rid) is str or rid is _MISSING)):
+                note = rid is _MISSING
+                return [Call(None if note else rid, method, [] if params is _MISSING else params, {}, note)]
         if isinstance(msg, list):
             if not msg:
                 return [Send(self._dumps(self._error_msg(None, INVALID_REQUEST)))]

@@ -1,7 +1,8 @@
 """The blocking server: ``rpc.Server(obj, address).start()``.
 
-One accept loop; each connection gets an :class:`Endpoint` and a thread
-(more while calls on that connection overlap, up to ``workers``).  A bad
+The accept loop is ``interproc.serve``'s; each connection gets an
+:class:`Endpoint` on the thread serve gives it (more threads while calls on
+that connection overlap, up to ``workers``).  A bad
 peer (failed handshake, junk bytes) costs only its own connection.
 """
 
@@ -12,7 +13,8 @@ import time
 from typing import Any
 
 from .._address import listen as _listen
-from .._errors import ChannelClosed, HandleClosed, InterprocError, ProtocolError, Timeout
+from .._errors import ChannelClosed, HandleClosed, ProtocolError, Timeout
+from .._serve import Server as _ServeLoop, serve as _serve
 from ._dispatch import Exposed
 from ._endpoint import Endpoint
 from .._nats import is_nats
@@ -68,7 +70,7 @@ class Server:
             self.address = address
             self._lock = threading.Lock()
             self._endpoints: set[Endpoint] = set()
-            self._thread: threading.Thread | None = None
+            self._server: _ServeLoop | None = None
             self._closed = False
             return
         self._plain = is_line_address(address)
@@ -79,10 +81,10 @@ class Server:
             self._listener = _PointToPoint(address, options)
         else:
             self._listener = _listen(address, **options)
-        self.address: str = self._listener.address
+        self.address = self._listener.address
         self._lock = threading.Lock()
-        self._endpoints: set[Endpoint] = set()
-        self._thread: threading.Thread | None = None
+        self._endpoints = set()
+        self._server = None
         self._closed = False
 
     @property
@@ -95,44 +97,36 @@ class Server:
         if self._nats is not None:
             self._nats.start()
             return self
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._loop, name=f"interproc-rpc {self.address}", daemon=True)
-            self._thread.start()
+        with self._lock:
+            if self._server is None and not self._closed:
+                # The one accept loop of interproc (a thread per connection, close()
+                # wakes it at once); each connection's thread serves its Endpoint.
+                self._server = _serve(self._listener, self._handle)
         return self
 
     def serve_forever(self) -> None:
-        """Serve on this thread until ``close()`` (from another thread) or Ctrl-C."""
+        """Serve on this thread until ``close()`` (from another thread) or Ctrl-C (which
+        closes the server and returns)."""
         if self._nats is not None:
             self._nats.start()
             while not self._closed:
                 time.sleep(0.2)  # the calls run on the service's pool; this thread only waits
             return
-        self._loop()
+        self.start()
+        try:
+            if self._server is not None:
+                self._server.serve_forever()  # Ctrl-C closes the accept loop and returns
+        finally:
+            self.close()  # every connection too (idempotent after a close() from elsewhere)
 
-    def _loop(self) -> None:
-        while not self._closed:
-            try:
-                # A bounded wait, so close() from another thread is seen on every
-                # transport, including those whose accept() close() cannot wake.
-                channel = self._listener.accept(timeout=0.2)
-            except Timeout:
-                continue
-            except (HandleClosed, ChannelClosed):
+    def _handle(self, channel: Any) -> None:
+        ep = Endpoint(channel, exposed=self.exposed, protocol=Protocol(codecs=self._codecs),
+                      workers=self.workers, tracebacks=self.tracebacks)
+        with self._lock:
+            if self._closed:
+                ep.close()
                 return
-            except (InterprocError, OSError):
-                if self._closed:
-                    return
-                continue  # one peer's failed handshake: go on accepting others
-            ep = Endpoint(channel, exposed=self.exposed, protocol=Protocol(codecs=self._codecs),
-                          workers=self.workers, tracebacks=self.tracebacks)
-            with self._lock:
-                if self._closed:
-                    ep.close()
-                    return
-                self._endpoints.add(ep)
-            threading.Thread(target=self._serve, args=(ep,), name="interproc-rpc-conn", daemon=True).start()
-
-    def _serve(self, ep: Endpoint) -> None:
+            self._endpoints.add(ep)
         try:
             ep.serve()
         except (ChannelClosed, HandleClosed, ProtocolError):
@@ -157,11 +151,11 @@ class Server:
         if self._nats is not None:
             self._nats.close()
             return
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(5)
-        self._listener.close()
-        for ep in endpoints:
+        for ep in endpoints:  # their serving threads end at once (a call running goes on)
             ep.close()
+        if self._server is not None:
+            self._server.close(timeout=1.0)
+        self._listener.close()
 
     def __enter__(self) -> Server:
         return self

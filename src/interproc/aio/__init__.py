@@ -28,6 +28,26 @@ from .._sockets._aio import (
 from .._pipes._aio import NamedPipe as NamedPipe, from_pipe_end as from_pipe_end, pipe as pipe
 from .._pipes._aio import pipe_from_env as pipe_from_env
 
+
+# The asyncio RPC and distributed-objects APIs, as ``interproc.aio.rpc`` and
+# ``interproc.aio.objects`` (``from interproc.aio import rpc``).  They are the
+# modules ``interproc.rpc.aio`` and ``interproc.objects.aio``, loaded on first
+# use: protocols sit above the transports, so this package must not import
+# them when it is imported (nor make every asyncio program load them).
+# Submodules, so not in __all__ (as for any package's submodules).
+_PROTOCOLS = {"rpc": "interproc.rpc.aio", "objects": "interproc.objects.aio"}
+
+
+def __getattr__(name: str) -> object:
+    if name in _PROTOCOLS:
+        import importlib
+
+        module = importlib.import_module(_PROTOCOLS[name])
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
     "AsyncChannel",
     "AsyncListener",

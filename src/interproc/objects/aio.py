@@ -5,7 +5,11 @@
         await c.area(); await c.radius; await c.set("radius", 3.0)
         shape = await c.query_interface(IShape)
 
-Same wire and servers as the blocking API (``objects.Server``).
+    srv = objects.aio.Server("tcp://127.0.0.1:0"); srv.register("Shapes.Circle", Circle)
+    await srv.start(); ...; await srv.close()
+
+Same wire as the blocking API: either client works with either server.
+Also reachable as ``interproc.aio.objects``.
 """
 
 from .._objects._aio import (
@@ -13,5 +17,6 @@ from .._objects._aio import (
     AsyncObjectProxy as AsyncObjectProxy,
     connect as connect,
 )
+from .._objects._aio_server import AsyncServer as Server
 
-__all__ = ["AsyncConnection", "AsyncObjectProxy", "connect"]
+__all__ = ["AsyncConnection", "AsyncObjectProxy", "Server", "connect"]
