@@ -87,8 +87,8 @@ def listen(address: str, **options: Any) -> Listener:
     return SCHEMES[addr.scheme].entry("listen")(addr, **options)
 
 
-def query_options(addr: Address, kw: dict, converters: dict[str, Callable[[str], Any]],
-                  drop: tuple[str, ...] = ()) -> dict:
+def query_options(addr: Address, kw: dict[str, Any], converters: dict[str, Callable[[str], Any]],
+                  drop: tuple[str, ...] = ()) -> dict[str, Any]:
     """The keyword arguments of ``addr``'s query, each converted by
     ``converters[key]`` (an unknown key is a ``ValueError``), then ``kw`` on
     top, without the options in ``drop`` (the other end's)."""

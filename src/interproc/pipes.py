@@ -8,8 +8,8 @@
 See docs/pipes.md.
 """
 
+from ._pipes._core import MAX_INSTANCES as MAX_INSTANCES
 from ._pipes._named import (
-    MAX_INSTANCES as MAX_INSTANCES,
     NamedPipe as NamedPipe,
     PipeChannel as PipeChannel,
     PipeServer as PipeServer,

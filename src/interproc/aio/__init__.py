@@ -7,6 +7,8 @@
 Each line below re-exports one part's asyncio names.
 """
 
+import typing as _typing
+
 from ._address import connect as connect, listen as listen
 from .._contract import (
     AsyncChannel as AsyncChannel,
@@ -36,6 +38,13 @@ from .._pipes._aio import pipe_from_env as pipe_from_env
 # them when it is imported (nor make every asyncio program load them).
 # Submodules, so not in __all__ (as for any package's submodules).
 _PROTOCOLS = {"rpc": "interproc.rpc.aio", "objects": "interproc.objects.aio"}
+
+if _typing.TYPE_CHECKING:  # what type checkers see; at run time __getattr__ loads them on first use
+    from ..objects import aio as _objects_aio
+    from ..rpc import aio as _rpc_aio
+
+    objects = _objects_aio
+    rpc = _rpc_aio
 
 
 def __getattr__(name: str) -> object:
