@@ -317,6 +317,7 @@ class Window:
                 end = time.perf_counter() + SPIN
                 while not ready and time.perf_counter() < end and not len(self._core) and not self._quit:
                     ready = [p.ch for p in peers if p.ch.ready()]
+                    os.sched_yield()  # a sender on this CPU runs meanwhile (else the spin only delays it)
             if not ready:
                 ready = interproc.wait([*(p.ch for p in peers), self._bell], timeout)
         except (InterprocError, OSError, ValueError):
@@ -585,7 +586,7 @@ def _exchange(link: _Link, name: str, kind: int, msg: int, wparam: int, lparam: 
             if ready is not None:  # a local window often answers within the spin
                 end = time.perf_counter() + SPIN
                 while not ready() and time.perf_counter() < end:
-                    pass
+                    os.sched_yield()  # the window's process, if it waits for this CPU, runs meanwhile
             while True:
                 left = time_left(deadline, name)
                 try:
