@@ -1,10 +1,13 @@
 """The blocking driver of window messages: ``Window`` and the senders.
 
-Threads only move bytes.  A window has one accept thread and one reader per
-connected sender; readers feed frames into :class:`WindowCore` under a lock
-and send its immediate replies (posted: queued or full; abort-if-hung).
-Handlers run only in the thread that calls ``pump()`` / ``run()``, as a
-window procedure runs only in the thread that owns the window.
+Threads only move bytes.  The thread that pumps (``pump()`` / ``run()``)
+reads the local senders' connections itself: a short spin over them, then
+one ``interproc.wait`` on them and a bell, and no hand-off between threads
+on the way to the handler (a kernel wake-up costs tens of µs on a small
+machine).  While nobody pumps, or a handler runs long, a background thread
+reads them instead, so posts are still queued and answered.  Network senders
+(``host=``) keep a reader thread each.  Handlers run only in the pumping
+thread, as a window procedure runs only in the thread that owns the window.
 
 A sender keeps one connection per window (reused by later calls); a reply
 whose id is not the one awaited belongs to an earlier call that timed out
@@ -26,6 +29,7 @@ from .._errors import ChannelClosed, HandleClosed, InterprocError, NotFound, Pro
 from .._naming import Scope
 from ..shm import SharedMemory
 from ._names import window_names, window_path
+from ._plumbing import SPIN, TAKEOVER, Bell, Cond, Peer, admitted, attach_data, detach_data
 from ._protocol import (
     BAD_FRAME, DEFAULT_QUEUE_LIMIT, POST, SEND, WM_COPYDATA, Message, SenderCore, WindowCore, check_msg, check_param,
     encode_reply, encode_request, missing_window,
@@ -35,104 +39,6 @@ Handler = Callable[[Message], Any]
 #: copy_data bigger than this goes through shared memory when the window is local.
 SHM_THRESHOLD = 256 * 1024
 _seg_counter = itertools.count()
-
-
-# -- what both drivers (this one and the asyncio one) share ------------------------
-
-def admitted(ch: Any, scope: Scope) -> bool:
-    """May this connection reach a window?  In the user scope, only this user's processes."""
-    creds = getattr(ch, "peer_credentials", None)
-    return scope != "user" or creds is None or creds.uid == os.getuid()
-
-
-def attach_data(m: Message, scope: Scope) -> SharedMemory | None:
-    """Map a large WM_COPYDATA's segment into ``m.data``; give the segment to :func:`detach_data`."""
-    if m.shm is None:
-        return None
-    seg = SharedMemory.open(m.shm[0], scope=scope)
-    if m.shm[1] > seg.size:
-        seg.close()
-        raise ProtocolError(f"WM_COPYDATA announced {m.shm[1]} bytes in a {seg.size}-byte segment")
-    m.data = seg.buf[: m.shm[1]].toreadonly()
-    return seg
-
-
-def detach_data(m: Message, seg: SharedMemory | None) -> None:
-    if seg is not None:
-        m.data = None
-        seg.close()
-
-
-class _Peer:
-    """One connection and the lock that keeps its frames whole."""
-
-    def __init__(self, ch: Any) -> None:
-        self.ch = ch
-        self.lock = threading.Lock()
-        self.gone = threading.Event()  # set when dropped: its serve thread may return
-        creds = getattr(ch, "peer_credentials", None)
-        self.pid, self.uid = (creds.pid, creds.uid) if creds else (0, -1)
-
-    def send(self, frame: Any) -> None:
-        with self.lock:
-            self.ch.send(frame)
-
-
-#: How long the pumping thread polls its connections (and a sender polls for
-#: its reply) before sleeping in the kernel: on a small machine a kernel
-#: wake-up costs tens of µs, a whole local round trip a few tens.
-SPIN = 100e-6
-#: A handler running longer than this lets the background thread answer posts meanwhile.
-TAKEOVER = 0.05
-
-
-class _Bell:
-    """A pipe that wakes whichever thread waits on the local connections."""
-
-    def __init__(self) -> None:
-        self.r, self.w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.lock = threading.Lock()  # ring() never writes to a descriptor close() gave back
-
-    def fileno(self) -> int:
-        return self.r
-
-    def ring(self) -> None:
-        with self.lock:
-            if self.w >= 0:
-                try:
-                    os.write(self.w, b"!")
-                except BlockingIOError:
-                    pass  # full: it rings already
-
-    def drain(self) -> None:
-        try:
-            while os.read(self.r, 4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-
-    def close(self) -> None:
-        with self.lock:
-            r, w, self.r, self.w = self.r, self.w, -1, -1
-        for fd in (r, w):
-            if fd >= 0:
-                os.close(fd)
-
-
-class _Cond(threading.Condition):
-    """A condition whose notify_all also rings the bell (the pump sleeps on the connections,
-    not on the condition): what the network readers and the nats port call."""
-
-    def __init__(self, bell: _Bell) -> None:
-        super().__init__()
-        self.bell = bell
-
-    def notify_all(self) -> None:
-        super().notify_all()
-        self.bell.ring()
-
-    def notify_quiet(self) -> None:
-        super().notify_all()
 
 
 class Window:
@@ -150,11 +56,11 @@ class Window:
         self.name = name
         self.scope: Scope = scope
         self._handlers: dict[int, Handler] = {}
-        self._bell = _Bell()
-        self._cond = _Cond(self._bell)
+        self._bell = Bell()
+        self._cond = Cond(self._bell)
         self._core = WindowCore(max_queue=max_queue, now=time.monotonic())
-        self._peers: set[_Peer] = set()
-        self._local: list[_Peer] = []  # read by whoever holds _io
+        self._peers: set[Peer] = set()
+        self._local: list[Peer] = []  # read by whoever holds _io
         self._io = threading.RLock()
         self._pumping = 0  # threads inside pump()/run()
         self._dispatching: float | None = None  # since when a handler runs (None: none does)
@@ -352,7 +258,7 @@ class Window:
     def _adopt_peer(self, ch: Any) -> None:
         if not admitted(ch, self.scope):
             return  # another user's process: not reachable in the user scope (serve closes ch)
-        peer = _Peer(ch)
+        peer = Peer(ch)
         with self._cond:
             if self._closed:
                 return
@@ -361,7 +267,7 @@ class Window:
         self._bell.ring()  # the reading thread waits on the new connection too
         peer.gone.wait()  # serve closes ch once this returns
 
-    def _service(self, peer: _Peer) -> None:
+    def _service(self, peer: Peer) -> None:
         """One frame from a local connection that is ready (``_io`` held)."""
         try:
             frame = peer.ch.recv(timeout=1.0)  # ready: the frame is there or coming (bounded for a stalled peer)
@@ -372,7 +278,7 @@ class Window:
         except Exception:
             self._drop(peer)  # the sender closed or died
 
-    def _take_frame(self, peer: _Peer, frame: bytes) -> None:
+    def _take_frame(self, peer: Peer, frame: bytes) -> None:
         with self._cond:
             reply = self._core.receive(peer, frame, peer.pid, peer.uid, time.monotonic())
             if reply is not None:
@@ -390,14 +296,14 @@ class Window:
                     if self._closed:
                         self._cond.notify_quiet()  # close() waits for the last answers
 
-    def _bad_frame(self, peer: _Peer, exc: ProtocolError) -> None:
+    def _bad_frame(self, peer: Peer, exc: ProtocolError) -> None:
         self.protocol_errors += 1  # garbage from this sender: tell it why, then drop it only
         try:
             peer.send(encode_reply(0, BAD_FRAME, {"message": str(exc)}))
         except Exception:
             pass
 
-    def _drop(self, peer: _Peer) -> None:
+    def _drop(self, peer: Peer) -> None:
         with self._cond:
             self._core.drop_connection(peer)
             self._peers.discard(peer)
@@ -410,7 +316,7 @@ class Window:
         """A network sender: its own reader thread (off the local fast path)."""
         if not admitted(ch, self.scope):
             return
-        peer = _Peer(ch)
+        peer = Peer(ch)
         with self._cond:
             if self._closed:
                 return
