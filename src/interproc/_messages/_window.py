@@ -168,11 +168,15 @@ class Window:
         with self._cond:
             self._core.pump_state(True, time.monotonic())
         try:
+            first = True
             while not len(self._core) and not self._quit and not self._closed:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    break
-                self._poll(0.5 if left is None else min(left, 0.5), spin=True)  # slices keep Ctrl-C prompt
+                    if not first:
+                        break
+                    left = 0.0  # pump(timeout=0) still takes what has arrived on the connections
+                first = False
+                self._poll(0.5 if left is None else min(left, 0.5), spin=left != 0)  # slices keep Ctrl-C prompt
         finally:
             with self._cond:
                 self._core.pump_state(False, time.monotonic())
