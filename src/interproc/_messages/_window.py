@@ -1,10 +1,13 @@
 """The blocking driver of window messages: ``Window`` and the senders.
 
-Threads only move bytes.  A window has one accept thread and one reader per
-connected sender; readers feed frames into :class:`WindowCore` under a lock
-and send its immediate replies (posted: queued or full; abort-if-hung).
-Handlers run only in the thread that calls ``pump()`` / ``run()``, as a
-window procedure runs only in the thread that owns the window.
+Threads only move bytes.  The thread that pumps (``pump()`` / ``run()``)
+reads the local senders' connections itself: a short spin over them, then
+one ``interproc.wait`` on them and a bell, and no hand-off between threads
+on the way to the handler (a kernel wake-up costs tens of µs on a small
+machine).  While nobody pumps, or a handler runs long, a background thread
+reads them instead, so posts are still queued and answered.  Network senders
+(``host=``) keep a reader thread each.  Handlers run only in the pumping
+thread, as a window procedure runs only in the thread that owns the window.
 
 A sender keeps one connection per window (reused by later calls); a reply
 whose id is not the one awaited belongs to an earlier call that timed out
@@ -26,6 +29,7 @@ from .._errors import ChannelClosed, HandleClosed, InterprocError, NotFound, Pro
 from .._naming import Scope
 from ..shm import SharedMemory
 from ._names import window_names, window_path
+from ._plumbing import SPIN, TAKEOVER, Bell, Cond, Peer, admitted, attach_data, detach_data
 from ._protocol import (
     BAD_FRAME, DEFAULT_QUEUE_LIMIT, POST, SEND, WM_COPYDATA, Message, SenderCore, WindowCore, check_msg, check_param,
     encode_reply, encode_request, missing_window,
@@ -37,64 +41,40 @@ SHM_THRESHOLD = 256 * 1024
 _seg_counter = itertools.count()
 
 
-# -- what both drivers (this one and the asyncio one) share ------------------------
-
-def admitted(ch: Any, scope: Scope) -> bool:
-    """May this connection reach a window?  In the user scope, only this user's processes."""
-    creds = getattr(ch, "peer_credentials", None)
-    return scope != "user" or creds is None or creds.uid == os.getuid()
-
-
-def attach_data(m: Message, scope: Scope) -> SharedMemory | None:
-    """Map a large WM_COPYDATA's segment into ``m.data``; give the segment to :func:`detach_data`."""
-    if m.shm is None:
-        return None
-    seg = SharedMemory.open(m.shm[0], scope=scope)
-    if m.shm[1] > seg.size:
-        seg.close()
-        raise ProtocolError(f"WM_COPYDATA announced {m.shm[1]} bytes in a {seg.size}-byte segment")
-    m.data = seg.buf[: m.shm[1]].toreadonly()
-    return seg
-
-
-def detach_data(m: Message, seg: SharedMemory | None) -> None:
-    if seg is not None:
-        m.data = None
-        seg.close()
-
-
-class _Peer:
-    """One connection and the lock that keeps its frames whole."""
-
-    def __init__(self, ch: Any) -> None:
-        self.ch = ch
-        self.lock = threading.Lock()
-        creds = getattr(ch, "peer_credentials", None)
-        self.pid, self.uid = (creds.pid, creds.uid) if creds else (0, -1)
-
-    def send(self, frame: Any) -> None:
-        with self.lock:
-            self.ch.send(frame)
-
-
 class Window:
-    """A named message endpoint with a bounded queue (``Window("editor")``)."""
+    """A named message endpoint with a bounded queue (``Window("editor")``).
+
+    Local connections are read by the thread that pumps, while it pumps (a
+    short spin over them, then one ``interproc.wait``): a send costs no
+    thread hand-off.  While nobody pumps (or a handler runs long) a
+    background thread reads them, so posts are queued and answered and sends
+    wait in the queue.  ``_io`` says which of the two reads.
+    """
 
     def __init__(self, name: str, *, max_queue: int = DEFAULT_QUEUE_LIMIT, scope: Scope = "user",
                  host: str | None = None, authkey: bytes | None = None, **listen_options: Any) -> None:
         self.name = name
         self.scope: Scope = scope
         self._handlers: dict[int, Handler] = {}
-        self._cond = threading.Condition()
+        self._bell = Bell()
+        self._cond = Cond(self._bell)
         self._core = WindowCore(max_queue=max_queue, now=time.monotonic())
-        self._peers: set[_Peer] = set()
+        self._peers: set[Peer] = set()
+        self._local: list[Peer] = []  # read by whoever holds _io
+        self._io = threading.RLock()
+        self._pumping = 0  # threads inside pump()/run()
+        self._dispatching: float | None = None  # since when a handler runs (None: none does)
         self._closed = False
         self._acking = 0  # replies computed but not yet sent (close() lets them go out first)
         self._quit = False
         #: senders dropped because a frame of theirs did not parse
         self.protocol_errors = 0
         mode = 0o600 if scope == "user" else listen_options.pop("mode", 0o660)
-        self._listeners = [interproc.listen(f"unix://{window_path(name, scope)}", mode=mode)]
+        try:
+            self._listeners = [interproc.listen(f"unix://{window_path(name, scope)}", mode=mode)]
+        except BaseException:
+            self._bell.close()
+            raise
         self._nats: Any = None  # host="nats://...": a subject on the broker (._nats)
         if host is not None and host.lower().startswith(("nats://", "tls://")):
             from ._nats import NatsPort
@@ -103,12 +83,16 @@ class Window:
                 self._nats = NatsPort(self, host, **listen_options)
             except BaseException:
                 self._listeners[0].close()
+                self._bell.close()
                 raise
         elif host is not None:
             self._listeners.append(interproc.listen(host, authkey=authkey, **listen_options))
         self.address = host if self._nats is not None else self._listeners[-1].address
-        # interproc.serve runs each sender's reader in a thread of its own
-        self._serving = [interproc.serve(lst, self._serve_peer) for lst in self._listeners]
+        self._background = threading.Thread(target=self._read_idle, name=f"interproc window {name}", daemon=True)
+        self._background.start()
+        # local senders join _local; a network sender's reader runs in a thread of its own
+        self._serving = [interproc.serve(self._listeners[0], self._adopt_peer)]
+        self._serving += [interproc.serve(lst, self._serve_peer) for lst in self._listeners[1:]]
 
     def __repr__(self) -> str:
         return f"<Window {self.name!r}{' closed' if self._closed else ''}>"
@@ -139,16 +123,62 @@ class Window:
         """
         if self._closed:
             raise HandleClosed(f"window {self.name!r} is closed")
-        deadline = None if timeout is None else time.monotonic() + timeout
+        self._enter_pump()
+        try:
+            return self._pump(None if timeout is None else time.monotonic() + timeout)
+        finally:
+            self._leave_pump()
+
+    def run(self) -> None:
+        """The message loop: dispatch messages until ``quit()`` or ``close()``."""
+        self._quit = False
+        if self._closed:
+            return
+        self._enter_pump()
+        try:
+            while not self._quit and not self._closed:
+                self._pump(None)
+        finally:
+            self._leave_pump()
+
+    def quit(self) -> None:
+        """Make ``run()`` return (PostQuitMessage); safe from any thread or handler."""
+        with self._cond:
+            self._quit = True
+            self._cond.notify_all()
+
+    def _enter_pump(self) -> None:
+        with self._cond:
+            self._pumping += 1
+        self._take_io()
+
+    def _leave_pump(self) -> None:
+        self._io.release()
+        with self._cond:
+            self._pumping -= 1
+            self._cond.notify_quiet()  # the background thread reads again
+
+    def _take_io(self) -> None:
+        if not self._io.acquire(False):
+            self._bell.ring()  # the background thread is in its wait: let it go
+            self._io.acquire()
+
+    def _pump(self, deadline: float | None) -> int:
+        """pump() with ``_io`` held: read the connections until something is queued, then dispatch."""
         with self._cond:
             self._core.pump_state(True, time.monotonic())
-            try:
-                while not len(self._core) and not self._quit and not self._closed:
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
+        try:
+            first = True
+            while not len(self._core) and not self._quit and not self._closed:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    if not first:
                         break
-                    self._cond.wait(0.5 if left is None else min(left, 0.5))  # slices keep Ctrl-C prompt
-            finally:
+                    left = 0.0  # pump(timeout=0) still takes what has arrived on the connections
+                first = False
+                self._poll(0.5 if left is None else min(left, 0.5), spin=left != 0)  # slices keep Ctrl-C prompt
+        finally:
+            with self._cond:
                 self._core.pump_state(False, time.monotonic())
         done = 0
         while True:
@@ -157,20 +187,15 @@ class Window:
                 self._core.pump_state(False, time.monotonic())
             if m is None:
                 return done
-            self._dispatch(m)
+            # While the handler runs, a long one lets the background thread read.
+            self._dispatching = time.monotonic()
+            self._io.release()
+            try:
+                self._dispatch(m)
+            finally:
+                self._dispatching = None
+                self._take_io()
             done += 1
-
-    def run(self) -> None:
-        """The message loop: dispatch messages until ``quit()`` or ``close()``."""
-        self._quit = False
-        while not self._quit and not self._closed:
-            self.pump(timeout=None)
-
-    def quit(self) -> None:
-        """Make ``run()`` return (PostQuitMessage); safe from any thread or handler."""
-        with self._cond:
-            self._quit = True
-            self._cond.notify_all()
 
     def _dispatch(self, m: Message) -> None:
         seg = None
@@ -193,47 +218,123 @@ class Window:
                 pass  # the sender gave up or died; nobody is waiting
 
     # -- connections ----------------------------------------------------
-    def _serve_peer(self, ch: Any) -> None:
+    def _poll(self, timeout: float, spin: bool) -> None:
+        """With ``_io`` held: read what the local connections have, waiting up to ``timeout``."""
+        peers = list(self._local)
+        try:
+            ready: list[Any] = []
+            if spin:  # cheaper than a kernel sleep and wake-up when the next message is close
+                end = time.perf_counter() + SPIN
+                while not ready and time.perf_counter() < end and not len(self._core) and not self._quit:
+                    ready = [p.ch for p in peers if p.ch.ready()]
+                    os.sched_yield()  # a sender on this CPU runs meanwhile (else the spin only delays it)
+            if not ready:
+                ready = interproc.wait([*(p.ch for p in peers), self._bell], timeout)
+        except (InterprocError, OSError, ValueError):
+            return  # closed meanwhile
+        by_ch = {id(p.ch): p for p in peers}
+        for obj in ready:
+            if obj is self._bell:
+                self._bell.drain()
+            else:
+                self._service(by_ch[id(obj)])
+
+    def _read_idle(self) -> None:
+        """The background thread: reads the local connections while nobody pumps (or a handler runs long)."""
+        while True:
+            with self._cond:
+                while not self._closed and self._pumping and (
+                        self._dispatching is None or time.monotonic() - self._dispatching < TAKEOVER):
+                    self._cond.wait(TAKEOVER)
+                if self._closed:
+                    return
+            if not self._io.acquire(timeout=TAKEOVER):
+                continue
+            try:
+                if self._closed:
+                    return
+                if self._pumping and self._dispatching is None:
+                    continue  # the pump wants its connections back
+                self._poll(0.5 if not self._pumping else TAKEOVER, spin=False)
+            finally:
+                self._io.release()
+
+    def _adopt_peer(self, ch: Any) -> None:
         if not admitted(ch, self.scope):
             return  # another user's process: not reachable in the user scope (serve closes ch)
-        peer = _Peer(ch)
+        peer = Peer(ch)
         with self._cond:
             if self._closed:
                 return
             self._peers.add(peer)
-        self._read_loop(peer)
+            self._local.append(peer)
+        self._bell.ring()  # the reading thread waits on the new connection too
+        peer.gone.wait()  # serve closes ch once this returns
 
-    def _read_loop(self, peer: _Peer) -> None:
+    def _service(self, peer: Peer) -> None:
+        """One frame from a local connection that is ready (``_io`` held)."""
+        try:
+            frame = peer.ch.recv(timeout=1.0)  # ready: the frame is there or coming (bounded for a stalled peer)
+            self._take_frame(peer, frame)
+        except ProtocolError as exc:
+            self._bad_frame(peer, exc)
+            self._drop(peer)
+        except Exception:
+            self._drop(peer)  # the sender closed or died
+
+    def _take_frame(self, peer: Peer, frame: bytes) -> None:
+        with self._cond:
+            reply = self._core.receive(peer, frame, peer.pid, peer.uid, time.monotonic())
+            if reply is not None:
+                self._acking += 1
+            # No notify: the reading thread (or the pump's bell) finds the queue; waking the
+            # background thread on every frame would cost a thread switch and the GIL.
+        if reply is not None:
+            # A posted message is queued (and may be dispatched, even close the
+            # window) before its "queued" answer goes out: close() waits for it.
+            try:
+                peer.send(reply)
+            finally:
+                with self._cond:
+                    self._acking -= 1
+                    if self._closed:
+                        self._cond.notify_quiet()  # close() waits for the last answers
+
+    def _bad_frame(self, peer: Peer, exc: ProtocolError) -> None:
+        self.protocol_errors += 1  # garbage from this sender: tell it why, then drop it only
+        try:
+            peer.send(encode_reply(0, BAD_FRAME, {"message": str(exc)}))
+        except Exception:
+            pass
+
+    def _drop(self, peer: Peer) -> None:
+        with self._cond:
+            self._core.drop_connection(peer)
+            self._peers.discard(peer)
+            if peer in self._local:
+                self._local.remove(peer)
+        peer.ch.close()
+        peer.gone.set()
+
+    def _serve_peer(self, ch: Any) -> None:
+        """A network sender: its own reader thread (off the local fast path)."""
+        if not admitted(ch, self.scope):
+            return
+        peer = Peer(ch)
+        with self._cond:
+            if self._closed:
+                return
+            self._peers.add(peer)
         try:
             while True:
-                frame = peer.ch.recv()
-                with self._cond:
-                    reply = self._core.receive(peer, frame, peer.pid, peer.uid, time.monotonic())
-                    if reply is not None:
-                        self._acking += 1
-                    self._cond.notify_all()
-                if reply is not None:
-                    # A posted message is queued (and may be dispatched, even close the
-                    # window) before its "queued" answer goes out: close() waits for it.
-                    try:
-                        peer.send(reply)
-                    finally:
-                        with self._cond:
-                            self._acking -= 1
-                            self._cond.notify_all()
+                self._take_frame(peer, peer.ch.recv())
+                self._bell.ring()  # the pump may sleep on the local connections
         except ProtocolError as exc:
-            self.protocol_errors += 1  # garbage from this sender: tell it why, then drop it only
-            try:
-                peer.send(encode_reply(0, BAD_FRAME, {"message": str(exc)}))
-            except Exception:
-                pass
+            self._bad_frame(peer, exc)
         except Exception:
             pass  # the sender closed or died
         finally:
-            with self._cond:
-                self._core.drop_connection(peer)
-                self._peers.discard(peer)
-            peer.ch.close()
+            self._drop(peer)
 
     def pending(self) -> int:
         """How many messages wait in the queue."""
@@ -259,8 +360,13 @@ class Window:
             self._nats.close()
         for peer in peers:
             peer.ch.close()
+            peer.gone.set()
         for srv in self._serving:
             srv.close(timeout=2)  # closes the listener; readers end with their channels
+        if threading.current_thread() is not self._background:
+            self._background.join(timeout=2)
+        if not self._background.is_alive():
+            self._bell.close()
 
     def __enter__(self) -> "Window":
         return self
@@ -386,6 +492,11 @@ def _exchange(link: _Link, name: str, kind: int, msg: int, wparam: int, lparam: 
             seg, data, shm = stage_copydata(data, link.local, scope)
             frame = encode_request(kind, req_id, msg, wparam, lparam, data=data, shm=shm, abort_if_hung=abort_if_hung)
             link.ch.send(b"".join(frame))
+            ready = getattr(link.ch, "ready", None)
+            if ready is not None:  # a local window often answers within the spin
+                end = time.perf_counter() + SPIN
+                while not ready() and time.perf_counter() < end:
+                    os.sched_yield()  # the window's process, if it waits for this CPU, runs meanwhile
             while True:
                 left = time_left(deadline, name)
                 try:
