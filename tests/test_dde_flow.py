@@ -125,6 +125,17 @@ def test_recv_available_takes_what_is_published_in_order_and_counts_what_it_miss
         numbers = [int(x) for x in got]
         assert numbers == list(range(numbers[0], 1010))  # in order, no gap after the skip
         assert sub.dropped == numbers[0] - 10 and sub.received == 10 + len(got)
+        # (max, prefix): a sample that starts with prefix comes as the str after it
+        proc.stdin.write("3\n")  # 1010, 1011, 1012
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "sent"
+        assert drain((2, b"101")) == ["0", "1"]
+        proc.stdin.write("1\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "sent"
+        assert drain((5, b"x")) == [b"1012", b"1013"]  # no match: bytes, as without a prefix
+        with pytest.raises(TypeError, match="prefix"):
+            drain((3, "1"))
         with pytest.raises(ValueError, match="at least 1"):
             drain(0)
         with pytest.raises(TypeError):
