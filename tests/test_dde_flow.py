@@ -152,3 +152,30 @@ def test_recv_available_takes_what_is_published_in_order_and_counts_what_it_miss
                 block._core.recv_available(4)
     finally:
         block_pub.close()
+
+
+ACKER = FOLLOWER.replace('callback=on)', 'callback=on, ack=True)').replace(
+    '"count": len(seen)', '"seen": seen')
+
+
+def test_a_socket_link_that_joins_an_item_only_shared_memory_took_gets_every_value(spawn, name):
+    # set() takes a shortcut for items that only local hot links (shared memory) take; a
+    # socket link (ack=True) that comes later must end it: every value reaches it, in order.
+    with dde.Server(name) as srv:
+        srv.set("T", "X", "0")
+        srv.start()
+        follower = spawn(FOLLOWER, name)
+        assert follower.stdout.readline().strip() == "linked", follower.stderr.read()
+        for i in range(100):
+            srv.set("T", "X", f"warm{i}")
+        acker = spawn(ACKER, name)
+        assert acker.stdout.readline().strip() == "linked", acker.stderr.read()
+        values = [f"v{i}" for i in range(200)]
+        for v in values:
+            srv.set("T", "X", v)
+        srv.set("T", "X", "FINAL")
+        for proc in (follower, acker):
+            out, err = proc.communicate(timeout=40)
+            assert proc.returncode == 0, err
+        got = json.loads(out.strip().splitlines()[-1])["seen"]
+        assert [v for v in got if v.startswith("v") or v == "FINAL"] == values + ["FINAL"]
