@@ -225,7 +225,7 @@ class Conversation:
         self._ch.close()
 
     def _odd_sample(self, raw: bytes, newer_follows: bool, item: str) -> tuple[Any, int | None]:
-        """A ring sample that is not a text value: (value, seq to skip below or None), or
+        """A ring sample that did not come as a str: (value, seq to skip below or None), or
         (_SKIP, None) when it is superseded, too big and unfetchable, or not ours."""
         try:
             if raw.startswith(_TEXT_PREFIX):
@@ -274,8 +274,7 @@ class Conversation:
                         continue
                     except ChannelClosed:
                         break  # the server closed or died, and everything it published was read
-                    raw = sample.tobytes()
-                    batch = [raw[_TEXT_CUT:].decode() if raw.startswith(_TEXT_PREFIX) else raw]
+                    batch = [sample.tobytes()]  # bytes: decoded below (_odd_sample)
                 busy = len(batch) >= HOT_BUSY
                 first = core.seq - len(batch)
                 if first < skip_below:

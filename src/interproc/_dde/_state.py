@@ -95,7 +95,10 @@ class ServerState:
         key = (topic, item)
         if value.__class__ is str and format is None:
             wire = (TEXT, value)
-            fast = self._only_shm.get(key)
+            try:
+                fast = self._only_shm.get(key)
+            except TypeError:
+                fast = None  # an unhashable name: the general path says what is wrong
             if fast is not None:
                 # The fan-out's hot path: the value stored and published, nothing else to tell.
                 items, send = fast
