@@ -125,6 +125,17 @@ def test_recv_available_takes_what_is_published_in_order_and_counts_what_it_miss
         numbers = [int(x) for x in got]
         assert numbers == list(range(numbers[0], 1010))  # in order, no gap after the skip
         assert sub.dropped == numbers[0] - 10 and sub.received == 10 + len(got)
+        # (max, prefix): a sample that starts with prefix comes as the str after it
+        proc.stdin.write("3\n")  # 1010, 1011, 1012
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "sent"
+        assert drain((2, b"101")) == ["0", "1"]
+        proc.stdin.write("1\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "sent"
+        assert drain((5, b"x")) == [b"1012", b"1013"]  # no match: bytes, as without a prefix
+        with pytest.raises(TypeError, match="prefix"):
+            drain((3, "1"))
         with pytest.raises(ValueError, match="at least 1"):
             drain(0)
         with pytest.raises(TypeError):
@@ -141,3 +152,30 @@ def test_recv_available_takes_what_is_published_in_order_and_counts_what_it_miss
                 block._core.recv_available(4)
     finally:
         block_pub.close()
+
+
+ACKER = FOLLOWER.replace('callback=on)', 'callback=on, ack=True)').replace(
+    '"count": len(seen)', '"seen": seen')
+
+
+def test_a_socket_link_that_joins_an_item_only_shared_memory_took_gets_every_value(spawn, name):
+    # set() takes a shortcut for items that only local hot links (shared memory) take; a
+    # socket link (ack=True) that comes later must end it: every value reaches it, in order.
+    with dde.Server(name) as srv:
+        srv.set("T", "X", "0")
+        srv.start()
+        follower = spawn(FOLLOWER, name)
+        assert follower.stdout.readline().strip() == "linked", follower.stderr.read()
+        for i in range(100):
+            srv.set("T", "X", f"warm{i}")
+        acker = spawn(ACKER, name)
+        assert acker.stdout.readline().strip() == "linked", acker.stderr.read()
+        values = [f"v{i}" for i in range(200)]
+        for v in values:
+            srv.set("T", "X", v)
+        srv.set("T", "X", "FINAL")
+        for proc in (follower, acker):
+            out, err = proc.communicate(timeout=40)
+            assert proc.returncode == 0, err
+        got = json.loads(out.strip().splitlines()[-1])["seen"]
+        assert [v for v in got if v.startswith("v") or v == "FINAL"] == values + ["FINAL"]

@@ -11,12 +11,33 @@
  * the oldest sample still in the ring (counted in dropped), and a sample is
  * kept only if its slot still holds it after the copy (the slot's sequence
  * word is the seqlock).  A batch is contiguous: its last sample is number
- * `seq - 1` (the core's seq after the call), the one before it `seq - 2`... */
+ * `seq - 1` (the core's seq after the call), the one before it `seq - 2`...
+ *
+ * recv_available((max, prefix)) also decodes: a sample that starts with the
+ * bytes `prefix` comes as the str of the UTF-8 after it (a DDE text value),
+ * any other (or one that is not UTF-8) as bytes.  A fan-out reader then
+ * builds one object per sample instead of three (bytes, slice, str).  The
+ * decoder reads the slot like the copy does, so the seqlock check after it
+ * discards a torn read the same way. */
 #include "pubsub.h"
+
+#include <string.h>
 
 PyObject *
 ps_sub_recv_available(CoreObject *self, PyObject *arg)
 {
+    const char *prefix = NULL;
+    Py_ssize_t plen = 0;
+    if (PyTuple_Check(arg)) {
+        PyObject *pre;
+        if (PyTuple_GET_SIZE(arg) != 2 || !PyBytes_Check(pre = PyTuple_GET_ITEM(arg, 1))) {
+            PyErr_SetString(PyExc_TypeError, "recv_available((max, prefix)): an int and a bytes");
+            return NULL;
+        }
+        prefix = PyBytes_AS_STRING(pre);
+        plen = PyBytes_GET_SIZE(pre);
+        arg = PyTuple_GET_ITEM(arg, 0);
+    }
     Py_ssize_t max = PyLong_AsSsize_t(arg);
     if (max == -1 && PyErr_Occurred())
         return NULL;
@@ -66,7 +87,15 @@ ps_sub_recv_available(CoreObject *self, PyObject *arg)
                          (long long)n, (long long)self->slot_size);
             return NULL;
         }
-        PyObject *data = PyBytes_FromStringAndSize(self->base + off + PS_SLOT_HEADER, n);
+        const char *src = self->base + off + PS_SLOT_HEADER;
+        PyObject *data = NULL;
+        if (prefix && n >= plen && memcmp(src, prefix, (size_t)plen) == 0) {
+            data = PyUnicode_DecodeUTF8(src + plen, n - plen, NULL);
+            if (!data)
+                PyErr_Clear(); /* not UTF-8 (or torn): the bytes, as without a prefix */
+        }
+        if (!data)
+            data = PyBytes_FromStringAndSize(src, n);
         if (!data) {
             Py_DECREF(out);
             return NULL;

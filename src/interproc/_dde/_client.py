@@ -36,6 +36,7 @@ HOT_BUSY = 8
 HOT_NAP = 0.001
 
 _UNSET: Any = object()
+_SKIP: Any = object()
 
 
 class AdviseLink(LinkState):
@@ -223,6 +224,23 @@ class Conversation:
             self._lock.notify_all()
         self._ch.close()
 
+    def _odd_sample(self, raw: bytes, newer_follows: bool, item: str) -> tuple[Any, int | None]:
+        """A ring sample that did not come as a str: (value, seq to skip below or None), or
+        (_SKIP, None) when it is superseded, too big and unfetchable, or not ours."""
+        try:
+            if raw.startswith(_TEXT_PREFIX):
+                return raw[_TEXT_CUT:].decode(), None
+            got = decode_sample(raw)
+            if got is not None:
+                return got[1], None
+            if newer_follows:  # too big for a slot, and a newer sample follows in this batch
+                return _SKIP, None
+            return self._fetch(item)
+        except InterprocError:
+            return _SKIP, None  # the oversized value could not be fetched: a newer one will come
+        except ValueError:
+            return _SKIP, None  # not a sample this server wrote
+
     def _shm_loop(self, link: AdviseLink, sub: Any) -> None:
         """A local hot link: samples straight from the server's publisher (newest wins: a
         reader that falls behind skips the oldest, counted in ``link.dropped``).
@@ -235,12 +253,13 @@ class Conversation:
         (the reply's "seq"), so nothing older arrives after something newer."""
         core = sub._core
         recv, drain, item, callback = core.recv, core.recv_available, link.item, link.callback
+        take = (HOT_BATCH, _TEXT_PREFIX)  # text samples come decoded: str (see pubsub_batch.c)
         skip_below = 0  # samples before this one are older than a value already delivered
         missed = 0
         try:
             busy = False
             while not link.closed:
-                batch = drain(HOT_BATCH)
+                batch = drain(take)
                 if not batch:
                     if busy:
                         # The publisher is busy (the last batch was big): nap and take the next
@@ -255,44 +274,48 @@ class Conversation:
                         continue
                     except ChannelClosed:
                         break  # the server closed or died, and everything it published was read
-                    batch = [sample.tobytes()]
+                    batch = [sample.tobytes()]  # bytes: decoded below (_odd_sample)
                 busy = len(batch) >= HOT_BUSY
                 first = core.seq - len(batch)
                 if first < skip_below:
                     missed += min(len(batch), skip_below - first)
                     batch = batch[skip_below - first:]
                     first = skip_below
-                last = len(batch) - 1
-                for i, raw in enumerate(batch):
+                # The fan-out's per-sample cost is this loop: a str is a text value ready to
+                # hand over; anything else (another format, an oversized value, a bad sample)
+                # goes through _odd_sample.  A raising callback is reported and skipped.
+                n = len(batch)
+                pos = delivered = 0
+                last: Any = _SKIP
+                while pos < n:
                     try:
-                        if raw.startswith(_TEXT_PREFIX):
-                            value: Any = raw[_TEXT_CUT:].decode()
-                        else:
-                            got = decode_sample(raw)
-                            if got is None:  # too big for a slot
-                                if i < last:
-                                    missed += 1  # a newer sample follows in this batch
+                        for pos in range(pos, n):
+                            value = batch[pos]
+                            if value.__class__ is not str:
+                                value, seq = self._odd_sample(value, pos < n - 1, item)
+                                if value is _SKIP:
+                                    missed += 1
                                     continue
-                                value, seq = self._fetch(item)
                                 if seq is not None:
                                     skip_below = seq
-                            else:
-                                value = got[1]
-                    except InterprocError:
-                        missed += 1  # the oversized value could not be fetched: a newer one will come
-                        continue
-                    except ValueError:
-                        missed += 1  # not a sample this server wrote: skip it
-                        continue
-                    link.received += 1
-                    link.last_value = value
-                    if callback is not None and not link.closed:
-                        try:
-                            callback(item, value)
-                        except Exception:
-                            import traceback
+                                batch[pos] = value
+                            if link.closed:
+                                break
+                            delivered += 1
+                            last = value
+                            if callback is not None:
+                                callback(item, value)
+                        pos = n
+                    except Exception:
+                        import traceback
 
-                            traceback.print_exc()  # a callback's bug must not end the link
+                        traceback.print_exc()  # a callback's bug must not end the link
+                        pos += 1
+                    if link.closed:
+                        break
+                if last is not _SKIP:
+                    link.received += delivered
+                    link.last_value = last
                 link.dropped = core.dropped + missed
         finally:
             link.closed = True

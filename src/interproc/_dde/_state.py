@@ -70,6 +70,10 @@ class ServerState:
         self._hot: dict[tuple[str, str], Callable[..., None]] = {}  # (topic, item) -> its publisher's send
         #: (topic, item) -> the conversations with a socket link on it
         self._watchers: dict[tuple[str, str], set[Any]] = {}
+        #: (topic, item) -> (its topic's items, its publisher's send) for items that only local
+        #: hot links take (no socket watcher, no NATS bucket): set()'s shortcut.  Cleared
+        #: whenever the watchers or the publishers change (lock held).
+        self._only_shm: dict[tuple[str, str], tuple[dict[str, tuple[str, str]], Callable[..., None]]] = {}
         #: conversations ended because the client sent a frame that does not parse
         self.protocol_errors = 0
         self.on_poke = None
@@ -88,11 +92,27 @@ class ServerState:
         # publish (which reaches every local client at once): names are checked only the first
         # time an item is set, and only conversations that take this item over their socket
         # are visited.
+        key = (topic, item)
         if value.__class__ is str and format is None:
             wire = (TEXT, value)
+            try:
+                fast = self._only_shm.get(key)
+            except TypeError:
+                fast = None  # an unhashable name: the general path says what is wrong
+            if fast is not None:
+                # The fan-out's hot path: the value stored and published, nothing else to tell.
+                items, send = fast
+                sample = _TEXT_SAMPLE + value.encode()
+                with self._lock:
+                    if self._only_shm.get(key) is fast and not self._closed:  # still so (no watcher came)
+                        items[item] = wire
+                        try:
+                            send(sample if len(sample) <= FAST_SLOT_SIZE else b"", timeout=0)
+                        except Timeout:
+                            pass  # a reader that is not ours holds a slot
+                        return
         else:
             wire = encode_value(value, format)
-        key = (topic, item)
         with self._lock:
             if self._closed:
                 raise HandleClosed(f"DDE server {self.service!r} is closed")
@@ -119,6 +139,8 @@ class ServerState:
                         self._notify(conv)
             if self._nats is not None:
                 self._nats.changed(topic, item, wire)
+            elif send is not None and not convs and item.__class__ is str:
+                self._only_shm[key] = (items, send)
 
     def _new_item(self, topic: str, item: str) -> dict[str, tuple[str, str]]:
         """Check the names of an item set for the first time; its topic's items (lock held)."""
@@ -180,6 +202,8 @@ class ServerState:
                     del index[key]
         for key in now - conv.watched:
             index.setdefault(key, set()).add(conv)
+        if now != conv.watched:
+            self._only_shm.clear()  # set() tells socket watchers again
         conv.watched, conv.watching = now, conv.proto.watching
 
     def handler_for(self, event: Poke | Execute, topic: str) -> tuple[Callable[..., Any] | None, str]:
@@ -212,5 +236,6 @@ class ServerState:
     def _close_pubs(self) -> None:
         with self._lock:
             pubs, self._pubs, self._hot = list(self._pubs.values()), {}, {}
+            self._only_shm.clear()
         for pub in pubs:
             pub.close()  # local hot-link subscribers drain what was published, then see ChannelClosed
