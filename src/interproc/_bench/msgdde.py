@@ -431,6 +431,10 @@ def run(quick: bool = True) -> list[dict]:
     return bench_messages(quick) + bench_fanout(quick) + bench_fanout(quick, rate=1000.0)
 
 
+# the row names `interproc bench --only TEXT` matches (as well as the module's name)
+BASELINES = ("messages send_message", "messages post_message", "dde hot link fan-out")
+
+
 def extra_results(options: Any) -> list[dict[str, Any]]:
     """The rows of ``interproc bench``'s table: send_message against an rpc call, pyzmq REQ/REP
     and a bare shm:// exchange (``rtt_64B``, µs); post_message and the hot-link fan-out against
