@@ -134,3 +134,44 @@ def test_window_names_cannot_inject_subject_tokens(nats_server):
         with pytest.raises(ValueError):
             messages.send_message(bad, 0x401, host=nats_server.url, timeout=1)
     assert _nats.subject("window", "a.b") == "interproc.window.a%2Eb"
+
+
+def test_asyncio_send_post_and_copy_data_reach_a_window_over_nats(nats_server, spawn, name):
+    win = spawn(WINDOW, nats_server.url, name)
+    wait_for_line(win, "READY")
+    url = nats_server.url
+
+    async def main() -> list:
+        assert await messages.asend_message(name, 0x401, 40, 2, host=url, timeout=10) == 42
+        for i in range(10):
+            assert await messages.apost_message(name, 0x402, i, host=url) is None
+        assert await messages.acopy_data(name, b"payload", 7, host=url, timeout=10) == [7, "payload"]
+        with pytest.raises(RemoteError) as info:
+            await messages.asend_message(name, 0x403, host=url, timeout=10)
+        assert info.value.remote_type == "KeyError"
+        deadline = time.monotonic() + 15
+        while await messages.asend_message(name, 0x405, host=url, timeout=10) < 10 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return await messages.asend_message(name, 0x404, host=url, timeout=10)
+
+    assert asyncio.run(main()) == list(range(10))  # every post, in order
+    win.wait(10)
+
+    async def gone() -> None:
+        await messages.asend_message(name, 0x401, host=url, timeout=5)
+
+    with pytest.raises(NotFound):  # no window: the broker has no responders
+        asyncio.run(gone())
+
+
+def test_asyncio_send_to_a_window_that_does_not_pump_times_out_over_nats(nats_server, spawn, name):
+    url = nats_server.url
+    win = spawn(WINDOW, url, name, "hang", stdin=subprocess.PIPE)
+    wait_for_line(win, "READY")
+    with pytest.raises(Timeout):
+        asyncio.run(messages.asend_message(name, 0x401, 1, 2, host=url, timeout=0.5))
+    win.stdin.write("go\n")
+    win.stdin.flush()
+    assert asyncio.run(messages.asend_message(name, 0x401, 1, 2, host=url, timeout=10)) == 3
+    messages.send_message(name, 0x404, host=url, timeout=10)
+    win.wait(10)

@@ -297,6 +297,22 @@ def connection(server: str, *, timeout: float | None = None, token: str | None =
         return conn
 
 
+def connected(server: str) -> bool:
+    """Whether this process already has an open connection to ``server`` (so getting it never waits)."""
+    with _conn_lock:
+        return any(key[0] == server and not conn.nc.is_closed for key, conn in _connections.items())
+
+
+async def wrap(coro: Awaitable[T], timeout: float | None, what: str) -> T:
+    """Await ``coro`` run on the NATS loop from another event loop (``Timeout`` after ``timeout`` s
+    and a grace second; cancelling the caller cancels it there too)."""
+    fut = asyncio.wrap_future(loop_thread().submit(coro))
+    try:
+        return await asyncio.wait_for(fut, None if timeout is None else timeout + 1)
+    except asyncio.TimeoutError:
+        raise Timeout(f"{what}: no answer within {timeout} s") from None
+
+
 def _open(server: str, timeout: float | None, **creds: Any) -> Connection:
     import nats
 

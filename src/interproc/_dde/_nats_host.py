@@ -14,7 +14,7 @@ import json
 import string
 import threading
 import weakref
-from typing import Any, Callable
+from typing import Any
 
 from .. import _nats
 from .._errors import AlreadyExists, NotFound, ProtocolError
@@ -245,29 +245,18 @@ class NatsHost:
 
     @staticmethod
     def _handle(srv: Any, proto: ServerConversation, event: Poke | Execute) -> None:
-        # The rules of _server._Conv._handle, for a conversation that lives one request.
+        # The server's own poke/execute rules (ServerState), for a conversation that lives one request.
         topic = proto.topic or ""
-        outcome: dict[str, Any] = {}
-        handler: Callable[..., Any] | None = srv.on_poke if isinstance(event, Poke) else srv.on_execute
-        if handler is None:
-            what = "poke" if isinstance(event, Poke) else "execute"
-            outcome["refused"] = f"service {srv.service!r} accepts no {what} (it has no on_{what} handler)"
-        elif isinstance(event, Poke) and topic == SYSTEM:
-            outcome["refused"] = "the System topic cannot be poked"
-        else:
+        handler, refused = srv.handler_for(event, topic)
+        error: BaseException | None = None
+        result = None
+        if handler is not None:
             try:
-                if isinstance(event, Poke):
-                    if handler(topic, event.item, event.value) is False:
-                        outcome["refused"] = f"the server refused the poke of {event.item!r}"
-                    else:
-                        srv.set(topic, event.item, event.value, format=event.format)
-                else:
-                    outcome["result"] = handler(topic, event.command)
+                refused, result = srv.after_handler(event, topic, srv.call_handler(handler, event, topic))
             except Exception as exc:
-                outcome["error"] = exc
+                error = exc
         with srv._lock:
-            proto.answer(event.id, outcome.get("error"), refused=outcome.get("refused", ""),
-                         result=outcome.get("result"))
+            proto.answer(event.id, error, refused=refused, result=result)
 
     def close(self) -> None:
         """Stop answering, tell the clients, delete the bucket."""

@@ -203,6 +203,11 @@ async def _acall(name: str, kind: int, msg: int, wparam: int, lparam: int, *, da
                  timeout: float | None, abort_if_hung: bool = False, scope: Scope = "user",
                  host: str | None = None, authkey: bytes | None = None) -> Any:
     check_call(msg, wparam, lparam)
+    if host is not None and host.lower().startswith(("nats://", "tls://")):  # through the broker (._nats)
+        from ._nats import acall
+
+        return await acall(name, kind, msg, wparam, lparam, data=data, timeout=timeout,
+                           abort_if_hung=abort_if_hung, address=host)
     links = _alinks.setdefault(asyncio.get_running_loop(), {})
     key = (name, scope, host, authkey)
     deadline = None if timeout is None else time.monotonic() + timeout

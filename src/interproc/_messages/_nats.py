@@ -21,6 +21,7 @@ sender's pid and uid are unknown (0 and -1), as over tcp://.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -99,31 +100,65 @@ class NatsPort:
             pass
 
 
-def call(name: str, kind: int, msg: int, wparam: int, lparam: int, *, data: Any, timeout: float | None,
-         abort_if_hung: bool, address: str) -> Any:
-    """SEND (request/reply, the handler's result) or POST (publish, None) to window ``name``."""
+def _prepare(name: str, kind: int, msg: int, wparam: int, lparam: int, data: Any, timeout: float | None,
+             abort_if_hung: bool, address: str) -> tuple[_nats.Connection, str, bytes]:
+    """(connection, subject, request frame): what both the blocking and the asyncio sender need."""
     _nats.require()  # ImportError naming the extra, before anything else
-    from nats import errors
-
     subject = _nats.subject(KIND, name)
     conn = _nats.connection(_server_of(address), timeout=timeout)
     frame = b"".join(bytes(p) for p in encode_request(kind, 1, msg, wparam, lparam, data=data,
                                                         abort_if_hung=abort_if_hung))
     conn.check_size(len(frame))
-    if kind == POST:
-        conn.publish_nowait(subject, frame, timeout=timeout)
-        return None
+    return conn, subject, frame
 
-    async def go() -> Any:
-        return await conn.nc.request(subject, frame, timeout=3600 * 24 if timeout is None else timeout)
+
+async def _request(conn: _nats.Connection, subject: str, frame: bytes, name: str, timeout: float | None) -> Any:
+    """(On the NATS loop) SEND: the window's reply frame, decoded to the handler's result."""
+    from nats import errors
 
     try:
-        reply = _nats.loop_thread().run(go(), None if timeout is None else timeout + 1, f"window {name!r}")
+        reply = await conn.nc.request(subject, frame, timeout=3600 * 24 if timeout is None else timeout)
     except errors.NoRespondersError:
         raise missing_window(name) from None
-    except (errors.TimeoutError, Timeout):
-        raise Timeout(f"window {name!r} did not answer within the timeout (is it pumping messages?)") from None
+    except (errors.TimeoutError, asyncio.TimeoutError):
+        raise _late(name) from None
     except errors.Error as exc:
         raise _nats.translate(exc, f"window {name!r}") from exc
     SenderCore.reply_id(reply.data)  # a reply frame (or the window's "could not parse" as ProtocolError)
     return SenderCore.result(reply.data, name)
+
+
+def _late(name: str) -> Timeout:
+    return Timeout(f"window {name!r} did not answer within the timeout (is it pumping messages?)")
+
+
+def call(name: str, kind: int, msg: int, wparam: int, lparam: int, *, data: Any, timeout: float | None,
+         abort_if_hung: bool, address: str) -> Any:
+    """SEND (request/reply, the handler's result) or POST (publish, None) to window ``name``."""
+    conn, subject, frame = _prepare(name, kind, msg, wparam, lparam, data, timeout, abort_if_hung, address)
+    if kind == POST:
+        conn.publish_nowait(subject, frame, timeout=timeout)
+        return None
+    try:
+        return _nats.loop_thread().run(_request(conn, subject, frame, name, timeout),
+                                       None if timeout is None else timeout + 1, f"window {name!r}")
+    except Timeout:
+        raise _late(name) from None
+
+
+async def acall(name: str, kind: int, msg: int, wparam: int, lparam: int, *, data: Any, timeout: float | None,
+                abort_if_hung: bool, address: str) -> Any:
+    """:func:`call` for asyncio code: the request runs on the NATS loop, this loop only awaits it."""
+    if _nats.connected(_server_of(address)):
+        prepared = _prepare(name, kind, msg, wparam, lparam, data, timeout, abort_if_hung, address)
+    else:  # the first call connects, which may take a while: not on this loop
+        prepared = await asyncio.to_thread(_prepare, name, kind, msg, wparam, lparam, data, timeout,
+                                           abort_if_hung, address)
+    conn, subject, frame = prepared
+    if kind == POST:
+        await _nats.wrap(conn.publish(subject, frame), timeout, f"window {name!r}")
+        return None
+    try:
+        return await _nats.wrap(_request(conn, subject, frame, name, timeout), timeout, f"window {name!r}")
+    except Timeout:
+        raise _late(name) from None
