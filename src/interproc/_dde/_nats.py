@@ -83,6 +83,11 @@ class NatsAdviseLink(AdviseLink):
 class NatsConversation(Conversation):
     """A DDE conversation through a NATS server (``dde.connect(..., host="nats://...")``)."""
 
+    #: the class of this conversation's links (the asyncio face has its own)
+    link_class: type[NatsAdviseLink] = NatsAdviseLink
+    #: callbacks run on a dispatcher thread (the asyncio face runs them on its loop instead)
+    threaded = True
+
     def __init__(self, service: str, topic: str, address: str, timeout: float | None, **creds: Any) -> None:
         validate_name(service, "DDE service name")
         if not isinstance(topic, str) or not topic:
@@ -103,8 +108,10 @@ class NatsConversation(Conversation):
         self._error: BaseException | None = None
         self._kv: Any = None
         self._notice: Any = None
-        self._dispatcher = threading.Thread(target=self._dispatch_loop, daemon=True, name="interproc dde callbacks")
-        self._dispatcher.start()
+        self._dispatcher: threading.Thread | None = None
+        if self.threaded:
+            self._dispatcher = threading.Thread(target=self._dispatch_loop, daemon=True, name="interproc dde callbacks")
+            self._dispatcher.start()
 
     def __repr__(self) -> str:
         return f"<dde.Conversation {self.service}|{self.topic} on NATS{' closed' if self._closed else ''}>"
@@ -113,6 +120,11 @@ class NatsConversation(Conversation):
         """Initiate (``NotFound`` if no server has the service or topic) and hear the server's close."""
         self._ask(lambda: None)
         self._initiated = True
+        self._notice = self._run(self._subscribe_closed(), None, "subscribe")
+        self.conn.add_reconnect_listener(self._on_reconnect)
+
+    async def _subscribe_closed(self) -> Any:
+        """Hear the server's close (``.closed`` on the service's subject)."""
         me = weakref.ref(self)
 
         async def on_closed(msg: Any) -> None:
@@ -120,38 +132,37 @@ class NatsConversation(Conversation):
             if conv is not None:
                 conv._finish(ChannelClosed(f"the {conv.what} closed"))
 
-        async def subscribe() -> Any:
-            sub = await self.conn.nc.subscribe(self.subject + ".closed", cb=on_closed)
-            await self.conn.nc.flush(timeout=5)
-            return sub
-
-        self._notice = self._run(subscribe(), None, "subscribe")
-        self.conn.add_reconnect_listener(self._on_reconnect)
+        sub = await self.conn.nc.subscribe(self.subject + ".closed", cb=on_closed)
+        await self.conn.nc.flush(timeout=5)
+        return sub
 
     def _run(self, coro: Any, timeout: float | None, what: str) -> Any:
         return _nats.loop_thread().run(coro, None if timeout is None else timeout + 1, f"{self.what}: {what}")
 
     # -- calls (request/reply) ----------------------------------------------------
     def _ask(self, build: Callable[[], tuple[int, bytes] | None], timeout: float | None = _UNSET) -> Reply:
-        from nats import errors
+        timeout = self.timeout if timeout is _UNSET else timeout
+        return self._run(self._acall(self._payload(build), timeout), timeout, "call")
 
+    def _payload(self, build: Callable[[], tuple[int, bytes] | None]) -> bytes:
+        """The request of a call: ``[initiate, call]`` frames of this conversation's protocol."""
         if self._user_closed:
             raise HandleClosed(f"{self!r} is closed")
         if self._error is not None:
             raise self._error
-        timeout = self.timeout if timeout is _UNSET else timeout
         with self._proto_lock:
             frames = [self._proto.initiate()[1]]
             call = build()
             if call is not None:
                 frames.append(call[1])
-        payload = b"[" + b",".join(frames) + b"]"
+        return b"[" + b",".join(frames) + b"]"
 
-        async def go() -> Any:
-            return await self.conn.nc.request(self.subject, payload, timeout=timeout or 3600 * 24)
+    async def _acall(self, payload: bytes, timeout: float | None) -> Reply:
+        """(On the NATS loop) one call: request/reply, the reply frames checked by the protocol."""
+        from nats import errors
 
         try:
-            msg = self._run(go(), timeout, "call")
+            msg = await self.conn.nc.request(self.subject, payload, timeout=timeout or 3600 * 24)
         except errors.NoRespondersError:
             if self._initiated:
                 raise ChannelClosed(f"the {self.what} is gone (no server answers)") from None
@@ -180,25 +191,31 @@ class NatsConversation(Conversation):
 
     def request(self, item: str, *, timeout: float | None = _UNSET) -> str | bytes:
         """Cold link: the item's value from the bucket (``NotFound`` for an unknown item)."""
+        timeout = self.timeout if timeout is _UNSET else timeout
+        return self._run(self._request(item, timeout), timeout, f"get {item!r}")
+
+    def _request(self, item: str, timeout: float | None) -> Any:
+        """The coroutine of a cold link (arguments checked now, in the caller)."""
         if self.topic == SYSTEM or item == ITEM_LIST:  # computed by the server, not stored
-            body = self._ask(lambda: self._proto.request(item), timeout).body
-            return decode_value(body.get("format"), body.get("value"))
+            return self._computed(self._payload(lambda: self._proto.request(item)), timeout)
         if not isinstance(item, str) or not item:
             raise ValueError(f"a DDE item is a non-empty str, got {item!r}")
         if self._user_closed:
             raise HandleClosed(f"{self!r} is closed")
         if self._error is not None:
             raise self._error  # the server closed: as on a socket, the conversation is over
+        return self._get(item)
+
+    async def _computed(self, payload: bytes, timeout: float | None) -> str | bytes:
+        body = (await self._acall(payload, timeout)).body
+        return decode_value(body.get("format"), body.get("value"))
+
+    async def _get(self, item: str) -> str | bytes:
         from nats.js import errors as js_errors
 
-        timeout = self.timeout if timeout is _UNSET else timeout
-
-        async def go() -> Any:
-            kv = await self._bucket()
-            return await kv.get(item_key(self.topic, item))
-
         try:
-            entry = self._run(go(), timeout, f"get {item!r}")
+            kv = await self._bucket()
+            entry = await kv.get(item_key(self.topic, item))
         except (js_errors.KeyNotFoundError, js_errors.KeyDeletedError):
             raise NotFound(f"{self.service}|{self.topic}: topic {self.topic!r} has no item {item!r}") from None
         except js_errors.BucketNotFoundError:
@@ -216,26 +233,26 @@ class NatsConversation(Conversation):
         """A watch on the item: hot links get ``callback(item, value)`` for the current value and
         each change; warm links (``hot=False``) ``callback(item)``.  ``ack=True`` delivers every
         value the watch sees (no newest-wins); it does not pace the server."""
+        timeout = self.timeout if timeout is _UNSET else timeout
+        link = self._new_link(item, hot, ack, callback)
+        try:
+            self._run(self._start_watch(link), timeout, f"watch {item!r}")
+        except BaseException:
+            self._forget(link)
+            raise
+        return link
+
+    def _new_link(self, item: str, hot: bool, ack: bool, callback: Callable[..., Any] | None) -> NatsAdviseLink:
         if not isinstance(item, str) or not item:
             raise ValueError(f"a DDE item is a non-empty str, got {item!r}")
         if self._user_closed:
             raise HandleClosed(f"{self!r} is closed")
         if self._error is not None:
             raise self._error
-        timeout = self.timeout if timeout is _UNSET else timeout
         with self._lock:
             self._next_link += 1
-            link = NatsAdviseLink(self, self._next_link, item, hot, ack, callback)
+            link = self.link_class(self, self._next_link, item, hot, ack, callback)
             self._links[link.id] = link
-        try:
-            self._run(self._start_watch(link), timeout, f"watch {item!r}")
-        except BaseException as exc:
-            self._forget(link)
-            from nats.js import errors as js_errors
-
-            if isinstance(exc, js_errors.BucketNotFoundError):
-                raise ChannelClosed(f"the {self.what} is gone (its bucket was deleted)") from None
-            raise
         return link
 
     async def _open_watch(self, link: NatsAdviseLink) -> Any:
@@ -243,7 +260,12 @@ class NatsConversation(Conversation):
         return await kv.watch(link.key, meta_only=not link.hot)
 
     async def _start_watch(self, link: NatsAdviseLink) -> None:
-        watcher = await self._open_watch(link)
+        from nats.js import errors as js_errors
+
+        try:
+            watcher = await self._open_watch(link)
+        except js_errors.BucketNotFoundError:
+            raise ChannelClosed(f"the {self.what} is gone (its bucket was deleted)") from None
         link._task = asyncio.get_running_loop().create_task(self._consume(link, watcher))
 
     async def _rewatch(self, link: NatsAdviseLink) -> None:
@@ -291,6 +313,10 @@ class NatsConversation(Conversation):
             if link not in self._ready:
                 self._ready.append(link)
             self._lock.notify_all()
+        self._wake()
+
+    def _wake(self) -> None:
+        """A value is ready or the conversation ended (the asyncio face wakes its loop here)."""
 
     def _on_reconnect(self) -> None:
         # Watches are JetStream consumers: open them again (they replay the latest value).
@@ -310,24 +336,36 @@ class NatsConversation(Conversation):
         if task is not None:
             _nats.loop_thread().loop.call_soon_threadsafe(task.cancel)
 
-    def _dispatch_loop(self) -> None:
-        while True:
-            with self._lock:
-                while not self._ready and not self._closed:
+    def _take(self, wait: bool) -> tuple[NatsAdviseLink, Any] | None:
+        """The next (link, value) to deliver, counted as received; None when there is none
+        (``wait``: when the conversation ended)."""
+        with self._lock:
+            while True:
+                while wait and not self._ready and not self._closed:
                     self._lock.wait()
                 if not self._ready:
-                    return
+                    return None
                 link = self._ready.popleft()
                 if not link._values:
                     continue
                 value = link._values.popleft()
                 if link._values:
                     self._ready.append(link)
-            link.received += 1
-            link.last_value = value
+                link.received += 1
+                link.last_value = value
+                return link, value
+
+    @staticmethod
+    def _callback(link: NatsAdviseLink, value: Any) -> Any:
+        """Run the link's callback; what it returns (the asyncio face awaits a coroutine)."""
+        if link.callback is None or link.closed:
+            return None
+        return link.callback(link.item, value) if link.hot else link.callback(link.item)
+
+    def _dispatch_loop(self) -> None:
+        while (got := self._take(wait=True)) is not None:
             try:
-                if link.callback is not None and not link.closed:
-                    link.callback(link.item, value) if link.hot else link.callback(link.item)
+                self._callback(*got)
             except Exception:
                 import traceback
 
@@ -341,6 +379,17 @@ class NatsConversation(Conversation):
     def execute(self, command: str, *, timeout: float | None = _UNSET) -> Any:
         return self._ask(lambda: self._proto.execute(command), timeout).body.get("result")
 
+    def _stop(self) -> None:
+        """End the conversation for its user (both faces): links end, the server's close is no longer heard."""
+        self._user_closed = True
+        self._finish(ChannelClosed("closed"))
+        self.conn.remove_reconnect_listener(self._on_reconnect)
+        if self._notice is not None:
+            try:
+                _nats.loop_thread().submit(self._notice.unsubscribe())
+            except Exception:  # the loop or connection is gone: so is the subscription
+                pass
+
     def _finish(self, error: BaseException) -> None:
         with self._lock:
             if self._error is None:
@@ -351,20 +400,14 @@ class NatsConversation(Conversation):
         for link in links:
             link.closed = True
             self._forget(link)
+        self._wake()
 
     def close(self) -> None:
         """End the conversation; its links end too."""
         if self._user_closed:
             return
-        self._user_closed = True
-        self._finish(ChannelClosed("closed"))
-        self.conn.remove_reconnect_listener(self._on_reconnect)
-        if self._notice is not None:
-            try:
-                _nats.loop_thread().submit(self._notice.unsubscribe())
-            except Exception:  # the loop or connection is gone: so is the subscription
-                pass
-        if self._dispatcher is not threading.current_thread():
+        self._stop()
+        if self._dispatcher is not None and self._dispatcher is not threading.current_thread():
             self._dispatcher.join(timeout=2)
 
 
