@@ -294,3 +294,85 @@ def test_a_broker_that_lost_its_store_gets_the_items_again(nats_server, spawn, n
     assert conv.request("a.b") == "dotted"
     conv.close()
     _stop(srv)
+
+
+def test_asyncio_cold_hot_and_warm_links_poke_and_execute_over_nats(nats_server, spawn, name):
+    import asyncio
+
+    srv = _server(spawn, nats_server.url, name)
+
+    async def main() -> None:
+        async with await dde.aconnect(name, "Stocks", host=nats_server.url, timeout=5) as conv:
+            assert await conv.request("ACME") == "101.5"  # cold link: a get from the bucket
+            assert await conv.request("*") == b"\x00star"
+            assert (await conv.request("TopicItemList")).split("\t") == ["*", "ACME", "a.b", "a=2Eb"]
+            with pytest.raises(NotFound):
+                await conv.request("nothing")
+            hot: list = []
+            warm: list = []
+            changed = asyncio.Event()
+
+            async def on_hot(item, value):  # a coroutine callback, run on this loop
+                hot.append(value)
+                changed.set()
+
+            link = await conv.advise("ACME", callback=on_hot)
+            await conv.advise("ACME", hot=False, callback=lambda item: warm.append(item))
+            async def until(pred) -> None:
+                deadline = time.monotonic() + 15
+                while not pred() and time.monotonic() < deadline:
+                    changed.clear()
+                    try:
+                        await asyncio.wait_for(changed.wait(), 0.5)
+                    except asyncio.TimeoutError:
+                        pass
+
+            await until(lambda: "101.5" in hot)
+            assert hot == ["101.5"]  # the watch replays the current value
+            await asyncio.to_thread(_tell, srv, "set ACME 102")
+            await conv.poke("ACME", "103")  # accepted: stored and advised
+            await until(lambda: hot[-1] == "103")
+            assert hot[-1] == "103" and hot.count("103") == 1
+            assert warm and set(warm) == {"ACME"}  # warm: that it changed, not the value
+            assert link.received == len(hot)
+            assert await conv.execute("go") == "Stocks:GO"
+            with pytest.raises(RemoteError) as info:
+                await conv.poke("boom", "1")
+            assert info.value.remote_type == "KeyError"
+            with pytest.raises(Exception, match="refused"):
+                await conv.poke("locked", "1")
+            await link.close()
+            assert link.closed
+        assert conv.closed
+        with pytest.raises(NotFound):  # a topic the server does not have
+            await dde.aconnect(name, "Nope", host=nats_server.url, timeout=5)
+
+    asyncio.run(main())
+    _stop(srv)
+
+    async def gone() -> None:
+        await dde.aconnect(name, "Stocks", host=nats_server.url)
+
+    with pytest.raises(NotFound):  # no server: at once
+        asyncio.run(gone())
+
+
+def test_asyncio_conversation_ends_when_the_server_closes_over_nats(nats_server, spawn, name):
+    import asyncio
+
+    srv = _server(spawn, nats_server.url, name)
+
+    async def main() -> None:
+        conv = await dde.aconnect(name, "Stocks", host=nats_server.url, timeout=5)
+        link = await conv.advise("ACME", callback=lambda item, value: None)
+        await asyncio.to_thread(_tell, srv, "close")
+        deadline = time.monotonic() + 15
+        while not conv.closed and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert conv.closed and link.closed  # the server's close ends the links too
+        with pytest.raises(ChannelClosed):
+            await conv.execute("go")
+        await conv.close()
+
+    asyncio.run(main())
+    _stop(srv)

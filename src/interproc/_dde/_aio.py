@@ -184,6 +184,10 @@ class AsyncConversation:
 async def aconnect(service: str, topic: str, *, timeout: float | None = None, host: str | None = None,
                    authkey: bytes | None = None, scope: Scope = "user", **connect_options: Any) -> AsyncConversation:
     """The asyncio form of :func:`interproc.dde.connect`."""
+    if host is not None and host.lower().startswith(("nats://", "tls://")):  # a JetStream bucket (._nats_aio)
+        from ._nats_aio import aconnect as nats_aconnect
+
+        return await nats_aconnect(service, topic, host, timeout=timeout, **connect_options)  # type: ignore[return-value]
     address, options = connect_args(service, host, authkey, scope, connect_options)
     try:
         ch = await interproc.aio.connect(address, timeout=timeout, **options)

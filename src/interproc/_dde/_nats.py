@@ -53,7 +53,7 @@ from ._client import AdviseLink, Conversation
 from ._nats_host import KIND, NatsHost, _server_of, _unpack, bucket_name, item_key, pack
 from ._protocol import ITEM_LIST, SYSTEM, ClientConversation, Reply, decode_value, dump
 
-__all__ = ["NatsAdviseLink", "NatsConversation", "NatsHost", "bucket_name", "connect", "item_key", "pack"]
+__all__ = ["NatsAdviseLink", "NatsConversation", "NatsHost", "bucket_name", "connect", "item_key", "pack", "wait_more"]
 _UNSET: Any = object()
 
 
@@ -118,9 +118,13 @@ class NatsConversation(Conversation):
 
     def _start(self) -> None:
         """Initiate (``NotFound`` if no server has the service or topic) and hear the server's close."""
-        self._ask(lambda: None)
+        self._run(self._open(), self.timeout, "initiate")
+
+    async def _open(self) -> None:
+        """(On the NATS loop) initiate, then hear the server's close and the broker's returns."""
+        await self._acall(self._payload(lambda: None), self.timeout)
         self._initiated = True
-        self._notice = self._run(self._subscribe_closed(), None, "subscribe")
+        self._notice = await self._subscribe_closed()
         self.conn.add_reconnect_listener(self._on_reconnect)
 
     async def _subscribe_closed(self) -> Any:
@@ -411,6 +415,14 @@ class NatsConversation(Conversation):
             self._dispatcher.join(timeout=2)
 
 
+def wait_more(exc: NotFound, deadline: float | None) -> bool:
+    """Whether a connect that got ``exc`` tries again: only a missing server is waited for
+    ("no such topic" is an answer from a live server), and only until ``deadline``."""
+    import time
+
+    return deadline is not None and time.monotonic() < deadline and "is running" in str(exc)
+
+
 def connect(service: str, topic: str, address: str, *, timeout: float | None = None,
             **creds: Any) -> NatsConversation:
     """``dde.connect(service, topic, host="nats://...")``: ``NotFound`` at once if no server has the
@@ -425,8 +437,7 @@ def connect(service: str, topic: str, address: str, *, timeout: float | None = N
             return conv
         except NotFound as exc:
             conv.close()
-            # "no such topic" is an answer from a live server: only a missing server is waited for
-            if deadline is None or time.monotonic() >= deadline or "is running" not in str(exc):
+            if not wait_more(exc, deadline):
                 raise
             time.sleep(0.1)
         except BaseException:
