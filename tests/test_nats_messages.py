@@ -104,10 +104,11 @@ def test_no_window_is_not_found_at_once_and_a_window_that_does_not_pump_times_ou
     win.wait(10)
 
 
-def test_a_remote_frame_naming_shared_memory_or_garbage_is_refused(nats_server, spawn, name):
+@pytest.mark.parametrize("script", ["WINDOW", "ASYNC_WINDOW"])
+def test_a_remote_frame_naming_shared_memory_or_garbage_is_refused(nats_server, spawn, name, script):
     import nats
 
-    win = spawn(WINDOW, nats_server.url, name)
+    win = spawn(globals()[script], nats_server.url, name)
     wait_for_line(win, "READY")
 
     async def raw(payload: bytes) -> bytes:
@@ -175,3 +176,65 @@ def test_asyncio_send_to_a_window_that_does_not_pump_times_out_over_nats(nats_se
     assert asyncio.run(messages.asend_message(name, 0x401, 1, 2, host=url, timeout=10)) == 3
     messages.send_message(name, 0x404, host=url, timeout=10)
     win.wait(10)
+
+
+ASYNC_WINDOW = """
+import asyncio, sys
+from interproc import messages
+url, name = sys.argv[1], sys.argv[2]
+
+async def main():
+    posted = []
+    async with messages.AsyncWindow(name, host=url) as win:
+        @win.handler(0x401)
+        async def add(m):  # a coroutine handler
+            await asyncio.sleep(0)
+            return m.wparam + m.lparam
+
+        @win.handler(0x402)
+        def note(m):
+            posted.append(m.wparam)
+
+        @win.handler(0x405)
+        def count(m):
+            return len(posted)
+
+        @win.handler(0x404)
+        def stop(m):
+            win.quit()
+            return posted
+
+        @win.handler(messages.WM_COPYDATA)
+        def copied(m):
+            return [m.tag, bytes(m.data).decode()]
+
+        print("READY", flush=True)
+        await win.run()
+    print("POSTED", len(posted), flush=True)
+
+asyncio.run(main())
+"""
+
+
+def test_an_async_window_on_nats_answers_blocking_and_asyncio_senders(nats_server, spawn, name):
+    win = spawn(ASYNC_WINDOW, nats_server.url, name)
+    wait_for_line(win, "READY")
+    url = nats_server.url
+    assert messages.send_message(name, 0x401, 40, 2, host=url, timeout=10) == 42
+    assert messages.copy_data(name, b"blocking", 1, host=url, timeout=10) == [1, "blocking"]
+
+    async def main() -> list:
+        assert await messages.asend_message(name, 0x401, 1, 2, host=url, timeout=10) == 3
+        for i in range(10):
+            await messages.apost_message(name, 0x402, i, host=url)
+        assert await messages.acopy_data(name, b"async", 2, host=url, timeout=10) == [2, "async"]
+        deadline = time.monotonic() + 15
+        while await messages.asend_message(name, 0x405, host=url, timeout=10) < 10 and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        return await messages.asend_message(name, 0x404, host=url, timeout=10)
+
+    assert asyncio.run(main()) == list(range(10))
+    assert wait_for_line(win, "POSTED").split() == ["POSTED", "10"]
+    win.wait(10)
+    with pytest.raises(NotFound):  # the window closed: its subscription went with it
+        messages.send_message(name, 0x401, host=url, timeout=5)

@@ -56,6 +56,8 @@ class AsyncWindow:
         self._wake: asyncio.Event | None = None
         self._closed = False
         self._quit = False
+        self._nats: Any = None  # host="nats://...": a subject on the broker (._nats)
+        self.protocol_errors = 0
         window_path(name, scope)  # a bad name fails here, not in start()
 
     async def start(self) -> "AsyncWindow":
@@ -65,7 +67,14 @@ class AsyncWindow:
             self._listener = await interproc.aio.listen(f"unix://{window_path(self.name, self.scope)}")
             self.address = self._listener.address
             self._serving.append(await interproc.aio.serve(self._listener, self._serve_peer))
-            if self._host is not None:
+            if self._host is not None and self._host.lower().startswith(("nats://", "tls://")):
+                from ._nats import NatsPort
+
+                # connecting and subscribing may take a while: not on this loop
+                self._nats = await asyncio.to_thread(NatsPort, self, self._host, loop=asyncio.get_running_loop(),
+                                                     **self._net_options)
+                self.address = self._host
+            elif self._host is not None:
                 self._net = await interproc.aio.listen(self._host, **self._net_options)
                 self.address = self._net.address
                 self._serving.append(await interproc.aio.serve(self._net, self._serve_peer))
@@ -107,6 +116,15 @@ class AsyncWindow:
             self._core.drop_connection(peer)
             self._peers.discard(peer)
             peer.ch.close()
+
+    def _deliver(self, reply_to: Any, frame: bytes) -> bytes | None:
+        """A frame from the NATS port (on this loop): queued, or answered at once."""
+        if self._closed:
+            return None
+        answer = self._core.receive(reply_to, frame, 0, -1, time.monotonic())
+        assert self._wake is not None
+        self._wake.set()
+        return answer
 
     async def pump(self, timeout: float | None = 0) -> int:
         """Dispatch what is queued; if nothing is, wait up to ``timeout`` for a first message."""
@@ -174,6 +192,8 @@ class AsyncWindow:
         for lst in (self._listener, self._net):
             if lst is not None:
                 lst.close()
+        if self._nats is not None:
+            self._nats.close(wait=False)
         for peer in list(self._peers):
             peer.ch.close()
         for task in list(self._tasks):

@@ -56,34 +56,37 @@ class _ReplyTo:
             self.conn.publish_nowait(self.subject, bytes(frame), timeout=5)
 
 
-class NatsPort:
-    """A window's subscription on the broker (made by ``Window(..., host="nats://...")``)."""
+class _AReplyTo(_ReplyTo):
+    """The same, for an ``AsyncWindow`` (it awaits ``send``; handing over never waits long)."""
 
-    def __init__(self, window: Any, address: str, *, timeout: float | None = None, **creds: Any) -> None:
+    __slots__ = ()
+
+    async def send(self, frame: bytes) -> None:  # type: ignore[override]
+        _ReplyTo.send(self, frame)
+
+
+class NatsPort:
+    """A window's subscription on the broker (made by ``Window(..., host="nats://...")`` and
+    ``AsyncWindow``): each message goes to ``window._core`` through ``deliver``."""
+
+    def __init__(self, window: Any, address: str, *, timeout: float | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None, **creds: Any) -> None:
         self.subject = _nats.subject(KIND, window.name)
         self.conn = _nats.connection(_server_of(address), timeout=timeout, **creds)
         self.what = f"window {window.name!r} on {_nats.redact(self.conn.server)}"
         #: posts that found the queue full (a NATS post has nobody to tell)
         self.posts_dropped = 0
+        self._window = window
         conn = self.conn
 
         async def on_msg(msg: Any) -> None:
-            reply_to = _ReplyTo(conn, msg.reply or "")
-            try:
-                if parse_header(msg.data)[1] & F_SHM:
-                    raise ProtocolError("a sender over NATS named a shared-memory segment: only local senders can")
-                with window._cond:
-                    if window._closed:
-                        return
-                    answer = window._core.receive(reply_to, msg.data, 0, -1, time.monotonic())
-                    window._cond.notify_all()
-            except ProtocolError as exc:
-                window.protocol_errors += 1
-                answer = encode_reply(0, BAD_FRAME, {"message": str(exc)})
-            if answer is not None:
-                if not msg.reply and parse_header(answer)[1] == FULL:
-                    self.posts_dropped += 1
-                reply_to.send(answer)
+            if loop is None:  # a blocking window: its core is guarded by its condition
+                self._take(_ReplyTo(conn, msg.reply or ""), msg.data)
+            else:  # an AsyncWindow: its core lives on its loop
+                try:
+                    loop.call_soon_threadsafe(self._take, _AReplyTo(conn, msg.reply or ""), msg.data)
+                except RuntimeError:  # the window's loop is closed: as a closed window, no answer
+                    pass
 
         async def subscribe() -> Any:
             sub = await conn.nc.subscribe(self.subject, queue=QUEUE_GROUP, cb=on_msg)
@@ -93,8 +96,26 @@ class NatsPort:
         self._sub = _nats.loop_thread().run(subscribe(), None if timeout is None else timeout + 1,
                                             f"{self.what}: subscribe")
 
-    def close(self) -> None:
+    def _take(self, reply_to: _ReplyTo, data: bytes) -> None:
+        window = self._window
         try:
+            if parse_header(data)[1] & F_SHM:
+                raise ProtocolError("a sender over NATS named a shared-memory segment: only local senders can")
+            answer = window._deliver(reply_to, data)
+        except ProtocolError as exc:
+            window.protocol_errors += 1
+            answer = encode_reply(0, BAD_FRAME, {"message": str(exc)})
+        if answer is not None:
+            if not reply_to.subject and parse_header(answer)[1] == FULL:
+                self.posts_dropped += 1
+            _ReplyTo.send(reply_to, answer)
+
+    def close(self, wait: bool = True) -> None:
+        """Unsubscribe (``wait=False``: start to, for a caller on an event loop)."""
+        try:
+            if not wait:
+                _nats.loop_thread().submit(self._sub.unsubscribe())
+                return
             _nats.loop_thread().run(self._sub.unsubscribe(), 5, f"{self.what}: unsubscribe")
         except Exception:  # the connection is gone: so is the subscription
             pass

@@ -300,6 +300,15 @@ class Window:
                     if self._closed:
                         self._cond.notify_quiet()  # close() waits for the last answers
 
+    def _deliver(self, reply_to: Any, frame: bytes) -> bytes | None:
+        """A frame from the NATS port (._nats): queued, or answered at once (None: nothing to say)."""
+        with self._cond:
+            if self._closed:
+                return None
+            answer = self._core.receive(reply_to, frame, 0, -1, time.monotonic())
+            self._cond.notify_all()
+            return answer
+
     def _bad_frame(self, peer: Peer, exc: ProtocolError) -> None:
         self.protocol_errors += 1  # garbage from this sender: tell it why, then drop it only
         try:
