@@ -376,3 +376,33 @@ def test_asyncio_conversation_ends_when_the_server_closes_over_nats(nats_server,
 
     asyncio.run(main())
     _stop(srv)
+
+
+def test_asyncio_hot_link_delivers_the_latest_value_after_the_nats_server_restarts(nats_server, spawn, name):
+    import asyncio
+
+    srv = _server(spawn, nats_server.url, name)
+
+    async def main() -> list:
+        got: list = []
+        async with await dde.aconnect(name, "Stocks", host=nats_server.url, timeout=5) as conv:
+            await conv.advise("ACME", callback=lambda item, value: got.append(value))
+
+            async def until(value) -> None:
+                deadline = time.monotonic() + 30
+                while value not in got and time.monotonic() < deadline:
+                    await asyncio.sleep(0.05)
+
+            await until("101.5")
+            await asyncio.to_thread(nats_server.restart, down_for=0.5)
+            await asyncio.to_thread(_tell, srv, "set ACME 200")
+            await asyncio.to_thread(_tell, srv, "set ACME 201")
+            await until("201")
+            assert await conv.request("ACME") == "201"
+            assert await conv.execute("again") == "Stocks:AGAIN"  # calls work again too
+        return got
+
+    got = asyncio.run(main())
+    assert got[0] == "101.5" and got[-1] == "201"
+    assert got.count("101.5") == 1  # the re-opened watch's replay of a delivered value is skipped
+    _stop(srv)
