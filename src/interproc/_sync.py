@@ -249,9 +249,6 @@ class Semaphore(_Named):
         except (ValueError, OverflowError) as exc:
             raise ValueError(f"semaphore {self.name!r}: {exc}") from None
 
-    def _wake_all(self) -> None:
-        _native.futex_wake(self._buf, 0)
-
     def __enter__(self) -> "Semaphore":
         self.acquire()
         return self
@@ -306,8 +303,12 @@ class Event(_Named):
                 return _native.atomic_compare_exchange(buf, 0, 1, 0, **_U32)[0]
         return _wait_for(buf, take, _deadline(timeout), _cancel)
 
-    def _wake_all(self) -> None:
-        _native.futex_wake(self._buf, 0)
+
+def wake_waiters(obj: Semaphore | Event) -> None:
+    """Wake every thread asleep on ``obj``'s futex word; each looks again and
+    sleeps on (a wake-up for nothing is harmless).  The asyncio face calls it
+    after setting a waiter's ``cancel`` event, to free that thread at once."""
+    _native.futex_wake(obj._buf, 0)
 
 
 def _details(kind: str) -> Any:

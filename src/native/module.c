@@ -98,7 +98,7 @@ native_exec(PyObject *m)
     }
     if (ip_mutex_add_constants(m) < 0)
         return -1;
-    if (ip_ring_init(m) < 0 || ip_pubsub_init(m) < 0)
+    if (ip_ring_init(m) < 0 || ip_pubsub_init(m) < 0 || ip_listen_bell_init(m) < 0)
         return -1;
     return 0;
 }

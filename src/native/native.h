@@ -61,6 +61,7 @@ extern int ip_stop_after_wake;
 int ip_mutex_add_constants(PyObject *module);
 int ip_ring_init(PyObject *module);
 int ip_pubsub_init(PyObject *module);
+int ip_listen_bell_init(PyObject *module);
 
 /* module.c: the module state holds the exception classes that
  * interproc._errors gives meaning to (set once by set_errors()). */

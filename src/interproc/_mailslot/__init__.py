@@ -272,8 +272,15 @@ class Mailslot(ReceiveChannel):
         """The contract's name for :meth:`read`."""
         return self.read(timeout=timeout)
 
-    def _read_nowait_batch(self) -> bytes | None:
-        """For the asyncio face: a message if one is here, else None, never waiting for one."""
+    @property
+    def queue(self) -> Queue:
+        """The shared-memory queue this slot reads; a driver that waits its own
+        way (the asyncio face) sleeps on its futex words."""
+        return self._queue
+
+    def try_read(self) -> bytes | None:
+        """A message if one is here, else None, never waiting for one (the
+        asyncio face's step between waits)."""
         if self._local:
             return self._local.popleft()
         self._check_open()

@@ -73,12 +73,12 @@ class Mailslot(AsyncReceiveChannel):
         if hasattr(self._slot, "_aread"):  # a nats:// mailslot: its subscription wakes this loop
             return await self._slot._aread(timeout)
         deadline = deadline_of(timeout)
-        queue: Queue = self._slot._queue
+        queue: Queue = self._slot.queue
         while True:
             if self._slot.closed:
                 raise HandleClosed(f"mailslot {self._slot.name!r} was used after its close()")
             seq = queue.data_seq()  # before looking: a write after this wakes the wait at once
-            data = self._slot._read_nowait_batch()
+            data = self._slot.try_read()
             if data is not None:
                 return data
             left = _left(deadline)

@@ -280,17 +280,10 @@ class PipeServer(ListeningSocket):
         p.close = lambda: (io.close(), self._instances.give_back())  # type: ignore[method-assign]
         return p
 
-    def _finish(self, p: PendingHandshake) -> PipeChannel:
-        setup, creds = p.info
-        out = setup.outcome(creds)
-        try:
-            ch = PipeChannel(p.io, name=out.name, framed=out.framed, codec=self.codec,
-                             max_message_size=self.max_message_size, trusted=out.trusted, decoder=p.decoder,
-                             on_close=self._instances.give_back)
-        except BaseException:
-            p.close()
-            raise
-        return out.apply(ch)
+    def _channel(self, p: PendingHandshake, out: Any) -> PipeChannel:
+        return PipeChannel(p.io, name=out.name, framed=out.framed, codec=self.codec,
+                           max_message_size=self.max_message_size, trusted=out.trusted, decoder=p.decoder,
+                           on_close=self._instances.give_back)
 
     def close(self) -> None:
         """Stop listening and remove the name (connected instances stay open)."""

@@ -54,6 +54,7 @@ from C too (``_native.PUBSUB_LAYOUT``).
 """
 
 from .._shm import register_details
+from ._layout import DEFAULT_MAX_SUBSCRIBERS as DEFAULT_MAX_SUBSCRIBERS, DEFAULT_SPIN as DEFAULT_SPIN, SLICE as SLICE
 from ._layout import OFF_TABLE as OFF_TABLE, SLOT_HEADER as SLOT_HEADER, _details
 from ._publisher import Loan as Loan, Publisher as Publisher
 from ._subscriber import Sample as Sample, Subscriber as Subscriber

@@ -140,6 +140,12 @@ class Publisher:
         return self._core.seq
 
     @property
+    def core(self) -> PubSubCore:
+        """The C core (src/native/pubsub_core.c) that the blocking and the
+        asyncio drivers both call: ``send``, ``arm``/``disarm``, the doorbell."""
+        return self._core
+
+    @property
     def _loaned(self) -> bool:
         return self._core.loaned
 

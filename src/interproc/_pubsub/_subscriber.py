@@ -141,6 +141,17 @@ class Subscriber:
     def closed(self) -> bool:
         return not self._finalizer.alive
 
+    @property
+    def core(self) -> PubSubCore:
+        """The C core (src/native/pubsub_core.c) that the blocking and the
+        asyncio drivers both call: ``recv``, ``arm``/``disarm``, the doorbell."""
+        return self._core
+
+    def publisher_gone(self) -> bool:
+        """True once the publishing process has died (``recv()`` then drains and
+        raises ``ChannelClosed``)."""
+        return not is_alive(self._pub)
+
     def _check_open(self) -> None:
         if self.closed:
             raise HandleClosed(f"subscriber of {self.name!r} is closed")
@@ -170,7 +181,7 @@ class Subscriber:
         """True when ``recv()`` would not wait (it returns a sample or raises
         ``ChannelClosed`` at once)."""
         self._check_open()
-        return self._core.ready() or not is_alive(self._pub)
+        return self._core.ready() or self.publisher_gone()
 
     def _wake_publisher(self) -> None:
         buf = self._buf

@@ -33,7 +33,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import stat
 import struct
 import time
 from typing import Any
@@ -317,7 +316,7 @@ class ShmListener(Listener):
         self._buf = seg.buf
         self._closed = False
         self._interrupts = 0
-        self._bell: tuple[int, int] | None = None
+        self._bell = _native.Doorbell()  # src/native/doorbell.c, as ShmChannel and pub/sub use
         self._pid = os.getpid()  # only this process closes the listener for everyone
 
     @property
@@ -331,21 +330,12 @@ class ShmListener(Listener):
         only while it is armed."""
         if self._closed:
             raise HandleClosed(f"{self.address}: fileno() on a closed listener")
-        if self._bell is None:
-            r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-            self._bell = (r, w)
-            _native.atomic_store(self._buf, OFF_LBELL, r, **_U32)
-            _native.atomic_store(self._buf, OFF_LBELL + 8, os.fstat(r).st_ino, **_U64)
-        r, w = self._bell
-        try:
-            while os.read(r, 256):
-                pass
-        except BlockingIOError:
-            pass
+        fd = self._bell.open(self._buf, OFF_LBELL, self.address)
+        self._bell.drain()
         _native.atomic_store(self._buf, OFF_LBELL + 4, 1, **_U32)  # arm, then re-check
         if any(_native.atomic_load(self._buf, OFF_BACKLOG + 8 * i, **_U64) for i in range(BACKLOG)):
-            os.write(w, b"!")
-        return r
+            self._bell.ring()
+        return fd
 
     def _take(self) -> int | None:
         """Pop the oldest queued connection id (ids are connection numbers + 1)."""
@@ -428,12 +418,8 @@ class ShmListener(Listener):
         buf = self._buf
         _native.atomic_store(buf, OFF_LCLOSED, 1, **_U32)
         self._interrupt()
-        if self._bell is not None:
-            _native.atomic_store(buf, OFF_LBELL + 8, 0, **_U64)
-            os.write(self._bell[1], b"!")  # wake our own pollers, then let go
-            for fd in self._bell:
-                os.close(fd)
-            self._bell = None
+        self._bell.ring()  # wake our own pollers, then let go
+        self._bell.close(buf, OFF_LBELL)
         try:
             self._seg.unlink()  # new connects fail with NotFound at once
         except InterprocError:
@@ -534,29 +520,9 @@ def connect(name: str, *, timeout: float | None = None, capacity: Any = None, po
 
 
 def _ring_listener(lbuf: memoryview) -> None:
-    """Write a byte into the listener's doorbell pipe, reopened through
-    /proc/PID/fd/N; only a FIFO with the published inode (never anything else)."""
-    owner = _read_ident(lbuf, OFF_LOWNER)
-    fd = _native.atomic_load(lbuf, OFF_LBELL, **_U32)
-    ino = _native.atomic_load(lbuf, OFF_LBELL + 8, **_U64)
-    try:
-        p = os.open(f"/proc/{owner.pid}/fd/{fd}", os.O_PATH | os.O_CLOEXEC)
-    except OSError:
-        return
-    try:
-        st = os.fstat(p)
-        if ino and stat.S_ISFIFO(st.st_mode) and st.st_ino == ino:
-            w = os.open(f"/proc/self/fd/{p}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-            try:
-                os.write(w, b"!")
-            except BlockingIOError:
-                pass  # full: readable already
-            finally:
-                os.close(w)
-    except OSError:
-        pass
-    finally:
-        os.close(p)
+    """Ring the listener's doorbell (src/native/doorbell.c reopens its pipe
+    through /proc/PID/fd/N: only a FIFO with the published inode)."""
+    _native.ring_doorbell(lbuf, OFF_LBELL, _read_ident(lbuf, OFF_LOWNER).pid)
 
 
 def _create_connection(name: str, lbuf: memoryview, cap: int, owner: ProcessId,

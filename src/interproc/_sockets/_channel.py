@@ -116,6 +116,23 @@ class ListeningSocket(Listener):
         instances were all taken); None: only when it fires."""
         return self._pool.wake_after(self._may_accept)
 
+    def _finish(self, p: PendingHandshake) -> Any:
+        """The handshake is done: the trust decision (``p.info`` is the setup and
+        what to decide on), the channel, its options applied.  If building the
+        channel fails, the client's connection is closed (``p.close()``)."""
+        setup, *who = p.info
+        out = setup.outcome(*who)
+        try:
+            ch = self._channel(p, out)
+        except BaseException:
+            p.close()
+            raise
+        return out.apply(ch)
+
+    def _channel(self, p: PendingHandshake, out: Any) -> Any:
+        """The channel for a client whose handshake ``p`` is done (each subclass its own kind)."""
+        raise NotImplementedError
+
     @property
     def listening_socket(self) -> socket.socket | None:
         """The listening socket (None once closed): the asyncio driver accepts on it."""
@@ -196,16 +213,9 @@ class SocketListener(ListeningSocket):
         return PendingHandshake(io, setup.handshake, time.monotonic() + self.handshake_timeout, what,
                                 tls=self.ssl is not None, info=(setup, creds, peer))
 
-    def _finish(self, p: PendingHandshake) -> SocketChannel:
-        setup, creds, peer = p.info
-        out = setup.outcome(creds, peer)
-        try:
-            ch = SocketChannel(p.io, name=out.name, codec=self.codec, max_message_size=self.max_message_size,
-                               trusted=out.trusted, decoder=p.decoder)
-        except BaseException:
-            p.io.close()
-            raise
-        return out.apply(ch)
+    def _channel(self, p: PendingHandshake, out: Any) -> SocketChannel:
+        return SocketChannel(p.io, name=out.name, codec=self.codec, max_message_size=self.max_message_size,
+                             trusted=out.trusted, decoder=p.decoder)
 
     def close(self) -> None:
         sock, self._sock = self._sock, None

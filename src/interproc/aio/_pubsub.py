@@ -22,9 +22,8 @@ from typing import Any, AsyncIterator
 from .._errors import ChannelClosed, Timeout
 from .._aio_fdwait import FdWaiters
 from .._naming import Scope
-from .._platform import is_alive
+from .._pubsub import DEFAULT_MAX_SUBSCRIBERS, DEFAULT_SPIN, SLICE
 from .._pubsub import Publisher as _Publisher, Sample, Subscriber as _Subscriber
-from .._pubsub._layout import DEFAULT_MAX_SUBSCRIBERS, DEFAULT_SPIN, SLICE
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -45,7 +44,7 @@ class Subscriber:
     def __init__(self, sub: _Subscriber) -> None:
         self.subscriber = sub
         self.name = sub.name
-        self._core = sub._core
+        self._core = sub.core
         self._fdw = FdWaiters(self._core.drain_bell)
 
     @classmethod
@@ -79,7 +78,7 @@ class Subscriber:
             raise Timeout(f"no sample from publisher {self.name!r} in time")
         core = self._core
         try:
-            if core.arm() or not is_alive(self.subscriber._pub):
+            if core.arm() or self.subscriber.publisher_gone():
                 return  # ready after all: recv reports it
             await self._fdw.wait(core.bell_fd, deadline)
         finally:
@@ -129,7 +128,7 @@ class Publisher:
     def __init__(self, pub: _Publisher) -> None:
         self.publisher = pub
         self.name = pub.name
-        self._core = pub._core
+        self._core = pub.core
         self._fdw = FdWaiters(self._core.drain_bell)
 
     @classmethod

@@ -27,7 +27,7 @@ class Event:
     async def wait(self, timeout: float | None = None) -> bool:
         ev = self._event
         give_back = (lambda: None) if ev.manual_reset else ev.set
-        return await _in_thread(lambda c: ev.wait(timeout, _cancel=c), ev._wake_all, give_back)
+        return await _in_thread(lambda c: ev.wait(timeout, _cancel=c), lambda: _sync.wake_waiters(ev), give_back)
 
     def set(self) -> None:
         self._event.set()
@@ -58,7 +58,7 @@ class Semaphore:
 
     async def acquire(self, timeout: float | None = None) -> bool:
         sem = self._sem
-        return await _in_thread(lambda c: sem.acquire(True, timeout, _cancel=c), sem._wake_all, sem.release)
+        return await _in_thread(lambda c: sem.acquire(True, timeout, _cancel=c), lambda: _sync.wake_waiters(sem), sem.release)
 
     def release(self, count: int = 1) -> int:
         return self._sem.release(count)
