@@ -259,3 +259,22 @@ def test_send_timeout_before_any_byte_keeps_the_channel(tmpdir_short):
             else:  # nothing of it went out: the channel goes on
                 c.send(b"still usable", timeout=10)
                 assert p.recv(timeout=10) == b"still usable"
+
+
+def test_recv_spin_keeps_messages_whole_and_reports_eof(spawn):
+    # recv_spin (opt-in, RPC callers set it): non-blocking reads before a sleep.
+    # Small and large frames, with and without a timeout, through the backoff,
+    # then the peer's close still reads as ChannelClosed.
+    proc, address = start_echo(spawn, "tcp://127.0.0.1:0")
+    with interproc.connect(address, timeout=10) as ch:
+        ch.recv_spin = 50e-6
+        for i, size in enumerate((0, 5, 4096, 70000, 3 * 1024 * 1024, 7) * 3):
+            data = os.urandom(size)
+            ch.send(data)
+            assert ch.recv(timeout=None if i % 2 else 20) == data
+        with pytest.raises(interproc.Timeout):
+            ch.recv(timeout=0.05)  # nothing comes: the spin gives up, the wait times out
+        proc.kill()
+        proc.wait(10)
+        with pytest.raises(interproc.ChannelClosed):
+            ch.recv(timeout=10)

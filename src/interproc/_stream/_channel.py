@@ -33,6 +33,7 @@ from .._handshake import MAX_HANDSHAKE_FRAME
 from .._lifecycle import log
 
 _WOULD_BLOCK = (BlockingIOError, InterruptedError)
+_yield = os.sched_yield
 _NOWAIT = socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT
 _CHUNK = 256 * 1024
 _SMALL = 4096
@@ -339,6 +340,14 @@ class StreamEnd:
                 self._fast_send = lambda frame, fd=io.wfd, write=os.write: write(fd, frame)
         if not framed:
             self._fast_recv = None
+        # Opt-in (RPC sets it): seconds to poll with non-blocking reads before a
+        # recv sleeps.  A request/reply peer's answer often comes within tens of
+        # microseconds, less than a kernel sleep and wake-up costs.  0: never spin.
+        self.recv_spin = 0.0
+        self._spin_recv = None
+        self._spin_skip = self._spin_backoff = 0  # after spins that found nothing: skip a few
+        if framed and isinstance(io, SockIO) and not self._tls:
+            self._spin_recv = lambda buf, r=io.sock.recv_into: r(buf, 0, socket.MSG_DONTWAIT)
         self._on_close = on_close
         # One lock per direction: several threads may send (or receive) on one
         # channel, each message going out (coming in) whole.
@@ -478,6 +487,17 @@ class StreamReceiver(ReceiveChannelBase):
         frames = dec._frames
         if frames:
             return frames.popleft()
+        if self.recv_spin > 0 and self._spin_recv is not None and not self._eof and timeout != 0:
+            if self._spin_skip:
+                self._spin_skip -= 1
+            else:
+                frame = self._spin_for_frame(self.recv_spin if timeout is None else min(self.recv_spin, timeout))
+                if frame is not None:
+                    self._spin_backoff = 0
+                    return frame
+                # The peer was not that quick (idle, or no CPU free to run it while
+                # we spin): spin again only after 1, 2, 4 ... 64 plain waits.
+                self._spin_skip = self._spin_backoff = min(64, 2 * self._spin_backoff or 1)
         if timeout is None and self._fast_recv is not None and not self._eof:
             # Hot path: sleep in the kernel until bytes come, parse, return.
             # Anything unusual (EOF, an error, a bad frame) falls through to
@@ -515,6 +535,27 @@ class StreamReceiver(ReceiveChannelBase):
             log.warning("%s: protocol error, channel closed: %s", self.name, exc)
             self._abort(f"a protocol error ({exc})")
             raise
+
+    def _spin_for_frame(self, seconds: float) -> bytes | None:
+        """Non-blocking reads for up to ``seconds``: a whole frame, or None (the
+        normal path then waits, and reports an end of stream or error it meets)."""
+        dec, recv, clock = self._decoder, self._spin_recv, time.perf_counter
+        frames = dec._frames
+        end = clock() + seconds
+        while True:
+            try:
+                n = dec.read_from(recv)
+            except _WOULD_BLOCK:
+                if clock() >= end:
+                    return None
+                _yield()  # a peer waiting for this CPU runs first (else the spin only delays it)
+                continue
+            except OSError:
+                return None
+            if frames:
+                return frames.popleft()
+            if n == 0 or dec._error is not None:
+                return None
 
     # -- byte stream -----------------------------------------------------
     def read(self, n: int = -1, *, timeout: float | None = None) -> bytes:
