@@ -14,7 +14,7 @@ from typing import Any, Callable, Generic, TypeVar, overload
 
 from .._errors import ChannelClosed, HandleClosed, InterprocError, NotFound, RemoteError, Timeout
 from .._nats import is_nats
-from ._client import interface_methods
+from ._client import InterfaceChecks, interface_methods
 from ._dispatch import Exposed
 from ._lines import aio_connect_lines, aio_listen_lines, is_line_address
 from ._nats import AsyncNatsChannel
@@ -220,7 +220,7 @@ class AsyncBatch:
             await self.send()
 
 
-class AsyncProxy(Generic[T]):
+class AsyncProxy(InterfaceChecks, Generic[T]):
     """The asyncio proxy: ``await p.add(1, 2)``."""
 
     def __init__(self, ep: AsyncEndpoint, address: str, interface: Any = None) -> None:
@@ -230,13 +230,6 @@ class AsyncProxy(Generic[T]):
     @property
     def codec(self) -> str:
         return self._ep.proto.codec
-
-    def _check_name(self, name: str, args: Any, kwargs: Any) -> None:
-        if self._sigs is not None:
-            sig = self._sigs.get(name)
-            if sig is None:
-                raise AttributeError(f"{self._interface.__name__} has no method {name!r}")
-            sig.bind(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

@@ -31,6 +31,21 @@ def interface_methods(interface: Any) -> dict[str, inspect.Signature]:
     return found
 
 
+class InterfaceChecks:
+    """The typed-interface check of a proxy, blocking or asyncio: a call names a method the
+    interface declares, with arguments its signature binds."""
+
+    _interface: Any
+    _sigs: dict[str, inspect.Signature] | None
+
+    def _check_name(self, name: str, args: Any, kwargs: Any) -> None:
+        if self._sigs is not None:
+            sig = self._sigs.get(name)
+            if sig is None:
+                raise AttributeError(f"{self._interface.__name__} has no method {name!r}")
+            sig.bind(*args, **kwargs)
+
+
 class _Method:
     """A bound remote method: ``p.add(1, 2)``."""
 
@@ -115,7 +130,7 @@ class _BatchFuture:
         return self._pending is not None and self._pending.done()
 
 
-class Proxy(Generic[T]):
+class Proxy(InterfaceChecks, Generic[T]):
     """The client end of an RPC connection.  Remote methods are attributes: ``p.add(1, 2)``."""
 
     def __init__(self, ep: Endpoint, address: str, interface: Any = None) -> None:
@@ -138,13 +153,6 @@ class Proxy(Generic[T]):
     @timeout.setter
     def timeout(self, value: float | None) -> None:
         self._ep.timeout = value
-
-    def _check_name(self, name: str, args: Any, kwargs: Any) -> None:
-        if self._sigs is not None:
-            sig = self._sigs.get(name)
-            if sig is None:
-                raise AttributeError(f"{self._interface.__name__} has no method {name!r}")
-            sig.bind(*args, **kwargs)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
