@@ -28,7 +28,8 @@ import ssl
 import threading
 import time
 import urllib.parse
-from typing import Any, Awaitable, TypeVar
+from collections import deque
+from typing import Any, Awaitable, Callable, TypeVar
 
 from ._errors import ChannelClosed, MessageTooLarge, NotFound, PermissionDenied, Timeout
 from ._naming import validate_name
@@ -257,6 +258,23 @@ class Connection:
                 await self.nc.flush(timeout=timeout or 10)
 
         loop_thread().run(go(), timeout, f"{self.what}: publish to {subj}")
+
+
+def pop_waiting(cond: threading.Condition, queue: "deque[bytes]", is_closed: Callable[[], bool],
+                timeout: float | None, closed_message: str, timeout_message: str) -> bytes:
+    """The next message of ``queue``, which a subscription callback fills under ``cond``:
+    ``ChannelClosed`` once ``is_closed()`` and it is empty, ``Timeout`` after ``timeout``.
+    The waits are bounded, so Ctrl-C is seen promptly."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    with cond:
+        while not queue:
+            if is_closed():
+                raise ChannelClosed(closed_message)
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise Timeout(timeout_message)
+            cond.wait(0.25 if left is None else min(left, 0.25))
+        return queue.popleft()
 
 
 def translate(exc: BaseException, what: str) -> BaseException:

@@ -81,17 +81,8 @@ class NatsReader:
                                             f"{self.what}: subscribe")
 
     def read(self, timeout: float | None) -> bytes:
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while not self._queue:
-                if self._closed:
-                    raise ChannelClosed(f"{self.what} is closed")
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise Timeout(f"{self.what}: no message within {timeout} s")
-                # Bounded waits, so Ctrl-C is seen promptly.
-                self._cond.wait(0.25 if left is None else min(left, 0.25))
-            return self._queue.popleft()
+        return _nats.pop_waiting(self._cond, self._queue, lambda: self._closed, timeout,
+                                 f"{self.what} is closed", f"{self.what}: no message within {timeout} s")
 
     def _wake_async(self) -> None:
         """(Under the lock) a message arrived or the reader closed: wake the asyncio readers."""

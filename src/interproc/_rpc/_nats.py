@@ -26,14 +26,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import threading
-import time
 import traceback
 from collections import deque
 from typing import Any
 
 from .. import _nats
 from .._channel import Channel
-from .._errors import ChannelClosed, Timeout
+from .._errors import ChannelClosed
 from ._dispatch import Exposed
 from ._protocol import CODECS, SERVER_ERROR, Call, Fault, Protocol, Send, decode, error_object
 
@@ -176,16 +175,8 @@ class NatsChannel(Channel):
 
     def _recv_bytes(self, timeout: float | None) -> bytes:
         inbox = self._inbox
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with inbox.cond:
-            while not inbox.queue:
-                if inbox.closed:
-                    raise ChannelClosed(f"{inbox.what}: closed")
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    raise Timeout(f"{inbox.what}: no reply within {timeout} s")
-                inbox.cond.wait(0.25 if left is None else min(left, 0.25))
-            return inbox.queue.popleft()
+        return _nats.pop_waiting(inbox.cond, inbox.queue, lambda: inbox.closed, timeout,
+                                 f"{inbox.what}: closed", f"{inbox.what}: no reply within {timeout} s")
 
 
 class AsyncNatsChannel:
