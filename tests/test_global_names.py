@@ -21,8 +21,8 @@ from transport_helpers import accept_and_connect
 pytestmark = pytest.mark.skipif(os.getuid() != 0, reason="needs root to run a second uid")
 OTHER = 65534
 
-# import first: the interpreter itself may live where uid 65534 cannot read
-AS_OTHER = f"import os, sys, socket, interproc\nfrom interproc.pipes import NamedPipe\nos.setgid({OTHER}); os.setuid({OTHER})\n"
+# import everything first: the interpreter and the checkout may live where uid 65534 cannot read
+AS_OTHER = f"import os, sys, socket, interproc\nfrom interproc import sockets\nfrom interproc.pipes import NamedPipe\nos.setgid({OTHER}); os.setuid({OTHER})\n"
 
 
 @pytest.fixture
@@ -91,7 +91,6 @@ def test_clients_can_require_the_server_uid(global_dir, spawn, name):
     os.chmod(global_dir, 0o1777)
     unix_path = os.path.join(global_dir, "sock")
     proc = spawn(AS_OTHER + """
-from interproc import sockets
 srv = NamedPipe.serve(sys.argv[1], scope="global", file_mode=0o666)
 lst = sockets.listen_unix(sys.argv[2], mode=0o666)
 print("READY", flush=True)
